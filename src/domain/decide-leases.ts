@@ -1,0 +1,188 @@
+// decide for the pull protocol: leasing an attempt, heartbeats, completions and the reaper's expiries. Pure: reads
+// the view, returns events or throws a DomainError (and nothing is appended).
+import type { CheckWriteInput, DecideContext, StageWriteInput } from './commands.js';
+import type { ExecutionCompletion } from './decide-runners.js';
+import { decideWriteNodes } from './decide-write-nodes.js';
+import { failedPrecondition, invalidArgument } from './errors.js';
+import type { DomainEvent, PendingEvent } from './events.js';
+import {
+  currentAttempt,
+  isTerminalAttempt,
+  type Attempt,
+  type JsonObject,
+  type Lease,
+  type LeaseExpiryReason,
+  type Stage,
+} from './model.js';
+import type { WorkPlanView } from './view.js';
+
+const pending = (event: DomainEvent): PendingEvent => ({ event, causedByVersion: null });
+
+/** What the scheduler grants when it leases an attempt. */
+export interface LeaseGrant {
+  readonly leaseId: string;
+  readonly tokenHash: string;
+  readonly runnerId: string;
+  readonly runnerType: string;
+  readonly heartbeatIntervalMs: number;
+  readonly expiresAt: number;
+  readonly runDeadline: number;
+}
+
+/** The attempt a lease is about. */
+export interface LeaseTarget {
+  readonly stageId: string;
+  readonly idx: number;
+  readonly leaseId: string;
+}
+
+/** Leasing moves the PENDING current attempt to RUNNING with the runner as its process uid, in one write. */
+export function decideLease(view: WorkPlanView, stageId: string, idx: number, grant: LeaseGrant): PendingEvent[] {
+  const stage = view.stage(stageId);
+  const attempt = stage && currentAttempt(stage);
+  if (!stage || stage.state !== 'ATTEMPTING' || attempt?.idx !== idx || attempt.state !== 'PENDING') {
+    throw failedPrecondition(`attempt ${idx} of stage "${stageId}" is no longer PENDING`);
+  }
+  return [
+    pending({ type: 'StageAttemptLeased', data: { stageId, idx, ...grant } }),
+    pending({ type: 'StageAttemptStateChanged', data: { stageId, idx, from: 'PENDING', to: 'RUNNING', processUid: grant.runnerId, failure: null } }),
+  ];
+}
+
+/**
+ * Where a lease stands. CANCELLED: the attempt ended without the runner (a client cancelled the stage or ended the
+ * attempt); EXPIRED: the reaper expired it, or it is past its expiry and the reaper has not got to it yet.
+ */
+export type LeaseStatus = 'ACTIVE' | 'CANCELLED' | 'EXPIRED' | 'COMPLETED';
+
+export function leaseStatus(attempt: Attempt, lease: Lease, now: number): LeaseStatus {
+  if (lease.expired) return 'EXPIRED';
+  if (lease.completion !== null) return 'COMPLETED';
+  if (isTerminalAttempt(attempt.state)) return 'CANCELLED';
+  if (now >= lease.expiresAt || now >= lease.runDeadline) return 'EXPIRED';
+  return 'ACTIVE';
+}
+
+function leased(view: WorkPlanView, target: LeaseTarget): { stage: Stage; attempt: Attempt; lease: Lease } {
+  const stage = view.stage(target.stageId);
+  const attempt = stage?.attempts.find((a) => a.idx === target.idx);
+  const lease = attempt?.lease;
+  if (!stage || !attempt || !lease || lease.leaseId !== target.leaseId) {
+    throw failedPrecondition(`lease ${target.leaseId} no longer holds an attempt`, 'lease_token');
+  }
+  return { stage, attempt, lease };
+}
+
+function refuse(status: LeaseStatus, stage: Stage, attempt: Attempt, lease: Lease): never {
+  const what = `lease ${lease.leaseId} of attempt ${attempt.idx} of stage "${stage.id}"`;
+  switch (status) {
+    case 'EXPIRED':
+      throw failedPrecondition(`${what} has expired${lease.expired ? ` (${lease.expired})` : ''}`, 'lease_token');
+    case 'COMPLETED':
+      throw failedPrecondition(`${what} was already completed with a different outcome`, 'lease_token');
+    default:
+      throw failedPrecondition(
+        `${what} is over: the attempt is ${attempt.state}${attempt.failure ? ` (${attempt.failure.message})` : ''}`,
+        'lease_token',
+      );
+  }
+}
+
+export interface HeartbeatInput {
+  readonly lines: readonly string[];
+  readonly message: string;
+  readonly details: JsonObject;
+  /** The new expiry: now + 2 heartbeat intervals. */
+  readonly expiresAt: number;
+}
+
+export interface HeartbeatDecision {
+  readonly events: PendingEvent[];
+  readonly cancelRequested: boolean;
+}
+
+/** Extends an active lease (and appends progress); a cancelled one is told so, an expired one is refused. */
+export function decideHeartbeat(view: WorkPlanView, target: LeaseTarget, hb: HeartbeatInput, now: number): HeartbeatDecision {
+  const { stage, attempt, lease } = leased(view, target);
+  const status = leaseStatus(attempt, lease, now);
+  if (status === 'CANCELLED') return { events: [], cancelRequested: true };
+  if (status !== 'ACTIVE') refuse(status, stage, attempt, lease);
+  const events: PendingEvent[] = [];
+  if (hb.lines.length > 0 || hb.message) {
+    const details: JsonObject = { ...hb.details, ...(hb.lines.length ? { lines: [...hb.lines] } : {}) };
+    const message = hb.message || `${hb.lines.length} line${hb.lines.length === 1 ? '' : 's'} of output`;
+    events.push(pending({ type: 'StageAttemptProgressAppended', data: { stageId: stage.id, idx: attempt.idx, message, timestamp: null, details } }));
+  }
+  const expiresAt = Math.min(hb.expiresAt, lease.runDeadline);
+  events.push(pending({ type: 'StageAttemptLeaseExtended', data: { stageId: stage.id, idx: attempt.idx, leaseId: lease.leaseId, expiresAt } }));
+  return { events, cancelRequested: false };
+}
+
+/**
+ * CompleteLease, applied as one write like a push completion: every check update (a result, finalize, then state),
+ * then the attempt (COMPLETE, or INCOMPLETE with the failure), then the stage state. An identical repeat appends
+ * nothing.
+ */
+export function decideLeaseCompletion(view: WorkPlanView, target: LeaseTarget, c: ExecutionCompletion, ctx: DecideContext): PendingEvent[] {
+  const { stage, attempt, lease } = leased(view, target);
+  if (lease.completion === c.fingerprint) return [];
+  const status = leaseStatus(attempt, lease, ctx.now);
+  if (status !== 'ACTIVE') refuse(status, stage, attempt, lease);
+  const checks: CheckWriteInput[] = c.checkUpdates.map((u, i) => {
+    if (!view.check(u.checkId)) throw invalidArgument(`no check "${u.checkId}" in this workplan`, `check_updates[${i}].check_id`);
+    const hasResult = u.resultData !== undefined || u.failure !== undefined || u.finalize;
+    return {
+      id: u.checkId,
+      state: u.state,
+      result: hasResult ? { ownerType: 'stage', ownerId: stage.id, data: u.resultData ?? {}, finalize: u.finalize, failure: u.failure } : undefined,
+    };
+  });
+  const final = c.stageState === 'FINAL';
+  const stages: StageWriteInput[] = [
+    {
+      id: stage.id,
+      currentAttempt: { state: c.failure ? 'INCOMPLETE' : 'COMPLETE', failure: c.failure, details: c.details },
+      state: final && !c.failure ? 'FINAL' : undefined,
+    },
+  ];
+  const events = decideWriteNodes({ checks, stages }, view, ctx);
+  if (final && c.failure) {
+    const failure = { message: c.failure.message, occurredAt: c.failure.occurredAt ?? ctx.now };
+    events.push(pending({ type: 'StageStateChanged', data: { stageId: stage.id, from: stage.state, to: 'FINAL', failure } }));
+  }
+  events.push(pending({ type: 'StageAttemptLeaseCompleted', data: { stageId: stage.id, idx: attempt.idx, leaseId: lease.leaseId, fingerprint: c.fingerprint } }));
+  return events;
+}
+
+/**
+ * The reaper's expiry of a lease (HEARTBEATS_MISSED, RUN_TIMEOUT): the attempt goes INCOMPLETE with the reason and
+ * the resolver retries it. A no-op if the lease ended meanwhile (completed, cancelled, extended past `now`).
+ */
+export function decideLeaseExpiry(view: WorkPlanView, target: LeaseTarget, reason: LeaseExpiryReason, message: string, now: number): PendingEvent[] {
+  const stage = view.stage(target.stageId);
+  const attempt = stage?.attempts.find((a) => a.idx === target.idx);
+  const lease = attempt?.lease;
+  if (!stage || !attempt || !lease || lease.leaseId !== target.leaseId) return [];
+  if (leaseStatus(attempt, lease, now) !== 'EXPIRED' || lease.expired) return [];
+  return [
+    pending({ type: 'StageAttemptLeaseExpired', data: { stageId: stage.id, idx: attempt.idx, leaseId: lease.leaseId, reason } }),
+    pending({
+      type: 'StageAttemptStateChanged',
+      data: { stageId: stage.id, idx: attempt.idx, from: attempt.state, to: 'INCOMPLETE', processUid: '', failure: { message, occurredAt: now } },
+    }),
+  ];
+}
+
+/** The reaper's pickup timeout: a PENDING attempt nobody leased in time goes INCOMPLETE (and is retried). */
+export function decidePickupExpiry(view: WorkPlanView, stageId: string, idx: number, message: string, now: number): PendingEvent[] {
+  const stage = view.stage(stageId);
+  const attempt = stage && currentAttempt(stage);
+  if (!stage || attempt?.idx !== idx || attempt.state !== 'PENDING') return [];
+  return [
+    pending({ type: 'StageAttemptLeaseExpired', data: { stageId, idx, leaseId: '', reason: 'PICKUP_TIMEOUT' } }),
+    pending({
+      type: 'StageAttemptStateChanged',
+      data: { stageId, idx, from: 'PENDING', to: 'INCOMPLETE', processUid: '', failure: { message, occurredAt: now } },
+    }),
+  ];
+}

@@ -1,0 +1,208 @@
+// decide for the runner protocol: registrations (registry stream) and executions (workplan streams). Pure.
+import type { CheckWriteInput, DecideContext, FailureInput, StageWriteInput } from './commands.js';
+import { decideWriteNodes } from './decide-write-nodes.js';
+import { failedPrecondition, invalidArgument, notFound } from './errors.js';
+import type { DomainEvent, PendingEvent } from './events.js';
+import {
+  currentAttempt,
+  isTerminalAttempt,
+  type Attempt,
+  type CheckState,
+  type ExecutionMode,
+  type JsonObject,
+  type RunnerRegistration,
+  type Stage,
+  type StageState,
+} from './model.js';
+import type { WorkPlanView } from './view.js';
+
+const pending = (event: DomainEvent): PendingEvent => ({ event, causedByVersion: null });
+
+/** What a runner asks for when it registers (or re-registers as its heartbeat). */
+export type RegisterRunner = Pick<
+  RunnerRegistration,
+  'runnerId' | 'runnerType' | 'address' | 'supportedModes' | 'maxConcurrent' | 'ttlSeconds' | 'metadata'
+>;
+
+/** A first registration, or a heartbeat (the same runner_id again before expiry): same registration, load kept. */
+export function decideRegisterRunner(
+  existing: RunnerRegistration | undefined,
+  cmd: RegisterRunner,
+  now: number,
+  newRegistrationId: () => string,
+): PendingEvent[] {
+  const fields = {
+    runnerId: cmd.runnerId,
+    runnerType: cmd.runnerType,
+    address: cmd.address,
+    supportedModes: cmd.supportedModes.length ? [...new Set(cmd.supportedModes)] : (['SYNC'] as ExecutionMode[]),
+    maxConcurrent: cmd.maxConcurrent > 0 ? cmd.maxConcurrent : 1,
+    ttlSeconds: cmd.ttlSeconds > 0 ? cmd.ttlSeconds : 300,
+    metadata: cmd.metadata,
+  };
+  const expiresAt = now + fields.ttlSeconds * 1000;
+  if (existing && existing.expiresAt > now) {
+    return [pending({ type: 'RunnerRefreshed', data: { ...fields, registrationId: existing.registrationId, expiresAt } })];
+  }
+  return [pending({ type: 'RunnerRegistered', data: { ...fields, registrationId: newRegistrationId(), expiresAt } })];
+}
+
+export function decideUnregisterRunner(existing: RunnerRegistration | undefined, registrationId: string): PendingEvent[] {
+  if (!existing) throw notFound(`no live registration "${registrationId}"`, 'registration_id');
+  return [pending({ type: 'RunnerUnregistered', data: { registrationId } })];
+}
+
+export interface ExecutionTarget {
+  readonly executionId: string;
+  readonly stageId: string;
+  readonly idx: number;
+}
+
+export function decideDispatch(
+  view: WorkPlanView,
+  stageId: string,
+  idx: number,
+  runner: RunnerRegistration,
+  executionId: string,
+  deadline: number,
+): PendingEvent[] {
+  const stage = view.stage(stageId);
+  const attempt = stage && currentAttempt(stage);
+  if (!stage || attempt?.idx !== idx || attempt.state !== 'PENDING') {
+    throw failedPrecondition(`attempt ${idx} of stage "${stageId}" is no longer PENDING`);
+  }
+  return [
+    pending({
+      type: 'StageAttemptDispatched',
+      data: { stageId, idx, executionId, registrationId: runner.registrationId, runnerId: runner.runnerId, mode: stage.executionMode, deadline },
+    }),
+    pending({
+      type: 'StageAttemptStateChanged',
+      data: { stageId, idx, from: 'PENDING', to: 'SCHEDULED', processUid: '', failure: null },
+    }),
+  ];
+}
+
+/** The execution's attempt, if it is still the one the execution runs and has not finished. */
+function liveAttempt(view: WorkPlanView, target: ExecutionTarget): { stage: Stage; attempt: Attempt } {
+  const stage = view.stage(target.stageId);
+  const attempt = stage?.attempts.find((a) => a.idx === target.idx);
+  if (!stage || !attempt || attempt.execution?.executionId !== target.executionId) {
+    throw failedPrecondition(`execution ${target.executionId} no longer runs an attempt`, 'execution_id');
+  }
+  return { stage, attempt };
+}
+
+function ensureRunning(view: WorkPlanView, target: ExecutionTarget): { stage: Stage; attempt: Attempt } {
+  const found = liveAttempt(view, target);
+  if (isTerminalAttempt(found.attempt.state)) {
+    const why = found.stage.state === 'FINAL' && found.attempt.state === 'INCOMPLETE' ? found.attempt.failure?.message ?? 'finished' : 'finished';
+    throw failedPrecondition(
+      `execution ${target.executionId} is over: attempt ${found.attempt.idx} of stage "${found.stage.id}" is ${found.attempt.state} (${why})`,
+      'execution_id',
+    );
+  }
+  return found;
+}
+
+export function decideDeclined(view: WorkPlanView, target: ExecutionTarget): PendingEvent[] {
+  const { attempt } = ensureRunning(view, target);
+  if (attempt.state !== 'SCHEDULED') return [];
+  return [pending({ type: 'StageAttemptDispatchDeclined', data: { stageId: target.stageId, idx: target.idx, executionId: target.executionId } })];
+}
+
+export interface ExecutionUpdate {
+  readonly message: string;
+  readonly progressPercent: number;
+  readonly details: JsonObject;
+}
+
+/** UpdateStageExecution: the runner is at work (SCHEDULED → RUNNING) and reports progress. */
+export function decideExecutionUpdate(view: WorkPlanView, target: ExecutionTarget, update: ExecutionUpdate, ctx: DecideContext): PendingEvent[] {
+  const { attempt } = ensureRunning(view, target);
+  const stage = view.stage(target.stageId)!;
+  const runnerId = attempt.execution!.runnerId;
+  const progress = {
+    message: update.message,
+    details: { ...update.details, ...(update.progressPercent ? { progress_percent: update.progressPercent } : {}) },
+  };
+  return decideWriteNodes(
+    { checks: [], stages: [{ id: stage.id, currentAttempt: { processUid: runnerId, progress } }] },
+    view,
+    ctx,
+  );
+}
+
+export interface CheckUpdateInput {
+  readonly checkId: string;
+  readonly state?: CheckState | undefined;
+  readonly resultData?: JsonObject | undefined;
+  readonly finalize: boolean;
+  readonly failure?: FailureInput | undefined;
+}
+
+export interface ExecutionCompletion {
+  readonly stageState?: StageState | undefined;
+  readonly checkUpdates: readonly CheckUpdateInput[];
+  readonly failure?: FailureInput | undefined;
+  readonly details?: JsonObject | undefined;
+  /** Identifies the completion's content: a repeat with the same fingerprint is acknowledged, nothing appended. */
+  readonly fingerprint: string;
+}
+
+/**
+ * A Run answer or CompleteStageExecution, applied as one write: every check update (a result, finalize, then
+ * state), then the attempt (COMPLETE, or INCOMPLETE with the failure), then the stage state.
+ */
+export function decideCompletion(view: WorkPlanView, target: ExecutionTarget, c: ExecutionCompletion, ctx: DecideContext): PendingEvent[] {
+  const found = liveAttempt(view, target);
+  if (isTerminalAttempt(found.attempt.state) && found.attempt.execution?.completion === c.fingerprint) return [];
+  const { stage, attempt } = ensureRunning(view, target);
+  const checks: CheckWriteInput[] = c.checkUpdates.map((u, i) => {
+    if (!view.check(u.checkId)) throw invalidArgument(`no check "${u.checkId}" in this workplan`, `check_updates[${i}].check_id`);
+    const hasResult = u.resultData !== undefined || u.failure !== undefined || u.finalize;
+    return {
+      id: u.checkId,
+      state: u.state,
+      result: hasResult
+        ? { ownerType: 'stage', ownerId: stage.id, data: u.resultData ?? {}, finalize: u.finalize, failure: u.failure }
+        : undefined,
+    };
+  });
+  const runnerId = attempt.execution!.runnerId;
+  const stages: StageWriteInput[] = [];
+  if (attempt.state !== 'RUNNING') stages.push({ id: stage.id, currentAttempt: { processUid: runnerId } });
+  // Only FINAL is meaningful in an answer; with a failure it means "do not retry".
+  const final = c.stageState === 'FINAL';
+  stages.push({
+    id: stage.id,
+    currentAttempt: { state: c.failure ? 'INCOMPLETE' : 'COMPLETE', failure: c.failure, details: c.details },
+    state: final && !c.failure ? 'FINAL' : undefined,
+  });
+  const events = decideWriteNodes({ checks, stages }, view, ctx);
+  if (final && c.failure) {
+    const failure = { message: c.failure.message, occurredAt: c.failure.occurredAt ?? ctx.now };
+    events.push(pending({ type: 'StageStateChanged', data: { stageId: stage.id, from: stage.state, to: 'FINAL', failure } }));
+  }
+  events.push(pending({ type: 'StageExecutionCompleted', data: { stageId: stage.id, idx: attempt.idx, executionId: target.executionId, fingerprint: c.fingerprint } }));
+  return events;
+}
+
+/** Transport errors, unreachable runners, deadlines: the attempt is INCOMPLETE with the reason (and retried). */
+export function decideExecutionFailed(view: WorkPlanView, target: ExecutionTarget, message: string, now: number): PendingEvent[] {
+  const found = liveAttempt(view, target);
+  if (isTerminalAttempt(found.attempt.state)) return [];
+  return [
+    pending({
+      type: 'StageAttemptStateChanged',
+      data: {
+        stageId: target.stageId,
+        idx: target.idx,
+        from: found.attempt.state,
+        to: 'INCOMPLETE',
+        processUid: '',
+        failure: { message, occurredAt: now },
+      },
+    }),
+  ];
+}

@@ -1,0 +1,459 @@
+// decide(WriteNodes, state) → events. Pure: reads the view, returns the events the request amounts to, or throws a
+// DomainError and nothing happens. The resolver's consequences are added later by the application.
+import type { AttemptWriteInput, CheckWriteInput, DecideContext, FailureInput, StageWriteInput, WriteNodes } from './commands.js';
+import { failedPrecondition, invalidArgument } from './errors.js';
+import type { DomainEvent, EventOf, PendingEvent } from './events.js';
+import { evolveCheck, evolveStage, type EventPoint } from './evolve.js';
+import {
+  currentAttempt,
+  isTerminalAttempt,
+  jsonEqual,
+  mergeJson,
+  NO_POLICY,
+  nodeKey,
+  parseNodeKey,
+  type AttemptState,
+  type Check,
+  type CheckState,
+  type DependencyGroup,
+  type ExecutionPolicy,
+  type Failure,
+  type JsonObject,
+  type NodeKey,
+  type Stage,
+  type StageState,
+} from './model.js';
+import type { WorkPlanView } from './view.js';
+
+const CLIENT_CHECK_TRANSITIONS: ReadonlySet<string> = new Set([
+  'PLANNING>PLANNED',
+  'PLANNING>FINAL',
+  'PLANNED>FINAL',
+  'WAITING>FINAL',
+]);
+const ATTEMPT_TRANSITIONS: ReadonlySet<string> = new Set([
+  'PENDING>SCHEDULED',
+  'PENDING>RUNNING',
+  'PENDING>INCOMPLETE',
+  'SCHEDULED>RUNNING',
+  'SCHEDULED>INCOMPLETE',
+  'RUNNING>COMPLETE',
+  'RUNNING>INCOMPLETE',
+]);
+const CANCELLED = 'stage cancelled: a client set it FINAL';
+
+/** Where a node's dependency group was set in this request, for cycle and dangling-target errors. */
+interface DependencySource {
+  readonly key: NodeKey;
+  readonly field: string;
+}
+
+/** Non-zero fields of `patch` replace those of `base`. */
+const mergePolicy = (base: ExecutionPolicy, patch: Partial<ExecutionPolicy>): ExecutionPolicy => ({
+  pickupTimeoutMs: patch.pickupTimeoutMs || base.pickupTimeoutMs,
+  runTimeoutMs: patch.runTimeoutMs || base.runTimeoutMs,
+  heartbeatIntervalMs: patch.heartbeatIntervalMs || base.heartbeatIntervalMs,
+  retryBackoffMs: patch.retryBackoffMs || base.retryBackoffMs,
+});
+
+export function decideWriteNodes(command: WriteNodes, state: WorkPlanView, ctx: DecideContext): PendingEvent[] {
+  return new WriteNodesDecision(state, ctx).run(command);
+}
+
+class WriteNodesDecision {
+  private readonly events: PendingEvent[] = [];
+  private readonly checks = new Map<string, Check>();
+  private readonly stages = new Map<string, Stage>();
+  /** parent id → stages this request made its children (the view's index knows the older ones). */
+  private readonly adopted = new Map<string, Set<string>>();
+  private version: number;
+  private readonly dependencySources: DependencySource[] = [];
+  /** True once an existing node's outgoing edges change: only then can a cycle run through old nodes. */
+  private oldEdgesChanged = false;
+
+  constructor(
+    private readonly state: WorkPlanView,
+    private readonly ctx: DecideContext,
+  ) {
+    this.version = state.meta.version;
+  }
+
+  run(command: WriteNodes): PendingEvent[] {
+    command.checks.forEach((w, i) => this.writeCheck(w, `checks[${i}]`));
+    command.stages.forEach((w, i) => this.writeStage(w, `stages[${i}]`));
+    this.validateReferences(command);
+    this.rejectCycles();
+    return this.events;
+  }
+
+  // ---- state lookups through what this request changed so far
+
+  private check(id: string): Check | undefined {
+    return this.checks.get(id) ?? this.state.check(id);
+  }
+
+  private stage(id: string): Stage | undefined {
+    return this.stages.get(id) ?? this.state.stage(id);
+  }
+
+  private children(parentId: string): string[] {
+    const out = new Set<string>();
+    for (const id of this.state.children(parentId)) if (this.stage(id)?.parentStageId === parentId) out.add(id);
+    for (const id of this.adopted.get(parentId) ?? []) if (this.stage(id)?.parentStageId === parentId) out.add(id);
+    return [...out];
+  }
+
+  private emit(event: DomainEvent, causedByVersion: number | null = null): number {
+    this.version += 1;
+    const at: EventPoint = { version: this.version, recordedAt: this.ctx.now };
+    if (event.type.startsWith('Check')) {
+      const e = event as Extract<DomainEvent, { type: `Check${string}` }>;
+      this.checks.set(e.data.checkId, evolveCheck(this.check(e.data.checkId), e, at));
+    } else if (event.type.startsWith('Stage')) {
+      const e = event as Extract<DomainEvent, { type: `Stage${string}` }>;
+      const next = evolveStage(this.stage(e.data.stageId), e, at);
+      if (next.parentStageId && next.parentStageId !== this.stage(next.id)?.parentStageId) {
+        let set = this.adopted.get(next.parentStageId);
+        if (!set) this.adopted.set(next.parentStageId, (set = new Set()));
+        set.add(next.id);
+      }
+      this.stages.set(next.id, next);
+    }
+    this.events.push({ event, causedByVersion });
+    return this.version;
+  }
+
+  private failure(input: FailureInput): Failure {
+    return { message: input.message, occurredAt: input.occurredAt ?? this.ctx.now };
+  }
+
+  // ---- checks
+
+  private writeCheck(w: CheckWriteInput, f: string): void {
+    let check = this.check(w.id);
+    if (!check) {
+      if (w.state === 'WAITING') {
+        throw failedPrecondition('a check cannot be created WAITING: the resolver moves it there once it is PLANNED', `${f}.state`);
+      }
+      this.emit({
+        type: 'CheckCreated',
+        data: { checkId: w.id, kind: w.kind ?? '', options: w.options ?? {}, dependencies: w.dependencies ?? null },
+      });
+      if (w.dependencies) this.dependencySources.push({ key: nodeKey({ kind: 'check', id: w.id }), field: `${f}.dependencies` });
+    } else {
+      if (check.state === 'FINAL') throw failedPrecondition(`check "${w.id}" is FINAL and takes no more writes`, f);
+      this.amendCheck(check, w, f);
+    }
+    check = this.check(w.id)!;
+    if (w.result) {
+      const r = w.result;
+      this.emit({
+        type: 'CheckResultAdded',
+        data: {
+          checkId: w.id,
+          resultId: check.results.length + 1,
+          ownerType: r.ownerType,
+          ownerId: r.ownerId,
+          data: r.data,
+          failure: r.failure ? this.failure(r.failure) : null,
+          finalized: r.finalize,
+        },
+      });
+    }
+    if (w.state && w.state !== check.state) this.moveCheck(check, w.state, `${f}.state`);
+  }
+
+  private amendCheck(check: Check, w: CheckWriteInput, f: string): void {
+    const data: EventOf<'CheckAmended'>['data'] = { checkId: check.id };
+    const changed: string[] = [];
+    if (w.kind !== undefined && w.kind !== check.kind) {
+      data.kind = w.kind;
+      changed.push('kind');
+    }
+    if (w.options && !jsonEqual(mergeJson(check.options, w.options), check.options)) {
+      data.options = w.options;
+      changed.push('options');
+    }
+    if (w.dependencies && !jsonEqual(w.dependencies, check.dependencies)) {
+      data.dependencies = w.dependencies;
+      changed.push('dependencies');
+    }
+    if (changed.length === 0) return;
+    if (check.state !== 'PLANNING') {
+      throw failedPrecondition(
+        `${changed[0]} of check "${check.id}" may change only while it is PLANNING; it is ${check.state}`,
+        `${f}.${changed[0]}`,
+      );
+    }
+    if (data.dependencies) {
+      this.dependencySources.push({ key: nodeKey({ kind: 'check', id: check.id }), field: `${f}.dependencies` });
+      this.oldEdgesChanged = true;
+    }
+    this.emit({ type: 'CheckAmended', data });
+  }
+
+  private moveCheck(check: Check, to: CheckState, f: string): void {
+    if (!CLIENT_CHECK_TRANSITIONS.has(`${check.state}>${to}`)) {
+      const hint = to === 'WAITING' ? ' (the resolver moves a PLANNED check to WAITING when its dependencies are satisfied)' : '';
+      throw failedPrecondition(`check "${check.id}" cannot move from ${check.state} to ${to}${hint}`, f);
+    }
+    this.emit({ type: 'CheckStateChanged', data: { checkId: check.id, from: check.state, to } });
+  }
+
+  // ---- stages
+
+  private writeStage(w: StageWriteInput, f: string): void {
+    const existing = this.stage(w.id);
+    if (!existing) {
+      this.emit({
+        type: 'StageCreated',
+        data: {
+          stageId: w.id,
+          args: w.args ?? {},
+          assignments: [...(w.assignments ?? [])],
+          dependencies: w.dependencies ?? null,
+          executionMode: w.executionMode ?? 'SYNC',
+          runnerType: w.runnerType ?? '',
+          maxAttempts: w.maxAttempts ?? this.ctx.defaultMaxAttempts,
+          parentStageId: w.parentStageId ?? '',
+          attemptTimeoutSeconds: w.attemptTimeoutSeconds ?? 0,
+          ...(w.priority !== undefined ? { priority: w.priority } : {}),
+          ...(w.policy !== undefined ? { policy: mergePolicy(NO_POLICY, w.policy) } : {}),
+        },
+      });
+      if (w.dependencies) this.dependencySources.push({ key: nodeKey({ kind: 'stage', id: w.id }), field: `${f}.dependencies` });
+      if (w.parentStageId && this.state.stage(w.parentStageId)) this.oldEdgesChanged = true;
+    } else {
+      this.amendStage(existing, w, f);
+    }
+    let completedNow = false;
+    if (w.currentAttempt) completedNow = this.writeAttempt(this.stage(w.id)!, w.currentAttempt, `${f}.current_attempt`);
+    const stage = this.stage(w.id)!;
+    if (w.state && w.state !== stage.state) this.moveStage(stage, w.state, `${f}.state`, completedNow);
+  }
+
+  private amendStage(stage: Stage, w: StageWriteInput, f: string): void {
+    const data: EventOf<'StageAmended'>['data'] = { stageId: stage.id };
+    const changed: string[] = [];
+    if (w.args && !jsonEqual(mergeJson(stage.args, w.args), stage.args)) {
+      data.args = w.args;
+      changed.push('args');
+    }
+    if (w.assignments && !jsonEqual(w.assignments, stage.assignments)) {
+      data.assignments = [...w.assignments];
+      changed.push('assignments');
+    }
+    if (w.dependencies && !jsonEqual(w.dependencies, stage.dependencies)) {
+      data.dependencies = w.dependencies;
+      changed.push('dependencies');
+    }
+    if (w.executionMode !== undefined && w.executionMode !== stage.executionMode) {
+      data.executionMode = w.executionMode;
+      changed.push('execution_mode');
+    }
+    if (w.runnerType !== undefined && w.runnerType !== stage.runnerType) {
+      data.runnerType = w.runnerType;
+      changed.push('runner_type');
+    }
+    if (w.maxAttempts !== undefined && w.maxAttempts !== stage.maxAttempts) {
+      data.maxAttempts = w.maxAttempts;
+      changed.push('max_attempts');
+    }
+    if (w.parentStageId !== undefined && w.parentStageId !== stage.parentStageId) {
+      data.parentStageId = w.parentStageId;
+      changed.push('parent_stage_id');
+    }
+    if (w.attemptTimeoutSeconds !== undefined && w.attemptTimeoutSeconds !== stage.attemptTimeoutSeconds) {
+      data.attemptTimeoutSeconds = w.attemptTimeoutSeconds;
+      changed.push('attempt_timeout_seconds');
+    }
+    if (w.priority !== undefined && w.priority !== stage.priority) {
+      data.priority = w.priority;
+      changed.push('priority');
+    }
+    if (w.policy !== undefined && !jsonEqual(mergePolicy(stage.policy, w.policy), stage.policy)) {
+      data.policy = mergePolicy(stage.policy, w.policy);
+      changed.push('execution_policy');
+    }
+    if (changed.length === 0) return;
+    if (stage.state !== 'PLANNED') {
+      throw failedPrecondition(
+        `${changed[0]} of stage "${stage.id}" may change only while it is PLANNED; it is ${stage.state}`,
+        `${f}.${changed[0]}`,
+      );
+    }
+    if (data.dependencies) {
+      this.dependencySources.push({ key: nodeKey({ kind: 'stage', id: stage.id }), field: `${f}.dependencies` });
+      this.oldEdgesChanged = true;
+    }
+    if (data.parentStageId) this.oldEdgesChanged = true;
+    this.emit({ type: 'StageAmended', data });
+  }
+
+  /** Applies an AttemptWrite to the current attempt; returns true when it completed the attempt. */
+  private writeAttempt(stage: Stage, w: AttemptWriteInput, f: string): boolean {
+    const attempt = currentAttempt(stage);
+    if (!attempt) {
+      throw failedPrecondition(`stage "${stage.id}" has no attempt yet (it is ${stage.state})`, f);
+    }
+    if (w.failure && w.state === 'COMPLETE') {
+      throw invalidArgument('an attempt cannot be COMPLETE with a failure; send INCOMPLETE (or no state)', `${f}.failure`);
+    }
+    if (w.processUid && attempt.processUid && w.processUid !== attempt.processUid) {
+      throw failedPrecondition(
+        `attempt ${attempt.idx} of stage "${stage.id}" is claimed by "${attempt.processUid}"`,
+        `${f}.process_uid`,
+      );
+    }
+    const claims = w.processUid && !attempt.processUid && (attempt.state === 'PENDING' || attempt.state === 'SCHEDULED');
+    const target: AttemptState | undefined = w.state ?? (w.failure ? 'INCOMPLETE' : claims ? 'RUNNING' : undefined);
+    const changesState = target !== undefined && target !== attempt.state;
+    const hasDetails = w.details !== undefined && !jsonEqual(mergeJson(attempt.details, w.details), attempt.details);
+
+    if (isTerminalAttempt(attempt.state) && (changesState || hasDetails || w.progress)) {
+      throw failedPrecondition(`attempt ${attempt.idx} of stage "${stage.id}" is ${attempt.state} and takes no more writes`, f);
+    }
+    if (changesState && !ATTEMPT_TRANSITIONS.has(`${attempt.state}>${target}`)) {
+      throw failedPrecondition(`attempt ${attempt.idx} of stage "${stage.id}" cannot move from ${attempt.state} to ${target}`, `${f}.state`);
+    }
+    const uid = w.processUid || attempt.processUid;
+    if (changesState && target === 'RUNNING' && !uid) {
+      throw invalidArgument('an attempt enters RUNNING only with the process_uid of its claimer', `${f}.process_uid`);
+    }
+
+    if (hasDetails) this.emit({ type: 'StageAttemptDetailsMerged', data: { stageId: stage.id, idx: attempt.idx, details: w.details! } });
+    if (w.progress) {
+      const p = w.progress;
+      this.emit({
+        type: 'StageAttemptProgressAppended',
+        data: { stageId: stage.id, idx: attempt.idx, message: p.message, timestamp: p.timestamp ?? null, details: p.details },
+      });
+    }
+    if (!changesState) return false;
+    const failure = target === 'INCOMPLETE' ? this.failure(w.failure ?? { message: 'attempt reported INCOMPLETE without a failure' }) : null;
+    const version = this.emit({
+      type: 'StageAttemptStateChanged',
+      data: { stageId: stage.id, idx: attempt.idx, from: attempt.state, to: target, processUid: target === 'RUNNING' ? uid : '', failure },
+    });
+    if (target !== 'COMPLETE') return false;
+    // A completed attempt finishes the stage unless child stages are still running (the group).
+    const after = this.stage(stage.id)!;
+    const waiting = this.children(stage.id).some((c) => this.stage(c)?.state !== 'FINAL');
+    const to: StageState = waiting ? 'AWAITING_GROUP' : 'FINAL';
+    this.emit({ type: 'StageStateChanged', data: { stageId: stage.id, from: after.state, to, failure: null } }, version);
+    return true;
+  }
+
+  private moveStage(stage: Stage, to: StageState, f: string, completedNow: boolean): void {
+    if (to === 'FINAL' && stage.state === 'AWAITING_GROUP' && completedNow) {
+      return; // compat: FINAL sent with current_attempt COMPLETE; the stage still waits for its children
+    }
+    if (to !== 'FINAL' || (stage.state !== 'PLANNED' && stage.state !== 'ATTEMPTING')) {
+      const hint =
+        to === 'ATTEMPTING'
+          ? ' (the resolver starts a stage when its dependencies are satisfied)'
+          : stage.state === 'AWAITING_GROUP'
+            ? ' (it goes FINAL when its child stages are FINAL)'
+            : '';
+      throw failedPrecondition(`stage "${stage.id}" cannot move from ${stage.state} to ${to}${hint}`, f);
+    }
+    // Cancellation: an unfinished attempt becomes INCOMPLETE, and the stage records why it ended.
+    const attempt = currentAttempt(stage);
+    const failure = { message: CANCELLED, occurredAt: this.ctx.now };
+    if (attempt && !isTerminalAttempt(attempt.state)) {
+      this.emit({
+        type: 'StageAttemptStateChanged',
+        data: { stageId: stage.id, idx: attempt.idx, from: attempt.state, to: 'INCOMPLETE', processUid: '', failure },
+      });
+    }
+    this.emit({ type: 'StageStateChanged', data: { stageId: stage.id, from: stage.state, to: 'FINAL', failure } });
+  }
+
+  // ---- whole-request validation, once every write is applied
+
+  private validateReferences(command: WriteNodes): void {
+    const exists = (kind: 'check' | 'stage', id: string) => (kind === 'check' ? this.check(id) : this.stage(id)) !== undefined;
+    const checkGroup = (group: DependencyGroup | undefined, f: string) =>
+      group?.edges.forEach((e, j) => {
+        if (!exists(e.kind, e.id)) {
+          throw invalidArgument(`no ${e.kind} "${e.id}" in this workplan`, `${f}.dependencies.dependencies[${j}].target_id`);
+        }
+      });
+    command.checks.forEach((w, i) => checkGroup(w.dependencies, `checks[${i}]`));
+    command.stages.forEach((w, i) => {
+      const f = `stages[${i}]`;
+      checkGroup(w.dependencies, f);
+      w.assignments?.forEach((a, j) => {
+        if (!this.check(a.checkId)) {
+          throw invalidArgument(`no check "${a.checkId}" in this workplan`, `${f}.assignments[${j}].target_check_id`);
+        }
+      });
+      if (w.parentStageId) this.validateParent(w.id, w.parentStageId, `${f}.parent_stage_id`);
+    });
+  }
+
+  private validateParent(id: string, parentId: string, f: string): void {
+    const parent = this.stage(parentId);
+    if (!parent) throw invalidArgument(`no stage "${parentId}" in this workplan`, f);
+    if (parent.state === 'FINAL') throw failedPrecondition(`parent stage "${parentId}" is FINAL`, f);
+    const seen = new Set<string>([id]);
+    for (let p: Stage | undefined = parent; p; p = p.parentStageId ? this.stage(p.parentStageId) : undefined) {
+      if (seen.has(p.id)) throw invalidArgument(`parent cycle: ${[...seen, p.id].join(' -> ')}`, f);
+      seen.add(p.id);
+    }
+  }
+
+  /** A node waits for its dependency targets and (a stage) for its children: a cycle there never resolves. */
+  private rejectCycles(): void {
+    if (this.dependencySources.length === 0 && !this.oldEdgesChanged) return;
+    const fieldOf = new Map(this.dependencySources.map((s) => [s.key, s.field]));
+    const changed = (key: NodeKey) => {
+      const ref = parseNodeKey(key);
+      return ref.kind === 'check' ? this.checks.has(ref.id) : this.stages.has(ref.id);
+    };
+    const waitsFor = (key: NodeKey): NodeKey[] => {
+      const ref = parseNodeKey(key);
+      const node = ref.kind === 'check' ? this.check(ref.id) : this.stage(ref.id);
+      const out: NodeKey[] = node?.dependencies?.edges.map(nodeKey) ?? [];
+      if (ref.kind === 'stage') for (const c of this.children(ref.id)) out.push(nodeKey({ kind: 'stage', id: c }));
+      return out;
+    };
+    const done = new Set<NodeKey>();
+    const starts: NodeKey[] = [
+      ...[...this.checks.keys()].map((id) => nodeKey({ kind: 'check', id })),
+      ...[...this.stages.keys()].map((id) => nodeKey({ kind: 'stage', id })),
+    ];
+    for (const start of starts) {
+      if (done.has(start)) continue;
+      // Iterative DFS; `path` holds the grey nodes.
+      const path: NodeKey[] = [];
+      const onPath = new Set<NodeKey>();
+      const stack: { key: NodeKey; next: NodeKey[] }[] = [];
+      const enter = (key: NodeKey) => {
+        path.push(key);
+        onPath.add(key);
+        stack.push({ key, next: waitsFor(key) });
+      };
+      enter(start);
+      while (stack.length > 0) {
+        const top = stack[stack.length - 1]!;
+        const next = top.next.pop();
+        if (next === undefined) {
+          stack.pop();
+          path.pop();
+          onPath.delete(top.key);
+          done.add(top.key);
+          continue;
+        }
+        if (onPath.has(next)) {
+          const cycle = [...path.slice(path.indexOf(next)), next];
+          const culprit = cycle.find((k) => fieldOf.has(k)) ?? cycle[0]!;
+          throw invalidArgument(`dependency cycle: ${cycle.join(' -> ')}`, fieldOf.get(culprit));
+        }
+        // Unchanged old nodes only lead to old nodes, which were acyclic, unless old edges changed.
+        if (done.has(next) || (!this.oldEdgesChanged && !changed(next))) continue;
+        enter(next);
+      }
+    }
+  }
+}

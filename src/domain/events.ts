@@ -1,0 +1,321 @@
+// The facts a workplan stream is made of. Every event is past tense, versioned (schemaVersion in the envelope)
+// and validated by its zod schema when appended and when read back.
+import { z } from 'zod';
+import {
+  ATTEMPT_STATES,
+  CHECK_STATES,
+  EXECUTION_MODES,
+  LEASE_EXPIRY_REASONS,
+  NODE_KINDS,
+  STAGE_STATES,
+  type JsonObject,
+} from './model.js';
+
+const json = z.record(z.string(), z.json()) as unknown as z.ZodType<JsonObject>;
+const id = z.string().min(1);
+const checkState = z.enum(CHECK_STATES);
+const stageState = z.enum(STAGE_STATES);
+const attemptState = z.enum(ATTEMPT_STATES);
+
+const failure = z.object({ message: z.string(), occurredAt: z.number().int() });
+const dependencyGroup = z.object({
+  predicate: z.enum(['AND', 'OR']),
+  threshold: z.number().int().min(0),
+  edges: z.array(z.object({ kind: z.enum(NODE_KINDS), id })).readonly(),
+});
+const assignment = z.object({ checkId: id, goalState: checkState });
+const ms = z.number().int().min(0);
+const policy = z.object({ pickupTimeoutMs: ms, runTimeoutMs: ms, heartbeatIntervalMs: ms, retryBackoffMs: ms });
+
+const event = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
+  z.object({ type: z.literal(type), data: z.object(shape) });
+
+/**
+ * Schema version 2 added `createdBy`, who created the workplan when a client says so ('' when unknown). Version 1
+ * events are upcast to createdBy '' (src/infra/event-codec.ts); writers may leave it out, which reads the same.
+ */
+export const WorkPlanCreated = event('WorkPlanCreated', {
+  metadata: z.record(z.string(), z.string()),
+  createdBy: z.string().max(256).optional(),
+});
+
+export const CheckCreated = event('CheckCreated', {
+  checkId: id,
+  kind: z.string(),
+  options: json,
+  dependencies: dependencyGroup.nullable(),
+});
+/** Fields a client changed while the check was PLANNING. Absent fields are unchanged; options merge. */
+export const CheckAmended = event('CheckAmended', {
+  checkId: id,
+  kind: z.string().optional(),
+  options: json.optional(),
+  dependencies: dependencyGroup.nullable().optional(),
+});
+export const CheckStateChanged = event('CheckStateChanged', { checkId: id, from: checkState, to: checkState });
+export const CheckResultAdded = event('CheckResultAdded', {
+  checkId: id,
+  resultId: z.number().int().positive(),
+  ownerType: z.string(),
+  ownerId: z.string(),
+  data: json,
+  failure: failure.nullable(),
+  finalized: z.boolean(),
+});
+
+export const StageCreated = event('StageCreated', {
+  stageId: id,
+  args: json,
+  assignments: z.array(assignment).readonly(),
+  dependencies: dependencyGroup.nullable(),
+  executionMode: z.enum(EXECUTION_MODES),
+  runnerType: z.string(),
+  maxAttempts: z.number().int().positive(),
+  parentStageId: z.string(),
+  /** Added after schema version 1 without a bump: absent in older events means 0 (the server's default). */
+  attemptTimeoutSeconds: z.number().int().min(0).optional(),
+  /** Added without a bump, like attemptTimeoutSeconds: absent means 0 / every field 0 (the server's defaults). */
+  priority: z.number().int().optional(),
+  policy: policy.optional(),
+});
+/** Fields a client changed while the stage was PLANNED. Absent fields are unchanged; args merge. */
+export const StageAmended = event('StageAmended', {
+  stageId: id,
+  args: json.optional(),
+  assignments: z.array(assignment).readonly().optional(),
+  dependencies: dependencyGroup.nullable().optional(),
+  executionMode: z.enum(EXECUTION_MODES).optional(),
+  runnerType: z.string().optional(),
+  maxAttempts: z.number().int().positive().optional(),
+  parentStageId: z.string().optional(),
+  attemptTimeoutSeconds: z.number().int().min(0).optional(),
+  priority: z.number().int().optional(),
+  /** The stage's whole policy after the change. */
+  policy: policy.optional(),
+});
+export const StageStateChanged = event('StageStateChanged', {
+  stageId: id,
+  from: stageState,
+  to: stageState,
+  /** Set when the stage went FINAL without success. */
+  failure: failure.nullable(),
+});
+export const StageAttemptCreated = event('StageAttemptCreated', { stageId: id, idx: z.number().int().positive() });
+export const StageAttemptStateChanged = event('StageAttemptStateChanged', {
+  stageId: id,
+  idx: z.number().int().positive(),
+  from: attemptState,
+  to: attemptState,
+  /** The claimer, set when the attempt enters RUNNING. */
+  processUid: z.string(),
+  failure: failure.nullable(),
+});
+export const StageAttemptDetailsMerged = event('StageAttemptDetailsMerged', {
+  stageId: id,
+  idx: z.number().int().positive(),
+  details: json,
+});
+export const StageAttemptProgressAppended = event('StageAttemptProgressAppended', {
+  stageId: id,
+  idx: z.number().int().positive(),
+  message: z.string(),
+  /** The client's timestamp when it gave one; otherwise the time the event was recorded. */
+  timestamp: z.number().int().nullable(),
+  details: json,
+});
+
+/** The attempt was sent to a registered runner (it is SCHEDULED by the StageAttemptStateChanged beside it). */
+export const StageAttemptDispatched = event('StageAttemptDispatched', {
+  stageId: id,
+  idx: z.number().int().positive(),
+  executionId: id,
+  registrationId: id,
+  runnerId: id,
+  mode: z.enum(EXECUTION_MODES),
+  deadline: z.number().int(),
+});
+/** The runner declined an async execution: the attempt is PENDING again and queued, no attempt used up. */
+export const StageAttemptDispatchDeclined = event('StageAttemptDispatchDeclined', {
+  stageId: id,
+  idx: z.number().int().positive(),
+  executionId: id,
+});
+/** A runner's completion of an execution was applied (the attempt and check changes stand beside it). */
+export const StageExecutionCompleted = event('StageExecutionCompleted', {
+  stageId: id,
+  idx: z.number().int().positive(),
+  executionId: id,
+  fingerprint: z.string(),
+});
+
+/**
+ * A pull runner leased the attempt (it goes RUNNING with the runner as process uid by the StageAttemptStateChanged
+ * beside it). Only the token's hash is recorded.
+ */
+export const StageAttemptLeased = event('StageAttemptLeased', {
+  stageId: id,
+  idx: z.number().int().positive(),
+  leaseId: id,
+  tokenHash: z.string().min(1),
+  runnerId: id,
+  runnerType: id,
+  heartbeatIntervalMs: z.number().int().positive(),
+  expiresAt: z.number().int(),
+  runDeadline: z.number().int(),
+});
+/** A heartbeat extended the lease. */
+export const StageAttemptLeaseExtended = event('StageAttemptLeaseExtended', {
+  stageId: id,
+  idx: z.number().int().positive(),
+  leaseId: id,
+  expiresAt: z.number().int(),
+});
+/**
+ * The reaper enforced the stage's execution policy: the attempt was not leased in time (leaseId ''), missed two
+ * heartbeats, or ran past its run timeout. The StageAttemptStateChanged to INCOMPLETE beside it carries the failure.
+ */
+export const StageAttemptLeaseExpired = event('StageAttemptLeaseExpired', {
+  stageId: id,
+  idx: z.number().int().positive(),
+  leaseId: z.string(),
+  reason: z.enum(LEASE_EXPIRY_REASONS),
+});
+/** A pull runner's completion was applied (the attempt and check changes stand beside it). */
+export const StageAttemptLeaseCompleted = event('StageAttemptLeaseCompleted', {
+  stageId: id,
+  idx: z.number().int().positive(),
+  leaseId: id,
+  fingerprint: z.string(),
+});
+
+const registration = {
+  registrationId: id,
+  runnerId: id,
+  runnerType: id,
+  address: z.string().min(1),
+  supportedModes: z.array(z.enum(EXECUTION_MODES)).readonly(),
+  maxConcurrent: z.number().int().positive(),
+  ttlSeconds: z.number().int().positive(),
+  metadata: z.record(z.string(), z.string()),
+  expiresAt: z.number().int(),
+};
+/** Facts of the runner registry stream. */
+export const RunnerRegistered = event('RunnerRegistered', registration);
+/** The runner registered again before expiring: same registration, fields refreshed, load kept. */
+export const RunnerRefreshed = event('RunnerRefreshed', registration);
+export const RunnerUnregistered = event('RunnerUnregistered', { registrationId: id });
+export const RunnerExpired = event('RunnerExpired', { registrationId: id });
+
+export const DomainEvent = z.discriminatedUnion('type', [
+  WorkPlanCreated,
+  CheckCreated,
+  CheckAmended,
+  CheckStateChanged,
+  CheckResultAdded,
+  StageCreated,
+  StageAmended,
+  StageStateChanged,
+  StageAttemptCreated,
+  StageAttemptStateChanged,
+  StageAttemptDetailsMerged,
+  StageAttemptProgressAppended,
+  StageAttemptDispatched,
+  StageAttemptDispatchDeclined,
+  StageExecutionCompleted,
+  StageAttemptLeased,
+  StageAttemptLeaseExtended,
+  StageAttemptLeaseExpired,
+  StageAttemptLeaseCompleted,
+  RunnerRegistered,
+  RunnerRefreshed,
+  RunnerUnregistered,
+  RunnerExpired,
+]);
+export type DomainEvent = z.infer<typeof DomainEvent>;
+export type EventType = DomainEvent['type'];
+export type EventOf<T extends EventType> = Extract<DomainEvent, { type: T }>;
+
+/** Current schema version of every event type; bump one and add an upcaster when its data changes shape. */
+export const SCHEMA_VERSION: Record<EventType, number> = {
+  WorkPlanCreated: 2,
+  CheckCreated: 1,
+  CheckAmended: 1,
+  CheckStateChanged: 1,
+  CheckResultAdded: 1,
+  StageCreated: 1,
+  StageAmended: 1,
+  StageStateChanged: 1,
+  StageAttemptCreated: 1,
+  StageAttemptStateChanged: 1,
+  StageAttemptDetailsMerged: 1,
+  StageAttemptProgressAppended: 1,
+  StageAttemptDispatched: 1,
+  StageAttemptDispatchDeclined: 1,
+  StageExecutionCompleted: 1,
+  StageAttemptLeased: 1,
+  StageAttemptLeaseExtended: 1,
+  StageAttemptLeaseExpired: 1,
+  StageAttemptLeaseCompleted: 1,
+  RunnerRegistered: 1,
+  RunnerRefreshed: 1,
+  RunnerUnregistered: 1,
+  RunnerExpired: 1,
+};
+
+/** The stream holding the runner registry's events. */
+export const RUNNER_REGISTRY_STREAM = 'runner-registry';
+
+/** Why an event was appended: the client request that carried it, and the event that made the resolver emit it. */
+export interface Causation {
+  readonly requestId: string | null;
+  /** Stream version of the event this one is a consequence of; null for what the client wrote itself. */
+  readonly causedByVersion: number | null;
+}
+
+/** An event as the log holds it. */
+export interface RecordedEvent {
+  readonly position: number;
+  readonly streamId: string;
+  readonly version: number;
+  readonly recordedAt: number;
+  readonly causation: Causation;
+  readonly event: DomainEvent;
+}
+
+/** An event decided but not yet appended; versions are assigned in order after the stream's current version. */
+export interface PendingEvent {
+  readonly event: DomainEvent;
+  readonly causedByVersion: number | null;
+}
+
+/** The node an event is about, if any. */
+export const eventNode = (event: DomainEvent): { kind: 'check' | 'stage'; id: string } | null => {
+  switch (event.type) {
+    case 'WorkPlanCreated':
+    case 'RunnerRegistered':
+    case 'RunnerRefreshed':
+    case 'RunnerUnregistered':
+    case 'RunnerExpired':
+      return null;
+    case 'CheckCreated':
+    case 'CheckAmended':
+    case 'CheckStateChanged':
+    case 'CheckResultAdded':
+      return { kind: 'check', id: event.data.checkId };
+    case 'StageCreated':
+    case 'StageAmended':
+    case 'StageStateChanged':
+    case 'StageAttemptCreated':
+    case 'StageAttemptStateChanged':
+    case 'StageAttemptDetailsMerged':
+    case 'StageAttemptProgressAppended':
+    case 'StageAttemptDispatched':
+    case 'StageAttemptDispatchDeclined':
+    case 'StageExecutionCompleted':
+    case 'StageAttemptLeased':
+    case 'StageAttemptLeaseExtended':
+    case 'StageAttemptLeaseExpired':
+    case 'StageAttemptLeaseCompleted':
+      return { kind: 'stage', id: event.data.stageId };
+  }
+};

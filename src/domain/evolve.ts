@@ -1,0 +1,223 @@
+// Pure evolution of one node (or the workplan's own header) by one event.
+import type { DomainEvent } from './events.js';
+import {
+  mergeJson,
+  NO_POLICY,
+  type Attempt,
+  type Check,
+  type Stage,
+  type WorkPlanMeta,
+} from './model.js';
+
+/** What evolution needs of an event besides its data: where it stands in the stream and when it was recorded. */
+export interface EventPoint {
+  readonly version: number;
+  readonly recordedAt: number;
+}
+
+type CheckEventData = Extract<DomainEvent, { type: `Check${string}` }>;
+type StageEventData = Extract<DomainEvent, { type: `Stage${string}` }>;
+
+export const isCheckEvent = (e: DomainEvent): e is CheckEventData => e.type.startsWith('Check');
+export const isStageEvent = (e: DomainEvent): e is StageEventData => e.type.startsWith('Stage');
+
+export function evolveWorkPlan(meta: WorkPlanMeta | undefined, event: DomainEvent, at: EventPoint, streamId: string): WorkPlanMeta {
+  if (event.type === 'WorkPlanCreated') {
+    return { id: streamId, metadata: event.data.metadata, createdAt: at.recordedAt, updatedAt: at.recordedAt, version: at.version };
+  }
+  if (!meta) throw new Error(`event ${event.type} at version ${at.version} before WorkPlanCreated`);
+  return { ...meta, updatedAt: at.recordedAt, version: at.version };
+}
+
+export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: EventPoint): Check {
+  if (event.type === 'CheckCreated') {
+    const d = event.data;
+    return {
+      id: d.checkId,
+      state: 'PLANNING',
+      kind: d.kind,
+      options: d.options,
+      results: [],
+      dependencies: d.dependencies,
+      createdAt: at.recordedAt,
+      updatedAt: at.recordedAt,
+      version: 1,
+      createdAtVersion: at.version,
+    };
+  }
+  if (!prev) throw new Error(`${event.type} for unknown check ${event.data.checkId} at version ${at.version}`);
+  const touched = { updatedAt: at.recordedAt, version: prev.version + 1 };
+  switch (event.type) {
+    case 'CheckAmended': {
+      const d = event.data;
+      return {
+        ...prev,
+        ...touched,
+        kind: d.kind ?? prev.kind,
+        options: d.options ? mergeJson(prev.options, d.options) : prev.options,
+        dependencies: d.dependencies === undefined ? prev.dependencies : d.dependencies,
+      };
+    }
+    case 'CheckStateChanged':
+      return { ...prev, ...touched, state: event.data.to };
+    case 'CheckResultAdded': {
+      const d = event.data;
+      const result = {
+        id: d.resultId,
+        ownerType: d.ownerType,
+        ownerId: d.ownerId,
+        data: d.data,
+        createdAt: at.recordedAt,
+        finalizedAt: d.finalized ? at.recordedAt : null,
+        failure: d.failure,
+      };
+      return { ...prev, ...touched, results: [...prev.results, result] };
+    }
+  }
+}
+
+export function evolveStage(prev: Stage | undefined, event: StageEventData, at: EventPoint): Stage {
+  if (event.type === 'StageCreated') {
+    const d = event.data;
+    return {
+      id: d.stageId,
+      state: 'PLANNED',
+      args: d.args,
+      attempts: [],
+      assignments: d.assignments,
+      dependencies: d.dependencies,
+      executionMode: d.executionMode,
+      runnerType: d.runnerType,
+      maxAttempts: d.maxAttempts,
+      parentStageId: d.parentStageId,
+      attemptTimeoutSeconds: d.attemptTimeoutSeconds ?? 0,
+      priority: d.priority ?? 0,
+      policy: d.policy ?? NO_POLICY,
+      failure: null,
+      createdAt: at.recordedAt,
+      updatedAt: at.recordedAt,
+      version: 1,
+      createdAtVersion: at.version,
+    };
+  }
+  if (!prev) throw new Error(`${event.type} for unknown stage ${event.data.stageId} at version ${at.version}`);
+  const touched = { updatedAt: at.recordedAt, version: prev.version + 1 };
+  switch (event.type) {
+    case 'StageAmended': {
+      const d = event.data;
+      return {
+        ...prev,
+        ...touched,
+        args: d.args ? mergeJson(prev.args, d.args) : prev.args,
+        assignments: d.assignments ?? prev.assignments,
+        dependencies: d.dependencies === undefined ? prev.dependencies : d.dependencies,
+        executionMode: d.executionMode ?? prev.executionMode,
+        runnerType: d.runnerType ?? prev.runnerType,
+        maxAttempts: d.maxAttempts ?? prev.maxAttempts,
+        parentStageId: d.parentStageId ?? prev.parentStageId,
+        attemptTimeoutSeconds: d.attemptTimeoutSeconds ?? prev.attemptTimeoutSeconds,
+        priority: d.priority ?? prev.priority,
+        policy: d.policy ?? prev.policy,
+      };
+    }
+    case 'StageStateChanged':
+      return { ...prev, ...touched, state: event.data.to, failure: event.data.failure ?? prev.failure };
+    case 'StageAttemptCreated': {
+      const attempt: Attempt = {
+        idx: event.data.idx,
+        state: 'PENDING',
+        processUid: '',
+        details: {},
+        progress: [],
+        createdAt: at.recordedAt,
+        updatedAt: at.recordedAt,
+        failure: null,
+        execution: null,
+      };
+      return { ...prev, ...touched, attempts: [...prev.attempts, attempt] };
+    }
+    case 'StageAttemptStateChanged': {
+      const d = event.data;
+      return withAttempt(prev, touched, d.idx, (a) => ({
+        ...a,
+        state: d.to,
+        processUid: d.processUid || a.processUid,
+        failure: d.failure ?? a.failure,
+        updatedAt: at.recordedAt,
+      }));
+    }
+    case 'StageAttemptDetailsMerged': {
+      const d = event.data;
+      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, details: mergeJson(a.details, d.details), updatedAt: at.recordedAt }));
+    }
+    case 'StageAttemptProgressAppended': {
+      const d = event.data;
+      const entry = { message: d.message, timestamp: d.timestamp ?? at.recordedAt, details: d.details };
+      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, progress: [...a.progress, entry], updatedAt: at.recordedAt }));
+    }
+    case 'StageAttemptDispatched': {
+      const d = event.data;
+      const execution = {
+        executionId: d.executionId,
+        registrationId: d.registrationId,
+        runnerId: d.runnerId,
+        mode: d.mode,
+        deadline: d.deadline,
+        completion: null,
+      };
+      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, execution, updatedAt: at.recordedAt }));
+    }
+    case 'StageAttemptDispatchDeclined':
+      // The only way back to PENDING: the runner never took the attempt, so it is queued again as it was.
+      return withAttempt(prev, touched, event.data.idx, (a) => ({ ...a, state: 'PENDING', execution: null, updatedAt: at.recordedAt }));
+    case 'StageExecutionCompleted': {
+      const d = event.data;
+      return withAttempt(prev, touched, d.idx, (a) => ({
+        ...a,
+        execution: a.execution && { ...a.execution, completion: d.fingerprint },
+        updatedAt: at.recordedAt,
+      }));
+    }
+    case 'StageAttemptLeased': {
+      const d = event.data;
+      const lease = {
+        leaseId: d.leaseId,
+        tokenHash: d.tokenHash,
+        runnerId: d.runnerId,
+        runnerType: d.runnerType,
+        heartbeatIntervalMs: d.heartbeatIntervalMs,
+        expiresAt: d.expiresAt,
+        runDeadline: d.runDeadline,
+        completion: null,
+        expired: null,
+      };
+      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, lease, updatedAt: at.recordedAt }));
+    }
+    case 'StageAttemptLeaseExtended': {
+      const d = event.data;
+      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, lease: a.lease && { ...a.lease, expiresAt: d.expiresAt }, updatedAt: at.recordedAt }));
+    }
+    case 'StageAttemptLeaseExpired': {
+      const d = event.data;
+      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, lease: a.lease && { ...a.lease, expired: d.reason }, updatedAt: at.recordedAt }));
+    }
+    case 'StageAttemptLeaseCompleted': {
+      const d = event.data;
+      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, lease: a.lease && { ...a.lease, completion: d.fingerprint }, updatedAt: at.recordedAt }));
+    }
+  }
+}
+
+function withAttempt(
+  stage: Stage,
+  touched: { updatedAt: number; version: number },
+  idx: number,
+  change: (a: Attempt) => Attempt,
+): Stage {
+  const i = stage.attempts.findIndex((a) => a.idx === idx);
+  const attempt = stage.attempts[i];
+  if (!attempt) throw new Error(`stage ${stage.id} has no attempt ${idx}`);
+  const attempts = stage.attempts.slice();
+  attempts[i] = change(attempt);
+  return { ...stage, ...touched, attempts };
+}
