@@ -1,0 +1,109 @@
+// The dispatch read model, folded from workplan events: attempts waiting for a runner (per runner type, oldest
+// first), executions in flight, and each registration's load. Everything is derived from events, so a restart
+// (or a replay) knows exactly what was queued and in flight.
+import type { RecordedEvent } from '../src/domain/events.js';
+import { isTerminalAttempt, type ExecutionMode } from '../src/domain/model.js';
+import type { WorkPlanModel } from './workplan-model.js';
+
+export interface QueuedAttempt {
+  readonly workPlanId: string;
+  readonly stageId: string;
+  readonly idx: number;
+  readonly mode: ExecutionMode;
+}
+
+export interface ExecutionRef {
+  readonly executionId: string;
+  readonly workPlanId: string;
+  readonly stageId: string;
+  readonly idx: number;
+  readonly registrationId: string;
+  readonly runnerId: string;
+  readonly mode: ExecutionMode;
+  readonly deadline: number;
+}
+
+export class ExecutionIndex {
+  /** runner type → queued attempts, in the order they were queued. */
+  private readonly queues = new Map<string, Map<string, QueuedAttempt>>();
+  /** Every execution ever dispatched (callbacks for finished ones must be told so, not NOT_FOUND). */
+  private readonly executions = new Map<string, ExecutionRef>();
+  private readonly inFlightIds = new Set<string>();
+  private readonly loads = new Map<string, number>();
+
+  queue(runnerType: string): IterableIterator<QueuedAttempt> {
+    return (this.queues.get(runnerType) ?? new Map<string, QueuedAttempt>()).values();
+  }
+  queuedTypes(): IterableIterator<string> {
+    return this.queues.keys();
+  }
+  execution(executionId: string): ExecutionRef | undefined {
+    return this.executions.get(executionId);
+  }
+  *inFlight(): IterableIterator<ExecutionRef> {
+    for (const id of this.inFlightIds) yield this.executions.get(id)!;
+  }
+  load(registrationId: string): number {
+    return this.loads.get(registrationId) ?? 0;
+  }
+
+  /** Called after `model` has folded `rec`. */
+  apply(rec: RecordedEvent, model: WorkPlanModel): void {
+    const e = rec.event;
+    switch (e.type) {
+      case 'StageAttemptCreated':
+      case 'StageAttemptDispatchDeclined': {
+        const stage = model.stage(e.data.stageId)!;
+        if (e.type === 'StageAttemptDispatchDeclined') this.finish(e.data.executionId);
+        if (stage.runnerType) {
+          this.queueFor(stage.runnerType).set(key(rec.streamId, stage.id), {
+            workPlanId: rec.streamId,
+            stageId: stage.id,
+            idx: e.data.idx,
+            mode: stage.executionMode,
+          });
+        }
+        return;
+      }
+      case 'StageAttemptDispatched': {
+        const d = e.data;
+        this.executions.set(d.executionId, {
+          executionId: d.executionId,
+          workPlanId: rec.streamId,
+          stageId: d.stageId,
+          idx: d.idx,
+          registrationId: d.registrationId,
+          runnerId: d.runnerId,
+          mode: d.mode,
+          deadline: d.deadline,
+        });
+        this.inFlightIds.add(d.executionId);
+        this.loads.set(d.registrationId, this.load(d.registrationId) + 1);
+        return;
+      }
+      case 'StageAttemptStateChanged': {
+        const stage = model.stage(e.data.stageId)!;
+        if (e.data.from === 'PENDING') this.queues.get(stage.runnerType)?.delete(key(rec.streamId, stage.id));
+        const execution = stage.attempts.find((a) => a.idx === e.data.idx)?.execution;
+        if (execution && isTerminalAttempt(e.data.to)) this.finish(execution.executionId);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private finish(executionId: string): void {
+    if (!this.inFlightIds.delete(executionId)) return;
+    const ref = this.executions.get(executionId)!;
+    this.loads.set(ref.registrationId, this.load(ref.registrationId) - 1);
+  }
+
+  private queueFor(runnerType: string): Map<string, QueuedAttempt> {
+    let q = this.queues.get(runnerType);
+    if (!q) this.queues.set(runnerType, (q = new Map()));
+    return q;
+  }
+}
+
+const key = (workPlanId: string, stageId: string) => `${workPlanId}\u0000${stageId}`;

@@ -1,0 +1,148 @@
+// The pull read model, folded from workplan events: attempts that pull runners may lease (per runner type), the
+// leases in flight (per type and workplan, for limits and fairness) and every lease's token hash. Derived only from
+// events, so a restart (or a replay) knows exactly what is offerable and what is leased.
+import type { RecordedEvent } from '../src/domain/events.js';
+import { isTerminalAttempt, type JsonObject } from '../src/domain/model.js';
+import type { WorkPlanModel } from './workplan-model.js';
+
+export interface OfferableAttempt {
+  readonly workPlanId: string;
+  readonly stageId: string;
+  readonly idx: number;
+  readonly runnerType: string;
+  readonly priority: number;
+  /** args.runner_labels of the stage: a runner must carry every one of them. */
+  readonly labels: Readonly<Record<string, string>>;
+  /** When the attempt was opened (epoch ms) and its global position (older first). */
+  readonly createdAt: number;
+  readonly position: number;
+  /** The stage's policy values (0 = the server's default). */
+  readonly retryBackoffMs: number;
+  readonly pickupTimeoutMs: number;
+}
+
+export interface LeaseRef {
+  readonly workPlanId: string;
+  readonly stageId: string;
+  readonly idx: number;
+  readonly leaseId: string;
+  readonly runnerType: string;
+  readonly runnerId: string;
+  readonly expiresAt: number;
+  readonly runDeadline: number;
+}
+
+export class LeaseIndex {
+  private readonly offerable = new Map<string, Map<string, OfferableAttempt>>();
+  /** token hash → lease, for every lease ever granted (a late call must be told why it is refused). */
+  private readonly byToken = new Map<string, LeaseRef>();
+  private readonly active = new Map<string, LeaseRef>();
+  private readonly activePerType = new Map<string, Map<string, number>>();
+
+  offerableOf(runnerType: string): IterableIterator<OfferableAttempt> {
+    return (this.offerable.get(runnerType) ?? new Map<string, OfferableAttempt>()).values();
+  }
+  offerableAttempt(runnerType: string, workPlanId: string, stageId: string): OfferableAttempt | undefined {
+    return this.offerable.get(runnerType)?.get(key(workPlanId, stageId));
+  }
+  *allOfferable(): IterableIterator<OfferableAttempt> {
+    for (const q of this.offerable.values()) yield* q.values();
+  }
+  byTokenHash(hash: string): LeaseRef | undefined {
+    return this.byToken.get(hash);
+  }
+  activeLeases(): IterableIterator<LeaseRef> {
+    return this.active.values();
+  }
+  activeLease(leaseId: string): LeaseRef | undefined {
+    return this.active.get(leaseId);
+  }
+  /** Leases in flight for a runner type (optionally in one workplan). */
+  inFlight(runnerType: string, workPlanId?: string): number {
+    const perPlan = this.activePerType.get(runnerType);
+    if (!perPlan) return 0;
+    if (workPlanId !== undefined) return perPlan.get(workPlanId) ?? 0;
+    let n = 0;
+    for (const v of perPlan.values()) n += v;
+    return n;
+  }
+
+  /** Called after `model` has folded `rec`. */
+  apply(rec: RecordedEvent, model: WorkPlanModel): void {
+    const e = rec.event;
+    switch (e.type) {
+      case 'StageAttemptCreated':
+      case 'StageAttemptDispatchDeclined': {
+        const stage = model.stage(e.data.stageId)!;
+        if (!stage.runnerType) return;
+        const attempt = stage.attempts.find((a) => a.idx === e.data.idx)!;
+        let q = this.offerable.get(stage.runnerType);
+        if (!q) this.offerable.set(stage.runnerType, (q = new Map()));
+        q.set(key(rec.streamId, stage.id), {
+          workPlanId: rec.streamId,
+          stageId: stage.id,
+          idx: e.data.idx,
+          runnerType: stage.runnerType,
+          priority: stage.priority,
+          labels: runnerLabels(stage.args),
+          createdAt: attempt.createdAt,
+          position: rec.position,
+          retryBackoffMs: stage.policy.retryBackoffMs,
+          pickupTimeoutMs: stage.policy.pickupTimeoutMs,
+        });
+        return;
+      }
+      case 'StageAttemptLeased': {
+        const d = e.data;
+        const ref: LeaseRef = {
+          workPlanId: rec.streamId,
+          stageId: d.stageId,
+          idx: d.idx,
+          leaseId: d.leaseId,
+          runnerType: d.runnerType,
+          runnerId: d.runnerId,
+          expiresAt: d.expiresAt,
+          runDeadline: d.runDeadline,
+        };
+        this.byToken.set(d.tokenHash, ref);
+        this.active.set(d.leaseId, ref);
+        this.count(d.runnerType, rec.streamId, +1);
+        return;
+      }
+      case 'StageAttemptLeaseExtended': {
+        const ref = this.active.get(e.data.leaseId);
+        if (ref) this.active.set(ref.leaseId, { ...ref, expiresAt: e.data.expiresAt });
+        return;
+      }
+      case 'StageAttemptStateChanged': {
+        const stage = model.stage(e.data.stageId)!;
+        if (e.data.from === 'PENDING' || e.data.from === 'SCHEDULED') this.offerable.get(stage.runnerType)?.delete(key(rec.streamId, stage.id));
+        const lease = stage.attempts.find((a) => a.idx === e.data.idx)?.lease;
+        if (lease && isTerminalAttempt(e.data.to) && this.active.delete(lease.leaseId)) this.count(lease.runnerType, rec.streamId, -1);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private count(runnerType: string, workPlanId: string, delta: number): void {
+    let perPlan = this.activePerType.get(runnerType);
+    if (!perPlan) this.activePerType.set(runnerType, (perPlan = new Map()));
+    const n = (perPlan.get(workPlanId) ?? 0) + delta;
+    if (n <= 0) perPlan.delete(workPlanId);
+    else perPlan.set(workPlanId, n);
+  }
+}
+
+/** A stage's args.runner_labels, when it is an object: only its string values count. */
+function runnerLabels(args: JsonObject): Record<string, string> {
+  const raw = args.runner_labels;
+  const out: Record<string, string> = {};
+  if (raw && typeof raw === 'object' && !Array.isArray(raw)) {
+    for (const [k, v] of Object.entries(raw)) if (typeof v === 'string') out[k] = v;
+  }
+  return out;
+}
+
+const key = (workPlanId: string, stageId: string) => `${workPlanId}\u0000${stageId}`;

@@ -1,0 +1,50 @@
+import type { RecordedEvent } from '../src/domain/events.js';
+import type { RunnerRegistration } from '../src/domain/model.js';
+
+/** Live runner registrations, folded from the registry stream. */
+export class RunnerRegistry {
+  private readonly live = new Map<string, RunnerRegistration>();
+  private readonly byRunnerId = new Map<string, string>();
+  /** Version of the registry stream (for appends with an expected version). */
+  version = 0;
+
+  registration(registrationId: string): RunnerRegistration | undefined {
+    return this.live.get(registrationId);
+  }
+
+  byRunner(runnerId: string): RunnerRegistration | undefined {
+    const id = this.byRunnerId.get(runnerId);
+    return id === undefined ? undefined : this.live.get(id);
+  }
+
+  registrations(): IterableIterator<RunnerRegistration> {
+    return this.live.values();
+  }
+
+  apply(rec: RecordedEvent): void {
+    this.version = rec.version;
+    const e = rec.event;
+    switch (e.type) {
+      case 'RunnerRegistered':
+        this.live.set(e.data.registrationId, { ...e.data, registeredAt: rec.recordedAt, lastHeartbeat: rec.recordedAt });
+        this.byRunnerId.set(e.data.runnerId, e.data.registrationId);
+        return;
+      case 'RunnerRefreshed': {
+        const prev = this.live.get(e.data.registrationId);
+        if (!prev) return;
+        this.live.set(e.data.registrationId, { ...prev, ...e.data, lastHeartbeat: rec.recordedAt });
+        return;
+      }
+      case 'RunnerUnregistered':
+      case 'RunnerExpired': {
+        const prev = this.live.get(e.data.registrationId);
+        if (!prev) return;
+        this.live.delete(e.data.registrationId);
+        if (this.byRunnerId.get(prev.runnerId) === prev.registrationId) this.byRunnerId.delete(prev.runnerId);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+}

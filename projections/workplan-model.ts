@@ -1,0 +1,62 @@
+import type { Check, NodeKey, Stage, WorkPlanMeta } from '../src/domain/model.js';
+import type { WorkPlanSink } from './sink.js';
+
+/** The committed read model of one workplan. Disposable: replaying its stream rebuilds it exactly. */
+export class WorkPlanModel implements WorkPlanSink {
+  readonly checks = new Map<string, Check>();
+  readonly stages = new Map<string, Stage>();
+  private readonly dependentsOf = new Map<NodeKey, Set<NodeKey>>();
+  private readonly childrenOf = new Map<string, Set<string>>();
+  private readonly finalTargetsOf = new Map<NodeKey, number>();
+  /** request id → the stream version of the last event that request appended (for idempotent retries). */
+  readonly requests = new Map<string, number>();
+
+  constructor(public meta: WorkPlanMeta) {}
+
+  check(id: string): Check | undefined {
+    return this.checks.get(id);
+  }
+  stage(id: string): Stage | undefined {
+    return this.stages.get(id);
+  }
+  dependents(target: NodeKey): Iterable<NodeKey> {
+    return this.dependentsOf.get(target) ?? [];
+  }
+  finalTargets(node: NodeKey): number {
+    return this.finalTargetsOf.get(node) ?? 0;
+  }
+  children(stageId: string): Iterable<string> {
+    return this.childrenOf.get(stageId) ?? [];
+  }
+
+  putMeta(meta: WorkPlanMeta): void {
+    this.meta = meta;
+  }
+  putCheck(check: Check): void {
+    this.checks.set(check.id, check);
+  }
+  putStage(stage: Stage): void {
+    this.stages.set(stage.id, stage);
+  }
+  link(target: NodeKey, dependent: NodeKey): void {
+    addTo(this.dependentsOf, target, dependent);
+  }
+  setFinalTargets(node: NodeKey, count: number): void {
+    this.finalTargetsOf.set(node, count);
+  }
+  unlink(target: NodeKey, dependent: NodeKey): void {
+    this.dependentsOf.get(target)?.delete(dependent);
+  }
+  adopt(parentId: string, childId: string): void {
+    addTo(this.childrenOf, parentId, childId);
+  }
+  orphan(parentId: string, childId: string): void {
+    this.childrenOf.get(parentId)?.delete(childId);
+  }
+}
+
+function addTo<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
+  let set = index.get(key);
+  if (!set) index.set(key, (set = new Set()));
+  set.add(value);
+}
