@@ -1,0 +1,240 @@
+// The push dispatcher: driven by the event stream (no polling), it sends queued attempts to the least-loaded live
+// runner of their type, applies what comes back, and enforces deadlines and registration expiry with timers that
+// are rebuilt from the read models on start.
+import type { Subscription } from 'rxjs';
+import type { ExecutionRef, QueuedAttempt } from '../../projections/executions.js';
+import { DomainError } from '../domain/errors.js';
+import type { RecordedEvent } from '../domain/events.js';
+import type { ExecutionCompletion } from '../domain/decide-runners.js';
+import type { JsonObject, RunnerRegistration } from '../domain/model.js';
+import type { Logger } from '../logging.js';
+import type { Orchestrator } from './orchestrator.js';
+import type { RunnerService } from './runner-service.js';
+
+/** What a runner is sent (Run / RunAsync). */
+export interface RunnerCall {
+  readonly executionId: string;
+  readonly workPlanId: string;
+  readonly stageId: string;
+  readonly attemptIdx: number;
+  readonly assignedCheckIds: string[];
+  readonly args: JsonObject;
+  readonly checkOptions: { checkId: string; kind: string; options: JsonObject }[];
+  readonly deadline: number;
+  readonly callbackAddress: string;
+}
+
+/** Outbound calls to runners; rejects with an Error whose message says what went wrong. */
+export interface RunnerTransport {
+  run(address: string, call: RunnerCall): Promise<Omit<ExecutionCompletion, 'fingerprint'>>;
+  runAsync(address: string, call: RunnerCall): Promise<{ accepted: boolean }>;
+  /** Closes the channels to every address not in `addresses` (no live registration uses them any more). */
+  retainOnly(addresses: ReadonlySet<string>): void;
+  close(): void;
+}
+
+export interface DispatcherConfig {
+  /** Sent to async runners as callback_address. */
+  readonly callbackAddress: string;
+  /** Deadline of an attempt whose stage sets none. */
+  readonly defaultAttemptTimeoutMs: number;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export class Dispatcher {
+  private readonly deadlineTimers = new Map<string, NodeJS.Timeout>();
+  private readonly expiryTimers = new Map<string, NodeJS.Timeout>();
+  private subscription: Subscription | null = null;
+  private pumpScheduled = false;
+
+  constructor(
+    private readonly app: Orchestrator,
+    private readonly runners: RunnerService,
+    private readonly transport: RunnerTransport,
+    private readonly log: Logger,
+    private readonly config: DispatcherConfig,
+  ) {}
+
+  /** Picks up where the log left off: in-flight executions, registrations, the queue. */
+  start(): void {
+    const { executions, runners } = this.app.models;
+    for (const ex of [...executions.inFlight()]) {
+      if (ex.mode === 'SYNC') {
+        this.fail(ex, 'the server restarted while the runner was executing it synchronously; its answer was lost');
+      } else {
+        this.armDeadline(ex);
+      }
+    }
+    for (const reg of runners.registrations()) this.armExpiry(reg);
+    this.subscription = this.app.bus.batches$.subscribe((batch) => this.observe(batch));
+    this.schedulePump();
+  }
+
+  stop(): void {
+    this.subscription?.unsubscribe();
+    for (const t of [...this.deadlineTimers.values(), ...this.expiryTimers.values()]) clearTimeout(t);
+    this.deadlineTimers.clear();
+    this.expiryTimers.clear();
+    this.transport.close();
+  }
+
+  private observe(batch: readonly RecordedEvent[]): void {
+    for (const rec of batch) {
+      const e = rec.event;
+      switch (e.type) {
+        case 'RunnerRegistered':
+        case 'RunnerRefreshed':
+          this.armExpiry(this.app.models.runners.registration(e.data.registrationId)!);
+          break;
+        case 'RunnerUnregistered':
+        case 'RunnerExpired':
+          this.disarm(this.expiryTimers, e.data.registrationId);
+          this.releaseUnused();
+          break;
+        case 'StageAttemptDispatched':
+          this.armDeadline(this.app.models.executions.execution(e.data.executionId)!);
+          break;
+        case 'StageAttemptDispatchDeclined':
+          this.disarm(this.deadlineTimers, e.data.executionId);
+          break;
+        case 'StageAttemptStateChanged': {
+          if (e.data.to !== 'COMPLETE' && e.data.to !== 'INCOMPLETE') break;
+          const attempt = this.app.models.workplan(rec.streamId)?.stage(e.data.stageId)?.attempts.find((a) => a.idx === e.data.idx);
+          if (attempt?.execution) this.disarm(this.deadlineTimers, attempt.execution.executionId);
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    this.schedulePump();
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || !this.subscription) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      if (this.subscription) this.pump();
+    });
+  }
+
+  /** Oldest queued attempt first, to the least-loaded live runner of its type with a free slot and its mode. */
+  private pump(): void {
+    const { executions, runners } = this.app.models;
+    const now = this.app.now();
+    for (const type of [...executions.queuedTypes()]) {
+      const live = [...runners.registrations()].filter((r) => r.runnerType === type && r.expiresAt > now);
+      if (live.length === 0) continue;
+      for (const queued of [...executions.queue(type)]) {
+        const free = live.filter((r) => executions.load(r.registrationId) < r.maxConcurrent);
+        if (free.length === 0) break;
+        const able = free.filter((r) => r.supportedModes.includes(queued.mode));
+        if (able.length === 0) continue;
+        // Least loaded first; on a tie, not the runner that ran this stage's previous attempt (it may be gone), then oldest.
+        const previous = this.app.models.workplan(queued.workPlanId)?.stage(queued.stageId)?.attempts.at(-2)?.execution?.registrationId;
+        able.sort(
+          (a, b) =>
+            executions.load(a.registrationId) - executions.load(b.registrationId) ||
+            Number(a.registrationId === previous) - Number(b.registrationId === previous) ||
+            a.registeredAt - b.registeredAt,
+        );
+        this.dispatch(queued, able[0]!, now);
+      }
+    }
+  }
+
+  private dispatch(queued: QueuedAttempt, runner: RunnerRegistration, now: number): void {
+    const model = this.app.models.workplan(queued.workPlanId)!;
+    const stage = model.stage(queued.stageId)!;
+    const deadline = now + (stage.attemptTimeoutSeconds * 1000 || this.config.defaultAttemptTimeoutMs);
+    let ref: ExecutionRef;
+    try {
+      ref = this.runners.dispatch(queued, runner, deadline);
+    } catch (err) {
+      this.log.warn({ workPlanId: queued.workPlanId, stageId: queued.stageId, err }, 'dispatch refused');
+      return;
+    }
+    const call: RunnerCall = {
+      executionId: ref.executionId,
+      workPlanId: ref.workPlanId,
+      stageId: ref.stageId,
+      attemptIdx: ref.idx,
+      assignedCheckIds: stage.assignments.map((a) => a.checkId),
+      args: stage.args,
+      checkOptions: stage.assignments.map((a) => {
+        const check = model.check(a.checkId);
+        return { checkId: a.checkId, kind: check?.kind ?? '', options: check?.options ?? {} };
+      }),
+      deadline,
+      callbackAddress: this.config.callbackAddress,
+    };
+    const started = Date.now();
+    const done = (outcome: string, extra: object = {}) =>
+      this.log.info(
+        { executionId: ref.executionId, workPlanId: ref.workPlanId, stageId: ref.stageId, attempt: ref.idx, runnerId: runner.runnerId, mode: ref.mode, outcome, durationMs: Date.now() - started, ...extra },
+        'dispatch',
+      );
+    if (ref.mode === 'SYNC') {
+      this.transport.run(runner.address, call).then(
+        (completion) => done(this.apply(() => this.runners.complete(ref.executionId, completion), completion.failure ? 'failed' : 'completed')),
+        (err: Error) => done(this.fail(ref, `runner ${runner.runnerId} at ${runner.address}: ${err.message}`)),
+      );
+    } else {
+      this.transport.runAsync(runner.address, call).then(
+        (answer) => done(answer.accepted ? 'accepted' : this.apply(() => this.runners.declined(ref.executionId), 'declined, queued again')),
+        (err: Error) => done(this.fail(ref, `runner ${runner.runnerId} at ${runner.address}: ${err.message}`)),
+      );
+    }
+  }
+
+  /** Applies a runner's answer; one that comes too late (cancelled, timed out) is discarded and says why. */
+  private apply(write: () => void, outcome: string): string {
+    try {
+      write();
+      return outcome;
+    } catch (err) {
+      if (err instanceof DomainError) return `discarded: ${err.message}`;
+      this.log.error({ err }, 'applying a runner answer failed');
+      return 'error';
+    }
+  }
+
+  private fail(ref: ExecutionRef, message: string): string {
+    return this.apply(() => void this.runners.fail(ref.executionId, message), `incomplete: ${message}`);
+  }
+
+  private armDeadline(ref: ExecutionRef): void {
+    this.disarm(this.deadlineTimers, ref.executionId);
+    const timer = setTimeout(() => {
+      this.deadlineTimers.delete(ref.executionId);
+      const outcome = this.fail(ref, `deadline exceeded: the runner did not complete it by ${new Date(ref.deadline).toISOString()}`);
+      this.log.info({ executionId: ref.executionId, workPlanId: ref.workPlanId, stageId: ref.stageId, outcome }, 'deadline');
+    }, Math.min(Math.max(ref.deadline - this.app.now(), 0), MAX_TIMER_MS));
+    this.deadlineTimers.set(ref.executionId, timer);
+  }
+
+  private armExpiry(reg: RunnerRegistration): void {
+    this.disarm(this.expiryTimers, reg.registrationId);
+    const timer = setTimeout(() => {
+      this.expiryTimers.delete(reg.registrationId);
+      try {
+        if (this.runners.expire(reg.registrationId)) this.log.info({ registrationId: reg.registrationId, runnerId: reg.runnerId }, 'registration expired');
+      } catch (err) {
+        this.log.error({ err }, 'expiring a registration failed');
+      }
+    }, Math.min(Math.max(reg.expiresAt - this.app.now() + 1, 0), MAX_TIMER_MS));
+    this.expiryTimers.set(reg.registrationId, timer);
+  }
+
+  private disarm(timers: Map<string, NodeJS.Timeout>, key: string): void {
+    const t = timers.get(key);
+    if (t) clearTimeout(t);
+    timers.delete(key);
+  }
+
+  private releaseUnused(): void {
+    this.transport.retainOnly(new Set([...this.app.models.runners.registrations()].map((r) => r.address)));
+  }
+}

@@ -1,0 +1,29 @@
+import type { PendingEvent, RecordedEvent } from '../domain/events.js';
+
+/** Thrown when a stream's version is not the one the appender expected. */
+export class VersionConflict extends Error {
+  constructor(
+    readonly streamId: string,
+    readonly expected: number,
+    readonly actual: number,
+  ) {
+    super(`stream ${streamId} is at version ${actual}, expected ${expected}`);
+    this.name = 'VersionConflict';
+  }
+}
+
+export interface AppendOptions {
+  readonly requestId: string | null;
+  readonly recordedAt: number;
+}
+
+/** The append-only event log. The only source of truth; everything else is folded from it. */
+export interface EventStore {
+  /** Appends atomically after `expectedVersion` (0 for a new stream), or throws VersionConflict. */
+  append(streamId: string, expectedVersion: number, events: readonly PendingEvent[], options: AppendOptions): RecordedEvent[];
+  /** A stream's events with afterVersion < version <= toVersion, in order. */
+  readStream(streamId: string, range?: { afterVersion?: number; toVersion?: number }): IterableIterator<RecordedEvent>;
+  /** Every event after a global position, in commit order. */
+  readAll(afterPosition?: number): IterableIterator<RecordedEvent>;
+  close(): void;
+}

@@ -1,0 +1,173 @@
+// Application layer: load a workplan's state, decide, resolve, append, publish. Everything a client changes goes
+// through here; the transport only maps messages and errors.
+import { randomUUID } from 'node:crypto';
+import type { Subscription } from 'rxjs';
+import { foldReadModels, ReadModels } from '../../projections/read-models.js';
+import { WorkPlanDraft } from '../../projections/draft.js';
+import { resolveToFixpoint } from '../../projections/resolver.js';
+import type { WorkPlanModel } from '../../projections/workplan-model.js';
+import type { DecideContext, WriteNodes } from '../domain/commands.js';
+import type { RunnerRegistry } from '../../projections/runner-registry.js';
+import type { WorkPlanView } from '../domain/view.js';
+import { decideWriteNodes } from '../domain/decide-write-nodes.js';
+import { aborted, notFound } from '../domain/errors.js';
+import { eventNode, RUNNER_REGISTRY_STREAM, type PendingEvent, type RecordedEvent } from '../domain/events.js';
+import type { Check, Stage, WorkPlanMeta } from '../domain/model.js';
+import { EventBus } from './event-bus.js';
+import { VersionConflict, type EventStore } from './event-store.js';
+import { queryNodes, type NodePage, type NodeQuery } from './queries.js';
+
+export interface OrchestratorConfig {
+  readonly defaultMaxAttempts: number;
+  readonly clock: () => number;
+  readonly newWorkPlanId: () => string;
+}
+
+export const DEFAULT_CONFIG: OrchestratorConfig = {
+  defaultMaxAttempts: 3,
+  clock: () => Date.now(),
+  newWorkPlanId: () => randomUUID(),
+};
+
+export interface WriteNodesRequest extends WriteNodes {
+  readonly workPlanId: string;
+  readonly requestId: string | null;
+  readonly expectedVersion?: number | undefined;
+}
+
+export interface WriteNodesResult {
+  readonly workPlanId: string;
+  readonly checks: Check[];
+  readonly stages: Stage[];
+  readonly version: number;
+}
+
+export class Orchestrator {
+  readonly bus = new EventBus();
+  private readonly subscription: Subscription;
+
+  private constructor(
+    private readonly store: EventStore,
+    readonly models: ReadModels,
+    private readonly config: OrchestratorConfig,
+  ) {
+    this.subscription = this.bus.batches$.pipe(foldReadModels(models)).subscribe();
+  }
+
+  /** Rebuilds every read model from the log, then serves. */
+  static open(store: EventStore, config: Partial<OrchestratorConfig> = {}): Orchestrator {
+    return new Orchestrator(store, ReadModels.replay(store.readAll()), { ...DEFAULT_CONFIG, ...config });
+  }
+
+  close(): void {
+    this.subscription.unsubscribe();
+    this.bus.complete();
+  }
+
+  createWorkPlan(metadata: Record<string, string>): WorkPlanMeta {
+    const id = this.config.newWorkPlanId();
+    this.commit(id, 0, [{ event: { type: 'WorkPlanCreated', data: { metadata } }, causedByVersion: null }], null, this.config.clock());
+    return this.workplan(id).meta;
+  }
+
+  getWorkPlan(id: string): WorkPlanMeta {
+    return this.workplan(id).meta;
+  }
+
+  writeNodes(req: WriteNodesRequest): WriteNodesResult {
+    const model = this.workplan(req.workPlanId);
+    if (req.requestId) {
+      const answeredAt = model.requests.get(req.requestId);
+      if (answeredAt !== undefined) return this.answerAgain(req, req.requestId, answeredAt);
+    }
+    if (req.expectedVersion !== undefined && req.expectedVersion !== model.meta.version) {
+      throw aborted(`workplan is at version ${model.meta.version}, not ${req.expectedVersion}`, 'expected_version');
+    }
+    const recorded = this.decideAndCommit(req.workPlanId, req.requestId, (view, ctx) => decideWriteNodes(req, view, ctx));
+    return answer(model, req, recorded);
+  }
+
+  /**
+   * The one write path for workplans: decide against the current state, let the resolver add every consequence,
+   * append it all atomically, publish. Throws the decision's DomainError with nothing appended.
+   */
+  decideAndCommit(
+    workPlanId: string,
+    requestId: string | null,
+    decide: (view: WorkPlanView, ctx: DecideContext) => PendingEvent[],
+  ): RecordedEvent[] {
+    const model = this.workplan(workPlanId);
+    const ctx: DecideContext = { now: this.config.clock(), defaultMaxAttempts: this.config.defaultMaxAttempts };
+    const decided = decide(model, ctx);
+    if (decided.length === 0) return [];
+    const events = resolveToFixpoint(new WorkPlanDraft(model), decided, ctx.now, requestId);
+    return this.commit(workPlanId, model.meta.version, events, requestId, ctx.now);
+  }
+
+  /** Appends to the runner registry stream: decide gets the registry as it stands. */
+  commitRunnerEvents(decide: (registry: RunnerRegistry, now: number) => PendingEvent[]): RecordedEvent[] {
+    const now = this.config.clock();
+    const events = decide(this.models.runners, now);
+    return this.commit(RUNNER_REGISTRY_STREAM, this.models.runners.version, events, null, now);
+  }
+
+  now(): number {
+    return this.config.clock();
+  }
+
+  /** A workplan's events from the log, in order (history for replays and resumed watches). */
+  readStream(workPlanId: string, range?: { afterVersion?: number; toVersion?: number }): IterableIterator<RecordedEvent> {
+    return this.store.readStream(workPlanId, range);
+  }
+
+  queryNodes(workPlanId: string, query: NodeQuery): NodePage {
+    return queryNodes(this.workplan(workPlanId), query);
+  }
+
+  private workplan(id: string): WorkPlanModel {
+    const model = this.models.workplan(id);
+    if (!model) throw notFound(`no workplan "${id}"`, 'work_plan_id');
+    return model;
+  }
+
+  private commit(
+    streamId: string,
+    expectedVersion: number,
+    events: Parameters<EventStore['append']>[2],
+    requestId: string | null,
+    now: number,
+  ): RecordedEvent[] {
+    let recorded: RecordedEvent[];
+    try {
+      recorded = this.store.append(streamId, expectedVersion, events, { requestId, recordedAt: now });
+    } catch (err) {
+      if (err instanceof VersionConflict) throw aborted(err.message);
+      throw err;
+    }
+    this.bus.publish(recorded);
+    return recorded;
+  }
+
+  /** A retried request: the nodes as they stood right after the first answer, rebuilt from the log. */
+  private answerAgain(req: WriteNodesRequest, requestId: string, version: number): WriteNodesResult {
+    const events = [...this.store.readStream(req.workPlanId, { toVersion: version })];
+    const then = ReadModels.replay(events).workplan(req.workPlanId)!;
+    return answer(then, req, events.filter((e) => e.causation.requestId === requestId));
+  }
+}
+
+/** The written nodes in request order, then every other node the resolver changed, as they stand in `model`. */
+function answer(model: WorkPlanModel, req: WriteNodesRequest, events: readonly RecordedEvent[]): WriteNodesResult {
+  const checkIds = new Set(req.checks.map((c) => c.id));
+  const stageIds = new Set(req.stages.map((s) => s.id));
+  for (const e of events) {
+    const node = eventNode(e.event);
+    if (node) (node.kind === 'check' ? checkIds : stageIds).add(node.id);
+  }
+  return {
+    workPlanId: req.workPlanId,
+    checks: [...checkIds].map((id) => model.check(id)).filter((c): c is Check => c !== undefined),
+    stages: [...stageIds].map((id) => model.stage(id)).filter((s): s is Stage => s !== undefined),
+    version: model.meta.version,
+  };
+}

@@ -1,0 +1,278 @@
+// Application side of the pull protocol: the scheduler that leases attempts to pull runners (long-poll waiters
+// woken by the event bus, never by polling the store), heartbeats and completions. Every lease decision is one
+// synchronous decideAndCommit, so two runners never lease the same attempt.
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { Subscription } from 'rxjs';
+import type { LeaseRef, OfferableAttempt } from '../../projections/leases.js';
+import {
+  decideHeartbeat,
+  decideLease,
+  decideLeaseCompletion,
+  type LeaseGrant,
+} from '../domain/decide-leases.js';
+import type { ExecutionCompletion } from '../domain/decide-runners.js';
+import { DomainError, failedPrecondition } from '../domain/errors.js';
+import type { RecordedEvent } from '../domain/events.js';
+import type { JsonObject, Stage } from '../domain/model.js';
+import type { Logger } from '../logging.js';
+import type { Orchestrator } from './orchestrator.js';
+
+export interface PullConfig {
+  /** runner type → most leases in flight at once; types not listed use defaultLimit (0 = no limit). */
+  readonly limits: ReadonlyMap<string, number>;
+  readonly defaultLimit: number;
+  readonly defaultHeartbeatIntervalMs: number;
+  readonly defaultRunTimeoutMs: number;
+  readonly defaultPickupTimeoutMs: number;
+  readonly defaultRetryBackoffMs: number;
+}
+
+export const DEFAULT_PULL_CONFIG: PullConfig = {
+  limits: new Map(),
+  defaultLimit: 0,
+  defaultHeartbeatIntervalMs: 10_000,
+  defaultRunTimeoutMs: 600_000,
+  defaultPickupTimeoutMs: 0,
+  defaultRetryBackoffMs: 0,
+};
+
+export interface LeaseRequest {
+  readonly runnerId: string;
+  readonly runnerType: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly waitMs: number;
+}
+
+export interface LeasedAttempt {
+  readonly leaseId: string;
+  readonly leaseToken: string;
+  readonly expiresAt: number;
+  readonly heartbeatIntervalMs: number;
+  readonly runDeadline: number;
+  readonly workPlanId: string;
+  readonly stageId: string;
+  readonly idx: number;
+  readonly args: JsonObject;
+  readonly checks: { checkId: string; kind: string; options: JsonObject }[];
+}
+
+interface Waiter {
+  readonly req: LeaseRequest;
+  readonly resolve: (leased: LeasedAttempt | null) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+export const hashToken = (token: string): string => createHash('sha256').update(token).digest('base64url');
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export class PullService {
+  private readonly waiters: Waiter[] = [];
+  private subscription: Subscription | null = null;
+  private pumpScheduled = false;
+  private backoffTimer: NodeJS.Timeout | null = null;
+  private backoffAt = Infinity;
+
+  constructor(
+    private readonly app: Orchestrator,
+    private readonly log: Logger,
+    readonly config: PullConfig = DEFAULT_PULL_CONFIG,
+    private readonly newId: () => string = randomUUID,
+  ) {}
+
+  start(): void {
+    this.subscription = this.app.bus.batches$.subscribe((batch) => this.observe(batch));
+  }
+
+  /** Answers every waiting Lease call with "nothing" and stops waking them. */
+  stop(): void {
+    this.subscription?.unsubscribe();
+    this.subscription = null;
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.resolve(null);
+    }
+  }
+
+  limit(runnerType: string): number {
+    return this.config.limits.get(runnerType) ?? this.config.defaultLimit;
+  }
+
+  /** Leases the best offerable attempt now, or waits (up to waitMs) for one; null when none came. */
+  lease(req: LeaseRequest, cancelled: { onCancel(f: () => void): void }): Promise<LeasedAttempt | null> {
+    const now = this.tryLease(req);
+    if (now || req.waitMs <= 0 || !this.subscription) return Promise.resolve(now);
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        req,
+        resolve,
+        timer: setTimeout(() => this.drop(waiter, null), Math.min(req.waitMs, MAX_TIMER_MS)),
+      };
+      this.waiters.push(waiter);
+      cancelled.onCancel(() => this.drop(waiter, null));
+    });
+  }
+
+  heartbeat(token: string, hb: { lines: readonly string[]; message: string; details: JsonObject }): { expiresAt: number; cancelRequested: boolean } {
+    const ref = this.find(token);
+    let cancelRequested = false;
+    this.app.decideAndCommit(ref.workPlanId, null, (view, ctx) => {
+      const stage = view.stage(ref.stageId);
+      const interval = stage?.attempts.find((a) => a.idx === ref.idx)?.lease?.heartbeatIntervalMs ?? this.config.defaultHeartbeatIntervalMs;
+      const decision = decideHeartbeat(view, ref, { ...hb, expiresAt: ctx.now + 2 * interval }, ctx.now);
+      cancelRequested = decision.cancelRequested;
+      return decision.events;
+    });
+    const lease = this.app.models.workplan(ref.workPlanId)?.stage(ref.stageId)?.attempts.find((a) => a.idx === ref.idx)?.lease;
+    return { expiresAt: lease?.expiresAt ?? 0, cancelRequested };
+  }
+
+  /** Applies the outcome; an identical repeat is acknowledged with nothing appended. */
+  complete(token: string, completion: Omit<ExecutionCompletion, 'fingerprint'>): void {
+    const ref = this.find(token);
+    const fingerprint = createHash('sha256').update(JSON.stringify(completion)).digest('base64url');
+    this.app.decideAndCommit(ref.workPlanId, null, (view, ctx) => decideLeaseCompletion(view, ref, { ...completion, fingerprint }, ctx));
+  }
+
+  private find(token: string): LeaseRef {
+    const ref = this.app.models.leases.byTokenHash(hashToken(token));
+    if (!ref) throw failedPrecondition('not a lease token this server issued', 'lease_token');
+    return ref;
+  }
+
+  private drop(waiter: Waiter, leased: LeasedAttempt | null): void {
+    const i = this.waiters.indexOf(waiter);
+    if (i < 0) return;
+    this.waiters.splice(i, 1);
+    clearTimeout(waiter.timer);
+    waiter.resolve(leased);
+  }
+
+  private observe(batch: readonly RecordedEvent[]): void {
+    if (this.waiters.length === 0) return;
+    // New attempts, attempts queued again, and leases that ended (a slot under a limit freed) can serve a waiter.
+    const relevant = batch.some(
+      (r) =>
+        r.event.type === 'StageAttemptCreated' ||
+        r.event.type === 'StageAttemptDispatchDeclined' ||
+        (r.event.type === 'StageAttemptStateChanged' && (r.event.data.to === 'COMPLETE' || r.event.data.to === 'INCOMPLETE')),
+    );
+    if (relevant) this.schedulePump();
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || !this.subscription) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      if (this.subscription) this.pump();
+    });
+  }
+
+  /** Serves waiters in arrival order. */
+  private pump(): void {
+    for (const waiter of [...this.waiters]) {
+      if (!this.waiters.includes(waiter)) continue;
+      const leased = this.tryLease(waiter.req);
+      if (leased) this.drop(waiter, leased);
+    }
+    this.armBackoffTimer();
+  }
+
+  /** Attempts held back by a retry backoff wake the waiters when their backoff ends (a scheduler timer, not domain state). */
+  private armBackoffTimer(): void {
+    if (this.waiters.length === 0) return;
+    const now = this.app.now();
+    const types = new Set(this.waiters.map((w) => w.req.runnerType));
+    let earliest = Infinity;
+    for (const type of types) {
+      for (const o of this.app.models.leases.offerableOf(type)) {
+        const at = this.offerableAt(o);
+        if (at > now && at < earliest) earliest = at;
+      }
+    }
+    if (earliest === Infinity || earliest >= this.backoffAt) return;
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    this.backoffAt = earliest;
+    this.backoffTimer = setTimeout(() => {
+      this.backoffTimer = null;
+      this.backoffAt = Infinity;
+      this.schedulePump();
+    }, Math.min(earliest - now + 1, MAX_TIMER_MS));
+  }
+
+  /** When an attempt may be offered: at once for a first attempt, after the retry backoff for a retry. */
+  offerableAt(o: OfferableAttempt): number {
+    return o.idx > 1 ? o.createdAt + (o.retryBackoffMs || this.config.defaultRetryBackoffMs) : o.createdAt;
+  }
+
+  /**
+   * Picks and leases one attempt for `req`, synchronously: under the type's limit, offerable now, labels matched;
+   * highest priority first, then the workplan with the fewest leases of this type in flight (fairness), then the
+   * oldest attempt.
+   */
+  private tryLease(req: LeaseRequest): LeasedAttempt | null {
+    const { leases } = this.app.models;
+    const limit = this.limit(req.runnerType);
+    if (limit > 0 && leases.inFlight(req.runnerType) >= limit) return null;
+    const now = this.app.now();
+    let best: OfferableAttempt | null = null;
+    let bestLoad = 0;
+    for (const o of leases.offerableOf(req.runnerType)) {
+      if (this.offerableAt(o) > now) continue;
+      if (!Object.entries(o.labels).every(([k, v]) => req.labels[k] === v)) continue;
+      const load = leases.inFlight(req.runnerType, o.workPlanId);
+      if (
+        !best ||
+        o.priority > best.priority ||
+        (o.priority === best.priority && (load < bestLoad || (load === bestLoad && o.position < best.position)))
+      ) {
+        best = o;
+        bestLoad = load;
+      }
+    }
+    if (!best) return null;
+    const model = this.app.models.workplan(best.workPlanId)!;
+    const stage = model.stage(best.stageId)!;
+    const token = randomBytes(32).toString('base64url');
+    const grant: LeaseGrant = {
+      leaseId: this.newId(),
+      tokenHash: hashToken(token),
+      runnerId: req.runnerId,
+      runnerType: req.runnerType,
+      heartbeatIntervalMs: this.heartbeatInterval(stage),
+      expiresAt: now + 2 * this.heartbeatInterval(stage),
+      runDeadline: now + (stage.policy.runTimeoutMs || (stage.attemptTimeoutSeconds * 1000) || this.config.defaultRunTimeoutMs),
+    };
+    try {
+      this.app.decideAndCommit(best.workPlanId, null, (view) => decideLease(view, best.stageId, best.idx, grant));
+    } catch (err) {
+      if (err instanceof DomainError) {
+        this.log.warn({ workPlanId: best.workPlanId, stageId: best.stageId, err: err.message }, 'lease refused');
+        return null;
+      }
+      throw err;
+    }
+    this.log.info({ workPlanId: best.workPlanId, stageId: best.stageId, attempt: best.idx, leaseId: grant.leaseId, runnerId: req.runnerId }, 'leased');
+    return {
+      leaseId: grant.leaseId,
+      leaseToken: token,
+      expiresAt: grant.expiresAt,
+      heartbeatIntervalMs: grant.heartbeatIntervalMs,
+      runDeadline: grant.runDeadline,
+      workPlanId: best.workPlanId,
+      stageId: best.stageId,
+      idx: best.idx,
+      args: stage.args,
+      checks: stage.assignments.map((a) => {
+        const check = model.check(a.checkId);
+        return { checkId: a.checkId, kind: check?.kind ?? '', options: check?.options ?? {} };
+      }),
+    };
+  }
+
+  heartbeatInterval(stage: Stage): number {
+    return stage.policy.heartbeatIntervalMs || this.config.defaultHeartbeatIntervalMs;
+  }
+}

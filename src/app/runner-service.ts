@@ -1,0 +1,94 @@
+// Application side of the runner protocol: registrations, and what runners report about executions. Every step is
+// an event appended through the Orchestrator; nothing about dispatch lives only in memory.
+import { createHash, randomUUID } from 'node:crypto';
+import type { ExecutionRef, QueuedAttempt } from '../../projections/executions.js';
+import type { DecideContext } from '../domain/commands.js';
+import {
+  decideCompletion,
+  decideDeclined,
+  decideDispatch,
+  decideExecutionFailed,
+  decideExecutionUpdate,
+  decideRegisterRunner,
+  decideUnregisterRunner,
+  type ExecutionCompletion,
+  type ExecutionUpdate,
+  type RegisterRunner,
+} from '../domain/decide-runners.js';
+import { notFound } from '../domain/errors.js';
+import type { RunnerRegistration } from '../domain/model.js';
+import type { Orchestrator } from './orchestrator.js';
+
+export interface RunnerInfo extends RunnerRegistration {
+  readonly currentLoad: number;
+}
+
+export class RunnerService {
+  constructor(
+    private readonly app: Orchestrator,
+    private readonly newId: () => string = randomUUID,
+  ) {}
+
+  register(cmd: RegisterRunner): RunnerRegistration {
+    const [rec] = this.app.commitRunnerEvents((registry, now) =>
+      decideRegisterRunner(registry.byRunner(cmd.runnerId), cmd, now, this.newId),
+    );
+    const registrationId = (rec!.event.data as { registrationId: string }).registrationId;
+    return this.app.models.runners.registration(registrationId)!;
+  }
+
+  unregister(registrationId: string): void {
+    this.app.commitRunnerEvents((registry) => decideUnregisterRunner(registry.registration(registrationId), registrationId));
+  }
+
+  /** Expires a registration that was not refreshed in time; a no-op if it was. */
+  expire(registrationId: string): boolean {
+    const recorded = this.app.commitRunnerEvents((registry, now) => {
+      const reg = registry.registration(registrationId);
+      return reg && reg.expiresAt <= now ? [{ event: { type: 'RunnerExpired', data: { registrationId } }, causedByVersion: null }] : [];
+    });
+    return recorded.length > 0;
+  }
+
+  list(runnerType: string): RunnerInfo[] {
+    const now = this.app.now();
+    return [...this.app.models.runners.registrations()]
+      .filter((r) => (!runnerType || r.runnerType === runnerType) && r.expiresAt > now)
+      .map((r) => ({ ...r, currentLoad: this.app.models.executions.load(r.registrationId) }));
+  }
+
+  execution(executionId: string): ExecutionRef {
+    const ref = this.app.models.executions.execution(executionId);
+    if (!ref) throw notFound(`no execution "${executionId}"`, 'execution_id');
+    return ref;
+  }
+
+  dispatch(q: QueuedAttempt, runner: RunnerRegistration, deadline: number): ExecutionRef {
+    const executionId = this.newId();
+    this.app.decideAndCommit(q.workPlanId, null, (view) => decideDispatch(view, q.stageId, q.idx, runner, executionId, deadline));
+    return this.execution(executionId);
+  }
+
+  declined(executionId: string): void {
+    const ref = this.execution(executionId);
+    this.app.decideAndCommit(ref.workPlanId, null, (view) => decideDeclined(view, ref));
+  }
+
+  update(executionId: string, update: ExecutionUpdate): void {
+    const ref = this.execution(executionId);
+    this.app.decideAndCommit(ref.workPlanId, null, (view, ctx: DecideContext) => decideExecutionUpdate(view, ref, update, ctx));
+  }
+
+  /** Applies a runner's answer; an identical repeat is acknowledged with nothing appended. */
+  complete(executionId: string, completion: Omit<ExecutionCompletion, 'fingerprint'>): void {
+    const ref = this.execution(executionId);
+    const fingerprint = createHash('sha256').update(JSON.stringify(completion)).digest('base64url');
+    this.app.decideAndCommit(ref.workPlanId, null, (view, ctx) => decideCompletion(view, ref, { ...completion, fingerprint }, ctx));
+  }
+
+  /** The execution failed on our side (transport error, unreachable runner, deadline, restart). */
+  fail(executionId: string, message: string): boolean {
+    const ref = this.execution(executionId);
+    return this.app.decideAndCommit(ref.workPlanId, null, (view, ctx) => decideExecutionFailed(view, ref, message, ctx.now)).length > 0;
+  }
+}

@@ -1,0 +1,35 @@
+// Events as stored: type, schema version and JSON data. Reading goes through the upcasters, then the zod schema,
+// so logs written by older code stay readable after the event model evolves.
+import { DomainEvent, SCHEMA_VERSION, type EventType } from '../domain/events.js';
+
+export interface StoredEventRow {
+  readonly type: string;
+  readonly schema_version: number;
+  readonly data: string;
+}
+
+/** Turns data of schema version N into version N+1, keyed by `${type}@${N}`. */
+export type Upcaster = (data: Record<string, unknown>) => Record<string, unknown>;
+export const UPCASTERS: Readonly<Record<string, Upcaster>> = {
+  /** Version 1 did not record who created a workplan: read it as unknown (''). */
+  'WorkPlanCreated@1': (data) => ({ ...data, createdBy: '' }),
+};
+
+export function encodeEvent(event: DomainEvent): { type: string; schemaVersion: number; data: string } {
+  return { type: event.type, schemaVersion: SCHEMA_VERSION[event.type], data: JSON.stringify(event.data) };
+}
+
+export function decodeEvent(row: StoredEventRow, upcasters: Readonly<Record<string, Upcaster>> = UPCASTERS): DomainEvent {
+  const current = SCHEMA_VERSION[row.type as EventType];
+  if (current === undefined) throw new Error(`unknown event type ${row.type}`);
+  if (row.schema_version > current) {
+    throw new Error(`${row.type} has schema version ${row.schema_version}, newer than this server knows (${current})`);
+  }
+  let data = JSON.parse(row.data) as Record<string, unknown>;
+  for (let v = row.schema_version; v < current; v++) {
+    const up = upcasters[`${row.type}@${v}`];
+    if (!up) throw new Error(`no upcaster for ${row.type} from schema version ${v}`);
+    data = up(data);
+  }
+  return DomainEvent.parse({ type: row.type, data });
+}

@@ -1,0 +1,118 @@
+import Database from 'better-sqlite3';
+import type { PendingEvent, RecordedEvent } from '../domain/events.js';
+import { VersionConflict, type AppendOptions, type EventStore } from '../app/event-store.js';
+import { decodeEvent, encodeEvent, type StoredEventRow } from './event-codec.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS events (
+  position          INTEGER PRIMARY KEY,
+  stream_id         TEXT    NOT NULL,
+  version           INTEGER NOT NULL,
+  type              TEXT    NOT NULL,
+  schema_version    INTEGER NOT NULL,
+  data              TEXT    NOT NULL,
+  recorded_at       INTEGER NOT NULL,
+  request_id        TEXT,
+  caused_by_version INTEGER,
+  UNIQUE (stream_id, version)
+) STRICT;
+CREATE INDEX IF NOT EXISTS events_by_request ON events (stream_id, request_id) WHERE request_id IS NOT NULL;
+CREATE TRIGGER IF NOT EXISTS events_are_never_updated BEFORE UPDATE ON events
+  BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
+  BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+`;
+
+interface EventRow extends StoredEventRow {
+  readonly position: number;
+  readonly stream_id: string;
+  readonly version: number;
+  readonly recorded_at: number;
+  readonly request_id: string | null;
+  readonly caused_by_version: number | null;
+}
+
+export interface SqliteEventStoreOptions {
+  /** Open without write access (inspection tools; safe while a server runs). */
+  readonly readonly?: boolean;
+  /** FULL survives power loss; NORMAL survives a killed process (WAL), and is faster. */
+  readonly synchronous?: 'FULL' | 'NORMAL';
+}
+
+export class SqliteEventStore implements EventStore {
+  private readonly db: Database.Database;
+  private readonly insert: Database.Statement;
+  private readonly currentVersion: Database.Statement<[string], { v: number }>;
+  private readonly appendTx: Database.Transaction<
+    (streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => RecordedEvent[]
+  >;
+
+  constructor(
+    readonly path: string,
+    options: SqliteEventStoreOptions = {},
+  ) {
+    this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+    this.db.pragma('busy_timeout = 5000');
+    if (!options.readonly) {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+      this.db.exec(SCHEMA);
+    }
+    this.insert = this.db.prepare(
+      `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.currentVersion = this.db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM events WHERE stream_id = ?');
+    this.appendTx = this.db.transaction((streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => {
+      const actual = this.currentVersion.get(streamId)!.v;
+      if (actual !== expected) throw new VersionConflict(streamId, expected, actual);
+      return events.map((p, i): RecordedEvent => {
+        const version = expected + i + 1;
+        const { type, schemaVersion, data } = encodeEvent(p.event);
+        const info = this.insert.run(streamId, version, type, schemaVersion, data, o.recordedAt, o.requestId, p.causedByVersion);
+        return {
+          position: Number(info.lastInsertRowid),
+          streamId,
+          version,
+          recordedAt: o.recordedAt,
+          causation: { requestId: o.requestId, causedByVersion: p.causedByVersion },
+          event: p.event,
+        };
+      });
+    });
+  }
+
+  append(streamId: string, expectedVersion: number, events: readonly PendingEvent[], options: AppendOptions): RecordedEvent[] {
+    if (events.length === 0) return [];
+    return this.appendTx.immediate(streamId, expectedVersion, events, options);
+  }
+
+  *readStream(streamId: string, range: { afterVersion?: number; toVersion?: number } = {}): IterableIterator<RecordedEvent> {
+    const rows = this.db
+      .prepare('SELECT * FROM events WHERE stream_id = ? AND version > ? AND version <= ? ORDER BY version')
+      .iterate(streamId, range.afterVersion ?? 0, range.toVersion ?? Number.MAX_SAFE_INTEGER) as IterableIterator<EventRow>;
+    for (const row of rows) yield toRecorded(row);
+  }
+
+  *readAll(afterPosition = 0): IterableIterator<RecordedEvent> {
+    const rows = this.db
+      .prepare('SELECT * FROM events WHERE position > ? ORDER BY position')
+      .iterate(afterPosition) as IterableIterator<EventRow>;
+    for (const row of rows) yield toRecorded(row);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function toRecorded(row: EventRow): RecordedEvent {
+  return {
+    position: row.position,
+    streamId: row.stream_id,
+    version: row.version,
+    recordedAt: row.recorded_at,
+    causation: { requestId: row.request_id, causedByVersion: row.caused_by_version },
+    event: decodeEvent(row),
+  };
+}
