@@ -1,0 +1,120 @@
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import Database from 'better-sqlite3';
+import type { EventJson } from '../app/eventlog.js';
+import { decodeEvent, encodeEvent } from '../infra/event-codec.js';
+import { SqliteEventStore } from '../infra/sqlite-event-store.js';
+import { command } from './log-args.js';
+import { CliError } from './log-source.js';
+import { UsageError } from './usage-error.js';
+
+export const IMPORT_HELP = `Usage: turboci import --db FILE [--as ID] [EXPORT_FILE | -]
+
+Reads a workplan exported by "turboci export" (NDJSON, from a file or stdin) and appends its events to the log
+in FILE (created if missing), with their versions, times, request ids and causes, so the workplan's state is
+identical to the original. Every event is decoded (older schema versions through the upcasters) and validated
+first; the stream must be whole (versions 1, 2, 3, ... starting with WorkPlanCreated). All of it is written in
+one transaction, or nothing is. A workplan that already exists in FILE is refused (use --as to import a copy).
+
+A server keeps its read models in memory: import into a database no server is running on, then start (or
+restart) the server on it. ("turboci verify --server" reports a workplan imported behind a server's back.)
+
+Options:
+  --db FILE       the SQLite event log to import into                  (default: $TURBOCI_DB)
+  --as ID         import the workplan under this id instead of its own
+  -h, --help      show this help
+
+Examples:
+  turboci import --db new.db workplan.ndjson
+  turboci import --db repro.db --as bug-1234 bug-1234.ndjson && turboci serve --db repro.db
+  turboci export --db old.db -w 6ed53af4-... | turboci import --db new.db -`;
+
+const INSERT = `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?)`;
+
+export const importCommand = command(async (argv) => {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      db: { type: 'string' },
+      as: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(IMPORT_HELP);
+    return 0;
+  }
+  const dbPath = values.db ?? process.env.TURBOCI_DB;
+  if (dbPath === undefined) throw new UsageError('--db FILE is required');
+  if (positionals.length > 1) throw new UsageError('give one export file (or - for stdin)');
+  if (values.as !== undefined && !/^[^\s\p{C}]{1,256}$/u.test(values.as)) throw new UsageError(`--as: "${values.as}" is not a workplan id`);
+  const inputName = positionals[0] ?? '-';
+  const input = inputName === '-' ? process.stdin : createReadStream(inputName);
+  const opened = new Promise<void>((resolve, reject) => {
+    if (input === process.stdin) resolve();
+    else input.once('open', () => resolve()).once('error', (err: Error) => reject(new CliError(`${inputName}: ${err.message}`)));
+  });
+  await opened;
+
+  new SqliteEventStore(dbPath).close(); // creates the file and the schema when missing (WAL, triggers)
+  const db = new Database(dbPath);
+  db.pragma('busy_timeout = 5000');
+  const insert = db.prepare(INSERT);
+  let streamId: string | undefined;
+  let expected = 1;
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    let lineNo = 0;
+    for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+      lineNo++;
+      if (!line.trim()) continue;
+      const where = `${inputName}:${lineNo}`;
+      let e: EventJson;
+      try {
+        e = JSON.parse(line) as EventJson;
+      } catch (err) {
+        throw new CliError(`${where}: not JSON (${(err as Error).message})`);
+      }
+      if (typeof e.workPlanId !== 'string' || !e.workPlanId) throw new CliError(`${where}: no workPlanId`);
+      if (streamId === undefined) {
+        streamId = e.workPlanId;
+        const target = values.as ?? streamId;
+        const exists = db.prepare('SELECT 1 FROM events WHERE stream_id = ? LIMIT 1').get(target);
+        if (exists) throw new CliError(`workplan ${target} is already in ${dbPath}; import refuses to merge streams (use --as NEW_ID)`);
+      } else if (e.workPlanId !== streamId) {
+        throw new CliError(`${where}: event of workplan ${e.workPlanId} in an export of ${streamId}: one workplan per import`);
+      }
+      if (e.version !== expected) throw new CliError(`${where}: version ${e.version}, expected ${expected} (the stream must be whole and in order)`);
+      if (expected === 1 && e.type !== 'WorkPlanCreated') throw new CliError(`${where}: a stream starts with WorkPlanCreated, not ${e.type}`);
+      const recordedAt = Date.parse(e.recordedAt);
+      if (!Number.isFinite(recordedAt)) throw new CliError(`${where}: recordedAt "${e.recordedAt}" is not a time`);
+      const cause = e.causedByVersion ?? null;
+      if (cause !== null && !(Number.isInteger(cause) && cause >= 1 && cause < e.version)) {
+        throw new CliError(`${where}: causedByVersion ${cause} is not an earlier version`);
+      }
+      let encoded: ReturnType<typeof encodeEvent>;
+      try {
+        const event = decodeEvent({ type: e.type, schema_version: e.schemaVersion, data: JSON.stringify(e.data ?? {}) });
+        encoded = encodeEvent(event);
+      } catch (err) {
+        throw new CliError(`${where}: ${e.type} v${e.version} is not a valid event: ${(err as Error).message.split('\n')[0]}`);
+      }
+      const requestId = e.requestId ?? null;
+      insert.run(values.as ?? streamId, e.version, encoded.type, encoded.schemaVersion, encoded.data, recordedAt, requestId, cause);
+      expected++;
+    }
+    if (streamId === undefined) throw new CliError(`${inputName}: no events`);
+    db.exec('COMMIT');
+  } catch (err) {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    throw err;
+  } finally {
+    db.close();
+  }
+  const id = values.as ?? streamId;
+  console.log(`imported ${expected - 1} events: workplan ${id} at v${expected - 1} into ${dbPath}`);
+  return 0;
+});

@@ -1,0 +1,150 @@
+import { parseArgs } from 'node:util';
+import { Dispatcher } from '../app/dispatcher.js';
+import { Orchestrator } from '../app/orchestrator.js';
+import { PullService } from '../app/pull-service.js';
+import { Reaper } from '../app/reaper.js';
+import { RunnerService } from '../app/runner-service.js';
+import { GrpcRunnerTransport } from '../infra/grpc-runner-transport.js';
+import { SqliteEventStore } from '../infra/sqlite-event-store.js';
+import { createLogger } from '../logging.js';
+import { startServer } from '../transport/server.js';
+import { UsageError } from './usage-error.js';
+
+export const SERVE_HELP = `Usage: turboci serve [options]
+
+Starts the TurboCI-Lite gRPC server (TurboCIOrchestrator, grpc.health.v1.Health, server reflection) on an
+append-only SQLite event log. On start it rebuilds every read model from the log; on SIGTERM or SIGINT it stops
+taking calls, lets running ones finish and closes the database.
+
+Options (each has an environment variable; the flag wins):
+  --port N           port to listen on; 0 picks a free one            TURBOCI_PORT       (default 50051)
+  --host ADDR        address to bind                                   TURBOCI_HOST       (default 127.0.0.1)
+  --db PATH          SQLite event log file, created if missing         TURBOCI_DB         (default ./turboci.db)
+  --log-level LEVEL  trace, debug, info, warn, error or silent         TURBOCI_LOG_LEVEL  (default info)
+  --max-attempts N   attempts a stage gets unless it sets max_attempts TURBOCI_MAX_ATTEMPTS (default 3)
+  --sync MODE        FULL (fsync every commit; survives power loss) or
+                     NORMAL (survives a killed process, faster)        TURBOCI_SYNC       (default FULL)
+  --watch-buffer N   live events a WatchWorkPlan subscriber may have
+                     waiting before RESOURCE_EXHAUSTED                 TURBOCI_WATCH_BUFFER (default 10000)
+  --attempt-timeout S  seconds a dispatched attempt may run unless its
+                     stage sets attempt_timeout_seconds             TURBOCI_ATTEMPT_TIMEOUT (default 600)
+  --advertise-address HOST:PORT
+                     address async runners call back (callback_address) TURBOCI_ADVERTISE_ADDRESS
+                                                                       (default: the bound address)
+Pull runners (turboci.v1.TurboCIRunnerPull, "turboci runner"); stages may override each in execution_policy:
+  --runner-limit TYPE=N  at most N leased attempts of runner type TYPE at once (repeatable; "*=N" for
+                     every other type)                           TURBOCI_RUNNER_LIMITS (e.g. "shell=4,*=16"; default none)
+  --heartbeat-interval MS  how often pull runners heartbeat; two missed
+                     make the attempt INCOMPLETE                 TURBOCI_HEARTBEAT_INTERVAL (default 10000)
+  --pickup-timeout MS  how long an attempt may wait to be leased; 0 = forever  TURBOCI_PICKUP_TIMEOUT (default 0)
+  --retry-backoff MS  delay before a retried attempt is offered  TURBOCI_RETRY_BACKOFF (default 0)
+                     (the run timeout defaults to --attempt-timeout)
+  -h, --help         show this help
+
+When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051",...}.
+
+Examples:
+  npx turboci serve
+  npx turboci serve --port 0 --db /var/lib/turboci/ci.db --log-level warn
+  TURBOCI_PORT=6000 npx turboci serve
+  npx turboci serve --runner-limit shell=4 --heartbeat-interval 5000 --retry-backoff 2000`;
+
+export async function serve(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      db: { type: 'string' },
+      'log-level': { type: 'string' },
+      'max-attempts': { type: 'string' },
+      sync: { type: 'string' },
+      'watch-buffer': { type: 'string' },
+      'attempt-timeout': { type: 'string' },
+      'advertise-address': { type: 'string' },
+      'runner-limit': { type: 'string', multiple: true },
+      'heartbeat-interval': { type: 'string' },
+      'pickup-timeout': { type: 'string' },
+      'retry-backoff': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(SERVE_HELP);
+    return 0;
+  }
+  const env = process.env;
+  const port = integer('--port', values.port ?? env.TURBOCI_PORT ?? '50051', 0, 65535);
+  const maxAttempts = integer('--max-attempts', values['max-attempts'] ?? env.TURBOCI_MAX_ATTEMPTS ?? '3', 1, 1000);
+  const watchBuffer = integer('--watch-buffer', values['watch-buffer'] ?? env.TURBOCI_WATCH_BUFFER ?? '10000', 1, 10_000_000);
+  const attemptTimeout = integer('--attempt-timeout', values['attempt-timeout'] ?? env.TURBOCI_ATTEMPT_TIMEOUT ?? '600', 1, 7 * 24 * 3600);
+  const heartbeatInterval = integer('--heartbeat-interval', values['heartbeat-interval'] ?? env.TURBOCI_HEARTBEAT_INTERVAL ?? '10000', 100, 3600_000);
+  const pickupTimeout = integer('--pickup-timeout', values['pickup-timeout'] ?? env.TURBOCI_PICKUP_TIMEOUT ?? '0', 0, 7 * 24 * 3600_000);
+  const retryBackoff = integer('--retry-backoff', values['retry-backoff'] ?? env.TURBOCI_RETRY_BACKOFF ?? '0', 0, 7 * 24 * 3600_000);
+  const limitSpecs = values['runner-limit'] ?? (env.TURBOCI_RUNNER_LIMITS ? env.TURBOCI_RUNNER_LIMITS.split(',') : []);
+  const limits = new Map<string, number>();
+  let defaultLimit = 0;
+  for (const spec of limitSpecs) {
+    const m = /^([^=\s]+)=(\d+)$/.exec(spec.trim());
+    if (!m) throw new UsageError(`--runner-limit: "${spec}" is not TYPE=N`);
+    const n = integer('--runner-limit', m[2]!, 1, 1_000_000);
+    if (m[1] === '*') defaultLimit = n;
+    else limits.set(m[1]!, n);
+  }
+  const host = values.host ?? env.TURBOCI_HOST ?? '127.0.0.1';
+  const dbPath = values.db ?? env.TURBOCI_DB ?? './turboci.db';
+  const level = values['log-level'] ?? env.TURBOCI_LOG_LEVEL ?? 'info';
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) {
+    throw new UsageError(`--log-level: "${level}" is not one of trace, debug, info, warn, error, silent`);
+  }
+  const sync = (values.sync ?? env.TURBOCI_SYNC ?? 'FULL').toUpperCase();
+  if (sync !== 'FULL' && sync !== 'NORMAL') throw new UsageError(`--sync: "${sync}" is not FULL or NORMAL`);
+
+  const log = createLogger(level);
+  const store = new SqliteEventStore(dbPath, { synchronous: sync });
+  const startedAt = Date.now();
+  const app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts });
+  log.info({ db: dbPath, workplans: [...app.models.workplanIds()].length, rebuildMs: Date.now() - startedAt }, 'read models rebuilt from the log');
+  const runners = new RunnerService(app);
+  const pull = new PullService(app, log, {
+    limits,
+    defaultLimit,
+    defaultHeartbeatIntervalMs: heartbeatInterval,
+    defaultRunTimeoutMs: attemptTimeout * 1000,
+    defaultPickupTimeoutMs: pickupTimeout,
+    defaultRetryBackoffMs: retryBackoff,
+  });
+  pull.start();
+  const reaper = new Reaper(app, pull, log);
+  reaper.start();
+  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull });
+  const dispatcher = new Dispatcher(app, runners, new GrpcRunnerTransport(), log, {
+    callbackAddress: values['advertise-address'] ?? env.TURBOCI_ADVERTISE_ADDRESS ?? server.address,
+    defaultAttemptTimeoutMs: attemptTimeout * 1000,
+  });
+  dispatcher.start();
+  log.info({ address: server.address, port: server.port, db: dbPath }, 'listening');
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  pull.stop(); // answers long-polling Lease calls now, so the server's grace period is not spent waiting for them
+  await server.shutdown();
+  reaper.stop();
+  dispatcher.stop();
+  app.close();
+  store.close();
+  log.info('stopped');
+  return 0;
+}
+
+function integer(flag: string, raw: string, min: number, max: number): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag}: "${raw}" is not a whole number from ${min} to ${max}`);
+  return n;
+}

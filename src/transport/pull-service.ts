@@ -1,0 +1,96 @@
+// gRPC ↔ application mapping for turboci.v1.TurboCIRunnerPull: zod validation at the edge, errors mapped in one
+// place (errors.ts), one log line per call. Lease is a long poll, so calls may answer asynchronously.
+import { randomUUID } from 'node:crypto';
+import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { z } from 'zod';
+import type { PullService } from '../app/pull-service.js';
+import type { JsonObject } from '../domain/model.js';
+import type { TurboCIRunnerPullServer } from '../gen/turboci/v1/pull.js';
+import type { Logger } from '../logging.js';
+import { toServiceError } from './errors.js';
+import { toCompletion } from './runner-mapping.js';
+import { parseRequest } from './validation.js';
+
+const ID = /^[^\s\p{C}]{1,256}$/u;
+const requiredId = (field: string) => z.string().min(1, `${field} is required`).regex(ID, 'must be 1-256 printable characters without spaces');
+export const MAX_WAIT_MS = 60_000;
+export const MAX_LINES = 500;
+export const MAX_LINE_BYTES = 8 * 1024;
+
+const leaseRequest = z.object({
+  runnerId: requiredId('runner_id'),
+  runnerType: requiredId('runner_type'),
+  labels: z.record(z.string().max(256, 'label keys must be at most 256 characters'), z.string().max(1024, 'label values must be at most 1024 characters')),
+  waitMs: z.number().int().min(0, 'must not be negative').max(MAX_WAIT_MS, `must be at most ${MAX_WAIT_MS}`),
+});
+const token = z.string().min(1, 'lease_token is required').max(512, 'not a lease token this server issued');
+const heartbeatRequest = z.object({
+  leaseToken: token,
+  logLines: z.array(z.string().max(MAX_LINE_BYTES, `lines must be at most ${MAX_LINE_BYTES} characters`)).max(MAX_LINES, `at most ${MAX_LINES} lines per heartbeat`),
+  message: z.string().max(64 * 1024, 'must be at most 64 KiB'),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+const completeRequest = z.object({ leaseToken: token });
+
+type Handler<Req, Res> = (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>;
+
+/** Like unary.ts, for handlers that may answer later (a long poll). */
+const asyncUnary =
+  (log: Logger) =>
+  <Req, Res>(method: string, handle: Handler<Req, Res>) =>
+  (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    const started = process.hrtime.bigint();
+    const header = call.metadata.get('x-request-id')[0];
+    const line = { method, requestId: typeof header === 'string' ? header : randomUUID() };
+    const done = (code: status, extra: object = {}) => ({ ...line, ...extra, code: status[code], durationMs: Number(process.hrtime.bigint() - started) / 1e6 });
+    const fail = (err: unknown) => {
+      const { error, internal } = toServiceError(err);
+      if (internal) log.error({ ...done(error.code), err: internal }, 'rpc failed');
+      else log.info({ ...done(error.code), error: error.details }, 'rpc');
+      callback(error);
+    };
+    try {
+      Promise.resolve(handle(call.request, call)).then((res) => {
+        log.info(done(status.OK), 'rpc');
+        callback(null, res);
+      }, fail);
+    } catch (err) {
+      fail(err);
+    }
+  };
+
+export function pullService(pull: PullService, log: Logger): TurboCIRunnerPullServer {
+  const unary = asyncUnary(log);
+  return {
+    lease: unary('Lease', async (req, call) => {
+      const r = parseRequest(leaseRequest, req);
+      const leased = await pull.lease(r, { onCancel: (f) => call.once('cancelled', f) });
+      if (!leased) return { attempt: undefined };
+      return {
+        attempt: {
+          leaseId: leased.leaseId,
+          leaseToken: leased.leaseToken,
+          expiresAt: new Date(leased.expiresAt),
+          heartbeatIntervalMs: leased.heartbeatIntervalMs,
+          runDeadline: new Date(leased.runDeadline),
+          workPlanId: leased.workPlanId,
+          stageId: leased.stageId,
+          attemptIdx: leased.idx,
+          args: leased.args,
+          assignedCheckIds: leased.checks.map((c) => c.checkId),
+          checkOptions: leased.checks.map((c) => ({ checkId: c.checkId, kind: c.kind, options: c.options })),
+        },
+      };
+    }),
+    heartbeat: unary('Heartbeat', (req) => {
+      const hb = parseRequest(heartbeatRequest, req);
+      const out = pull.heartbeat(hb.leaseToken, { lines: hb.logLines, message: hb.message, details: (hb.details ?? {}) as JsonObject });
+      return { expiresAt: new Date(out.expiresAt), cancelRequested: out.cancelRequested };
+    }),
+    completeLease: unary('CompleteLease', (req) => {
+      const { leaseToken } = parseRequest(completeRequest, req);
+      pull.complete(leaseToken, toCompletion(req));
+      return { acknowledged: true };
+    }),
+  };
+}

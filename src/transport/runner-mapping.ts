@@ -1,0 +1,37 @@
+// A runner's answer (RunResponse or CompleteStageExecutionRequest) in domain terms.
+import type { CheckUpdateInput, ExecutionCompletion } from '../domain/decide-runners.js';
+import type { CheckState, JsonObject } from '../domain/model.js';
+import { CheckState as PbCheckState, StageState as PbStageState } from '../gen/turboci/v1/common.js';
+import type { RunResponse } from '../gen/turboci/v1/stagerunner.js';
+
+const CHECK_STATE: Partial<Record<number, CheckState>> = {
+  [PbCheckState.CHECK_STATE_PLANNING]: 'PLANNING',
+  [PbCheckState.CHECK_STATE_PLANNED]: 'PLANNED',
+  [PbCheckState.CHECK_STATE_WAITING]: 'WAITING',
+  [PbCheckState.CHECK_STATE_FINAL]: 'FINAL',
+};
+
+/** Enum values we do not know are read as "not set". */
+export function toCompletion(res: {
+  stageState: PbStageState;
+  checkUpdates: RunResponse['checkUpdates'];
+  failure: RunResponse['failure'];
+  details: RunResponse['details'];
+}): Omit<ExecutionCompletion, 'fingerprint'> {
+  const failure = res.failure?.message ? { message: res.failure.message, occurredAt: res.failure.occurredAt?.getTime() } : undefined;
+  return {
+    stageState: res.stageState === PbStageState.STAGE_STATE_FINAL ? 'FINAL' : undefined,
+    checkUpdates: res.checkUpdates.map(
+      (u): CheckUpdateInput => ({
+        checkId: u.checkId,
+        state: CHECK_STATE[u.state],
+        resultData: u.resultData as JsonObject | undefined,
+        finalize: u.finalize,
+        failure: u.failure?.message ? { message: u.failure.message, occurredAt: u.failure.occurredAt?.getTime() } : undefined,
+      }),
+    ),
+    failure,
+    details: res.details as JsonObject | undefined,
+  };
+}
+

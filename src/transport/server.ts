@@ -1,0 +1,77 @@
+import { fileURLToPath } from 'node:url';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Orchestrator } from '../app/orchestrator.js';
+import { TurboCIEventLogService } from '../gen/turboci/v1/eventlog.js';
+import { TurboCIRunnerPullService } from '../gen/turboci/v1/pull.js';
+import type { PullService } from '../app/pull-service.js';
+import { pullService } from './pull-service.js';
+import { TurboCIOrchestratorService } from '../gen/turboci/v1/service.js';
+import type { Logger } from '../logging.js';
+import { RunnerService } from '../app/runner-service.js';
+import { eventLogService } from './eventlog-service.js';
+import { orchestratorService } from './orchestrator-service.js';
+import { WatchService } from './watch-service.js';
+
+const PROTO_ROOT = fileURLToPath(new URL('../../../proto', import.meta.url));
+const PROTO_FILES = ['common', 'check', 'workplan', 'stage', 'stagerunner', 'service', 'eventlog', 'pull'].map((f) => `turboci/v1/${f}.proto`);
+
+export interface RunningServer {
+  readonly address: string;
+  readonly port: number;
+  /** Stops taking calls, lets running ones finish (up to graceMs), then closes. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+export interface ServerOptions {
+  /** Live events a WatchWorkPlan subscriber may have waiting before it gets RESOURCE_EXHAUSTED. */
+  readonly watchBuffer?: number;
+  /** The runner protocol's application service (shared with the dispatcher). */
+  readonly runners?: RunnerService;
+  /** The pull protocol's scheduler (TurboCIRunnerPull is served when it is given). */
+  readonly pull?: PullService;
+}
+
+export async function startServer(app: Orchestrator, log: Logger, host: string, port: number, options: ServerOptions = {}): Promise<RunningServer> {
+  const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
+  const watch = new WatchService(app, log, { bufferSize: options.watchBuffer });
+  server.addService(TurboCIOrchestratorService, orchestratorService(app, log, watch, options.runners ?? new RunnerService(app)));
+
+  server.addService(TurboCIEventLogService, eventLogService(app, log));
+  if (options.pull) server.addService(TurboCIRunnerPullService, pullService(options.pull, log));
+
+  const health = new HealthImplementation({
+    '': 'SERVING',
+    'turboci.v1.TurboCIOrchestrator': 'SERVING',
+    'turboci.v1.TurboCIEventLog': 'SERVING',
+    ...(options.pull ? { 'turboci.v1.TurboCIRunnerPull': 'SERVING' } : {}),
+  });
+  health.addToServer(server);
+  const definitions = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_ROOT] });
+  new ReflectionService(definitions).addToServer(server);
+
+  const bound = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const address = `${host.includes(':') ? `[${host}]` : host}:${bound}`;
+  return {
+    address,
+    port: bound,
+    shutdown: (graceMs = 10_000) =>
+      new Promise<void>((resolve) => {
+        health.setStatus('', 'NOT_SERVING');
+        watch.shutdown(); // watch streams never end by themselves: end them, telling clients where to resume
+        const force = setTimeout(() => {
+          log.warn({ graceMs }, 'calls still running after the grace period; closing them');
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}

@@ -1,0 +1,201 @@
+// Edge validation: zod schemas over the decoded protobuf messages, producing domain commands. Every issue names
+// the request field (proto spelling) and the reason; the first one becomes the INVALID_ARGUMENT message.
+import { z } from 'zod';
+import type { WriteNodes } from '../domain/commands.js';
+import { invalidArgument } from '../domain/errors.js';
+import type {
+  AttemptState,
+  CheckState,
+  DependencyGroup as DomainDependencyGroup,
+  ExecutionMode,
+  JsonObject,
+  StageState,
+} from '../domain/model.js';
+import type { NodeQuery } from '../app/queries.js';
+
+const ID_PATTERN = /^[^\s\p{C}]{1,256}$/u;
+const id = z.string().regex(ID_PATTERN, 'must be 1-256 printable characters without spaces');
+const optionalId = z.string().refine((s) => s === '' || ID_PATTERN.test(s), 'must be 1-256 printable characters without spaces');
+const struct = z.record(z.string(), z.unknown()).optional() as z.ZodType<JsonObject | undefined>;
+const millis = z.date().optional().transform((d) => d?.getTime());
+
+/** A protobuf enum: 0 (UNKNOWN) means "not set"; any number not in `values` is rejected. */
+const protoEnum = <T extends string>(what: string, values: Record<number, T>) =>
+  z.number().transform((n, ctx): T | undefined => {
+    if (n === 0) return undefined;
+    const v = values[n];
+    if (v === undefined) ctx.addIssue({ code: 'custom', message: `unknown ${what} ${n}` });
+    return v;
+  });
+const required = <T>(schema: z.ZodType<T | undefined>, message: string) =>
+  schema.refine((v) => v !== undefined, message) as unknown as z.ZodType<T>;
+
+const checkState = protoEnum<CheckState>('check state', { 10: 'PLANNING', 20: 'PLANNED', 30: 'WAITING', 40: 'FINAL' });
+const stageState = protoEnum<StageState>('stage state', { 10: 'PLANNED', 20: 'ATTEMPTING', 30: 'AWAITING_GROUP', 40: 'FINAL' });
+const attemptState = protoEnum<AttemptState>('attempt state', {
+  10: 'PENDING',
+  20: 'SCHEDULED',
+  30: 'RUNNING',
+  40: 'COMPLETE',
+  50: 'INCOMPLETE',
+});
+const executionMode = protoEnum<ExecutionMode>('execution mode', { 1: 'SYNC', 2: 'ASYNC' });
+const predicate = protoEnum<'AND' | 'OR'>('predicate', { 1: 'AND', 2: 'OR' });
+const nodeType = protoEnum<'check' | 'stage'>('node type', { 1: 'check', 2: 'stage' });
+
+const failure = z
+  .object({ message: z.string().min(1, 'a failure needs a message'), occurredAt: millis })
+  .optional();
+
+const dependencyGroup = z
+  .object({
+    predicate,
+    threshold: z.number().int().min(0, 'must not be negative'),
+    dependencies: z.array(
+      z.object({ targetType: required(nodeType, 'target_type is required'), targetId: id }),
+    ),
+  })
+  .optional()
+  .superRefine((g, ctx) => {
+    if (!g) return;
+    if (g.dependencies.length > 0 && g.threshold === 0 && g.predicate === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['predicate'], message: 'AND or OR is required when there are dependencies' });
+    }
+    if (g.threshold > g.dependencies.length) {
+      ctx.addIssue({ code: 'custom', path: ['threshold'], message: `${g.threshold} exceeds the ${g.dependencies.length} dependencies` });
+    }
+    const seen = new Set<string>();
+    g.dependencies.forEach((d, j) => {
+      const key = `${d.targetType}:${d.targetId}`;
+      if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['dependencies', j], message: `duplicate dependency on ${key}` });
+      seen.add(key);
+    });
+  })
+  .transform((g): DomainDependencyGroup | undefined =>
+    g && {
+      predicate: g.predicate ?? 'AND',
+      threshold: g.threshold,
+      edges: g.dependencies.map((d) => ({ kind: d.targetType, id: d.targetId })),
+    },
+  );
+
+const checkWrite = z.object({
+  id,
+  state: checkState,
+  kind: z.string().transform((k) => k || undefined),
+  options: struct,
+  dependencies: dependencyGroup,
+  result: z
+    .object({ ownerType: z.string(), ownerId: z.string(), data: struct, finalize: z.boolean(), failure })
+    .optional()
+    .transform((r) => r && { ...r, data: r.data ?? {} }),
+});
+
+const attemptWrite = z
+  .object({
+    state: attemptState,
+    processUid: z.string().transform((u) => u || undefined),
+    details: struct,
+    progress: z
+      .object({ message: z.string(), timestamp: millis, details: struct })
+      .optional()
+      .transform((p) => p && { ...p, details: p.details ?? {} }),
+    failure,
+  })
+  .optional();
+
+const WEEK_MS = 7 * 24 * 3600 * 1000;
+const policyMs = (min = 0) =>
+  z
+    .number()
+    .int()
+    .min(0, 'must not be negative')
+    .max(WEEK_MS, 'must be at most a week (604800000 ms)')
+    .refine((n) => n === 0 || n >= min, `must be 0 (the server's default) or at least ${min} ms`);
+const executionPolicy = z
+  .object({
+    pickupTimeoutMs: policyMs(),
+    runTimeoutMs: policyMs(100),
+    heartbeatIntervalMs: policyMs(100),
+    retryBackoffMs: policyMs(),
+  })
+  .optional();
+
+const stageWrite = z.object({
+  id,
+  state: stageState,
+  args: struct,
+  assignments: z
+    .array(z.object({ targetCheckId: id, goalState: checkState }))
+    .transform((as) => (as.length ? as.map((a) => ({ checkId: a.targetCheckId, goalState: a.goalState ?? 'FINAL' })) : undefined)),
+  dependencies: dependencyGroup,
+  currentAttempt: attemptWrite,
+  executionMode,
+  runnerType: z.string().transform((t) => t || undefined),
+  maxAttempts: z
+    .number()
+    .int()
+    .min(0, 'must not be negative')
+    .max(1000, 'must be at most 1000')
+    .transform((n) => n || undefined),
+  parentStageId: optionalId.transform((p) => p || undefined),
+  attemptTimeoutSeconds: z
+    .number()
+    .int()
+    .min(0, 'must not be negative')
+    .max(7 * 24 * 3600, 'must be at most a week')
+    .transform((n) => n || undefined),
+  priority: z
+    .number()
+    .int()
+    .min(-1_000_000, 'must be from -1000000 to 1000000')
+    .max(1_000_000, 'must be from -1000000 to 1000000')
+    .transform((n) => n || undefined),
+  executionPolicy,
+}).transform(({ executionPolicy: policy, ...rest }) => ({ ...rest, policy }));
+
+export const writeNodesRequest = z.object({
+  workPlanId: id,
+  checks: z.array(checkWrite),
+  stages: z.array(stageWrite),
+  requestId: z.string().max(256, 'must be at most 256 characters').transform((r) => r || null),
+  expectedVersion: z.number().int().min(0, 'must not be negative').optional(),
+});
+
+export const workPlanIdRequest = z.object({ id });
+
+export const createWorkPlanRequest = z.object({
+  metadata: z.record(z.string().max(256, 'keys must be at most 256 characters'), z.string().max(4096, 'values must be at most 4096 characters')),
+});
+
+export const queryNodesRequest = z.object({
+  workPlanId: id,
+  checkIds: z.array(id),
+  stageIds: z.array(id),
+  checkStates: z.array(required(checkState, 'UNKNOWN is not a state to filter by')),
+  stageStates: z.array(required(stageState, 'UNKNOWN is not a state to filter by')),
+  includeChecks: z.boolean(),
+  includeStages: z.boolean(),
+  pageSize: z.number().int().min(0, 'must not be negative'),
+  pageToken: z.string(),
+}) satisfies z.ZodType<NodeQuery & { workPlanId: string }, unknown>;
+
+/** Parses a request or throws INVALID_ARGUMENT naming the first offending field. */
+export function parseRequest<S extends z.ZodType>(schema: S, message: unknown): z.output<S> {
+  const parsed = schema.safeParse(message);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  throw invalidArgument(issue.message, fieldPath(issue.path));
+}
+
+/** ['stages', 2, 'currentAttempt', 'processUid'] → 'stages[2].current_attempt.process_uid' */
+export function fieldPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += (out ? '.' : '') + String(part).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  }
+  return out;
+}
+
+export type WriteNodesInput = z.output<typeof writeNodesRequest> & WriteNodes;

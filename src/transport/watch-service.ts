@@ -1,0 +1,139 @@
+// WatchWorkPlan over gRPC: validate, open a subscription, pump its items into the call respecting flow control
+// (call.write() returning false means wait for 'drain'), and end it cleanly whoever ends it: the client (cancel,
+// deadline, disconnect), the server (slow consumer, shutdown) or a bug. Every subscription opened and closed is
+// logged with the live count ("subscriptions"), which is how tests and operators see that none leaks.
+import { randomUUID } from 'node:crypto';
+import { Metadata, status, type ServerWritableStream } from '@grpc/grpc-js';
+import { DEFAULT_WATCH_BUFFER, WatchHub, type WatchEnd, type WatchSubscription } from '../app/watch.js';
+import type { Orchestrator } from '../app/orchestrator.js';
+import type { WatchWorkPlanRequest, WorkPlanEvent } from '../gen/turboci/v1/service.js';
+import type { Logger } from '../logging.js';
+import { toServiceError } from './errors.js';
+import { parseRequest } from './validation.js';
+import { watchItemToProto } from './watch-to-proto.js';
+import { watchWorkPlanRequest } from './watch-validation.js';
+
+export interface WatchServiceOptions {
+  /** Live events a subscriber may have waiting before it gets RESOURCE_EXHAUSTED (default 10000). */
+  readonly bufferSize?: number;
+}
+
+type Call = ServerWritableStream<WatchWorkPlanRequest, WorkPlanEvent>;
+
+const END_CODE: Record<WatchEnd['reason'], status> = {
+  overflow: status.RESOURCE_EXHAUSTED,
+  shutdown: status.UNAVAILABLE,
+  internal: status.INTERNAL,
+};
+
+export class WatchService {
+  readonly hub: WatchHub;
+
+  constructor(
+    app: Orchestrator,
+    private readonly log: Logger,
+    options: WatchServiceOptions = {},
+  ) {
+    this.hub = new WatchHub(app, {
+      bufferSize: options.bufferSize ?? DEFAULT_WATCH_BUFFER,
+      onOpen: (sub, subscriptions) =>
+        log.info({ watchId: sub.id, workPlanId: sub.workPlanId, afterVersion: sub.afterVersion ?? null, subscriptions }, 'watch subscription opened'),
+      onClose: (sub, reason, subscriptions) =>
+        log.info(
+          { watchId: sub.id, workPlanId: sub.workPlanId, reason, lastVersion: sub.lastVersionSent, events: sub.count, subscriptions },
+          'watch subscription closed',
+        ),
+      onError: (err, workPlanId) => log.error({ err, workPlanId }, 'watch projection failed; its subscriptions were ended'),
+    });
+  }
+
+  get subscriptionCount(): number {
+    return this.hub.subscriptionCount;
+  }
+
+  /** Server shutdown: ends every stream with UNAVAILABLE, telling each client where to resume. */
+  shutdown(): void {
+    this.hub.closeAll({ reason: 'shutdown', message: 'server shutting down' });
+  }
+
+  readonly handler = (call: Call): void => {
+    const started = process.hrtime.bigint();
+    const header = call.metadata.get('x-request-id')[0];
+    const requestId = (typeof header === 'string' && header) || randomUUID();
+    const line = { method: 'WatchWorkPlan', workPlanId: call.request.workPlanId, requestId };
+    let finished = false;
+    let sub: WatchSubscription | undefined;
+    let waitingForDrain = false;
+    let scheduled = false;
+
+    const finish = (code: status, details?: string) => {
+      if (finished) return false;
+      finished = true;
+      const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      this.log.info({ ...line, code: status[code], durationMs, events: sub?.count ?? 0, ...(details ? { error: details } : {}) }, 'rpc');
+      return true;
+    };
+    /** Ends the call with a status, after the messages already written (grpc-js sends it once they are flushed). */
+    const fail = (code: status, details: string) => {
+      if (!finish(code, details)) return;
+      call.emit('error', { code, details, message: details, metadata: new Metadata() });
+    };
+    const pump = () => {
+      scheduled = false;
+      if (finished || waitingForDrain || !sub) return;
+      try {
+        for (let item = sub.next(); item; item = sub.next()) {
+          let ok = true;
+          for (const message of watchItemToProto(sub.workPlanId, item)) ok = call.write(message);
+          if (!ok) {
+            waitingForDrain = true;
+            call.once('drain', () => {
+              waitingForDrain = false;
+              pump();
+            });
+            return;
+          }
+        }
+      } catch (err) {
+        this.log.error({ ...line, err }, 'watch stream failed');
+        sub.end({ reason: 'internal', message: 'internal error; see the server log' });
+      }
+    };
+    const wake = () => {
+      if (scheduled || waitingForDrain || finished) return;
+      scheduled = true;
+      setImmediate(pump);
+    };
+    const ended = (end: WatchEnd) => {
+      const last = sub?.lastVersionSent;
+      const details =
+        end.reason === 'shutdown'
+          ? last === null || last === undefined
+            ? `${end.message}; watch again`
+            : `${end.message}; last version sent: ${last}; resume with after_version=${last}`
+          : end.message;
+      fail(END_CODE[end.reason], details);
+    };
+
+    try {
+      const req = parseRequest(watchWorkPlanRequest, call.request);
+      sub = this.hub.open(req, { wake, ended });
+    } catch (err) {
+      const { error, internal } = toServiceError(err);
+      if (internal) this.log.error({ ...line, err: internal }, 'watch failed to start');
+      fail(error.code, error.details);
+      return;
+    }
+    const gone = () => {
+      if (!sub || sub.isClosed) return;
+      const deadline = call.getDeadline();
+      const expired = deadline instanceof Date ? deadline.getTime() <= Date.now() : Number.isFinite(deadline) && deadline <= Date.now();
+      sub.close(expired ? 'deadline' : 'cancelled');
+      finish(expired ? status.DEADLINE_EXCEEDED : status.CANCELLED);
+    };
+    // 'cancelled' comes on client cancel, deadline and disconnect (and after our own status: then it is a no-op).
+    call.on('cancelled', gone);
+    call.on('close', gone);
+    wake();
+  };
+}

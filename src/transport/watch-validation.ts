@@ -1,0 +1,43 @@
+// WatchWorkPlanRequest validation: a zod schema over the decoded message, producing the application's WatchRequest.
+// Same rules as QueryNodes filters: ids 1-256 printable characters without spaces, state filters name real states.
+import { z } from 'zod';
+import type { CheckState, StageState } from '../domain/model.js';
+import type { WatchRequest } from '../app/watch.js';
+
+const ID_PATTERN = /^[^\s\p{C}]{1,256}$/u;
+const id = z.string().regex(ID_PATTERN, 'must be 1-256 printable characters without spaces');
+
+/** A protobuf enum in a filter: UNKNOWN (0) and numbers that are not in `values` are rejected. */
+const stateFilter = <T extends string>(what: string, values: Record<number, T>) =>
+  z.array(
+    z.number().transform((n, ctx): T => {
+      const v = values[n];
+      if (v === undefined) {
+        ctx.addIssue({ code: 'custom', message: n === 0 ? `UNKNOWN is not a ${what} to filter by` : `unknown ${what} ${n}` });
+        return z.NEVER;
+      }
+      return v;
+    }),
+  );
+
+export const watchWorkPlanRequest = z.object({
+  workPlanId: id,
+  includeChecks: z.boolean(),
+  includeStages: z.boolean(),
+  checkStateFilter: stateFilter<CheckState>('check state', { 10: 'PLANNING', 20: 'PLANNED', 30: 'WAITING', 40: 'FINAL' }),
+  stageStateFilter: stateFilter<StageState>('stage state', { 10: 'PLANNED', 20: 'ATTEMPTING', 30: 'AWAITING_GROUP', 40: 'FINAL' }),
+  checkIdFilter: z.array(id),
+  stageIdFilter: z.array(id),
+  afterVersion: z.number().int('must be a whole number').min(0, 'must not be negative').optional(),
+}).transform(
+  (r): WatchRequest => ({
+    workPlanId: r.workPlanId,
+    includeChecks: r.includeChecks,
+    includeStages: r.includeStages,
+    checkStates: r.checkStateFilter,
+    stageStates: r.stageStateFilter,
+    checkIds: r.checkIdFilter,
+    stageIds: r.stageIdFilter,
+    afterVersion: r.afterVersion,
+  }),
+);
