@@ -1,0 +1,101 @@
+// The runner protocol's decisions, as given events / when command / then events.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { decideCompletion, decideDeclined, decideDispatch, decideExecutionFailed, decideRegisterRunner } from '../../src/domain/decide-runners.js';
+import { DomainError } from '../../src/domain/errors.js';
+import type { DomainEvent } from '../../src/domain/events.js';
+import type { RunnerRegistration } from '../../src/domain/model.js';
+import { ev, given, NOW } from './given-when-then.js';
+
+const runner: RunnerRegistration = {
+  registrationId: 'reg-1',
+  runnerId: 'r1',
+  runnerType: 'ci',
+  address: 'h:1',
+  supportedModes: ['SYNC'],
+  maxConcurrent: 1,
+  ttlSeconds: 300,
+  metadata: {},
+  registeredAt: NOW,
+  lastHeartbeat: NOW,
+  expiresAt: NOW + 300_000,
+};
+const ctx = { now: NOW, defaultMaxAttempts: 3 };
+const started = [
+  ev.checkCreated('c'),
+  ev.stageCreated('s', { runnerType: 'ci', assignments: [{ checkId: 'c', goalState: 'FINAL' }] }),
+  ev.stageState('s', 'PLANNED', 'ATTEMPTING'),
+  ev.attemptCreated('s', 1),
+];
+const dispatched: DomainEvent[] = [
+  ...started,
+  { type: 'StageAttemptDispatched', data: { stageId: 's', idx: 1, executionId: 'x1', registrationId: 'reg-1', runnerId: 'r1', mode: 'SYNC', deadline: NOW + 1000 } },
+  ev.attemptState('s', 1, 'PENDING', 'SCHEDULED'),
+];
+const target = { executionId: 'x1', stageId: 's', idx: 1 };
+const events = (p: { event: DomainEvent }[]) => p.map((e) => e.event);
+
+describe('runner registry', () => {
+  test('registering again before expiry refreshes the same registration; after expiry it is a new one', () => {
+    const refreshed = decideRegisterRunner(runner, { ...runner, ttlSeconds: 10 }, NOW + 1000, () => 'new');
+    assert.equal(refreshed[0]!.event.type, 'RunnerRefreshed');
+    assert.equal((refreshed[0]!.event.data as { registrationId: string }).registrationId, 'reg-1');
+    const anew = decideRegisterRunner(runner, runner, runner.expiresAt + 1, () => 'reg-2');
+    assert.deepEqual([anew[0]!.event.type, (anew[0]!.event.data as { registrationId: string }).registrationId], ['RunnerRegistered', 'reg-2']);
+  });
+
+  test('defaults: no modes = SYNC, max_concurrent <= 0 = 1, ttl <= 0 = 300 s', () => {
+    const [p] = decideRegisterRunner(undefined, { ...runner, supportedModes: [], maxConcurrent: 0, ttlSeconds: -5 }, NOW, () => 'r');
+    assert.deepEqual(p!.event.data, {
+      runnerId: 'r1', runnerType: 'ci', address: 'h:1', supportedModes: ['SYNC'], maxConcurrent: 1, ttlSeconds: 300, metadata: {}, registrationId: 'r', expiresAt: NOW + 300_000,
+    });
+  });
+});
+
+describe('executions', () => {
+  test('dispatch: the attempt is SCHEDULED with its execution', () => {
+    const g = given(...started);
+    assert.deepEqual(events(decideDispatch(g.model, 's', 1, runner, 'x1', NOW + 1000)), dispatched.slice(started.length));
+  });
+
+  test('a completion applies check updates, then the attempt (claimed by the runner), then the stage', () => {
+    const g = given(...dispatched);
+    const out = events(
+      decideCompletion(g.model, target, { stageState: 'FINAL', checkUpdates: [{ checkId: 'c', resultData: { ok: 1 }, finalize: true, state: 'FINAL' }], fingerprint: 'f1' }, ctx),
+    );
+    assert.deepEqual(
+      out.map((e) => e.type),
+      ['CheckResultAdded', 'CheckStateChanged', 'StageAttemptStateChanged', 'StageAttemptStateChanged', 'StageStateChanged', 'StageExecutionCompleted'],
+    );
+    assert.deepEqual(out[2], ev.attemptState('s', 1, 'SCHEDULED', 'RUNNING', 'r1'));
+  });
+
+  test('an identical repeated completion decides nothing; a different one is FAILED_PRECONDITION', () => {
+    const g = given(
+      ...dispatched,
+      ev.attemptState('s', 1, 'SCHEDULED', 'RUNNING', 'r1'),
+      ev.attemptState('s', 1, 'RUNNING', 'COMPLETE'),
+      ev.stageState('s', 'ATTEMPTING', 'FINAL'),
+      { type: 'StageExecutionCompleted', data: { stageId: 's', idx: 1, executionId: 'x1', fingerprint: 'f1' } },
+    );
+    assert.deepEqual(decideCompletion(g.model, target, { checkUpdates: [], fingerprint: 'f1' }, ctx), []);
+    assert.throws(
+      () => decideCompletion(g.model, target, { checkUpdates: [], fingerprint: 'f2' }, ctx),
+      (e: unknown) => e instanceof DomainError && e.kind === 'FAILED_PRECONDITION',
+    );
+    assert.deepEqual(decideExecutionFailed(g.model, target, 'late', NOW), [], 'a finished execution cannot fail any more');
+  });
+
+  test('a runner failure makes the attempt INCOMPLETE; a decline puts it back to PENDING', () => {
+    const g = given(...dispatched);
+    assert.deepEqual(events(decideExecutionFailed(g.model, target, 'unreachable', NOW)), [
+      ev.attemptState('s', 1, 'SCHEDULED', 'INCOMPLETE', '', { message: 'unreachable', occurredAt: NOW }),
+    ]);
+    assert.deepEqual(events(decideDeclined(g.model, target)), [
+      { type: 'StageAttemptDispatchDeclined', data: { stageId: 's', idx: 1, executionId: 'x1' } },
+    ]);
+    const after = given(...dispatched, { type: 'StageAttemptDispatchDeclined', data: { stageId: 's', idx: 1, executionId: 'x1' } });
+    assert.equal(after.model.stage('s')!.attempts[0]!.state, 'PENDING');
+    assert.equal(after.model.stage('s')!.attempts[0]!.execution, null);
+  });
+});

@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { VersionConflict } from '../../src/app/event-store.js';
+import type { PendingEvent } from '../../src/domain/events.js';
+import { decodeEvent } from '../../src/infra/event-codec.js';
+import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
+import { tempDir } from '../support/server.js';
+
+const dir = tempDir('turboci-store-');
+after(() => dir.remove());
+
+const created: PendingEvent = { event: { type: 'WorkPlanCreated', data: { metadata: {} } }, causedByVersion: null };
+const check = (id: string): PendingEvent => ({
+  event: { type: 'CheckCreated', data: { checkId: id, kind: 'k', options: { a: 1 }, dependencies: null } },
+  causedByVersion: null,
+});
+
+test('appends get gap-free stream versions and global positions, and read back identically after reopening', () => {
+  const path = `${dir.path}/append.db`;
+  const store = new SqliteEventStore(path);
+  const a = store.append('wp-a', 0, [created, check('c1')], { requestId: 'r1', recordedAt: 1000 });
+  const b = store.append('wp-b', 0, [created], { requestId: null, recordedAt: 2000 });
+  const a2 = store.append('wp-a', 2, [check('c2')], { requestId: 'r2', recordedAt: 3000 });
+  assert.deepEqual(a.map((e) => e.version), [1, 2]);
+  assert.deepEqual([...a, ...b, ...a2].map((e) => e.position), [1, 2, 3, 4]);
+  store.close();
+
+  const reopened = new SqliteEventStore(path);
+  const stream = [...reopened.readStream('wp-a')];
+  assert.deepEqual(stream, [...a, ...a2]);
+  assert.deepEqual([...reopened.readStream('wp-a', { afterVersion: 1, toVersion: 2 })], [a[1]]);
+  assert.deepEqual([...reopened.readAll(2)].map((e) => e.position), [3, 4]);
+  reopened.close();
+});
+
+test('an append at the wrong expected version is a VersionConflict and appends nothing', () => {
+  const store = new SqliteEventStore(`${dir.path}/conflict.db`);
+  store.append('wp', 0, [created], { requestId: null, recordedAt: 1 });
+  assert.throws(() => store.append('wp', 0, [check('x')], { requestId: null, recordedAt: 2 }), VersionConflict);
+  assert.throws(() => store.append('wp', 5, [check('x')], { requestId: null, recordedAt: 2 }), VersionConflict);
+  assert.equal([...store.readStream('wp')].length, 1);
+  store.close();
+});
+
+test('two store handles on one file cannot both append the same version', () => {
+  const path = `${dir.path}/two-writers.db`;
+  const one = new SqliteEventStore(path);
+  const two = new SqliteEventStore(path);
+  one.append('wp', 0, [created], { requestId: null, recordedAt: 1 });
+  assert.throws(() => two.append('wp', 0, [created], { requestId: null, recordedAt: 1 }), VersionConflict);
+  two.append('wp', 1, [check('c')], { requestId: null, recordedAt: 2 });
+  assert.deepEqual([...one.readStream('wp')].map((e) => e.version), [1, 2]);
+  one.close();
+  two.close();
+});
+
+test('the log refuses UPDATE and DELETE', () => {
+  const path = `${dir.path}/append-only.db`;
+  const store = new SqliteEventStore(path);
+  store.append('wp', 0, [created], { requestId: null, recordedAt: 1 });
+  store.close();
+  const db = new Database(path);
+  assert.throws(() => db.prepare("UPDATE events SET data = '{}'").run(), /append-only/);
+  assert.throws(() => db.prepare('DELETE FROM events').run(), /append-only/);
+  db.close();
+});
+
+test('a read-only handle reads while a writer appends', () => {
+  const path = `${dir.path}/readonly.db`;
+  const writer = new SqliteEventStore(path);
+  writer.append('wp', 0, [created], { requestId: null, recordedAt: 1 });
+  const reader = new SqliteEventStore(path, { readonly: true });
+  writer.append('wp', 1, [check('c')], { requestId: null, recordedAt: 2 });
+  assert.equal([...reader.readStream('wp')].length, 2);
+  assert.throws(() => reader.append('wp', 2, [check('d')], { requestId: null, recordedAt: 3 }), /readonly/i);
+  reader.close();
+  writer.close();
+});
+
+test('an event of an older schema version is upcast on read; a newer one is refused', () => {
+  // CheckCreated@0 (a hypothetical earlier shape) called its options "config".
+  const upcasters = {
+    'CheckCreated@0': (d: Record<string, unknown>) => {
+      const { config, ...rest } = d;
+      return { ...rest, options: config };
+    },
+  };
+  const old = { type: 'CheckCreated', schema_version: 0, data: JSON.stringify({ checkId: 'c', kind: 'k', config: { x: 1 }, dependencies: null }) };
+  assert.deepEqual(decodeEvent(old, upcasters), {
+    type: 'CheckCreated',
+    data: { checkId: 'c', kind: 'k', options: { x: 1 }, dependencies: null },
+  });
+  assert.throws(() => decodeEvent(old, {}), /no upcaster/);
+  assert.throws(() => decodeEvent({ ...old, schema_version: 99 }, upcasters), /newer than this server knows/);
+});

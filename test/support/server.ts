@@ -1,0 +1,138 @@
+// Starts the real server binary as a child process on a real SQLite file and connects a real gRPC client to it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import {
+  CompleteStageExecutionRequest,
+  ListStageRunnersRequest,
+  QueryNodesRequest,
+  RegisterStageRunnerRequest,
+  TurboCIOrchestratorClient,
+  UnregisterStageRunnerRequest,
+  UpdateStageExecutionRequest,
+  WriteNodesRequest,
+  type CompleteStageExecutionResponse,
+  type ListStageRunnersResponse,
+  type RegisterStageRunnerResponse,
+  type QueryNodesResponse,
+  type WriteNodesResponse,
+} from '../../src/gen/turboci/v1/service.js';
+import {
+  CreateWorkPlanRequest,
+  GetWorkPlanRequest,
+  type CreateWorkPlanResponse,
+  type GetWorkPlanResponse,
+} from '../../src/gen/turboci/v1/workplan.js';
+
+/** Fills defaults in a partial request, as a ts-proto client must before encoding. */
+const FROM_PARTIAL: Record<string, (req: object) => object> = {
+  createWorkPlan: (r) => CreateWorkPlanRequest.fromPartial(r),
+  getWorkPlan: (r) => GetWorkPlanRequest.fromPartial(r),
+  writeNodes: (r) => WriteNodesRequest.fromPartial(r),
+  queryNodes: (r) => QueryNodesRequest.fromPartial(r),
+  registerStageRunner: (r) => RegisterStageRunnerRequest.fromPartial(r),
+  unregisterStageRunner: (r) => UnregisterStageRunnerRequest.fromPartial(r),
+  listStageRunners: (r) => ListStageRunnersRequest.fromPartial(r),
+  updateStageExecution: (r) => UpdateStageExecutionRequest.fromPartial(r),
+  completeStageExecution: (r) => CompleteStageExecutionRequest.fromPartial(r),
+};
+
+export const BIN = fileURLToPath(new URL('../../../bin/turboci.js', import.meta.url));
+
+export interface ServerProcess {
+  readonly child: ChildProcess;
+  readonly address: string;
+  readonly dbPath: string;
+  /** Every JSON log line the server printed so far. */
+  readonly logs: Record<string, unknown>[];
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Resolves with the first log line matching, waiting for it to arrive through the pipe (at most timeoutMs). */
+  waitForLog(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+export function tempDir(prefix = 'turboci-test-'): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export async function startServer(dbPath: string, extraArgs: string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--db', dbPath, '--log-level', 'info', ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const address = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (entry.msg === 'listening') resolve(String(entry.address));
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then((code) => reject(new Error(`server exited (${code}) before listening: ${stderr}`)));
+  });
+  const waitForLog = async (match: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = logs.find(match);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`no matching log line within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return {
+    child,
+    address,
+    dbPath,
+    logs,
+    waitForLog,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+type DeepPartial<T> = T extends Date | Function
+  ? T
+  : T extends readonly (infer U)[]
+    ? DeepPartial<U>[]
+    : T extends object
+      ? { [K in keyof T]?: DeepPartial<T[K]> }
+      : T;
+/** A promise-returning view of the generated client's unary methods, taking partial requests. */
+export interface Api {
+  createWorkPlan(req: DeepPartial<CreateWorkPlanRequest>): Promise<CreateWorkPlanResponse>;
+  getWorkPlan(req: DeepPartial<GetWorkPlanRequest>): Promise<GetWorkPlanResponse>;
+  writeNodes(req: DeepPartial<WriteNodesRequest>): Promise<WriteNodesResponse>;
+  queryNodes(req: DeepPartial<QueryNodesRequest>): Promise<QueryNodesResponse>;
+  registerStageRunner(req: DeepPartial<RegisterStageRunnerRequest>): Promise<RegisterStageRunnerResponse>;
+  unregisterStageRunner(req: DeepPartial<UnregisterStageRunnerRequest>): Promise<object>;
+  listStageRunners(req: DeepPartial<ListStageRunnersRequest>): Promise<ListStageRunnersResponse>;
+  updateStageExecution(req: DeepPartial<UpdateStageExecutionRequest>): Promise<object>;
+  completeStageExecution(req: DeepPartial<CompleteStageExecutionRequest>): Promise<CompleteStageExecutionResponse>;
+}
+
+export function connect(address: string): { api: Api; client: TurboCIOrchestratorClient; close(): void } {
+  const client = new TurboCIOrchestratorClient(address, credentials.createInsecure());
+  const api = new Proxy({} as Api, {
+    get: (_t, name: string) => (req: object) =>
+      new Promise((resolve, reject) => {
+        const method = (client as unknown as Record<string, Function>)[name]!;
+        const full = (FROM_PARTIAL[name] ?? ((r: object) => r))(req);
+        method.call(client, full, new Metadata(), { deadline: Date.now() + 30_000 }, (err: ServiceError | null, res: unknown) =>
+          err ? reject(err) : resolve(res),
+        );
+      }),
+  });
+  return { api, client, close: () => client.close() };
+}
