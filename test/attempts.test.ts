@@ -7,24 +7,9 @@ import { AttemptState, CheckState, NodeType, PredicateType, StageState } from '.
 import type { Check } from '../src/gen/turboci/v1/check.js';
 import type { Stage } from '../src/gen/turboci/v1/stage.js';
 import type { WriteNodesResponse } from '../src/gen/turboci/v1/service.js';
-import { connect, startServer, tempDir, type Api, type ServerProcess } from './support/server.js';
+import { serverPerFile, type Api } from './support/server.js';
 
-let dir: ReturnType<typeof tempDir>;
-let server: ServerProcess;
-let conn: ReturnType<typeof connect>;
-let api: Api;
-
-before(async () => {
-  dir = tempDir();
-  server = await startServer(`${dir.path}/attempts.db`);
-  conn = connect(server.address);
-  api = conn.api;
-});
-after(async () => {
-  conn.close();
-  await server.stop();
-  dir.remove();
-});
+const suite = serverPerFile('attempts');
 
 // ---- helpers
 
@@ -37,23 +22,23 @@ const { STAGE_STATE_PLANNED: PLANNED, STAGE_STATE_ATTEMPTING: ATTEMPTING, STAGE_
 const onStage = (id: string) => ({ predicate: PredicateType.PREDICATE_TYPE_AND, dependencies: [{ targetType: NodeType.NODE_TYPE_STAGE, targetId: id }] });
 
 async function plan(): Promise<string> {
-  const { workPlan } = await api.createWorkPlan({});
+  const { workPlan } = await suite.api.createWorkPlan({});
   return workPlan!.id;
 }
-const write = (workPlanId: string, w: Write) => api.writeNodes({ workPlanId, ...w });
+const write = (workPlanId: string, w: Write) => suite.api.writeNodes({ workPlanId, ...w });
 const attempt = (wp: string, id: string, currentAttempt: AttemptWrite) => write(wp, { stages: [{ id, currentAttempt }] });
 const claim = (wp: string, id: string, uid = 'runner-1') => attempt(wp, id, { processUid: uid });
-const version = async (wp: string) => (await api.getWorkPlan({ id: wp })).workPlan!.version;
+const version = async (wp: string) => (await suite.api.getWorkPlan({ id: wp })).workPlan!.version;
 const stageIn = (r: WriteNodesResponse, id: string) => r.stages.find((x) => x.id === id);
 const checkIn = (r: WriteNodesResponse, id: string) => r.checks.find((x) => x.id === id);
 
 async function stage(wp: string, id: string): Promise<Stage> {
-  const r = await api.queryNodes({ workPlanId: wp, stageIds: [id], includeStages: true });
+  const r = await suite.api.queryNodes({ workPlanId: wp, stageIds: [id], includeStages: true });
   assert.equal(r.stages.length, 1, `stage ${id} should exist`);
   return r.stages[0]!;
 }
 async function check(wp: string, id: string): Promise<Check> {
-  const r = await api.queryNodes({ workPlanId: wp, checkIds: [id], includeChecks: true });
+  const r = await suite.api.queryNodes({ workPlanId: wp, checkIds: [id], includeChecks: true });
   assert.equal(r.checks.length, 1, `check ${id} should exist`);
   return r.checks[0]!;
 }
@@ -297,7 +282,7 @@ describe('AWAITING_GROUP', () => {
     await write(wp, { stages: [{ id: 'real' }] });
     await assertRejected(wp, { stages: [{ id: 'kid', parentStageId: 'ghost' }] }, [status.INVALID_ARGUMENT], 'stages[0].parent_stage_id');
     await assertRejected(wp, { stages: [{ id: 'a' }, { id: 'b', parentStageId: 'nope' }] }, [status.INVALID_ARGUMENT], 'stages[1].parent_stage_id');
-    const r = await api.queryNodes({ workPlanId: wp });
+    const r = await suite.api.queryNodes({ workPlanId: wp });
     assert.deepEqual(r.stages.map((s) => s.id), ['real']);
   });
 });

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import type { Check } from '../src/gen/turboci/v1/check.js';
 import { CheckState, NodeType, PredicateType } from '../src/gen/turboci/v1/common.js';
 import type { WriteNodesResponse } from '../src/gen/turboci/v1/service.js';
-import { connect, startServer, tempDir, type Api, type ServerProcess } from './support/server.js';
+import { serverPerFile, type Api } from './support/server.js';
 
 const INVALID_ARGUMENT = 3;
 const FAILED_PRECONDITION = 9;
@@ -18,20 +18,7 @@ const name = (s: CheckState) => CheckState[s]!.replace('CHECK_STATE_', '');
 type Req = Parameters<Api['writeNodes']>[0];
 type CheckWrite = NonNullable<Req['checks']>[number];
 
-let dir: ReturnType<typeof tempDir>;
-let server: ServerProcess;
-let conn: ReturnType<typeof connect>;
-
-before(async () => {
-  dir = tempDir();
-  server = await startServer(`${dir.path}/check-state-machine.db`);
-  conn = connect(server.address);
-});
-after(async () => {
-  conn.close();
-  await server.stop();
-  dir.remove();
-});
+const suite = serverPerFile('check-state-machine');
 
 // ---- helpers
 
@@ -42,15 +29,15 @@ const on = (...ids: string[]) => ({
 const targets = (c: Check) => c.dependencies?.dependencies.map((d) => d.targetId) ?? [];
 
 async function newPlan(): Promise<string> {
-  const { workPlan } = await conn.api.createWorkPlan({});
+  const { workPlan } = await suite.api.createWorkPlan({});
   return workPlan!.id;
 }
-const write = (workPlanId: string, ...checks: CheckWrite[]) => conn.api.writeNodes({ workPlanId, checks });
-const version = async (id: string) => (await conn.api.getWorkPlan({ id })).workPlan!.version;
+const write = (workPlanId: string, ...checks: CheckWrite[]) => suite.api.writeNodes({ workPlanId, checks });
+const version = async (id: string) => (await suite.api.getWorkPlan({ id })).workPlan!.version;
 const written = (res: WriteNodesResponse, id = 'c') => res.checks.find((c) => c.id === id)!;
 
 async function stored(workPlanId: string, id = 'c'): Promise<Check> {
-  const res = await conn.api.queryNodes({ workPlanId, checkIds: [id], includeChecks: true });
+  const res = await suite.api.queryNodes({ workPlanId, checkIds: [id], includeChecks: true });
   assert.equal(res.checks.length, 1, `check ${id} exists`);
   return res.checks[0]!;
 }
@@ -58,7 +45,7 @@ async function stored(workPlanId: string, id = 'c'): Promise<Check> {
 /** Asserts the write fails with `code`, the message mentions each of `mentions`, and the workplan did not change. */
 async function rejects(workPlanId: string, checks: CheckWrite[], code: number, ...mentions: string[]): Promise<void> {
   const before = await version(workPlanId);
-  await assert.rejects(conn.api.writeNodes({ workPlanId, checks }), (err: { code: number; message: string }) => {
+  await assert.rejects(suite.api.writeNodes({ workPlanId, checks }), (err: { code: number; message: string }) => {
     assert.equal(err.code, code, err.message);
     for (const m of mentions) assert.ok(err.message.includes(m), `"${err.message}" should mention "${m}"`);
     return true;
@@ -132,7 +119,7 @@ for (const c of CREATION) {
     await write(plan, { id: 'dep' });
     if (c.expect === 'FAILED_PRECONDITION') {
       await rejects(plan, [c.write], FAILED_PRECONDITION, 'checks[0].state');
-      const res = await conn.api.queryNodes({ workPlanId: plan, checkIds: ['c'], includeChecks: true });
+      const res = await suite.api.queryNodes({ workPlanId: plan, checkIds: ['c'], includeChecks: true });
       assert.equal(res.checks.length, 0, 'the check was not created');
       return;
     }
@@ -322,7 +309,7 @@ for (const [label, bad, ...mentions] of INVALID) {
     const plan = await newPlan();
     await write(plan, { id: 'dep' });
     await rejects(plan, [{ id: 'ok' }, bad], INVALID_ARGUMENT, ...mentions);
-    const res = await conn.api.queryNodes({ workPlanId: plan, includeChecks: true });
+    const res = await suite.api.queryNodes({ workPlanId: plan, includeChecks: true });
     assert.deepEqual(res.checks.map((c) => c.id), ['dep'], 'nothing in the request was applied');
   });
 }

@@ -7,24 +7,9 @@ import { AttemptState, CheckState, NodeType, PredicateType, StageState } from '.
 import type { Check } from '../src/gen/turboci/v1/check.js';
 import type { Stage } from '../src/gen/turboci/v1/stage.js';
 import type { WriteNodesResponse } from '../src/gen/turboci/v1/service.js';
-import { connect, startServer, tempDir, type Api, type ServerProcess } from './support/server.js';
+import { serverPerFile, type Api } from './support/server.js';
 
-let dir: ReturnType<typeof tempDir>;
-let server: ServerProcess;
-let conn: ReturnType<typeof connect>;
-let api: Api;
-
-before(async () => {
-  dir = tempDir();
-  server = await startServer(`${dir.path}/dependencies.db`);
-  conn = connect(server.address);
-  api = conn.api;
-});
-after(async () => {
-  conn.close();
-  await server.stop();
-  dir.remove();
-});
+const suite = serverPerFile('dependencies');
 
 // ---- helpers
 
@@ -43,15 +28,15 @@ const PLANNED_STAGE = StageState.STAGE_STATE_PLANNED;
 const ATTEMPTING = StageState.STAGE_STATE_ATTEMPTING;
 
 async function plan(): Promise<string> {
-  const { workPlan } = await api.createWorkPlan({});
+  const { workPlan } = await suite.api.createWorkPlan({});
   return workPlan!.id;
 }
-const write = (workPlanId: string, w: Omit<Write, 'workPlanId'>) => api.writeNodes({ workPlanId, ...w });
+const write = (workPlanId: string, w: Omit<Write, 'workPlanId'>) => suite.api.writeNodes({ workPlanId, ...w });
 const finalize = (wp: string, ...ids: string[]) => write(wp, { checks: ids.map((id) => ({ id, state: FINAL_CHECK })) });
-const version = async (wp: string) => (await api.getWorkPlan({ id: wp })).workPlan!.version;
+const version = async (wp: string) => (await suite.api.getWorkPlan({ id: wp })).workPlan!.version;
 
 async function nodes(wp: string): Promise<{ checks: Map<string, Check>; stages: Map<string, Stage> }> {
-  const r = await api.queryNodes({ workPlanId: wp });
+  const r = await suite.api.queryNodes({ workPlanId: wp });
   return { checks: new Map(r.checks.map((x) => [x.id, x])), stages: new Map(r.stages.map((x) => [x.id, x])) };
 }
 const stageIn = (r: WriteNodesResponse, id: string) => r.stages.find((x) => x.id === id);

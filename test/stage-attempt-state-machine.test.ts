@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import { AttemptState, CheckState, ExecutionMode, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import type { WriteNodesResponse } from '../src/gen/turboci/v1/service.js';
 import type { Attempt, Stage } from '../src/gen/turboci/v1/stage.js';
-import { connect, startServer, tempDir, type Api, type ServerProcess } from './support/server.js';
+import { serverPerFile, type Api } from './support/server.js';
 
 const INVALID_ARGUMENT = 3;
 const FAILED_PRECONDITION = 9;
@@ -23,20 +23,7 @@ type Req = Parameters<Api['writeNodes']>[0];
 type StageWrite = NonNullable<Req['stages']>[number];
 type AttemptWrite = NonNullable<StageWrite['currentAttempt']>;
 
-let dir: ReturnType<typeof tempDir>;
-let server: ServerProcess;
-let conn: ReturnType<typeof connect>;
-
-before(async () => {
-  dir = tempDir();
-  server = await startServer(`${dir.path}/stage-attempt-state-machine.db`);
-  conn = connect(server.address);
-});
-after(async () => {
-  conn.close();
-  await server.stop();
-  dir.remove();
-});
+const suite = serverPerFile('stage-attempt-state-machine');
 
 // ---- helpers
 
@@ -48,17 +35,17 @@ const current = (s: Stage): Attempt => s.attempts[s.attempts.length - 1]!;
 const assign = (...ids: string[]) => ids.map((targetCheckId) => ({ targetCheckId, goalState: CHECK_FINAL }));
 
 async function newPlan(): Promise<string> {
-  const { workPlan } = await conn.api.createWorkPlan({});
+  const { workPlan } = await suite.api.createWorkPlan({});
   return workPlan!.id;
 }
-const write = (workPlanId: string, req: Omit<Req, 'workPlanId'>) => conn.api.writeNodes({ ...req, workPlanId });
+const write = (workPlanId: string, req: Omit<Req, 'workPlanId'>) => suite.api.writeNodes({ ...req, workPlanId });
 const stage = (workPlanId: string, ...stages: StageWrite[]) => write(workPlanId, { stages });
 const attempt = (workPlanId: string, currentAttempt: AttemptWrite, id = 's') => stage(workPlanId, { id, currentAttempt });
-const version = async (id: string) => (await conn.api.getWorkPlan({ id })).workPlan!.version;
+const version = async (id: string) => (await suite.api.getWorkPlan({ id })).workPlan!.version;
 const written = (res: WriteNodesResponse, id = 's') => res.stages.find((s) => s.id === id)!;
 
 async function stored(workPlanId: string, id = 's'): Promise<Stage> {
-  const res = await conn.api.queryNodes({ workPlanId, stageIds: [id], includeStages: true });
+  const res = await suite.api.queryNodes({ workPlanId, stageIds: [id], includeStages: true });
   assert.equal(res.stages.length, 1, `stage ${id} exists`);
   return res.stages[0]!;
 }

@@ -15,7 +15,7 @@ import {
   type WorkPlanEvent,
   type WriteNodesRequest,
 } from '../src/gen/turboci/v1/service.js';
-import { connect, startServer, tempDir, type Api, type ServerProcess } from './support/server.js';
+import { connect, serverPerFile, startServer, tempDir, type ServerProcess } from './support/server.js';
 
 type DeepPartial<T> = T extends Date | Function
   ? T
@@ -173,41 +173,26 @@ async function fcAssert<T>(property: fc.IAsyncProperty<T>, params: fc.Parameters
 
 const stripSnapshot = (e: WorkPlanEvent) => ({ ...e, snapshot: false });
 
-let dir: ReturnType<typeof tempDir>;
-let server: ServerProcess;
-let conn: ReturnType<typeof connect>;
-let api: Api;
-
-before(async () => {
-  dir = tempDir();
-  server = await startServer(`${dir.path}/watch.db`);
-  conn = connect(server.address);
-  api = conn.api;
-});
-after(async () => {
-  conn.close();
-  await server.stop();
-  dir.remove();
-});
+const suite = serverPerFile('watch');
 
 async function newWorkPlan(): Promise<string> {
-  return (await api.createWorkPlan({ metadata: { test: 'watch' } })).workPlan!.id;
+  return (await suite.api.createWorkPlan({ metadata: { test: 'watch' } })).workPlan!.id;
 }
 async function write(req: DeepPartial<WriteNodesRequest>): Promise<number> {
-  return (await api.writeNodes(req)).workPlanVersion;
+  return (await suite.api.writeNodes(req)).workPlanVersion;
 }
 async function versionOf(id: string): Promise<number> {
-  return (await api.getWorkPlan({ id })).workPlan!.version;
+  return (await suite.api.getWorkPlan({ id })).workPlan!.version;
 }
 async function target(id: string): Promise<Target> {
-  const q = await api.queryNodes({ workPlanId: id });
+  const q = await suite.api.queryNodes({ workPlanId: id });
   const states = [...q.checks.map((c) => c.state === CheckState.CHECK_STATE_FINAL), ...q.stages.map((s) => s.state === StageState.STAGE_STATE_FINAL)];
   return { version: q.workPlanVersion, nodes: states.length, complete: states.length > 0 && states.every(Boolean) };
 }
 /** The whole history of a workplan as WatchWorkPlan tells it from the log (after_version 0), up to its version now. */
 async function history(id: string): Promise<WorkPlanEvent[]> {
   const t = await target(id);
-  const w = new Watch(conn.client, { workPlanId: id, afterVersion: 0 });
+  const w = new Watch(suite.client, { workPlanId: id, afterVersion: 0 });
   await w.untilCaughtUp(t);
   await w.cancel();
   return w.events;
@@ -223,7 +208,7 @@ describe('snapshot then live', () => {
       checks: [{ id: 'lint', kind: 'lint' }, { id: 'build', kind: 'build', state: CheckState.CHECK_STATE_PLANNED }],
       stages: [{ id: 'builder', assignments: [{ targetCheckId: 'build', goalState: CheckState.CHECK_STATE_FINAL }] }],
     });
-    const w = new Watch(conn.client, { workPlanId: id });
+    const w = new Watch(suite.client, { workPlanId: id });
     await w.until((x) => x.events.length === 3, 'the snapshot');
     for (const e of w.events) {
       assert.equal(e.snapshot, true);
@@ -314,9 +299,9 @@ describe('filters', () => {
             : [StageState.STAGE_STATE_FINAL, StageState.STAGE_STATE_PLANNED].includes(e.stageEvent!.newState),
       ],
     ];
-    const snapshotWatches = cases.map(([, f]) => new Watch(conn.client, { ...f, workPlanId: id }));
-    const resumedWatches = cases.map(([, f]) => new Watch(conn.client, { ...f, workPlanId: id, afterVersion: 0 }));
-    const all = new Watch(conn.client, { workPlanId: id });
+    const snapshotWatches = cases.map(([, f]) => new Watch(suite.client, { ...f, workPlanId: id }));
+    const resumedWatches = cases.map(([, f]) => new Watch(suite.client, { ...f, workPlanId: id, afterVersion: 0 }));
+    const all = new Watch(suite.client, { workPlanId: id });
     await all.until((w) => w.events.length === 4, 'the full snapshot');
     const snapshot = [...all.events];
 
@@ -362,18 +347,18 @@ describe('filters', () => {
       [{ afterVersion: -1 }, /^after_version: must not be negative/],
     ];
     for (const [req, message] of cases) {
-      const err = await grpcError(new Watch(conn.client, { ...req, workPlanId: id }));
+      const err = await grpcError(new Watch(suite.client, { ...req, workPlanId: id }));
       assert.equal(err.code, status.INVALID_ARGUMENT, JSON.stringify(req));
       assert.match(err.details, message);
     }
-    const bad = await grpcError(new Watch(conn.client, { workPlanId: 'no space allowed' }));
+    const bad = await grpcError(new Watch(suite.client, { workPlanId: 'no space allowed' }));
     assert.equal(bad.code, status.INVALID_ARGUMENT);
     assert.match(bad.details, /^work_plan_id: /);
-    const missing = await grpcError(new Watch(conn.client, { workPlanId: 'no-such-workplan' }));
+    const missing = await grpcError(new Watch(suite.client, { workPlanId: 'no-such-workplan' }));
     assert.equal(missing.code, status.NOT_FOUND);
     assert.match(missing.details, /no-such-workplan/);
     // after_version equal to the current version is fine: nothing from the log, then live.
-    const w = new Watch(conn.client, { workPlanId: id, afterVersion: v });
+    const w = new Watch(suite.client, { workPlanId: id, afterVersion: v });
     const v1 = await write({ workPlanId: id, checks: [{ id: 'x', kind: 'k' }] });
     await w.untilVersion(v1);
     assert.deepEqual(w.nodeVersions, [v1]);
@@ -390,8 +375,8 @@ describe('completion', () => {
       stages: [{ id: 'builder', assignments: [{ targetCheckId: 'build', goalState: CheckState.CHECK_STATE_FINAL }] }],
     });
     // Watch only the stage: the completion event comes whatever the filters.
-    const w = new Watch(conn.client, { workPlanId: id, includeStages: true });
-    const resumed = new Watch(conn.client, { workPlanId: id, afterVersion: 0 });
+    const w = new Watch(suite.client, { workPlanId: id, includeStages: true });
+    const resumed = new Watch(suite.client, { workPlanId: id, afterVersion: 0 });
     await w.until((x) => x.events.length === 1, 'the snapshot');
     await write({
       workPlanId: id,
@@ -411,7 +396,7 @@ describe('completion', () => {
       assert.equal(x.events.filter((e) => e.completedEvent).length, 1);
     }
     // Watching a complete workplan: the snapshot ends with the completion.
-    const late = new Watch(conn.client, { workPlanId: id });
+    const late = new Watch(suite.client, { workPlanId: id });
     await late.until((x) => x.events.some((e) => e.completedEvent), 'the completion in the snapshot');
     assert.deepEqual(late.events.map((e) => [e.snapshot, e.version, !!e.completedEvent]), [
       [true, done, false],
@@ -420,8 +405,8 @@ describe('completion', () => {
     ]);
     // Resuming at the completing change restates the completion (a client cut between the change and its
     // completion event must not wait forever); resuming just before it gets the change and the completion.
-    const atDone = new Watch(conn.client, { workPlanId: id, afterVersion: done });
-    const beforeDone = new Watch(conn.client, { workPlanId: id, afterVersion: done - 1 });
+    const atDone = new Watch(suite.client, { workPlanId: id, afterVersion: done });
+    const beforeDone = new Watch(suite.client, { workPlanId: id, afterVersion: done - 1 });
     await atDone.until((x) => x.events.length === 1, 'the restated completion');
     await beforeDone.until((x) => x.events.length === 2, 'the last change and the completion');
     assert.deepEqual(atDone.events.map((e) => [e.snapshot, e.version, !!e.completedEvent]), [[true, done, true]]);
@@ -434,7 +419,7 @@ describe('completion', () => {
 
   test('has_failures: a check with a failure result, or a stage with a failure', async () => {
     const failedCheck = await newWorkPlan();
-    const w1 = new Watch(conn.client, { workPlanId: failedCheck });
+    const w1 = new Watch(suite.client, { workPlanId: failedCheck });
     await write({ workPlanId: failedCheck, checks: [{ id: 'a', kind: 'k' }, { id: 'b', kind: 'k' }] });
     await write({
       workPlanId: failedCheck,
@@ -447,7 +432,7 @@ describe('completion', () => {
     assert.deepEqual(w1.events.find((e) => e.completedEvent)!.completedEvent, { checksCompleted: 2, stagesCompleted: 0, hasFailures: true });
 
     const failedStage = await newWorkPlan();
-    const w2 = new Watch(conn.client, { workPlanId: failedStage, includeChecks: true }); // no check ever: only completion
+    const w2 = new Watch(suite.client, { workPlanId: failedStage, includeChecks: true }); // no check ever: only completion
     await write({ workPlanId: failedStage, stages: [{ id: 's', maxAttempts: 1 }] });
     await write({ workPlanId: failedStage, stages: [{ id: 's', currentAttempt: { processUid: 'p', failure: { message: 'crashed' } } }] });
     await w2.until((x) => x.events.some((e) => e.completedEvent), 'completion with a failed stage');
@@ -461,7 +446,7 @@ describe('resume', () => {
   test('a client that disconnects and comes back with after_version gets exactly the missed events, in order, once', async () => {
     const id = await newWorkPlan();
     await write({ workPlanId: id, checks: [{ id: 'c1', kind: 'k', state: CheckState.CHECK_STATE_PLANNED }], stages: [{ id: 's1' }] });
-    const first = new Watch(conn.client, { workPlanId: id });
+    const first = new Watch(suite.client, { workPlanId: id });
     await first.until((x) => x.events.length === 2, 'the snapshot');
     const v1 = await write({ workPlanId: id, stages: [{ id: 's1', currentAttempt: { processUid: 'p', progress: { message: 'one' } } }] });
     await first.untilVersion(v1);
@@ -472,7 +457,7 @@ describe('resume', () => {
     await write({ workPlanId: id, stages: [{ id: 's1', currentAttempt: { processUid: 'p', progress: { message: 'two' } } }] });
     await write({ workPlanId: id, checks: [{ id: 'c2', kind: 'k' }, { id: 'c1', result: { ownerType: 't', ownerId: 's1' } }] });
 
-    const second = new Watch(conn.client, { workPlanId: id, afterVersion: resumeAt });
+    const second = new Watch(suite.client, { workPlanId: id, afterVersion: resumeAt });
     const vLast = await write({ workPlanId: id, stages: [{ id: 's1', currentAttempt: { processUid: 'p', progress: { message: 'three' } } }] });
     await second.untilVersion(vLast);
 
@@ -511,7 +496,7 @@ describe('resume', () => {
           const run = async (plan: Plan): Promise<{ plan: Plan; parts: Part[] }> => {
             const parts: Part[] = [];
             let afterVersion = plan.mode === 'snapshot' ? undefined : plan.mode === 'zero' ? 0 : known;
-            let w = new Watch(conn.client, { workPlanId: id, afterVersion });
+            let w = new Watch(suite.client, { workPlanId: id, afterVersion });
             if (plan.cutAfter !== null) {
               const cut = plan.cutAfter;
               const cutReached = w.until((x) => x.events.filter((e) => !e.snapshot).length >= cut, 'the cut point');
@@ -520,7 +505,7 @@ describe('resume', () => {
                 await w.cancel();
                 parts.push({ afterVersion, events: [...w.events] });
                 afterVersion = w.lastVersion;
-                w = new Watch(conn.client, { workPlanId: id, afterVersion });
+                w = new Watch(suite.client, { workPlanId: id, afterVersion });
               } else cutReached.catch(() => {});
             }
             const t = await settled;
@@ -574,7 +559,7 @@ describe('resume', () => {
           const completions = (es: WorkPlanEvent[]) => es.filter((e) => e.completedEvent).map((e) => e.version);
           assert.deepEqual(changes(log).map((e) => e.version), Array.from({ length: known - 1 }, (_, i) => i + 2), 'the log: every version 2..N once');
           // The watch projection agrees with the read model: each node's last event holds the node QueryNodes returns.
-          const q = await api.queryNodes({ workPlanId: id });
+          const q = await suite.api.queryNodes({ workPlanId: id });
           assert.deepEqual(
             new Map(changes(log).map((e) => [nodeKey(e), nodeOf(e)])),
             new Map<string, unknown>([...q.checks.map((c) => [`check:${c.id}`, c] as const), ...q.stages.map((x) => [`stage:${x.id}`, x] as const)]),
@@ -607,7 +592,7 @@ describe('resume', () => {
       ),
       { numRuns: 30, endOnFailure: true },
     );
-    await untilNoSubscriptions(server);
+    await untilNoSubscriptions(suite.server);
   });
 });
 
@@ -618,38 +603,38 @@ describe('cancellation and shutdown', () => {
   test('client cancel, deadline and a killed client end streams and leak no subscription', async () => {
     const id = await newWorkPlan();
     await write({ workPlanId: id, checks: [{ id: 'c', kind: 'k' }] });
-    await untilNoSubscriptions(server);
-    const opened = () => server.logs.filter((l) => l.msg === 'watch subscription opened').length;
-    const closedLines = () => server.logs.filter((l) => l.msg === 'watch subscription closed');
+    await untilNoSubscriptions(suite.server);
+    const opened = () => suite.server.logs.filter((l) => l.msg === 'watch subscription opened').length;
+    const closedLines = () => suite.server.logs.filter((l) => l.msg === 'watch subscription closed');
     const openedBefore = opened();
     const closedBefore = closedLines().length;
 
-    const cancelled = [new Watch(conn.client, { workPlanId: id }), new Watch(conn.client, { workPlanId: id, afterVersion: 0, includeChecks: true })];
-    const shortDeadline = new Watch(conn.client, { workPlanId: id }, 1000);
+    const cancelled = [new Watch(suite.client, { workPlanId: id }), new Watch(suite.client, { workPlanId: id, afterVersion: 0, includeChecks: true })];
+    const shortDeadline = new Watch(suite.client, { workPlanId: id }, 1000);
     // Another process (the example client) watching, killed without a goodbye.
-    const example = spawn(process.execPath, [EXAMPLE, server.address, id], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const example = spawn(process.execPath, [EXAMPLE, suite.server.address, id], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exampleExited = new Promise((resolve) => example.once('exit', resolve));
     const firstLine = new Promise<string>((resolve) => createInterface({ input: example.stdout! }).once('line', resolve));
     await Promise.all([...cancelled, shortDeadline].map((w) => w.until((x) => x.events.length > 0, 'first event')));
     assert.match(await firstLine, /^v\d+ snapshot check c: CHECK_STATE_PLANNING -> CHECK_STATE_PLANNING/);
-    await untilLog(server, () => opened() - openedBefore === 4, 'four subscriptions opened');
-    assert.equal(liveSubscriptions(server), 4);
+    await untilLog(suite.server, () => opened() - openedBefore === 4, 'four subscriptions opened');
+    assert.equal(liveSubscriptions(suite.server), 4);
 
     await Promise.all(cancelled.map((w) => w.cancel()));
     assert.equal((await shortDeadline.end()).code, status.DEADLINE_EXCEEDED);
     example.kill('SIGKILL');
     await exampleExited;
-    await untilNoSubscriptions(server);
+    await untilNoSubscriptions(suite.server);
     // The deadline one says `deadline` when the server's timer fires first, `cancelled` when the client's does.
     const reasons = closedLines().slice(closedBefore).map((l) => l.reason);
     assert.equal(reasons.length, 4);
     assert.ok(reasons.every((r) => r === 'cancelled' || r === 'deadline'), String(reasons));
     assert.equal(opened() - openedBefore, 4);
     // The server still serves and streams after all that.
-    const w = new Watch(conn.client, { workPlanId: id });
+    const w = new Watch(suite.client, { workPlanId: id });
     await w.until((x) => x.events.length === 1, 'a snapshot');
     await w.cancel();
-    await untilNoSubscriptions(server);
+    await untilNoSubscriptions(suite.server);
   });
 
   test('server shutdown ends streams with UNAVAILABLE naming where to resume, and closes every subscription', async () => {

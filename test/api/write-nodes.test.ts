@@ -3,25 +3,12 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { CheckState, NodeType, PredicateType, StageState } from '../../src/gen/turboci/v1/common.js';
-import { connect, startServer, tempDir, type ServerProcess } from '../support/server.js';
+import { connect, serverPerFile } from '../support/server.js';
 
-let dir: ReturnType<typeof tempDir>;
-let server: ServerProcess;
-let conn: ReturnType<typeof connect>;
+const suite = serverPerFile('writes');
 
-before(async () => {
-  dir = tempDir();
-  server = await startServer(`${dir.path}/writes.db`);
-  conn = connect(server.address);
-});
-after(async () => {
-  conn.close();
-  await server.stop();
-  dir.remove();
-});
-
-const newWorkPlan = async () => (await conn.api.createWorkPlan({})).workPlan!.id;
-const version = async (id: string) => (await conn.api.getWorkPlan({ id })).workPlan!.version;
+const newWorkPlan = async () => (await suite.api.createWorkPlan({})).workPlan!.id;
+const version = async (id: string) => (await suite.api.getWorkPlan({ id })).workPlan!.version;
 const onCheck = (...ids: string[]) => ({
   predicate: PredicateType.PREDICATE_TYPE_AND,
   dependencies: ids.map((targetId) => ({ targetType: NodeType.NODE_TYPE_CHECK, targetId })),
@@ -40,7 +27,7 @@ test('a request with one bad node appends nothing at all', async () => {
   const id = await newWorkPlan();
   const before = await version(id);
   await rejects(
-    conn.api.writeNodes({
+    suite.api.writeNodes({
       workPlanId: id,
       checks: [{ id: 'ok-1' }, { id: 'ok-2', state: CheckState.CHECK_STATE_PLANNED }],
       stages: [{ id: 's1' }, { id: 's2', dependencies: onCheck('missing') }],
@@ -49,18 +36,18 @@ test('a request with one bad node appends nothing at all', async () => {
     /stages\[1\]\.dependencies\.dependencies\[0\]\.target_id.*no check "missing"/,
   );
   assert.equal(await version(id), before);
-  const all = await conn.api.queryNodes({ workPlanId: id });
+  const all = await suite.api.queryNodes({ workPlanId: id });
   assert.deepEqual([all.checks.length, all.stages.length], [0, 0]);
 });
 
 test('a retry with the same request_id returns the first answer and appends nothing', async () => {
   const id = await newWorkPlan();
   const req = { workPlanId: id, requestId: 'req-1', checks: [{ id: 'c', state: CheckState.CHECK_STATE_PLANNED }], stages: [{ id: 's' }] };
-  const first = await conn.api.writeNodes(req);
+  const first = await suite.api.writeNodes(req);
   const v = await version(id);
   // Something else changes the nodes after the first answer.
-  await conn.api.writeNodes({ workPlanId: id, checks: [{ id: 'c', state: CheckState.CHECK_STATE_FINAL }] });
-  const retry = await conn.api.writeNodes(req);
+  await suite.api.writeNodes({ workPlanId: id, checks: [{ id: 'c', state: CheckState.CHECK_STATE_FINAL }] });
+  const retry = await suite.api.writeNodes(req);
   assert.deepEqual(retry, first);
   assert.equal(retry.checks[0]!.state, CheckState.CHECK_STATE_WAITING);
   assert.equal(await version(id), v + 1, 'only the other write appended');
@@ -70,28 +57,28 @@ test('expected_version: a stale version is ABORTED and appends nothing; the curr
   const id = await newWorkPlan();
   const v = await version(id);
   await rejects(
-    conn.api.writeNodes({ workPlanId: id, expectedVersion: v + 3, checks: [{ id: 'c' }] }),
+    suite.api.writeNodes({ workPlanId: id, expectedVersion: v + 3, checks: [{ id: 'c' }] }),
     status.ABORTED,
     /expected_version: workplan is at version 1, not 4/,
   );
   assert.equal(await version(id), v);
-  const ok = await conn.api.writeNodes({ workPlanId: id, expectedVersion: v, checks: [{ id: 'c' }] });
+  const ok = await suite.api.writeNodes({ workPlanId: id, expectedVersion: v, checks: [{ id: 'c' }] });
   assert.equal(ok.workPlanVersion, v + 1);
 });
 
 test('unknown workplan is NOT_FOUND; malformed requests are INVALID_ARGUMENT naming the field', async () => {
-  await rejects(conn.api.getWorkPlan({ id: 'nope' }), status.NOT_FOUND, /work_plan_id: no workplan "nope"/);
-  await rejects(conn.api.writeNodes({ workPlanId: 'nope', checks: [{ id: 'c' }] }), status.NOT_FOUND, /no workplan/);
-  await rejects(conn.api.queryNodes({ workPlanId: 'nope' }), status.NOT_FOUND, /no workplan/);
+  await rejects(suite.api.getWorkPlan({ id: 'nope' }), status.NOT_FOUND, /work_plan_id: no workplan "nope"/);
+  await rejects(suite.api.writeNodes({ workPlanId: 'nope', checks: [{ id: 'c' }] }), status.NOT_FOUND, /no workplan/);
+  await rejects(suite.api.queryNodes({ workPlanId: 'nope' }), status.NOT_FOUND, /no workplan/);
   const id = await newWorkPlan();
-  await rejects(conn.api.writeNodes({ workPlanId: id, checks: [{ id: 'has space' }] }), status.INVALID_ARGUMENT, /^checks\[0\]\.id: /);
+  await rejects(suite.api.writeNodes({ workPlanId: id, checks: [{ id: 'has space' }] }), status.INVALID_ARGUMENT, /^checks\[0\]\.id: /);
   await rejects(
-    conn.api.writeNodes({ workPlanId: id, stages: [{ id: 's', state: 77 as StageState }] }),
+    suite.api.writeNodes({ workPlanId: id, stages: [{ id: 's', state: 77 as StageState }] }),
     status.INVALID_ARGUMENT,
     /stages\[0\]\.state: unknown stage state 77/,
   );
   await rejects(
-    conn.api.writeNodes({ workPlanId: id, checks: [{ id: 'c', dependencies: { dependencies: [{ targetType: NodeType.NODE_TYPE_CHECK, targetId: 'x' }] } }] }),
+    suite.api.writeNodes({ workPlanId: id, checks: [{ id: 'c', dependencies: { dependencies: [{ targetType: NodeType.NODE_TYPE_CHECK, targetId: 'x' }] } }] }),
     status.INVALID_ARGUMENT,
     /checks\[0\]\.dependencies\.predicate: AND or OR is required/,
   );
@@ -101,7 +88,7 @@ test('concurrent writers on one workplan: every acknowledged write is there, ver
   const id = await newWorkPlan();
   const writers = 8;
   const perWriter = 25;
-  const clients = Array.from({ length: writers }, () => connect(server.address));
+  const clients = Array.from({ length: writers }, () => connect(suite.server.address));
   const acked = await Promise.all(
     clients.map(async (c, w) => {
       const versions: number[] = [];
@@ -118,46 +105,46 @@ test('concurrent writers on one workplan: every acknowledged write is there, ver
   clients.forEach((c) => c.close());
   const all = acked.flat().sort((a, b) => a - b);
   assert.equal(new Set(all).size, all.length, 'no two writes got the same version');
-  const nodes = await conn.api.queryNodes({ workPlanId: id, includeChecks: true });
+  const nodes = await suite.api.queryNodes({ workPlanId: id, includeChecks: true });
   assert.equal(nodes.checks.length, writers * perWriter);
   assert.equal(nodes.workPlanVersion, await version(id));
 });
 
 test('QueryNodes: filters combine with AND, creation order, paging', async () => {
   const id = await newWorkPlan();
-  await conn.api.writeNodes({
+  await suite.api.writeNodes({
     workPlanId: id,
     checks: Array.from({ length: 7 }, (_, i) => ({ id: `c${i}`, state: i % 2 ? CheckState.CHECK_STATE_PLANNED : undefined })),
     stages: [{ id: 's0' }, { id: 's1', dependencies: onCheck('c0') }],
   });
-  const waiting = await conn.api.queryNodes({ workPlanId: id, checkStates: [CheckState.CHECK_STATE_WAITING], includeChecks: true });
+  const waiting = await suite.api.queryNodes({ workPlanId: id, checkStates: [CheckState.CHECK_STATE_WAITING], includeChecks: true });
   assert.deepEqual(waiting.checks.map((c) => c.id), ['c1', 'c3', 'c5']);
   assert.equal(waiting.stages.length, 0);
-  const picked = await conn.api.queryNodes({ workPlanId: id, checkIds: ['c5', 'c1', 'c2'], checkStates: [CheckState.CHECK_STATE_WAITING] });
+  const picked = await suite.api.queryNodes({ workPlanId: id, checkIds: ['c5', 'c1', 'c2'], checkStates: [CheckState.CHECK_STATE_WAITING] });
   assert.deepEqual(picked.checks.map((c) => c.id), ['c1', 'c5']);
-  const planned = await conn.api.queryNodes({ workPlanId: id, stageStates: [StageState.STAGE_STATE_PLANNED], includeStages: true });
+  const planned = await suite.api.queryNodes({ workPlanId: id, stageStates: [StageState.STAGE_STATE_PLANNED], includeStages: true });
   assert.deepEqual(planned.stages.map((s) => s.id), ['s1']);
 
   const seen: string[] = [];
   let pageToken = '';
   let pages = 0;
   do {
-    const page = await conn.api.queryNodes({ workPlanId: id, pageSize: 3, pageToken });
+    const page = await suite.api.queryNodes({ workPlanId: id, pageSize: 3, pageToken });
     assert.ok(page.checks.length + page.stages.length <= 3);
     seen.push(...page.checks.map((c) => `c:${c.id}`), ...page.stages.map((s) => `s:${s.id}`));
     pageToken = page.nextPageToken;
     pages++;
   } while (pageToken && pages < 10);
   assert.deepEqual(seen, ['c:c0', 'c:c1', 'c:c2', 'c:c3', 'c:c4', 'c:c5', 'c:c6', 's:s0', 's:s1']);
-  await rejects(conn.api.queryNodes({ workPlanId: id, pageToken: 'garbage' }), status.INVALID_ARGUMENT, /page_token/);
+  await rejects(suite.api.queryNodes({ workPlanId: id, pageToken: 'garbage' }), status.INVALID_ARGUMENT, /page_token/);
 });
 
 test('metadata given at creation is kept and returned; the server logs one line per RPC', async () => {
-  const { workPlan } = await conn.api.createWorkPlan({ metadata: { repo: 'turboci', change: '42' } });
-  const got = await conn.api.getWorkPlan({ id: workPlan!.id });
+  const { workPlan } = await suite.api.createWorkPlan({ metadata: { repo: 'turboci', change: '42' } });
+  const got = await suite.api.getWorkPlan({ id: workPlan!.id });
   assert.deepEqual(got.workPlan!.metadata, { repo: 'turboci', change: '42' });
   assert.equal(got.workPlan!.version, 1);
-  const line = await server.waitForLog((l) => l.msg === 'rpc' && l.method === 'GetWorkPlan' && l.workPlanId === workPlan!.id);
+  const line = await suite.server.waitForLog((l) => l.msg === 'rpc' && l.method === 'GetWorkPlan' && l.workPlanId === workPlan!.id);
   assert.equal(line.code, 'OK');
   assert.equal(typeof line.durationMs, 'number');
   assert.equal(typeof line.requestId, 'string');

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import {
   CompleteStageExecutionRequest,
@@ -135,4 +136,43 @@ export function connect(address: string): { api: Api; client: TurboCIOrchestrato
       }),
   });
   return { api, client, close: () => client.close() };
+}
+
+/** One server process and client for a whole test file: started before its tests, stopped after them. */
+export interface FileServer {
+  readonly server: ServerProcess;
+  readonly api: Api;
+  readonly client: TurboCIOrchestratorClient;
+}
+
+/** Registers node:test before/after hooks for the calling file; read the fields inside tests (they are set by then). */
+export function serverPerFile(name: string, extraArgs: string[] = []): FileServer {
+  let dir: ReturnType<typeof tempDir> | undefined;
+  let server: ServerProcess | undefined;
+  let conn: ReturnType<typeof connect> | undefined;
+  before(async () => {
+    dir = tempDir();
+    server = await startServer(join(dir.path, `${name}.db`), extraArgs);
+    conn = connect(server.address);
+  });
+  after(async () => {
+    conn?.close();
+    await server?.stop();
+    dir?.remove();
+  });
+  const started = <T>(v: T | undefined): T => {
+    if (v === undefined) throw new Error('the file server is read before its before() hook ran');
+    return v;
+  };
+  return {
+    get server() {
+      return started(server);
+    },
+    get api() {
+      return started(conn).api;
+    },
+    get client() {
+      return started(conn).client;
+    },
+  };
 }
