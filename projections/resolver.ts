@@ -76,7 +76,7 @@ export function react(view: WorkPlanView, event: DomainEvent, now: number, emit:
       }
       return;
     case 'StageAttemptStateChanged':
-      if (event.data.to === 'INCOMPLETE') retryOrFail(view, view.stage(event.data.stageId)!, now, emit);
+      if (event.data.to === 'INCOMPLETE') retryOrFail(view.stage(event.data.stageId)!, now, emit);
       return;
     case 'WorkPlanCreated':
     case 'CheckResultAdded':
@@ -156,7 +156,7 @@ function finishParentGroup(view: WorkPlanView, child: Stage, emit: Emit): void {
 }
 
 /** An INCOMPLETE attempt is retried while attempts remain; then the stage goes FINAL as failed. */
-function retryOrFail(view: WorkPlanView, stage: Stage, now: number, emit: Emit): void {
+function retryOrFail(stage: Stage, now: number, emit: Emit): void {
   const attempt = currentAttempt(stage);
   if (stage.state !== 'ATTEMPTING' || attempt?.state !== 'INCOMPLETE') return;
   if (stage.attempts.length < stage.maxAttempts) {

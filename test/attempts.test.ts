@@ -1,7 +1,7 @@
 // Stage attempts through a real server process and a real gRPC client: claiming, progress, retries, exhaustion,
 // assigned checks, child-stage groups (AWAITING_GROUP), cancellation, and dependents of a finished stage.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { AttemptState, CheckState, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import type { Check } from '../src/gen/turboci/v1/check.js';

@@ -1,7 +1,7 @@
 // The check state machine, driven through a real server process and a real gRPC client (semantics.md, "Check").
 // Every case gets a fresh workplan; illegal writes must fail with the right code and append nothing.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import type { Check } from '../src/gen/turboci/v1/check.js';
 import { CheckState, NodeType, PredicateType } from '../src/gen/turboci/v1/common.js';
 import type { WriteNodesResponse } from '../src/gen/turboci/v1/service.js';

@@ -1,7 +1,7 @@
 // Dependency resolution through a real server process and a real gRPC client: predicates, thresholds, chains,
 // fan-in/fan-out, same-request targets, validation (dangling targets, cycles) and read-your-writes.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { AttemptState, CheckState, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import type { Check } from '../src/gen/turboci/v1/check.js';

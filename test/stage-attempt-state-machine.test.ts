@@ -1,7 +1,7 @@
 // The stage and attempt state machines, driven through a real server process and a real gRPC client
 // (semantics.md, "Stage"). Every case gets a fresh workplan; illegal writes must fail and append nothing.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { AttemptState, CheckState, ExecutionMode, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import type { WriteNodesResponse } from '../src/gen/turboci/v1/service.js';
 import type { Attempt, Stage } from '../src/gen/turboci/v1/stage.js';

@@ -5,7 +5,7 @@ import type { Subscription } from 'rxjs';
 import type { ExecutionRef, QueuedAttempt } from '../../projections/executions.js';
 import { DomainError } from '../domain/errors.js';
 import type { RecordedEvent } from '../domain/events.js';
-import type { ExecutionCompletion } from '../domain/decide-runners.js';
+import type { ExecutionCompletion } from '../domain/decide-completion.js';
 import type { JsonObject, RunnerRegistration } from '../domain/model.js';
 import type { Logger } from '../logging.js';
 import type { Orchestrator } from './orchestrator.js';

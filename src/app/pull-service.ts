@@ -10,7 +10,7 @@ import {
   decideLeaseCompletion,
   type LeaseGrant,
 } from '../domain/decide-leases.js';
-import type { ExecutionCompletion } from '../domain/decide-runners.js';
+import type { ExecutionCompletion } from '../domain/decide-completion.js';
 import { DomainError, failedPrecondition } from '../domain/errors.js';
 import type { RecordedEvent } from '../domain/events.js';
 import type { JsonObject, Stage } from '../domain/model.js';

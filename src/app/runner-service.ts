@@ -11,10 +11,10 @@ import {
   decideExecutionUpdate,
   decideRegisterRunner,
   decideUnregisterRunner,
-  type ExecutionCompletion,
   type ExecutionUpdate,
   type RegisterRunner,
 } from '../domain/decide-runners.js';
+import type { ExecutionCompletion } from '../domain/decide-completion.js';
 import { notFound } from '../domain/errors.js';
 import type { RunnerRegistration } from '../domain/model.js';
 import type { Orchestrator } from './orchestrator.js';

@@ -1,10 +1,9 @@
 // decide for the pull protocol: leasing an attempt, heartbeats, completions and the reaper's expiries. Pure: reads
 // the view, returns events or throws a DomainError (and nothing is appended).
-import type { CheckWriteInput, DecideContext, StageWriteInput } from './commands.js';
-import type { ExecutionCompletion } from './decide-runners.js';
-import { decideWriteNodes } from './decide-write-nodes.js';
-import { failedPrecondition, invalidArgument } from './errors.js';
-import type { DomainEvent, PendingEvent } from './events.js';
+import type { DecideContext } from './commands.js';
+import { decideRunnerAnswer, type ExecutionCompletion } from './decide-completion.js';
+import { failedPrecondition } from './errors.js';
+import { pending, type PendingEvent } from './events.js';
 import {
   currentAttempt,
   isTerminalAttempt,
@@ -16,7 +15,6 @@ import {
 } from './model.js';
 import type { WorkPlanView } from './view.js';
 
-const pending = (event: DomainEvent): PendingEvent => ({ event, causedByVersion: null });
 
 /** What the scheduler grants when it leases an attempt. */
 export interface LeaseGrant {
@@ -128,28 +126,7 @@ export function decideLeaseCompletion(view: WorkPlanView, target: LeaseTarget, c
   if (lease.completion === c.fingerprint) return [];
   const status = leaseStatus(attempt, lease, ctx.now);
   if (status !== 'ACTIVE') refuse(status, stage, attempt, lease);
-  const checks: CheckWriteInput[] = c.checkUpdates.map((u, i) => {
-    if (!view.check(u.checkId)) throw invalidArgument(`no check "${u.checkId}" in this workplan`, `check_updates[${i}].check_id`);
-    const hasResult = u.resultData !== undefined || u.failure !== undefined || u.finalize;
-    return {
-      id: u.checkId,
-      state: u.state,
-      result: hasResult ? { ownerType: 'stage', ownerId: stage.id, data: u.resultData ?? {}, finalize: u.finalize, failure: u.failure } : undefined,
-    };
-  });
-  const final = c.stageState === 'FINAL';
-  const stages: StageWriteInput[] = [
-    {
-      id: stage.id,
-      currentAttempt: { state: c.failure ? 'INCOMPLETE' : 'COMPLETE', failure: c.failure, details: c.details },
-      state: final && !c.failure ? 'FINAL' : undefined,
-    },
-  ];
-  const events = decideWriteNodes({ checks, stages }, view, ctx);
-  if (final && c.failure) {
-    const failure = { message: c.failure.message, occurredAt: c.failure.occurredAt ?? ctx.now };
-    events.push(pending({ type: 'StageStateChanged', data: { stageId: stage.id, from: stage.state, to: 'FINAL', failure } }));
-  }
+  const events = decideRunnerAnswer(view, stage, c, ctx);
   events.push(pending({ type: 'StageAttemptLeaseCompleted', data: { stageId: stage.id, idx: attempt.idx, leaseId: lease.leaseId, fingerprint: c.fingerprint } }));
   return events;
 }

@@ -1,22 +1,20 @@
 // decide for the runner protocol: registrations (registry stream) and executions (workplan streams). Pure.
-import type { CheckWriteInput, DecideContext, FailureInput, StageWriteInput } from './commands.js';
+import type { DecideContext, StageWriteInput } from './commands.js';
+import { decideRunnerAnswer, type ExecutionCompletion } from './decide-completion.js';
 import { decideWriteNodes } from './decide-write-nodes.js';
-import { failedPrecondition, invalidArgument, notFound } from './errors.js';
-import type { DomainEvent, PendingEvent } from './events.js';
+import { failedPrecondition, notFound } from './errors.js';
+import { pending, type PendingEvent } from './events.js';
 import {
   currentAttempt,
   isTerminalAttempt,
   type Attempt,
-  type CheckState,
   type ExecutionMode,
   type JsonObject,
   type RunnerRegistration,
   type Stage,
-  type StageState,
 } from './model.js';
 import type { WorkPlanView } from './view.js';
 
-const pending = (event: DomainEvent): PendingEvent => ({ event, causedByVersion: null });
 
 /** What a runner asks for when it registers (or re-registers as its heartbeat). */
 export type RegisterRunner = Pick<
@@ -133,23 +131,6 @@ export function decideExecutionUpdate(view: WorkPlanView, target: ExecutionTarge
   );
 }
 
-export interface CheckUpdateInput {
-  readonly checkId: string;
-  readonly state?: CheckState | undefined;
-  readonly resultData?: JsonObject | undefined;
-  readonly finalize: boolean;
-  readonly failure?: FailureInput | undefined;
-}
-
-export interface ExecutionCompletion {
-  readonly stageState?: StageState | undefined;
-  readonly checkUpdates: readonly CheckUpdateInput[];
-  readonly failure?: FailureInput | undefined;
-  readonly details?: JsonObject | undefined;
-  /** Identifies the completion's content: a repeat with the same fingerprint is acknowledged, nothing appended. */
-  readonly fingerprint: string;
-}
-
 /**
  * A Run answer or CompleteStageExecution, applied as one write: every check update (a result, finalize, then
  * state), then the attempt (COMPLETE, or INCOMPLETE with the failure), then the stage state.
@@ -158,32 +139,10 @@ export function decideCompletion(view: WorkPlanView, target: ExecutionTarget, c:
   const found = liveAttempt(view, target);
   if (isTerminalAttempt(found.attempt.state) && found.attempt.execution?.completion === c.fingerprint) return [];
   const { stage, attempt } = ensureRunning(view, target);
-  const checks: CheckWriteInput[] = c.checkUpdates.map((u, i) => {
-    if (!view.check(u.checkId)) throw invalidArgument(`no check "${u.checkId}" in this workplan`, `check_updates[${i}].check_id`);
-    const hasResult = u.resultData !== undefined || u.failure !== undefined || u.finalize;
-    return {
-      id: u.checkId,
-      state: u.state,
-      result: hasResult
-        ? { ownerType: 'stage', ownerId: stage.id, data: u.resultData ?? {}, finalize: u.finalize, failure: u.failure }
-        : undefined,
-    };
-  });
   const runnerId = attempt.execution!.runnerId;
-  const stages: StageWriteInput[] = [];
-  if (attempt.state !== 'RUNNING') stages.push({ id: stage.id, currentAttempt: { processUid: runnerId } });
-  // Only FINAL is meaningful in an answer; with a failure it means "do not retry".
-  const final = c.stageState === 'FINAL';
-  stages.push({
-    id: stage.id,
-    currentAttempt: { state: c.failure ? 'INCOMPLETE' : 'COMPLETE', failure: c.failure, details: c.details },
-    state: final && !c.failure ? 'FINAL' : undefined,
-  });
-  const events = decideWriteNodes({ checks, stages }, view, ctx);
-  if (final && c.failure) {
-    const failure = { message: c.failure.message, occurredAt: c.failure.occurredAt ?? ctx.now };
-    events.push(pending({ type: 'StageStateChanged', data: { stageId: stage.id, from: stage.state, to: 'FINAL', failure } }));
-  }
+  // A runner that answers without having reported RUNNING is taken to have claimed the attempt first.
+  const claim: StageWriteInput[] = attempt.state === 'RUNNING' ? [] : [{ id: stage.id, currentAttempt: { processUid: runnerId } }];
+  const events = decideRunnerAnswer(view, stage, c, ctx, claim);
   events.push(pending({ type: 'StageExecutionCompleted', data: { stageId: stage.id, idx: attempt.idx, executionId: target.executionId, fingerprint: c.fingerprint } }));
   return events;
 }

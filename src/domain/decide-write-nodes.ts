@@ -18,7 +18,6 @@ import {
   type DependencyGroup,
   type ExecutionPolicy,
   type Failure,
-  type JsonObject,
   type NodeKey,
   type Stage,
   type StageState,

@@ -288,6 +288,9 @@ export interface PendingEvent {
   readonly causedByVersion: number | null;
 }
 
+/** An event caused by the request itself, not by an earlier event of the stream. */
+export const pending = (event: DomainEvent): PendingEvent => ({ event, causedByVersion: null });
+
 /** The node an event is about, if any. */
 export const eventNode = (event: DomainEvent): { kind: 'check' | 'stage'; id: string } | null => {
   switch (event.type) {

@@ -1,7 +1,7 @@
 // Outbound calls to StageRunner servers over gRPC, one cached channel per runner address.
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import type { RunnerCall, RunnerTransport } from '../app/dispatcher.js';
-import type { ExecutionCompletion } from '../domain/decide-runners.js';
+import type { ExecutionCompletion } from '../domain/decide-completion.js';
 import { StageRunnerClient, type RunRequest } from '../gen/turboci/v1/stagerunner.js';
 import { toCompletion } from '../transport/runner-mapping.js';
 

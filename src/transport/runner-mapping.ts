@@ -1,5 +1,5 @@
 // A runner's answer (RunResponse or CompleteStageExecutionRequest) in domain terms.
-import type { CheckUpdateInput, ExecutionCompletion } from '../domain/decide-runners.js';
+import type { CheckUpdateInput, ExecutionCompletion } from '../domain/decide-completion.js';
 import type { CheckState, JsonObject } from '../domain/model.js';
 import { CheckState as PbCheckState, StageState as PbStageState } from '../gen/turboci/v1/common.js';
 import type { RunResponse } from '../gen/turboci/v1/stagerunner.js';

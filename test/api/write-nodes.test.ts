@@ -1,6 +1,6 @@
 // WriteNodes as a whole request: atomicity, idempotent retries, optimistic concurrency, concurrent writers.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { CheckState, NodeType, PredicateType, StageState } from '../../src/gen/turboci/v1/common.js';
 import { connect, serverPerFile } from '../support/server.js';
