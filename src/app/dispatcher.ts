@@ -10,6 +10,7 @@ import type { JsonObject, RunnerRegistration } from '../domain/model.js';
 import type { Logger } from '../logging.js';
 import type { Orchestrator } from './orchestrator.js';
 import type { RunnerService } from './runner-service.js';
+import { onNextTurn } from './next-turn.js';
 
 /** What a runner is sent (Run / RunAsync). */
 export interface RunnerCall {
@@ -46,7 +47,10 @@ export class Dispatcher {
   private readonly deadlineTimers = new Map<string, NodeJS.Timeout>();
   private readonly expiryTimers = new Map<string, NodeJS.Timeout>();
   private subscription: Subscription | null = null;
-  private pumpScheduled = false;
+  /** Pumps once on the next turn, if still started. */
+  private readonly schedulePump = onNextTurn(() => {
+    if (this.subscription) this.pump();
+  });
 
   constructor(
     private readonly app: Orchestrator,
@@ -109,15 +113,6 @@ export class Dispatcher {
       }
     }
     this.schedulePump();
-  }
-
-  private schedulePump(): void {
-    if (this.pumpScheduled || !this.subscription) return;
-    this.pumpScheduled = true;
-    setImmediate(() => {
-      this.pumpScheduled = false;
-      if (this.subscription) this.pump();
-    });
   }
 
   /** Oldest queued attempt first, to the least-loaded live runner of its type with a free slot and its mode. */

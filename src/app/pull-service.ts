@@ -16,6 +16,7 @@ import type { RecordedEvent } from '../domain/events.js';
 import type { JsonObject, Stage } from '../domain/model.js';
 import type { Logger } from '../logging.js';
 import type { Orchestrator } from './orchestrator.js';
+import { onNextTurn } from './next-turn.js';
 
 export interface PullConfig {
   /** runner type → most leases in flight at once; types not listed use defaultLimit (0 = no limit). */
@@ -69,7 +70,10 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export class PullService {
   private readonly waiters: Waiter[] = [];
   private subscription: Subscription | null = null;
-  private pumpScheduled = false;
+  /** Pumps once on the next turn, if still started. */
+  private readonly schedulePump = onNextTurn(() => {
+    if (this.subscription) this.pump();
+  });
   private backoffTimer: NodeJS.Timeout | null = null;
   private backoffAt = Infinity;
 
@@ -159,15 +163,6 @@ export class PullService {
         (r.event.type === 'StageAttemptStateChanged' && (r.event.data.to === 'COMPLETE' || r.event.data.to === 'INCOMPLETE')),
     );
     if (relevant) this.schedulePump();
-  }
-
-  private schedulePump(): void {
-    if (this.pumpScheduled || !this.subscription) return;
-    this.pumpScheduled = true;
-    setImmediate(() => {
-      this.pumpScheduled = false;
-      if (this.subscription) this.pump();
-    });
   }
 
   /** Serves waiters in arrival order. */
