@@ -171,13 +171,16 @@ export class Dispatcher {
         { executionId: ref.executionId, workPlanId: ref.workPlanId, stageId: ref.stageId, attempt: ref.idx, runnerId: runner.runnerId, mode: ref.mode, outcome, durationMs: Date.now() - started, ...extra },
         'dispatch',
       );
+    // The runner hears of the execution only once its dispatch is on disk: a crash cannot leave it running work
+    // the restarted server never handed out.
+    const durable = this.app.durable();
     if (ref.mode === 'SYNC') {
-      this.transport.run(runner.address, call).then(
+      durable.then(() => this.transport.run(runner.address, call)).then(
         (completion) => done(this.apply(() => this.runners.complete(ref.executionId, completion), completion.failure ? 'failed' : 'completed')),
         (err: Error) => done(this.fail(ref, `runner ${runner.runnerId} at ${runner.address}: ${err.message}`)),
       );
     } else {
-      this.transport.runAsync(runner.address, call).then(
+      durable.then(() => this.transport.runAsync(runner.address, call)).then(
         (answer) => done(answer.accepted ? 'accepted' : this.apply(() => this.runners.declined(ref.executionId), 'declined, queued again')),
         (err: Error) => done(this.fail(ref, `runner ${runner.runnerId} at ${runner.address}: ${err.message}`)),
       );

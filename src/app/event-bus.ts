@@ -2,18 +2,27 @@ import { Subject, type Observable } from 'rxjs';
 import type { RecordedEvent } from '../domain/events.js';
 
 /**
- * The live event stream: every batch appended to the log is published here once committed, synchronously, so the
- * projections (and later subscribers such as watchers) are up to date before the RPC that caused it answers.
+ * The live event stream, in two stages. `batches$`: every batch as soon as it is appended, synchronously, so the
+ * read models are up to date before the next decision. `durable$`: the same batches once flushed to disk: what
+ * may leave the process (watchers, calls to runners) follows this one, so a crash never takes back what someone
+ * outside has seen.
  */
 export class EventBus {
-  private readonly subject = new Subject<readonly RecordedEvent[]>();
-  readonly batches$: Observable<readonly RecordedEvent[]> = this.subject.asObservable();
+  private readonly appended = new Subject<readonly RecordedEvent[]>();
+  private readonly flushed = new Subject<readonly RecordedEvent[]>();
+  readonly batches$: Observable<readonly RecordedEvent[]> = this.appended.asObservable();
+  readonly durable$: Observable<readonly RecordedEvent[]> = this.flushed.asObservable();
 
   publish(batch: readonly RecordedEvent[]): void {
-    if (batch.length > 0) this.subject.next(batch);
+    if (batch.length > 0) this.appended.next(batch);
+  }
+
+  publishDurable(batch: readonly RecordedEvent[]): void {
+    if (batch.length > 0) this.flushed.next(batch);
   }
 
   complete(): void {
-    this.subject.complete();
+    this.appended.complete();
+    this.flushed.complete();
   }
 }

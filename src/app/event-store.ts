@@ -25,5 +25,9 @@ export interface EventStore {
   readStream(streamId: string, range?: { afterVersion?: number; toVersion?: number }): IterableIterator<RecordedEvent>;
   /** Every event after a global position, in commit order. */
   readAll(afterPosition?: number): IterableIterator<RecordedEvent>;
+  /** True when appends are durable only once flush() commits them (group commit); false when each commits itself. */
+  readonly groupCommit: boolean;
+  /** Makes every append so far durable (a no-op for a store whose every append commits by itself). */
+  flush(): void;
   close(): void;
 }

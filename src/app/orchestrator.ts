@@ -14,6 +14,7 @@ import { aborted, notFound } from '../domain/errors.js';
 import { eventNode, RUNNER_REGISTRY_STREAM, type PendingEvent, type RecordedEvent } from '../domain/events.js';
 import type { Check, Stage, WorkPlanMeta } from '../domain/model.js';
 import { EventBus } from './event-bus.js';
+import { onNextTurn } from './next-turn.js';
 import { VersionConflict, type EventStore } from './event-store.js';
 import { queryNodes, type NodePage, type NodeQuery } from './queries.js';
 
@@ -45,6 +46,10 @@ export interface WriteNodesResult {
 export class Orchestrator {
   readonly bus = new EventBus();
   private readonly subscription: Subscription;
+  /** Appended, not yet flushed: published on bus.durable$ by the next flush. */
+  private unflushed: (readonly RecordedEvent[])[] = [];
+  private afterFlushQueue: (() => void)[] = [];
+  private readonly scheduleFlush = onNextTurn(() => this.flush());
 
   private constructor(
     private readonly store: EventStore,
@@ -60,6 +65,7 @@ export class Orchestrator {
   }
 
   close(): void {
+    this.flush();
     this.subscription.unsubscribe();
     this.bus.complete();
   }
@@ -111,6 +117,32 @@ export class Orchestrator {
     return this.commit(RUNNER_REGISTRY_STREAM, this.models.runners.version, events, null, now);
   }
 
+  /**
+   * Commits everything appended since the last flush (group commit: one fsync for a whole turn of the event loop),
+   * then lets it out: bus.durable$, then whoever waits in afterFlush. If the commit throws, the read models hold
+   * events the log does not: the error must end the process, and a restart rebuilds from the log.
+   */
+  flush(): void {
+    this.store.flush();
+    const batches = this.unflushed;
+    const waiting = this.afterFlushQueue;
+    this.unflushed = [];
+    this.afterFlushQueue = [];
+    for (const batch of batches) this.bus.publishDurable(batch);
+    for (const fn of waiting) fn();
+  }
+
+  /** Runs fn when nothing appended is waiting to be flushed: at once, or right after the next flush. */
+  afterFlush(fn: () => void): void {
+    if (this.unflushed.length === 0) fn();
+    else this.afterFlushQueue.push(fn);
+  }
+
+  /** Resolves once everything appended so far is durable. */
+  durable(): Promise<void> {
+    return new Promise((resolve) => this.afterFlush(resolve));
+  }
+
   now(): number {
     return this.config.clock();
   }
@@ -145,6 +177,11 @@ export class Orchestrator {
       throw err;
     }
     this.bus.publish(recorded);
+    if (recorded.length > 0) {
+      this.unflushed.push(recorded);
+      if (this.store.groupCommit) this.scheduleFlush();
+      else this.flush(); // already on disk: nothing to wait for
+    }
     return recorded;
   }
 

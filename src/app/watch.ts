@@ -1,10 +1,11 @@
 // WatchWorkPlan, application side: subscriptions to a workplan's node changes, fed by the same RxJS event bus the
 // read models fold (no polling of the log), with a gap-free handover from the log (resume) or from a snapshot.
 //
-// Handover: node.js runs one thing at a time and the orchestrator appends and publishes synchronously, so opening a
-// subscription (read the current version V, take the snapshot or replay the log up to the resume point, register for
-// live batches) happens in one synchronous block: every change with version <= V comes from the snapshot or the log,
-// every change > V from the bus. Live changes at or below what was already handed over are dropped all the same.
+// Handover: node.js runs one thing at a time, so opening a subscription (read the current version V, take the
+// snapshot or replay the log up to the resume point, register for live batches) happens in one synchronous block,
+// at a moment when nothing appended is waiting to be flushed (Orchestrator.afterFlush): every change with version
+// <= V comes from the snapshot or the log, every change > V from the bus's durable$ stream. Live changes at or
+// below what was already handed over are dropped all the same. Watchers never see what a crash could take back.
 //
 // Backpressure: the transport pulls items with next() as fast as the client's flow control lets it. Snapshot and log
 // history are produced lazily (read from the log in chunks as they are pulled), so they cost no buffer; live changes
@@ -94,7 +95,8 @@ export class WatchHub {
     private readonly options: WatchHubOptions,
   ) {
     if (!Number.isInteger(options.bufferSize) || options.bufferSize < 1) throw new Error(`bad watch buffer size ${options.bufferSize}`);
-    this.busSubscription = app.bus.batches$.subscribe({
+    // Watchers are outside the process: they see only what is on disk (see EventBus).
+    this.busSubscription = app.bus.durable$.subscribe({
       next: (batch) => this.onBatch(batch),
       complete: () => this.closeAll({ reason: 'shutdown', message: 'server shutting down' }),
     });
@@ -106,7 +108,7 @@ export class WatchHub {
   }
 
   /**
-   * Opens a subscription (synchronously: see the handover note at the top). NOT_FOUND for an unknown workplan,
+   * Opens a subscription (synchronously, from Orchestrator.afterFlush: see the handover note at the top). NOT_FOUND for an unknown workplan,
    * INVALID_ARGUMENT for an after_version beyond the workplan's current version.
    */
   open(req: WatchRequest, listener: WatchListener): WatchSubscription {

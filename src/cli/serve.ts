@@ -101,7 +101,7 @@ export async function serve(argv: string[]): Promise<number> {
   if (sync !== 'FULL' && sync !== 'NORMAL') throw new UsageError(`--sync: "${sync}" is not FULL or NORMAL`);
 
   const log = createLogger(level);
-  const store = new SqliteEventStore(dbPath, { synchronous: sync });
+  const store = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true });
   const startedAt = Date.now();
   const app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts });
   log.info({ db: dbPath, workplans: [...app.models.workplanIds()].length, rebuildMs: Date.now() - startedAt }, 'read models rebuilt from the log');

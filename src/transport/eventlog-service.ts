@@ -1,16 +1,14 @@
 // gRPC ↔ application mapping for TurboCIEventLog (extension): validate with zod, call, map the answer, map errors
 // through errors.ts, log one line per call — the same shape as the orchestrator service.
-import { randomUUID } from 'node:crypto';
-import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { readEventPage, readModelDigests, workPlanAt } from '../app/eventlog-queries.js';
 import type { Orchestrator } from '../app/orchestrator.js';
 import { queryNodes } from '../app/queries.js';
 import { SCHEMA_VERSION, type RecordedEvent } from '../domain/events.js';
 import type { LoggedEvent, TurboCIEventLogServer } from '../gen/turboci/v1/eventlog.js';
 import type { Logger } from '../logging.js';
-import { toServiceError } from './errors.js';
 import { getReadModelDigestRequest, getWorkPlanAtRequest, pageToken, readEventsRequest } from './eventlog-validation.js';
 import { checkToProto, stageToProto, workPlanToProto } from './to-proto.js';
+import { unaryHandler } from './unary.js';
 import { parseRequest } from './validation.js';
 
 export function eventToProto(rec: RecordedEvent): LoggedEvent {
@@ -28,29 +26,7 @@ export function eventToProto(rec: RecordedEvent): LoggedEvent {
 }
 
 export function eventLogService(app: Orchestrator, log: Logger): TurboCIEventLogServer {
-  const unary =
-    <Req, Res>(method: string, handle: (req: Req) => Res | Promise<Res>) =>
-    (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-      const started = process.hrtime.bigint();
-      const req = call.request as Req & { workPlanId?: string };
-      const header = call.metadata.get('x-request-id')[0];
-      const line = { method, workPlanId: req.workPlanId, requestId: typeof header === 'string' ? header : randomUUID() };
-      const done = (code: status) => ({ ...line, code: status[code], durationMs: Number(process.hrtime.bigint() - started) / 1e6 });
-      Promise.resolve()
-        .then(() => handle(call.request))
-        .then(
-          (res) => {
-            log.info(done(status.OK), 'rpc');
-            callback(null, res);
-          },
-          (err: unknown) => {
-            const { error, internal } = toServiceError(err);
-            if (internal) log.error({ ...done(error.code), err: internal }, 'rpc failed');
-            else log.info({ ...done(error.code), error: error.details }, 'rpc');
-            callback(error);
-          },
-        );
-    };
+  const unary = unaryHandler(log, () => app.durable());
 
   return {
     readEvents: unary('ReadEvents', (req) => {

@@ -21,7 +21,7 @@ export function orchestratorService(
   watch: WatchService = new WatchService(app, log),
   runners: RunnerService = new RunnerService(app),
 ): TurboCIOrchestratorServer {
-  const unary = unaryHandler(log);
+  const unary = unaryHandler(log, () => app.durable());
 
   return {
     createWorkPlan: unary('CreateWorkPlan', (req) => {

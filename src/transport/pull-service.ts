@@ -1,14 +1,12 @@
 // gRPC ↔ application mapping for turboci.v1.TurboCIRunnerPull: zod validation at the edge, errors mapped in one
 // place (errors.ts), one log line per call. Lease is a long poll, so calls may answer asynchronously.
-import { randomUUID } from 'node:crypto';
-import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { z } from 'zod';
 import type { PullService } from '../app/pull-service.js';
 import type { JsonObject } from '../domain/model.js';
 import type { TurboCIRunnerPullServer } from '../gen/turboci/v1/pull.js';
 import type { Logger } from '../logging.js';
-import { toServiceError } from './errors.js';
 import { toCompletion } from './runner-mapping.js';
+import { unaryHandler } from './unary.js';
 import { parseRequest } from './validation.js';
 
 const ID = /^[^\s\p{C}]{1,256}$/u;
@@ -32,37 +30,11 @@ const heartbeatRequest = z.object({
 });
 const completeRequest = z.object({ leaseToken: token });
 
-type Handler<Req, Res> = (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>;
-
-/** Like unary.ts, for handlers that may answer later (a long poll). */
-const asyncUnary =
-  (log: Logger) =>
-  <Req, Res>(method: string, handle: Handler<Req, Res>) =>
-  (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    const started = process.hrtime.bigint();
-    const header = call.metadata.get('x-request-id')[0];
-    const line = { method, requestId: typeof header === 'string' ? header : randomUUID() };
-    const done = (code: status, extra: object = {}) => ({ ...line, ...extra, code: status[code], durationMs: Number(process.hrtime.bigint() - started) / 1e6 });
-    const fail = (err: unknown) => {
-      const { error, internal } = toServiceError(err);
-      if (internal) log.error({ ...done(error.code), err: internal }, 'rpc failed');
-      else log.info({ ...done(error.code), error: error.details }, 'rpc');
-      callback(error);
-    };
-    try {
-      Promise.resolve(handle(call.request, call)).then((res) => {
-        log.info(done(status.OK), 'rpc');
-        callback(null, res);
-      }, fail);
-    } catch (err) {
-      fail(err);
-    }
-  };
-
-export function pullService(pull: PullService, log: Logger): TurboCIRunnerPullServer {
-  const unary = asyncUnary(log);
+/** `durable`: see unaryHandler. */
+export function pullService(pull: PullService, log: Logger, durable: () => Promise<void>): TurboCIRunnerPullServer {
+  const unary = unaryHandler(log, durable);
   return {
-    lease: unary('Lease', async (req, call) => {
+    lease: unary('Lease', async (req, { call }) => {
       const r = parseRequest(leaseRequest, req);
       const leased = await pull.lease(r, { onCancel: (f) => call.once('cancelled', f) });
       if (!leased) return { attempt: undefined };

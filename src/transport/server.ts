@@ -40,7 +40,7 @@ export async function startServer(app: Orchestrator, log: Logger, host: string, 
   server.addService(TurboCIOrchestratorService, orchestratorService(app, log, watch, options.runners ?? new RunnerService(app)));
 
   server.addService(TurboCIEventLogService, eventLogService(app, log));
-  if (options.pull) server.addService(TurboCIRunnerPullService, pullService(options.pull, log));
+  if (options.pull) server.addService(TurboCIRunnerPullService, pullService(options.pull, log, () => app.durable()));
 
   const health = new HealthImplementation({
     '': 'SERVING',

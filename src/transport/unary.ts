@@ -1,13 +1,24 @@
-// The wrapper every unary handler goes through: run, map errors in one place, log one line per call.
+// The wrapper every unary handler goes through: run, wait until what the call wrote (or read) is on disk, map
+// errors in one place, log one line per call.
 import { randomUUID } from 'node:crypto';
 import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from '../logging.js';
 import { toServiceError } from './errors.js';
 
-export type Handler<Req, Res> = (req: Req, ctx: { requestId: string }) => Res;
+export interface CallContext<Req, Res> {
+  readonly requestId: string;
+  readonly call: ServerUnaryCall<Req, Res>;
+}
 
+/** A handler may answer at once or later (a long poll). */
+export type Handler<Req, Res> = (req: Req, ctx: CallContext<Req, Res>) => Res | Promise<Res>;
+
+/**
+ * `durable` resolves once every event appended so far is flushed to disk: no answer, not even an error or a read,
+ * may tell a client about state that a crash could still take back (writes are group-committed).
+ */
 export const unaryHandler =
-  (log: Logger) =>
+  (log: Logger, durable: () => Promise<void>) =>
   <Req, Res>(method: string, handle: Handler<Req, Res>) =>
   (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const started = process.hrtime.bigint();
@@ -16,14 +27,23 @@ export const unaryHandler =
     const requestId = req.requestId || (typeof header === 'string' ? header : '') || randomUUID();
     const line = { method, workPlanId: req.workPlanId ?? req.id, executionId: req.executionId, requestId };
     const done = (code: status) => ({ ...line, code: status[code], durationMs: Number(process.hrtime.bigint() - started) / 1e6 });
+    const answer = (res: Res) =>
+      durable().then(() => {
+        log.info(done(status.OK), 'rpc');
+        callback(null, res);
+      });
+    const fail = (err: unknown) =>
+      durable().then(() => {
+        const { error, internal } = toServiceError(err);
+        if (internal) log.error({ ...done(error.code), err: internal }, 'rpc failed');
+        else log.info({ ...done(error.code), error: error.details }, 'rpc');
+        callback(error);
+      });
     try {
-      const res = handle(call.request, { requestId });
-      log.info(done(status.OK), 'rpc');
-      callback(null, res);
+      const res = handle(call.request, { requestId, call });
+      if (res instanceof Promise) void res.then(answer, fail);
+      else void answer(res);
     } catch (err) {
-      const { error, internal } = toServiceError(err);
-      if (internal) log.error({ ...done(error.code), err: internal }, 'rpc failed');
-      else log.info({ ...done(error.code), error: error.details }, 'rpc');
-      callback(error);
+      void fail(err);
     }
   };

@@ -30,7 +30,7 @@ export class WatchService {
   readonly hub: WatchHub;
 
   constructor(
-    app: Orchestrator,
+    private readonly app: Orchestrator,
     private readonly log: Logger,
     options: WatchServiceOptions = {},
   ) {
@@ -115,17 +115,12 @@ export class WatchService {
       fail(END_CODE[end.reason], details);
     };
 
-    try {
-      const req = parseRequest(watchWorkPlanRequest, call.request);
-      sub = this.hub.open(req, { wake, ended });
-    } catch (err) {
-      const { error, internal } = toServiceError(err);
-      if (internal) this.log.error({ ...line, err: internal }, 'watch failed to start');
-      fail(error.code, error.details);
-      return;
-    }
     const gone = () => {
-      if (!sub || sub.isClosed) return;
+      if (!sub) {
+        finish(status.CANCELLED); // before it opened: open() will see `finished` and not open it
+        return;
+      }
+      if (sub.isClosed) return;
       const deadline = call.getDeadline();
       const expired = deadline instanceof Date ? deadline.getTime() <= Date.now() : Number.isFinite(deadline) && deadline <= Date.now();
       sub.close(expired ? 'deadline' : 'cancelled');
@@ -134,6 +129,20 @@ export class WatchService {
     // 'cancelled' comes on client cancel, deadline and disconnect (and after our own status: then it is a no-op).
     call.on('cancelled', gone);
     call.on('close', gone);
-    wake();
+
+    const open = () => {
+      if (finished) return;
+      try {
+        const req = parseRequest(watchWorkPlanRequest, call.request);
+        sub = this.hub.open(req, { wake, ended });
+      } catch (err) {
+        const { error, internal } = toServiceError(err);
+        if (internal) this.log.error({ ...line, err: internal }, 'watch failed to start');
+        fail(error.code, error.details);
+        return;
+      }
+      wake();
+    };
+    this.app.afterFlush(open);
   };
 }

@@ -94,3 +94,25 @@ test('an event of an older schema version is upcast on read; a newer one is refu
   assert.throws(() => decodeEvent(old, {}), /no upcaster/);
   assert.throws(() => decodeEvent({ ...old, schema_version: 99 }, upcasters), /newer than this server knows/);
 });
+
+test('with group commit, appends are invisible to other connections and lost in a crash until flush(); a conflict spoils only its own append', () => {
+  const path = `${dir.path}/group.db`;
+  const writer = new SqliteEventStore(path, { groupCommit: true });
+  const reader = new SqliteEventStore(path, { readonly: true });
+  writer.append('wp-a', 0, [created], { requestId: null, recordedAt: 1 });
+  assert.throws(() => writer.append('wp-a', 0, [check('x')], { requestId: null, recordedAt: 2 }), VersionConflict);
+  writer.append('wp-b', 0, [created, check('y')], { requestId: null, recordedAt: 3 });
+  assert.equal([...writer.readAll()].length, 3, 'the writer reads its own appends');
+  assert.equal([...reader.readAll()].length, 0, 'nothing is committed before flush()');
+  writer.flush();
+  assert.deepEqual([...reader.readAll()].map((e) => `${e.streamId}@${e.version}`), ['wp-a@1', 'wp-b@1', 'wp-b@2']);
+
+  // A crash before flush: the connection goes away without COMMIT, as a killed process's would.
+  writer.append('wp-a', 1, [check('lost')], { requestId: null, recordedAt: 4 });
+  (writer as unknown as { db: Database.Database }).db.close();
+  assert.equal([...reader.readStream('wp-a')].length, 1);
+  reader.close();
+  const reopened = new SqliteEventStore(path);
+  assert.deepEqual([...reopened.readStream('wp-a')].map((e) => e.version), [1]);
+  reopened.close();
+});
