@@ -1,0 +1,163 @@
+// Restart: how long the real server binary takes to serve again on a log of 1M events (smoke: 10k), against the
+// floor of any rebuild from the log — reading every row with better-sqlite3 and JSON.parse-ing its data — each in a
+// fresh process, alternately.
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { Orchestrator } from '../src/app/orchestrator.js';
+import { SqliteEventStore } from '../src/infra/sqlite-event-store.js';
+import { startServer, tempDir } from '../test/support/server.js';
+import { benchArgs, median, ratio, report, sideBySide, timed } from './harness.js';
+import { driveWorkPlan, prng, SHAPES } from './scaling-workload.js';
+
+const args = benchArgs();
+const TARGET_EVENTS = args.smoke ? 10_000 : 1_000_000;
+const ROUNDS = args.smoke ? 1 : 3;
+const BASELINE_WORKER = fileURLToPath(new URL('./restart-baseline.js', import.meta.url));
+
+/** Share of the log driven for real; the rest is copies of those workplans' streams (see `copyStreams`). */
+const DRIVEN_SHARE = 0.25;
+
+/**
+ * Fills the log the way a busy server does: many workplans of mixed shapes (chain, fan-out/fan-in, random DAG) and
+ * sizes (50 to 500 nodes), each created, claimed and completed through Orchestrator.writeNodes. Synchronous NORMAL:
+ * how fast we generate is not what is measured.
+ */
+async function drive(dbPath: string, target: number): Promise<{ events: number; streams: string[] }> {
+  const store = new SqliteEventStore(dbPath, { synchronous: 'NORMAL' });
+  const app = Orchestrator.open(store);
+  const random = prng(7);
+  let events = 0;
+  try {
+    for (let k = 0; events < target; k++) {
+      const nodes = 50 + Math.floor(random() * 450);
+      events += (await driveWorkPlan(app, SHAPES[k % SHAPES.length]!, nodes, k)).events;
+    }
+    return { events, streams: [...app.models.workplanIds()] };
+  } finally {
+    app.close();
+    store.close();
+  }
+}
+
+/**
+ * Appends copies of the driven workplans' streams under new workplan ids (INSERT … SELECT, one stream at a time)
+ * until the log holds `target` events: the same event mix, replayed exactly like freshly driven workplans, at a
+ * fraction of the cost of driving them (driving all of 1M events would take most of the time budget).
+ */
+function copyStreams(dbPath: string, streams: readonly string[], events: number, target: number): { events: number; workplans: number } {
+  const db = new Database(dbPath);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    const copy = db.prepare(
+      `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version)
+       SELECT ?, version, type, schema_version, data, recorded_at, request_id, caused_by_version
+       FROM events WHERE stream_id = ? ORDER BY version`,
+    );
+    let workplans = streams.length;
+    db.transaction(() => {
+      for (let k = 0; events < target; k++, workplans++) events += copy.run(randomUUID(), streams[k % streams.length]!).changes;
+    })();
+    return { events, workplans };
+  } finally {
+    db.close();
+  }
+}
+
+async function generate(dbPath: string, target: number): Promise<{ events: number; workplans: number; driven: number }> {
+  const driven = await drive(dbPath, target * DRIVEN_SHARE);
+  return { ...copyStreams(dbPath, driven.streams, driven.events, target), driven: driven.streams.length };
+}
+
+interface Restart {
+  /** From spawning the server to its 'listening' line: process start, module loading, rebuild, binding. */
+  readonly listenMs: number;
+  /** What the server reports for Orchestrator.open: replaying the whole log into the read models. */
+  readonly rebuildMs: number;
+  /** The server's peak RSS once listening (Linux VmHWM), or NaN where /proc is missing. */
+  readonly peakRssBytes: number;
+}
+
+async function restartServer(dbPath: string): Promise<Restart> {
+  const { ms: listenMs, value: server } = await timed(() => startServer(dbPath));
+  try {
+    const rebuilt = await server.waitForLog((l) => l.msg === 'read models rebuilt from the log');
+    return { listenMs, rebuildMs: Number(rebuilt.rebuildMs), peakRssBytes: peakRss(server.child.pid) };
+  } finally {
+    await server.stop();
+  }
+}
+
+function peakRss(pid: number | undefined): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function rawRead(dbPath: string): { events: number; ms: number } {
+  const r = spawnSync(process.execPath, [BASELINE_WORKER, dbPath], { encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`baseline worker failed (${r.status ?? r.signal}): ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { events: number; ms: number };
+}
+
+async function main(): Promise<void> {
+  const dir = tempDir('turboci-bench-restart-');
+  try {
+    const dbPath = join(dir.path, 'restart.db');
+    const gen = await timed(() => generate(dbPath, TARGET_EVENTS));
+    const { events, workplans, driven } = gen.value;
+    const restarts: Restart[] = [];
+    const sides = await sideBySide(
+      ROUNDS,
+      async () => {
+        const r = await restartServer(dbPath);
+        restarts.push(r);
+        return r.rebuildMs;
+      },
+      async () => {
+        const r = rawRead(dbPath);
+        if (r.events !== events) throw new Error(`baseline read ${r.events} events, the log holds ${events}`);
+        return r.ms;
+      },
+    );
+    const listenMs = median(restarts.map((r) => r.listenMs));
+    report(
+      {
+        benchmark: 'restart',
+        figures: {
+          'log events': events,
+          'log workplans': workplans,
+          'log size (MB)': statSync(dbPath).size / 2 ** 20,
+          'generation (s)': gen.ms / 1000,
+          'generation (events/s)': events / (gen.ms / 1000),
+          '*time to serve: spawn to listening (ms)': listenMs,
+          'rebuild reported by the server (ms)': sides.ours,
+          '*replay (events/s)': events / (sides.ours / 1000),
+          'baseline: read + JSON.parse every row (ms)': sides.baseline,
+          'baseline (events/s)': events / (sides.baseline / 1000),
+          'server peak RSS once listening (MB)': median(restarts.map((r) => r.peakRssBytes)) / 2 ** 20,
+        },
+        ratios: [ratio('rebuild vs raw read + JSON.parse', sides.ours, sides.baseline, 'ms', { lowerIsBetter: true })],
+        notes: [
+          `the log (≥ ${TARGET_EVENTS} events, ${workplans} workplans): ${driven} workplans of mixed shapes (chain, fan-out/fan-in, random DAG; 50-500 nodes) created, claimed and completed through Orchestrator.writeNodes (sync NORMAL) until they held ${DRIVEN_SHARE * 100}% of it, then copies of their streams under new workplan ids (INSERT … SELECT) for the rest: the same event mix at a fraction of the generation time`,
+          `ours: the real server binary (bin/turboci.js serve --port 0 --db <log>) in a fresh process; its rebuildMs (Orchestrator.open: every event decoded, upcast, zod-validated and folded into the read models) is compared; spawn-to-listening adds node start-up and module loading`,
+          `baseline: a fresh process reading every row (SELECT * ... ORDER BY position) with better-sqlite3 and JSON.parse of the data column, timed from the query on (process start-up and opening excluded, as from the server's rebuildMs); ratio = baseline / ours, the fraction of that floor we reach`,
+          `${ROUNDS} rounds each, alternating; medians`,
+        ],
+      },
+      args,
+    );
+  } finally {
+    dir.remove();
+  }
+}
+
+await main();
+process.exit(0);

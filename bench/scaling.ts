@@ -1,0 +1,105 @@
+// Scaling: a workplan of N nodes in three shapes (chain, wide fan-out/fan-in, random DAG with ~3 dependencies per
+// node), created with WriteNodes and driven to completion (every attempt claimed, then completed with its check's
+// result), in-process through Orchestrator.writeNodes on a real SQLite file. Each (shape, N) runs in a fresh process
+// (bench/scaling-worker.ts) so peak RSS is that run's own. The baseline of each shape is its own smallest run:
+// linear scaling means the cost per node stays what it is at 1k.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { benchArgs, median, ratio, report, type Ratio } from './harness.js';
+import type { WorkerResult } from './scaling-worker.js';
+import { SHAPES, WRITE_BATCH_NODES, type Shape } from './scaling-workload.js';
+
+const args = benchArgs();
+const SIZES = args.smoke ? [100, 300] : [1_000, 10_000, 100_000];
+const SMALLEST = SIZES[0]!;
+const LARGEST = SIZES.at(-1)!;
+/** The smallest size runs this many times (median): at 1k a run is a fraction of a second, and noise weighs most. */
+const SMALL_REPEATS = args.smoke ? 1 : 3;
+const WARMUP_NODES = args.smoke ? 100 : 2_000;
+const WORKER = fileURLToPath(new URL('./scaling-worker.js', import.meta.url));
+const MIB = 2 ** 20;
+/** The issue's memory budget per node at rest. */
+const BYTES_PER_NODE_TARGET = 1024;
+
+function runWorker(shape: Shape, nodes: number): WorkerResult {
+  const argv = ['--expose-gc', WORKER, '--shape', shape, '--nodes', String(nodes), '--warmup', String(WARMUP_NODES)];
+  // The timeout kills a worker that hangs; stderr passes through so a failing one says why.
+  const r = spawnSync(process.execPath, argv, { encoding: 'utf8', timeout: 300_000, stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) throw new Error(`scaling worker ${shape} ${nodes} failed (${r.status ?? r.signal})`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as WorkerResult;
+}
+
+const totalMs = (r: WorkerResult) => r.createMs + r.claimMs + r.completeMs;
+/** RSS the run added, after a full GC with every read model still loaded, per node. */
+const restBytesPerNode = (r: WorkerResult) => (r.rssAtRestBytes - r.rssBeforeBytes) / r.nodes;
+const label = (n: number) => (n >= 1000 ? `${n / 1000}k` : String(n));
+
+/** The run of the smallest size with the median time out of SMALL_REPEATS. */
+function smallestRun(shape: Shape): WorkerResult {
+  const runs = Array.from({ length: SMALL_REPEATS }, () => runWorker(shape, SMALLEST));
+  const m = median(runs.map(totalMs));
+  return runs.reduce((best, r) => (Math.abs(totalMs(r) - m) < Math.abs(totalMs(best) - m) ? r : best));
+}
+
+function figuresOf(r: WorkerResult): Record<string, number | string> {
+  const k = `${r.shape} ${label(r.nodes)}`;
+  return {
+    [`${k}: time (ms)`]: totalMs(r),
+    [`${k}: create / claim / complete (ms)`]: [r.createMs, r.claimMs, r.completeMs].map((x) => x.toFixed(0)).join(' / '),
+    [`${k}: events appended`]: r.events,
+    [`${k}: peak RSS (MB)`]: r.peakRssBytes / MIB,
+    [`${k}: RSS at rest per node (bytes)`]: restBytesPerNode(r),
+    [`${k}: JS heap used at rest per node (bytes)`]: (r.heapUsedAtRestBytes - r.heapUsedBeforeBytes) / r.nodes,
+  };
+}
+
+function linearity(): string {
+  const [small, big] = [label(SMALLEST), label(LARGEST)];
+  const times = LARGEST / SMALLEST;
+  return (
+    `linearity = (time per node at ${small}) / (time per node at ${big}) = ${times} × time(${small}) / time(${big}): > 1 is good, ` +
+    `target ≥ 0.83, i.e. time(${big}) ≤ 1.2 × ${times} × time(${small}); time(${small}) is the median of ${SMALL_REPEATS} runs`
+  );
+}
+
+function main(): void {
+  const figures: Record<string, number | string> = {};
+  const ratios: Ratio[] = [];
+  const largest: WorkerResult[] = [];
+  for (const shape of SHAPES) {
+    const runs = [smallestRun(shape), ...SIZES.slice(1).map((n) => runWorker(shape, n))];
+    for (const r of runs) Object.assign(figures, figuresOf(r));
+    const small = runs[0]!;
+    const big = runs.at(-1)!;
+    largest.push(big);
+    figures[`*${shape} ${label(big.nodes)} nodes: time (s)`] = totalMs(big) / 1000;
+    // Time per 1k nodes at the largest size (ours) vs at the smallest (baseline); lowerIsBetter makes the ratio
+    // baseline / ours, which is the linearity.
+    const per1k = (r: WorkerResult) => (totalMs(r) / r.nodes) * 1000;
+    const name = `linearity ${shape} (${label(small.nodes)} vs ${label(big.nodes)})`;
+    ratios.push(ratio(name, per1k(big), per1k(small), 'ms per 1k nodes', { lowerIsBetter: true, target: 0.83 }));
+  }
+  const perNode = Math.max(...largest.map(restBytesPerNode));
+  figures[`*RSS at rest per node, ${label(LARGEST)} nodes, worst shape (bytes)`] = perNode;
+  const memory = `memory at rest per node (${label(LARGEST)}, worst shape)`;
+  ratios.push(ratio(memory, perNode, BYTES_PER_NODE_TARGET, 'bytes/node', { lowerIsBetter: true, target: 1 }));
+  report(
+    {
+      benchmark: 'scaling',
+      figures,
+      ratios,
+      notes: [
+        'in-process through the application layer (Orchestrator.writeNodes on a real SqliteEventStore file, synchronous NORMAL); gRPC costs are measured by the transport benchmark, fsync costs by the append benchmark',
+        'N counts nodes = checks + stages: N/2 checks and N/2 stages, each stage assigned its own check and depending on the checks of its predecessors (chain: the previous one; fan: one root fans out to N/2-2 stages that one sink waits for; dag: 3 distinct earlier ones, seeded PRNG)',
+        `time = create (WriteNodes of ${WRITE_BATCH_NODES} nodes each) + drive (per stage: one WriteNodes claiming its attempt with a process_uid, one completing it: check result + FINAL, attempt COMPLETE); ready stages are learnt from the WriteNodes answers, no polling`,
+        `each (shape, N) in a fresh process after a ${WARMUP_NODES}-node warm-up of the same shape (JIT); peak RSS is the process's getrusage maximum; RSS at rest = after global.gc() with every read model loaded, minus the RSS before the run`,
+        linearity(),
+        `memory ratio = ${BYTES_PER_NODE_TARGET} bytes / (RSS at rest per node at the largest N, worst shape), target ≥ 1`,
+      ],
+    },
+    args,
+  );
+}
+
+main();
+process.exit(0);

@@ -1,0 +1,307 @@
+// Watch fan-out: what 100 WatchWorkPlan subscribers on a workplan cost the writers of that workplan.
+//
+// One real server (`turboci serve`, default --sync FULL, --log-level warn). A writer process (bench/transport-client.ts)
+// makes a fixed number of WriteNodes calls, 16 in flight, each writing one new check to the round's fresh workplan
+// (3 node changes each: created, PLANNED, WAITING). Ours: with 100 watchers on that workplan, in a separate process
+// (bench/watch-subscribers.ts, one connection each, every event consumed), opened and live before the writes start.
+// Baseline: the same writes with no watcher. After each round with watchers, every watcher's event count and version
+// sequence are checked against the workplan's final version; a mismatch is reported, not thrown.
+//
+// A third kind of round measures the floor of fan-out in node: bench/noop-watch-server.ts streams the same number of
+// copies of one of our real events to the same 100 watchers with grpc-js alone; its CPU per message sent is compared
+// with what fan-out costs our server per event. The three kinds of round take turns.
+import { join } from 'node:path';
+import { Metadata } from '@grpc/grpc-js';
+import { CheckState } from '../src/gen/turboci/v1/common.js';
+import { WatchWorkPlanRequest, WorkPlanEvent } from '../src/gen/turboci/v1/service.js';
+import { connect, tempDir, type Api } from '../test/support/server.js';
+import { benchArgs, median, ratio, report } from './harness.js';
+import type { SubscribersResult } from './watch-subscribers.js';
+import {
+  benchScript,
+  cpuSeconds,
+  spawnChild,
+  startLoadClient,
+  startNoopWatchServer,
+  startQuietServer,
+  type ChildProc,
+  type ChildServer,
+  type LoadClient,
+} from './transport-support.js';
+
+const args = benchArgs();
+const SUBSCRIBERS = args.smoke ? 5 : 100;
+const CONCURRENCY = 16;
+/** Node changes per write: CheckCreated, PLANNING→PLANNED, PLANNED→WAITING. */
+const EVENTS_PER_WRITE = 3;
+const SIZES = args.smoke
+  ? { rounds: 1, firstWarmup: 16, calibrationCalls: 32, fixedCalls: 32, roundSeconds: 0 }
+  : { rounds: 3, firstWarmup: 1000, calibrationCalls: 500, fixedCalls: 0, roundSeconds: 0.75 };
+/**
+ * Bounds on the writes of a round. With watchers, a round lasts much longer than the writes alone (every write is
+ * 300 events to send, and the watchers must all catch up before the round ends): the upper bound keeps the whole
+ * benchmark within its minute.
+ */
+const MIN_CALLS = 200;
+const MAX_CALLS = 400;
+/** No new round starts after this much time (the first always does): a machine busy with other work keeps the budget. */
+const ROUNDS_BUDGET_MS = 45_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Medians are taken over these, one entry per round. */
+const m = {
+  writesWithout: [] as number[],
+  writesWith: [] as number[],
+  /** Writes per second counted until the last watcher has the last event: what watchers can sustain. */
+  deliveredWith: [] as number[],
+  serverCpuPerWriteWithout: [] as number[],
+  serverCpuPerWriteWith: [] as number[],
+  watcherCpuPerEvent: [] as number[],
+  floorServerCpuPerEvent: [] as number[],
+  floorWatcherCpuPerEvent: [] as number[],
+  results: [] as SubscribersResult[],
+  floorResults: [] as SubscribersResult[],
+};
+
+/** CPU seconds of a process, where /proc says. */
+const cpuOf = (pid: number | undefined) => (pid === undefined ? undefined : cpuSeconds(pid));
+
+/** (to - from) seconds over `n` things, in µs each; undefined without /proc. */
+function usEach(from: number | undefined, to: number | undefined, n: number): number | undefined {
+  return from === undefined || to === undefined ? undefined : ((to - from) / n) * 1e6;
+}
+
+function pushDefined(xs: number[], x: number | undefined): void {
+  if (x !== undefined) xs.push(x);
+}
+
+/**
+ * Starts the watcher process on `address`, resuming after `after`, and calls `prime` (one more event on the
+ * workplan) every 200 ms until it says every stream has received an event: then all of them are live, and what
+ * follows measures steady fan-out, not subscriptions being opened.
+ */
+async function startWatchers(address: string, workPlanId: string, after: number, prime: () => Promise<void>): Promise<ChildProc> {
+  const argv = ['--address', address, '--workplan', workPlanId, '--count', String(SUBSCRIBERS), '--after', String(after)];
+  const subs = spawnChild([benchScript('watch-subscribers'), ...argv]);
+  const ready = subs.nextLine(60_000);
+  let settled = false;
+  void ready.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  try {
+    while (!settled) {
+      await prime();
+      await Promise.race([ready, sleep(200)]);
+    }
+    await ready; // rethrows a timeout
+    return subs;
+  } catch (err) {
+    await subs.stop();
+    throw err;
+  }
+}
+
+/** Tells the watchers the last version and waits for their tally. */
+async function finishWatchers(subs: ChildProc, lastVersion: number): Promise<SubscribersResult> {
+  subs.send(JSON.stringify({ expect: lastVersion }));
+  return JSON.parse(await subs.nextLine(120_000)) as SubscribersResult;
+}
+
+class Rounds {
+  private n = 0;
+
+  constructor(
+    private readonly api: Api,
+    private readonly server: ChildServer,
+    private readonly load: LoadClient,
+    private readonly calls: number,
+  ) {}
+
+  private write(workPlanId: string, id: string): Promise<unknown> {
+    return this.api.writeNodes({ workPlanId, checks: [{ id, state: CheckState.CHECK_STATE_PLANNED, kind: 'bench' }] });
+  }
+
+  /** Our writes with no watcher. */
+  async without(): Promise<void> {
+    const workPlanId = (await this.api.createWorkPlan({ metadata: { bench: 'watch-fanout' } })).workPlan!.id;
+    const cpu0 = cpuOf(this.server.pid);
+    const r = await this.runWrites(workPlanId);
+    pushDefined(m.serverCpuPerWriteWithout, usEach(cpu0, cpuOf(this.server.pid), this.calls));
+    m.writesWithout.push(r.callsPerSec);
+  }
+
+  /**
+   * Our writes with SUBSCRIBERS watchers. CPU is read once every watcher has the last event: fan-out that lags behind
+   * the writes is still work done for them.
+   */
+  async with(): Promise<void> {
+    const workPlanId = (await this.api.createWorkPlan({ metadata: { bench: 'watch-fanout' } })).workPlan!.id;
+    let k = 0;
+    const subs = await startWatchers(this.server.address, workPlanId, 1, () => this.write(workPlanId, `prime-${k++}`).then(() => undefined));
+    try {
+      const cpu0 = [cpuOf(this.server.pid), cpuOf(subs.child.pid)];
+      const r = await this.runWrites(workPlanId);
+      const result = await finishWatchers(subs, (await this.api.getWorkPlan({ id: workPlanId })).workPlan!.version);
+      const events = this.calls * EVENTS_PER_WRITE * SUBSCRIBERS;
+      pushDefined(m.serverCpuPerWriteWith, usEach(cpu0[0], cpuOf(this.server.pid), this.calls));
+      pushDefined(m.watcherCpuPerEvent, usEach(cpu0[1], cpuOf(subs.child.pid), events));
+      m.writesWith.push(r.callsPerSec);
+      m.deliveredWith.push(this.calls / (r.seconds + result.catchUpMs / 1000));
+      m.results.push(result);
+    } finally {
+      await subs.stop();
+    }
+  }
+
+  /** The grpc-js floor: as many events as our writes make, streamed by the no-op server to as many watchers. */
+  async floor(noop: ChildServer & { send(command: { events: number }): void }, state: { last: number }): Promise<void> {
+    const prime = async () => {
+      noop.send({ events: 1 });
+      state.last++;
+    };
+    const subs = await startWatchers(noop.address, 'floor', state.last, prime);
+    try {
+      const cpu0 = [cpuOf(noop.pid), cpuOf(subs.child.pid)];
+      const events = this.calls * EVENTS_PER_WRITE;
+      noop.send({ events });
+      state.last += events;
+      const result = await finishWatchers(subs, state.last);
+      pushDefined(m.floorServerCpuPerEvent, usEach(cpu0[0], cpuOf(noop.pid), events * SUBSCRIBERS));
+      pushDefined(m.floorWatcherCpuPerEvent, usEach(cpu0[1], cpuOf(subs.child.pid), events * SUBSCRIBERS));
+      m.floorResults.push(result);
+    } finally {
+      await subs.stop();
+    }
+  }
+
+  private async runWrites(workPlanId: string) {
+    const r = await this.load.run({ address: this.server.address, workPlanId, calls: this.calls, warmup: 0, concurrency: CONCURRENCY, prefix: `r${this.n++}` });
+    if (r.errors) throw new Error(`${r.errors} writes failed, first: ${r.firstError}`);
+    return r;
+  }
+}
+
+/** The encoded bytes of a real event of ours: the last of the 3 node changes a write of one new check makes. */
+async function sampleEvent(address: string, api: Api): Promise<Uint8Array> {
+  const workPlanId = (await api.createWorkPlan({ metadata: { bench: 'watch-fanout' } })).workPlan!.id;
+  await api.writeNodes({ workPlanId, checks: [{ id: 'r0-0', state: CheckState.CHECK_STATE_PLANNED, kind: 'bench' }] });
+  const { client, close } = connect(address);
+  try {
+    const stream = client.watchWorkPlan(WatchWorkPlanRequest.fromPartial({ workPlanId, afterVersion: 1 }), new Metadata());
+    const events: WorkPlanEvent[] = [];
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (e: WorkPlanEvent) => {
+        events.push(e);
+        if (events.length === EVENTS_PER_WRITE) resolve();
+      });
+      stream.on('error', reject);
+    });
+    stream.cancel();
+    return WorkPlanEvent.encode(events.at(-1)!).finish();
+  } finally {
+    close();
+  }
+}
+
+function summarize(sample: Uint8Array, calls: number, roundsDone: number): void {
+  const cpu = (xs: number[]) => (xs.length ? Math.round(median(xs) * 10) / 10 : 'n/a (no /proc)');
+  // What fan-out costs our server per event sent to one watcher: the extra CPU per write over the events it makes.
+  const perEvent =
+    m.serverCpuPerWriteWith.length && m.serverCpuPerWriteWithout.length
+      ? (median(m.serverCpuPerWriteWith) - median(m.serverCpuPerWriteWithout)) / (EVENTS_PER_WRITE * SUBSCRIBERS)
+      : undefined;
+  const mismatched = m.results.reduce((s, r) => s + r.mismatched, 0);
+  const gaps = m.results.reduce((s, r) => s + r.gaps, 0);
+  const ended: Record<string, number> = {};
+  for (const r of m.results) for (const [code, n] of Object.entries(r.ended)) ended[code] = (ended[code] ?? 0) + n;
+  const endedText = Object.entries(ended).map(([code, n]) => `${n} ${code}`).join(', ') || 'none';
+  const floorBad = m.floorResults.filter((r) => r.mismatched || r.gaps || Object.keys(r.ended).length).length;
+  const without = median(m.writesWithout);
+  const withSubs = median(m.writesWith);
+  const delivered = median(m.deliveredWith);
+  const floorPerEvent = m.floorServerCpuPerEvent.length ? median(m.floorServerCpuPerEvent) : undefined;
+  report(
+    {
+      benchmark: 'watch-fanout',
+      figures: {
+        '*WriteNodes calls/s, no watcher': without,
+        [`*WriteNodes calls/s, ${SUBSCRIBERS} watchers`]: withSubs,
+        [`writes/s delivered to all ${SUBSCRIBERS} watchers (until the last has the last event)`]: delivered,
+        'server CPU µs per write, no watcher': cpu(m.serverCpuPerWriteWithout),
+        [`server CPU µs per write, ${SUBSCRIBERS} watchers (fan-out included)`]: cpu(m.serverCpuPerWriteWith),
+        '*server CPU µs per event sent to one watcher, ours': perEvent ?? 'n/a (no /proc)',
+        '*server CPU µs per event sent to one watcher, no-op grpc-js streaming': cpu(m.floorServerCpuPerEvent),
+        'watcher process CPU µs per event received (ours / no-op)': `${cpu(m.watcherCpuPerEvent)} / ${cpu(m.floorWatcherCpuPerEvent)}`,
+        'watch latency p50 ms, recorded → received (median round)': median(m.results.map((r) => r.latencyP50Ms)),
+        'watch latency p99 ms, recorded → received (median round)': median(m.results.map((r) => r.latencyP99Ms)),
+        'watchers catch-up after the last write, ms (median round)': median(m.results.map((r) => r.catchUpMs)),
+        'no-op streaming: time to deliver the same events, ms (median round)': median(m.floorResults.map((r) => r.catchUpMs)),
+        'watchers with a wrong event count (all rounds)': mismatched,
+        'version gaps seen by watchers (all rounds)': gaps,
+        'watch streams ended by the server (all rounds)': endedText,
+        'event bytes': sample.length,
+        'writes per round': calls,
+        'writes in flight': CONCURRENCY,
+        'rounds (each kind)': roundsDone,
+      },
+      ratios: [
+        ratio(`WriteNodes calls/s with ${SUBSCRIBERS} watchers vs none`, withSubs, without, 'calls/s', { target: 0.9 }),
+        ratio(`writes/s delivered to ${SUBSCRIBERS} watchers vs WriteNodes calls/s with none`, delivered, without, 'writes/s'),
+        ...(perEvent !== undefined && floorPerEvent !== undefined
+          ? [ratio('server CPU per event sent, ours vs no-op grpc-js streaming', perEvent, floorPerEvent, 'µs', { lowerIsBetter: true })]
+          : []),
+      ],
+      notes: [
+        `Writes: a separate client process, ${CONCURRENCY} calls in flight, each writing one new PLANNED check (${EVENTS_PER_WRITE} node changes, so ${EVENTS_PER_WRITE} events to every watcher); a fresh workplan per round; the server at its default --sync FULL. The three kinds of round (no watcher, ${SUBSCRIBERS} watchers, no-op streaming) take turns.`,
+        `Watchers: ${SUBSCRIBERS} WatchWorkPlan streams in one separate process, one connection each, resuming after version 1 and live (each has received a priming write) before the timed writes; each counts every node event and checks that versions follow one another.`,
+        'The target ratio is the writers\' throughput as the writer sees it. Live events wait in per-watcher queues, so a round of writes can end before the watchers have their events; "writes/s delivered" counts until the last watcher has the last event, the rate the watchers could keep up with for good (beyond it their queues grow until RESOURCE_EXHAUSTED).',
+        'CPU figures: utime + stime from /proc of the server / the watcher process (all threads), from the first timed write until every watcher has the last event. The writer, the server and the watcher process share the machine\'s cores, so CPU spent on fan-out is taken from the writes.',
+        `No-op streaming floor: bench/noop-watch-server.ts writes ${sample.length}-byte copies of one of our real events to the same ${SUBSCRIBERS} watchers over their own connections, one message per event per stream, as fast as flow control allows (all at once rather than at the writers' pace).`,
+        ...(mismatched || gaps || endedText !== 'none'
+          ? [`DELIVERY PROBLEM: ${mismatched} watcher(s) got a wrong event count, ${gaps} version gap(s), streams ended by the server: ${endedText}.`]
+          : [`Delivery checked: every watcher received exactly one event per version after the one it resumed from, in order (${m.results.map((r) => r.expectedPerSubscriber).join(', ')} events per watcher per round).`]),
+        ...(floorBad ? [`The no-op streaming floor lost events in ${floorBad} round(s): its figures are suspect.`] : []),
+        ...(roundsDone < SIZES.rounds ? [`Only ${roundsDone} of ${SIZES.rounds} rounds: the machine was too slow to fit them in the time budget.`] : []),
+      ],
+    },
+    args,
+  );
+}
+
+const dir = tempDir('turboci-bench-watch-fanout-');
+const stoppers: (() => Promise<void> | void)[] = [() => dir.remove()];
+try {
+  const server = await startQuietServer(join(dir.path, 'watch.db'));
+  stoppers.unshift(() => server.stop());
+  const { api, close } = connect(server.address);
+  stoppers.unshift(close);
+  const load = startLoadClient();
+  stoppers.unshift(() => load.stop());
+  const sample = await sampleEvent(server.address, api);
+  const noop = await startNoopWatchServer(sample);
+  stoppers.unshift(() => noop.stop());
+
+  // Warm-up (JIT of client and server) and calibration: size the rounds to about SIZES.roundSeconds without watchers.
+  const calibrationPlan = (await api.createWorkPlan({ metadata: { bench: 'watch-fanout' } })).workPlan!.id;
+  const cal = await load.run({
+    ...{ address: server.address, workPlanId: calibrationPlan, calls: SIZES.calibrationCalls, warmup: SIZES.firstWarmup },
+    ...{ concurrency: CONCURRENCY, prefix: 'calibration' },
+  });
+  const calls = SIZES.fixedCalls || Math.round(Math.min(MAX_CALLS, Math.max(MIN_CALLS, cal.callsPerSec * SIZES.roundSeconds)));
+
+  const rounds = new Rounds(api, server, load, calls);
+  const floorState = { last: 1 };
+  const kinds = [() => rounds.with(), () => rounds.without(), () => rounds.floor(noop, floorState)];
+  // Rotated order each round, so a drift of the machine hits every kind alike.
+  const deadline = Date.now() + ROUNDS_BUDGET_MS;
+  let done = 0;
+  for (; done < SIZES.rounds && (done === 0 || Date.now() < deadline); done++) {
+    for (let k = 0; k < kinds.length; k++) await kinds[(done + k) % kinds.length]!();
+  }
+  summarize(sample, calls, done);
+} finally {
+  for (const stop of stoppers) await stop();
+}
+process.exit(0);
