@@ -32,8 +32,13 @@ export interface LeaseRef {
   readonly runDeadline: number;
 }
 
+/** Offerable attempts of one runner type in one workplan, per priority, each in position order (oldest first). */
+type PlanQueue = Map<number, Map<string, OfferableAttempt>>;
+
 export class LeaseIndex {
   private readonly offerable = new Map<string, Map<string, OfferableAttempt>>();
+  /** The same attempts per runner type and workplan, so a lease looks at the head of each workplan's queue. */
+  private readonly queues = new Map<string, Map<string, PlanQueue>>();
   /** token hash → lease, for every lease ever granted (a late call must be told why it is refused). */
   private readonly byToken = new Map<string, LeaseRef>();
   private readonly active = new Map<string, LeaseRef>();
@@ -44,6 +49,23 @@ export class LeaseIndex {
   }
   offerableAttempt(runnerType: string, workPlanId: string, stageId: string): OfferableAttempt | undefined {
     return this.offerable.get(runnerType)?.get(key(workPlanId, stageId));
+  }
+  /**
+   * For each workplan with offerable attempts of `runnerType`, its first one that `eligible` accepts in the order
+   * highest priority, then oldest. Costs one step per workplan plus one per attempt `eligible` turns down.
+   */
+  *headsPerWorkPlan(runnerType: string, eligible: (o: OfferableAttempt) => boolean): IterableIterator<OfferableAttempt> {
+    for (const queue of this.queues.get(runnerType)?.values() ?? []) {
+      const priorities = [...queue.keys()].sort((a, b) => b - a);
+      found: for (const p of priorities) {
+        for (const o of queue.get(p)!.values()) {
+          if (eligible(o)) {
+            yield o;
+            break found;
+          }
+        }
+      }
+    }
   }
   *allOfferable(): IterableIterator<OfferableAttempt> {
     for (const q of this.offerable.values()) yield* q.values();
@@ -78,7 +100,8 @@ export class LeaseIndex {
         const attempt = stage.attempts.find((a) => a.idx === e.data.idx)!;
         let q = this.offerable.get(stage.runnerType);
         if (!q) this.offerable.set(stage.runnerType, (q = new Map()));
-        q.set(key(rec.streamId, stage.id), {
+        this.withdraw(stage.runnerType, rec.streamId, stage.id);
+        const offer: OfferableAttempt = {
           workPlanId: rec.streamId,
           stageId: stage.id,
           idx: e.data.idx,
@@ -89,7 +112,9 @@ export class LeaseIndex {
           position: rec.position,
           retryBackoffMs: stage.policy.retryBackoffMs,
           pickupTimeoutMs: stage.policy.pickupTimeoutMs,
-        });
+        };
+        q.set(key(rec.streamId, stage.id), offer);
+        this.enqueue(offer);
         return;
       }
       case 'StageAttemptLeased': {
@@ -116,7 +141,7 @@ export class LeaseIndex {
       }
       case 'StageAttemptStateChanged': {
         const stage = model.stage(e.data.stageId)!;
-        if (e.data.from === 'PENDING' || e.data.from === 'SCHEDULED') this.offerable.get(stage.runnerType)?.delete(key(rec.streamId, stage.id));
+        if (e.data.from === 'PENDING' || e.data.from === 'SCHEDULED') this.withdraw(stage.runnerType, rec.streamId, stage.id);
         const lease = stage.attempts.find((a) => a.idx === e.data.idx)?.lease;
         if (lease && isTerminalAttempt(e.data.to) && this.active.delete(lease.leaseId)) this.count(lease.runnerType, rec.streamId, -1);
         return;
@@ -124,6 +149,30 @@ export class LeaseIndex {
       default:
         return;
     }
+  }
+
+  private enqueue(o: OfferableAttempt): void {
+    let plans = this.queues.get(o.runnerType);
+    if (!plans) this.queues.set(o.runnerType, (plans = new Map()));
+    let queue = plans.get(o.workPlanId);
+    if (!queue) plans.set(o.workPlanId, (queue = new Map()));
+    let level = queue.get(o.priority);
+    if (!level) queue.set(o.priority, (level = new Map()));
+    level.set(o.stageId, o); // events come in position order, so insertion order is position order
+  }
+
+  /** No longer offerable (leased, dispatched, ended, or about to be offered again as a new entry). */
+  private withdraw(runnerType: string, workPlanId: string, stageId: string): void {
+    const q = this.offerable.get(runnerType);
+    const o = q?.get(key(workPlanId, stageId));
+    if (!o) return;
+    q!.delete(key(workPlanId, stageId));
+    const plans = this.queues.get(runnerType)!;
+    const queue = plans.get(workPlanId)!;
+    const level = queue.get(o.priority)!;
+    level.delete(stageId);
+    if (level.size === 0) queue.delete(o.priority);
+    if (queue.size === 0) plans.delete(workPlanId);
   }
 
   private count(runnerType: string, workPlanId: string, delta: number): void {

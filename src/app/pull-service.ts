@@ -214,9 +214,8 @@ export class PullService {
     const now = this.app.now();
     let best: OfferableAttempt | null = null;
     let bestLoad = 0;
-    for (const o of leases.offerableOf(req.runnerType)) {
-      if (this.offerableAt(o) > now) continue;
-      if (!Object.entries(o.labels).every(([k, v]) => req.labels[k] === v)) continue;
+    const eligible = (o: OfferableAttempt) => this.offerableAt(o) <= now && Object.entries(o.labels).every(([k, v]) => req.labels[k] === v);
+    for (const o of leases.headsPerWorkPlan(req.runnerType, eligible)) {
       const load = leases.inFlight(req.runnerType, o.workPlanId);
       if (
         !best ||
