@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { Orchestrator } from '../src/app/orchestrator.js';
 import type { PendingEvent } from '../src/domain/events.js';
 import { encodeEvent } from '../src/infra/event-codec.js';
-import { SqliteEventStore } from '../src/infra/sqlite-event-store.js';
+import { EVENTS_SCHEMA, SqliteEventStore } from '../src/infra/sqlite-event-store.js';
 import { tempDir } from '../test/support/server.js';
 import { benchArgs, ratio, report, sideBySide, type Ratio } from './harness.js';
 import { driveWorkPlan } from './scaling-workload.js';
@@ -20,27 +20,6 @@ const ROUNDS = args.smoke ? 2 : 7;
 const ROUND_MS = args.smoke ? 20 : 350;
 /** Events per stream before moving on to the next one, as a server's log moves from workplan to workplan. */
 const STREAM_EVENTS = 1000;
-
-/** A copy of the store's schema (src/infra/sqlite-event-store.ts): same columns, constraints, index and triggers. */
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS events (
-  position          INTEGER PRIMARY KEY,
-  stream_id         TEXT    NOT NULL,
-  version           INTEGER NOT NULL,
-  type              TEXT    NOT NULL,
-  schema_version    INTEGER NOT NULL,
-  data              TEXT    NOT NULL,
-  recorded_at       INTEGER NOT NULL,
-  request_id        TEXT,
-  caused_by_version INTEGER,
-  UNIQUE (stream_id, version)
-) STRICT;
-CREATE INDEX IF NOT EXISTS events_by_request ON events (stream_id, request_id) WHERE request_id IS NOT NULL;
-CREATE TRIGGER IF NOT EXISTS events_are_never_updated BEFORE UPDATE ON events
-  BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
-  BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
-`;
 
 /** An event as both sides append it: the domain event for ours, its stored encoding for the baseline. */
 interface PoolEvent {
@@ -113,7 +92,7 @@ function baseline(dir: string, sync: Sync): { append: Appender; close(): void } 
   db.pragma('busy_timeout = 5000');
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${sync}`);
-  db.exec(SCHEMA);
+  db.exec(EVENTS_SCHEMA); // the store's own DDL: same columns, constraints, index and triggers
   const insert = db.prepare(
     `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -3,7 +3,8 @@ import type { PendingEvent, RecordedEvent } from '../domain/events.js';
 import { VersionConflict, type AppendOptions, type EventStore } from '../app/event-store.js';
 import { decodeEvent, encodeEvent, type StoredEventRow } from './event-codec.js';
 
-const SCHEMA = `
+/** The events table, its index and the triggers that make it append-only. */
+export const EVENTS_SCHEMA = `
 CREATE TABLE IF NOT EXISTS events (
   position          INTEGER PRIMARY KEY,
   stream_id         TEXT    NOT NULL,
@@ -64,7 +65,7 @@ export class SqliteEventStore implements EventStore {
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
-      this.db.exec(SCHEMA);
+      this.db.exec(EVENTS_SCHEMA);
     }
     this.insert = this.db.prepare(
       `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version)
