@@ -1,11 +1,11 @@
 // gRPC ↔ application mapping for TurboCIOrchestrator: validate, call, map the answer, map errors, log one line.
 import type { Orchestrator } from '../app/orchestrator.js';
 import type { Logger } from '../logging.js';
-import type { TurboCIOrchestratorServer } from '../gen/turboci/v1/service.js';
+import { TurboCIOrchestratorService, type TurboCIOrchestratorServer } from '../gen/turboci/v1/service.js';
 import { RunnerService } from '../app/runner-service.js';
 import { runnerHandlers } from './runner-handlers.js';
 import { unaryHandler } from './unary.js';
-import { WatchService } from './watch-service.js';
+import { WatchService, type WatchCall } from './watch-service.js';
 import { checkToProto, stageToProto, workPlanToProto } from './to-proto.js';
 import {
   createWorkPlanRequest,
@@ -15,12 +15,20 @@ import {
   writeNodesRequest,
 } from './validation.js';
 
+/** The generated service, except that WatchWorkPlan writes messages the watch service has already encoded. */
+export const ORCHESTRATOR_DEFINITION = {
+  ...TurboCIOrchestratorService,
+  watchWorkPlan: { ...TurboCIOrchestratorService.watchWorkPlan, responseSerialize: (bytes: Buffer): Buffer => bytes },
+} as const;
+
+export type OrchestratorServer = Omit<TurboCIOrchestratorServer, 'watchWorkPlan'> & { watchWorkPlan: (call: WatchCall) => void };
+
 export function orchestratorService(
   app: Orchestrator,
   log: Logger,
   watch: WatchService = new WatchService(app, log),
   runners: RunnerService = new RunnerService(app),
-): TurboCIOrchestratorServer {
+): OrchestratorServer {
   const unary = unaryHandler(log, () => app.durable());
 
   return {

@@ -8,11 +8,10 @@ import { TurboCIEventLogService } from '../gen/turboci/v1/eventlog.js';
 import { TurboCIRunnerPullService } from '../gen/turboci/v1/pull.js';
 import type { PullService } from '../app/pull-service.js';
 import { pullService } from './pull-service.js';
-import { TurboCIOrchestratorService } from '../gen/turboci/v1/service.js';
 import type { Logger } from '../logging.js';
 import { RunnerService } from '../app/runner-service.js';
 import { eventLogService } from './eventlog-service.js';
-import { orchestratorService } from './orchestrator-service.js';
+import { ORCHESTRATOR_DEFINITION, orchestratorService } from './orchestrator-service.js';
 import { WatchService } from './watch-service.js';
 
 const PROTO_ROOT = fileURLToPath(new URL('../../../proto', import.meta.url));
@@ -37,7 +36,7 @@ export interface ServerOptions {
 export async function startServer(app: Orchestrator, log: Logger, host: string, port: number, options: ServerOptions = {}): Promise<RunningServer> {
   const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
   const watch = new WatchService(app, log, { bufferSize: options.watchBuffer });
-  server.addService(TurboCIOrchestratorService, orchestratorService(app, log, watch, options.runners ?? new RunnerService(app)));
+  server.addService(ORCHESTRATOR_DEFINITION, orchestratorService(app, log, watch, options.runners ?? new RunnerService(app)));
 
   server.addService(TurboCIEventLogService, eventLogService(app, log));
   if (options.pull) server.addService(TurboCIRunnerPullService, pullService(options.pull, log, () => app.durable()));

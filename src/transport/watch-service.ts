@@ -6,11 +6,11 @@ import { randomUUID } from 'node:crypto';
 import { Metadata, status, type ServerWritableStream } from '@grpc/grpc-js';
 import { DEFAULT_WATCH_BUFFER, WatchHub, type WatchEnd, type WatchSubscription } from '../app/watch.js';
 import type { Orchestrator } from '../app/orchestrator.js';
-import type { WatchWorkPlanRequest, WorkPlanEvent } from '../gen/turboci/v1/service.js';
+import type { WatchWorkPlanRequest } from '../gen/turboci/v1/service.js';
 import type { Logger } from '../logging.js';
 import { toServiceError } from './errors.js';
 import { parseRequest } from './validation.js';
-import { watchItemToProto } from './watch-to-proto.js';
+import { watchItemToBytes } from './watch-to-proto.js';
 import { watchWorkPlanRequest } from './watch-validation.js';
 
 export interface WatchServiceOptions {
@@ -18,7 +18,8 @@ export interface WatchServiceOptions {
   readonly bufferSize?: number;
 }
 
-type Call = ServerWritableStream<WatchWorkPlanRequest, WorkPlanEvent>;
+/** Messages are written pre-encoded (see watchItemToBytes and ORCHESTRATOR_DEFINITION). */
+export type WatchCall = ServerWritableStream<WatchWorkPlanRequest, Buffer>;
 
 const END_CODE: Record<WatchEnd['reason'], status> = {
   overflow: status.RESOURCE_EXHAUSTED,
@@ -56,7 +57,7 @@ export class WatchService {
     this.hub.closeAll({ reason: 'shutdown', message: 'server shutting down' });
   }
 
-  readonly handler = (call: Call): void => {
+  readonly handler = (call: WatchCall): void => {
     const started = process.hrtime.bigint();
     const header = call.metadata.get('x-request-id')[0];
     const requestId = (typeof header === 'string' && header) || randomUUID();
@@ -84,7 +85,7 @@ export class WatchService {
       try {
         for (let item = sub.next(); item; item = sub.next()) {
           let ok = true;
-          for (const message of watchItemToProto(sub.workPlanId, item)) ok = call.write(message);
+          for (const message of watchItemToBytes(sub.workPlanId, item)) ok = call.write(message);
           if (!ok) {
             waitingForDrain = true;
             call.once('drain', () => {

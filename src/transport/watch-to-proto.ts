@@ -1,7 +1,9 @@
-// WatchItem → WorkPlanEvent messages (one for the node change, one for the completion, in that order).
+// WatchItem → WorkPlanEvent messages (one for the node change, one for the completion, in that order), and their
+// wire bytes, encoded once for every watcher that gets them.
+import type { Completion, NodeChange } from '../../projections/watch-tracker.js';
 import type { WatchItem } from '../app/watch.js';
 import { CheckState, StageState } from '../gen/turboci/v1/common.js';
-import type { WorkPlanEvent } from '../gen/turboci/v1/service.js';
+import { WorkPlanEvent } from '../gen/turboci/v1/service.js';
 import { CHECK_STATE, checkToProto, STAGE_STATE, stageToProto } from './to-proto.js';
 
 export function watchItemToProto(workPlanId: string, item: WatchItem): WorkPlanEvent[] {
@@ -38,4 +40,20 @@ export function watchItemToProto(workPlanId: string, item: WatchItem): WorkPlanE
       snapshot: item.snapshot, completedEvent: { ...item.completed } });
   }
   return out;
+}
+
+/**
+ * A live change goes to every watcher of the workplan whose filter matches, as the same NodeChange / Completion
+ * object: its bytes are encoded once and shared (with 100 watchers, serialization was a quarter of the fan-out
+ * cost). Snapshot and resumed items are per subscriber and encoded each time.
+ */
+const encoded = new WeakMap<NodeChange | Completion, Buffer>();
+
+export function watchItemToBytes(workPlanId: string, item: WatchItem): Buffer[] {
+  const shared = !item.snapshot ? [item.change, item.completed].filter((x): x is NodeChange | Completion => x !== null) : [];
+  const cached = shared.map((x) => encoded.get(x));
+  if (shared.length > 0 && cached.every((b) => b !== undefined)) return cached as Buffer[];
+  const bytes = watchItemToProto(workPlanId, item).map((m) => Buffer.from(WorkPlanEvent.encode(m).finish()));
+  shared.forEach((x, i) => encoded.set(x, bytes[i]!));
+  return bytes;
 }
