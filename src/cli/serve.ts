@@ -101,6 +101,12 @@ export async function serve(argv: string[]): Promise<number> {
   if (sync !== 'FULL' && sync !== 'NORMAL') throw new UsageError(`--sync: "${sync}" is not FULL or NORMAL`);
 
   const log = createLogger(level);
+  // A failed group commit (disk full, I/O error) leaves read models ahead of the log: the only safe way on is a
+  // restart, which rebuilds them from the log. The same for any other bug that escapes: say so, then exit.
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'fatal error; exiting (a restart rebuilds every read model from the log)');
+    process.exit(1);
+  });
   const store = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true });
   const startedAt = Date.now();
   const app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts });
