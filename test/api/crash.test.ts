@@ -1,9 +1,11 @@
 // Kill -9 the server at random moments while it serves writes: after each restart every acknowledged write is
-// there, and the read models it rebuilt agree with an independent replay of the log file.
+// there, every event a watcher was sent is in the log (group commit lets nothing out before it is on disk), and
+// the read models it rebuilt agree with an independent replay of the log file.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { ReadModels } from '../../projections/read-models.js';
 import { CheckState, NodeType, PredicateType } from '../../src/gen/turboci/v1/common.js';
+import { WatchWorkPlanRequest, type TurboCIOrchestratorClient, type WorkPlanEvent } from '../../src/gen/turboci/v1/service.js';
 import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
 import { CHECK_STATE, STAGE_STATE } from '../../src/transport/to-proto.js';
 import { connect, startServer, tempDir } from '../support/server.js';
@@ -11,9 +13,28 @@ import { connect, startServer, tempDir } from '../support/server.js';
 const dir = tempDir('turboci-crash-');
 after(() => dir.remove());
 
-test('SIGKILL at random moments loses no acknowledged write', async () => {
+/** What identifies a streamed change: its version, node and new state. */
+const changeKey = (e: WorkPlanEvent) =>
+  e.checkEvent ? `${e.version} check ${e.checkEvent.checkId} ${e.checkEvent.newState}` : e.stageEvent ? `${e.version} stage ${e.stageEvent.stageId} ${e.stageEvent.newState}` : null;
+
+/** Collects every change a watcher receives (from `afterVersion` on) until the stream ends or `untilVersion` is reached. */
+function watch(client: TurboCIOrchestratorClient, workPlanId: string, afterVersion: number, into: Set<string>, untilVersion = Infinity): Promise<void> {
+  const call = client.watchWorkPlan(WatchWorkPlanRequest.fromPartial({ workPlanId, afterVersion }));
+  return new Promise((resolve) => {
+    call.on('data', (e: WorkPlanEvent) => {
+      const key = changeKey(e);
+      if (key) into.add(key);
+      if (e.version >= untilVersion) call.cancel();
+    });
+    call.on('error', () => resolve()); // killed server, or our cancel
+    call.on('end', () => resolve());
+  });
+}
+
+test('SIGKILL at random moments loses no acknowledged write, and takes back no event a watcher saw', async () => {
   const dbPath = `${dir.path}/crash.db`;
   const acked = new Map<string, CheckState>(); // check id → state acknowledged by the server
+  const watched = new Set<string>(); // every change a watcher was sent, over all rounds
   let workPlanId = '';
   const rounds = 6;
   for (let round = 0; round < rounds; round++) {
@@ -29,7 +50,9 @@ test('SIGKILL at random moments loses no acknowledged write', async () => {
       assert.ok(found.get(id)! >= state, `round ${round}: check ${id} went back from ${state} to ${found.get(id)}`);
     }
 
-    // Four writers in flight; the server is killed at a random moment while they write.
+    // A watcher follows from the current version; four writers in flight; the server is killed at a random moment.
+    const from = (await conn.api.getWorkPlan({ id: workPlanId })).workPlan!.version;
+    const watching = watch(conn.client, workPlanId, from, watched);
     let stop = false;
     const writer = async (w: number) => {
       for (let i = 0; !stop; i++) {
@@ -59,7 +82,7 @@ test('SIGKILL at random moments loses no acknowledged write', async () => {
     await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
     await server.stop('SIGKILL');
     stop = true;
-    await Promise.all(writers);
+    await Promise.all([...writers, watching]);
     conn.close();
   }
 
@@ -77,6 +100,13 @@ test('SIGKILL at random moments loses no acknowledged write', async () => {
     [...replayed.stages.values()].map((s) => [s.id, STAGE_STATE[s.state], s.version, s.attempts.length]),
   );
   assert.equal(live.workPlanVersion, replayed.meta.version);
+
+  // The log's own account of every change, streamed from version 0: it holds everything the watchers were sent.
+  const history = new Set<string>();
+  await watch(conn.client, workPlanId, 0, history, live.workPlanVersion);
+  const lost = [...watched].filter((k) => !history.has(k));
+  assert.deepEqual(lost, [], 'changes a watcher was sent that the log does not hold');
+  assert.ok(watched.size > 0, 'the watchers received nothing; the test did not exercise much');
   assert.ok(acked.size > rounds * 4, `only ${acked.size} writes were acknowledged; the test did not exercise much`);
   conn.close();
   await server.stop();
