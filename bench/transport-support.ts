@@ -6,10 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { credentials } from '@grpc/grpc-js';
-import { TurboCIOrchestratorClient } from '../src/gen/turboci/v1/service.js';
-import { freePort } from '../test/pull/support.js';
-import { BIN } from '../test/support/server.js';
+import { startServer } from '../test/support/server.js';
 import type { ClientJob, ClientResult } from './transport-client.js';
 
 /** A server child process and the address it serves on. */
@@ -25,26 +22,10 @@ export function benchScript(name: string): string {
   return fileURLToPath(new URL(`./${name}.js`, import.meta.url));
 }
 
-/**
- * `turboci serve` on `dbPath` at `--log-level warn`, as an operator would run it under load (one info line per RPC
- * would be measured too otherwise). At warn the server does not log its "listening" line, which is how
- * test/support/server.ts startServer finds the port, so the port is chosen here and readiness is a gRPC connect.
- */
+/** Our server with only warnings logged (a log line per call would be part of what is measured). */
 export async function startQuietServer(dbPath: string, extraArgs: readonly string[] = []): Promise<ChildServer> {
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const args = [BIN, 'serve', '--port', String(port), '--db', dbPath, '--log-level', 'warn', ...extraArgs];
-    const proc = spawnChild(args);
-    const address = `127.0.0.1:${port}`;
-    try {
-      await Promise.race([waitForGrpc(address, 15_000), proc.exited.then((code) => Promise.reject(new Error(`server exited (${code}): ${proc.stderr()}`)))]);
-      return { address, pid: proc.child.pid!, stop: () => proc.stop() };
-    } catch (err) {
-      await proc.stop();
-      // freePort() closes the port before the server binds it: another process may take it in between.
-      if (attempt >= 3 || !proc.stderr().includes('EADDRINUSE')) throw err;
-    }
-  }
+  const server = await startServer(dbPath, ['--log-level', 'warn', ...extraArgs]);
+  return { address: server.address, pid: server.child.pid!, stop: async () => void (await server.stop()) };
 }
 
 /** The no-op baseline (bench/noop-server.ts): answers every WriteNodes with `response`, the bytes of a real answer. */
@@ -163,16 +144,6 @@ export function spawnChild(args: readonly string[]): ChildProc {
       }
     },
   };
-}
-
-/** Resolves once a gRPC connection to `address` is up (the server binds only after its services are added). */
-async function waitForGrpc(address: string, timeoutMs: number): Promise<void> {
-  const client = new TurboCIOrchestratorClient(address, credentials.createInsecure());
-  try {
-    await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve())));
-  } finally {
-    client.close();
-  }
 }
 
 /** Linux's USER_HZ: the unit of utime and stime in /proc/PID/stat (100 on every mainstream kernel). */

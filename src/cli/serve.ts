@@ -129,7 +129,9 @@ export async function serve(argv: string[]): Promise<number> {
     defaultAttemptTimeoutMs: attemptTimeout * 1000,
   });
   dispatcher.start();
-  log.info({ address: server.address, port: server.port, db: dbPath }, 'listening');
+  // The ready line is printed at any level but silent: with --port 0 it is the only way to learn the port.
+  const ready = level === 'silent' ? log : log.child({}, { level: 'info' });
+  ready.info({ address: server.address, port: server.port, db: dbPath }, 'listening');
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

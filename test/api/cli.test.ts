@@ -48,3 +48,14 @@ test('SIGTERM drains and exits 0; the restarted server serves exactly the same s
   assert.equal(await second.stop('SIGINT'), 0);
   dir.remove();
 });
+
+test('at --log-level warn the server still prints its ready line (the only way to learn a --port 0), and nothing per call', async () => {
+  const dir = tempDir();
+  const server = await startServer(`${dir.path}/quiet.db`, ['--log-level', 'warn']); // resolves on the "listening" line
+  const conn = connect(server.address);
+  await conn.api.createWorkPlan({});
+  conn.close();
+  assert.equal(await server.stop('SIGTERM'), 0);
+  assert.deepEqual(server.logs.map((l) => l.msg), ['listening']);
+  dir.remove();
+});
