@@ -16,16 +16,8 @@ import {
 import type { WorkPlanView } from './view.js';
 
 
-/** What the scheduler grants when it leases an attempt. */
-export interface LeaseGrant {
-  readonly leaseId: string;
-  readonly tokenHash: string;
-  readonly runnerId: string;
-  readonly runnerType: string;
-  readonly heartbeatIntervalMs: number;
-  readonly expiresAt: number;
-  readonly runDeadline: number;
-}
+/** What the scheduler grants when it leases an attempt: a lease before anything happened to it. */
+export type LeaseGrant = Omit<Lease, 'completion' | 'expired'>;
 
 /** The attempt a lease is about. */
 export interface LeaseTarget {
