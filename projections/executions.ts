@@ -3,7 +3,8 @@
 // (or a replay) knows exactly what was queued and in flight.
 import type { RecordedEvent } from '../src/domain/events.js';
 import { isTerminalAttempt, type ExecutionMode } from '../src/domain/model.js';
-import type { WorkPlanModel } from './workplan-model.js';
+import type { Projection } from './projection.js';
+import type { WorkPlanLookup } from './workplans.js';
 
 export interface QueuedAttempt {
   readonly workPlanId: string;
@@ -23,7 +24,12 @@ export interface ExecutionRef {
   readonly deadline: number;
 }
 
-export class ExecutionIndex {
+export class ExecutionIndex implements Projection {
+  readonly name = 'executions';
+  readonly handles = ['StageAttemptCreated', 'StageAttemptDispatchDeclined', 'StageAttemptDispatched', 'StageAttemptStateChanged'] as const;
+
+  constructor(private readonly workplans: WorkPlanLookup) {}
+
   /** runner type → queued attempts, in the order they were queued. */
   private readonly queues = new Map<string, Map<string, QueuedAttempt>>();
   /** Every execution ever dispatched (callbacks for finished ones must be told so, not NOT_FOUND). */
@@ -47,8 +53,9 @@ export class ExecutionIndex {
     return this.loads.get(registrationId) ?? 0;
   }
 
-  /** Called after `model` has folded `rec`. */
-  apply(rec: RecordedEvent, model: WorkPlanModel): void {
+  /** Folded after the workplan projection: the model already holds `rec`. */
+  fold(rec: RecordedEvent): void {
+    const model = this.workplans.workplan(rec.streamId)!;
     const e = rec.event;
     switch (e.type) {
       case 'StageAttemptCreated':

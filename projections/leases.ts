@@ -3,7 +3,8 @@
 // events, so a restart (or a replay) knows exactly what is offerable and what is leased.
 import type { RecordedEvent } from '../src/domain/events.js';
 import { isTerminalAttempt, type JsonObject } from '../src/domain/model.js';
-import type { WorkPlanModel } from './workplan-model.js';
+import type { Projection } from './projection.js';
+import type { WorkPlanLookup } from './workplans.js';
 
 export interface OfferableAttempt {
   readonly workPlanId: string;
@@ -35,7 +36,12 @@ export interface LeaseRef {
 /** Offerable attempts of one runner type in one workplan, per priority, each in position order (oldest first). */
 type PlanQueue = Map<number, Map<string, OfferableAttempt>>;
 
-export class LeaseIndex {
+export class LeaseIndex implements Projection {
+  readonly name = 'leases';
+  readonly handles = ['StageAttemptCreated', 'StageAttemptDispatchDeclined', 'StageAttemptLeased', 'StageAttemptLeaseExtended', 'StageAttemptStateChanged'] as const;
+
+  constructor(private readonly workplans: WorkPlanLookup) {}
+
   private readonly offerable = new Map<string, Map<string, OfferableAttempt>>();
   /** The same attempts per runner type and workplan, so a lease looks at the head of each workplan's queue. */
   private readonly queues = new Map<string, Map<string, PlanQueue>>();
@@ -89,8 +95,9 @@ export class LeaseIndex {
     return n;
   }
 
-  /** Called after `model` has folded `rec`. */
-  apply(rec: RecordedEvent, model: WorkPlanModel): void {
+  /** Folded after the workplan projection: the model already holds `rec`. */
+  fold(rec: RecordedEvent): void {
+    const model = this.workplans.workplan(rec.streamId)!;
     const e = rec.event;
     switch (e.type) {
       case 'StageAttemptCreated':

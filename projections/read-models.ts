@@ -1,45 +1,59 @@
-import { scan, type Observable } from 'rxjs';
-import type { RecordedEvent } from '../src/domain/events.js';
-import { RUNNER_REGISTRY_STREAM } from '../src/domain/events.js';
-import { evolveWorkPlan } from '../src/domain/evolve.js';
-import { applyEvent } from './apply.js';
+// Every read model, folded from the log: the one list of projections. Adding a projection is adding its file and
+// one line here. Live, each projection is a reducer subscribed to the appended batches; on start, the same folds
+// run over the whole log (replay).
+import { Subscription, type Observable } from 'rxjs';
+import type { EventType, RecordedEvent } from '../src/domain/events.js';
 import { ExecutionIndex } from './executions.js';
 import { LeaseIndex } from './leases.js';
+import { foldBatch, type Projection } from './projection.js';
 import { RunnerRegistry } from './runner-registry.js';
-import { WorkPlanModel } from './workplan-model.js';
+import type { WorkPlanModel } from './workplan-model.js';
+import { WorkPlanModels } from './workplans.js';
 
-/** Every workplan's read models, the runner registry and the dispatch index, folded from the log. */
 export class ReadModels {
-  private readonly models = new Map<string, WorkPlanModel>();
+  readonly workplans = new WorkPlanModels();
   readonly runners = new RunnerRegistry();
-  readonly executions = new ExecutionIndex();
-  readonly leases = new LeaseIndex();
+  readonly executions = new ExecutionIndex(this.workplans);
+  readonly leases = new LeaseIndex(this.workplans);
+  /** In fold order: the indexes read a workplan's model after it folded the event. */
+  readonly all: readonly Projection[] = [this.workplans, this.runners, this.executions, this.leases];
+
+  private readonly byType = new Map<EventType, Projection[]>();
+
+  constructor() {
+    for (const p of this.all) {
+      for (const type of p.handles) {
+        let list = this.byType.get(type);
+        if (!list) this.byType.set(type, (list = []));
+        list.push(p);
+      }
+    }
+  }
 
   workplan(id: string): WorkPlanModel | undefined {
-    return this.models.get(id);
+    return this.workplans.workplan(id);
   }
 
   workplanIds(): IterableIterator<string> {
-    return this.models.keys();
+    return this.workplans.ids();
   }
 
+  /** Folds one event into every projection that handles it, in order. */
   apply(rec: RecordedEvent): void {
-    if (rec.streamId === RUNNER_REGISTRY_STREAM) {
-      this.runners.apply(rec);
-      return;
+    for (const p of this.byType.get(rec.event.type) ?? []) p.fold(rec);
+  }
+
+  /**
+   * Subscribes each projection, in order, to `batches$` as its reducer. Unsubscribing the returned subscription
+   * stops them all.
+   */
+  subscribeTo(batches$: Observable<readonly RecordedEvent[]>): Subscription {
+    const all = new Subscription();
+    for (const p of this.all) {
+      const handles = new Set(p.handles);
+      all.add(batches$.subscribe((batch) => foldBatch(p, handles, batch)));
     }
-    let model = this.models.get(rec.streamId);
-    if (rec.event.type === 'WorkPlanCreated') {
-      model = new WorkPlanModel(evolveWorkPlan(undefined, rec.event, rec, rec.streamId));
-      this.models.set(rec.streamId, model);
-    } else if (model) {
-      applyEvent(model, rec);
-    } else {
-      throw new Error(`event ${rec.event.type} at position ${rec.position} for unknown workplan ${rec.streamId}`);
-    }
-    if (rec.causation.requestId) model.requests.set(rec.causation.requestId, rec.version);
-    this.executions.apply(rec, model);
-    this.leases.apply(rec, model);
+    return all;
   }
 
   /** Rebuilds read models from scratch out of a sequence of recorded events. */
@@ -49,14 +63,3 @@ export class ReadModels {
     return models;
   }
 }
-
-/** The RxJS reducer that keeps `models` folded with every batch the log publishes. */
-export const foldReadModels =
-  (models: ReadModels) =>
-  (batches$: Observable<readonly RecordedEvent[]>): Observable<ReadModels> =>
-    batches$.pipe(
-      scan((acc, batch) => {
-        for (const rec of batch) acc.apply(rec);
-        return acc;
-      }, models),
-    );

@@ -1,8 +1,8 @@
 // The dependency resolver, a projection over a workplan's events: for each event it looks at the nodes the event
 // can affect (through the reverse dependency index) and emits the state-advance events that follow from it.
-// It runs inside the write that caused the events, to a fixpoint, so every consequence is appended atomically with
-// its cause, and records which event caused each consequence.
-import type { DomainEvent, PendingEvent, RecordedEvent } from '../src/domain/events.js';
+// It runs inside the write that caused the events, on the decision's own draft, to a fixpoint, so every
+// consequence is appended atomically with its cause, and records which event caused each consequence.
+import type { DomainEvent } from '../src/domain/events.js';
 import {
   currentAttempt,
   nodeKey,
@@ -12,42 +12,19 @@ import {
   type Stage,
 } from '../src/domain/model.js';
 import type { WorkPlanView } from '../src/domain/view.js';
-import { applyEvent } from './apply.js';
-import type { WorkPlanSink } from './sink.js';
+import type { WorkPlanDraft } from '../src/domain/workplan-draft.js';
 
 type Emit = (event: DomainEvent) => void;
 
 /**
- * Folds `decided` into `draft`, then reacts to every event (the decided ones and the resolver's own) until nothing
- * more follows. Returns every event to append, in order. Deterministic: same draft and events, same result.
+ * Reacts to every event of the draft (the decided ones, then its own) until nothing more follows; each
+ * consequence is emitted into the draft, caused by the event it reacted to. Deterministic: same draft, same result.
  */
-export function resolveToFixpoint(
-  draft: WorkPlanSink,
-  decided: readonly PendingEvent[],
-  now: number,
-  requestId: string | null,
-): PendingEvent[] {
-  const all: PendingEvent[] = [];
-  const queue: RecordedEvent[] = [];
-  const append = (event: DomainEvent, causedByVersion: number | null) => {
-    const rec: RecordedEvent = {
-      position: 0,
-      streamId: draft.meta.id,
-      version: draft.meta.version + 1,
-      recordedAt: now,
-      causation: { requestId, causedByVersion },
-      event,
-    };
-    applyEvent(draft, rec);
-    all.push({ event, causedByVersion });
-    queue.push(rec);
-  };
-  for (const p of decided) append(p.event, p.causedByVersion);
-  for (let i = 0; i < queue.length; i++) {
-    const trigger = queue[i]!;
-    react(draft, trigger.event, now, (e) => append(e, trigger.version));
+export function resolve(draft: WorkPlanDraft): void {
+  for (let i = 0; i < draft.events.length; i++) {
+    const cause = draft.versionAt(i);
+    react(draft, draft.events[i]!.event, draft.now, (e) => draft.emit(e, cause));
   }
-  return all;
 }
 
 /** The events that follow directly from `event`, given the state after it. */

@@ -1,8 +1,11 @@
-import type { RecordedEvent } from '../src/domain/events.js';
+import { RUNNER_EVENT_TYPES, type RecordedEvent } from '../src/domain/events.js';
+import type { Projection } from './projection.js';
 import type { RunnerRegistration } from '../src/domain/model.js';
 
 /** Live runner registrations, folded from the registry stream. */
-export class RunnerRegistry {
+export class RunnerRegistry implements Projection {
+  readonly name = 'runners';
+  readonly handles = RUNNER_EVENT_TYPES;
   private readonly live = new Map<string, RunnerRegistration>();
   private readonly byRunnerId = new Map<string, string>();
   /** Version of the registry stream (for appends with an expected version). */
@@ -21,7 +24,7 @@ export class RunnerRegistry {
     return this.live.values();
   }
 
-  apply(rec: RecordedEvent): void {
+  fold(rec: RecordedEvent): void {
     this.version = rec.version;
     const e = rec.event;
     switch (e.type) {

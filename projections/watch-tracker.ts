@@ -1,7 +1,8 @@
 // The watch projection: one workplan's nodes, folded event by event with the same domain evolve functions as the
 // read models (projections/checks.ts, stages.ts, workplans.ts), so a watcher sees every node exactly as it stood right
 // after each event, not after the whole batch it came in.
-import type { RecordedEvent } from '../src/domain/events.js';
+import { WORKPLAN_EVENT_TYPES, type RecordedEvent } from '../src/domain/events.js';
+import type { Projection } from './projection.js';
 import { evolveCheck, evolveStage, evolveWorkPlan, isCheckEvent, isStageEvent } from '../src/domain/evolve.js';
 import { checkHasFailure, type Check, type Stage, type WorkPlanMeta } from '../src/domain/model.js';
 
@@ -31,7 +32,9 @@ export interface WatchStep {
  * A workplan's nodes, and counters that say whether every node is FINAL and whether any failed. It keeps only what
  * watching needs (no dependency indexes: the resolver never runs on a tracker).
  */
-export class WatchTracker {
+export class WatchTracker implements Projection {
+  readonly name = 'watch';
+  readonly handles = WORKPLAN_EVENT_TYPES;
   private readonly checks = new Map<string, Check>();
   private readonly stages = new Map<string, Stage>();
   private nodes = 0;
@@ -87,7 +90,7 @@ export class WatchTracker {
   }
 
   /** Folds one event of this workplan's stream and says what it changed. */
-  apply(rec: RecordedEvent): WatchStep {
+  fold(rec: RecordedEvent): WatchStep {
     const wasComplete = this.complete;
     const e = rec.event;
     let change: NodeChange | null = null;

@@ -1,8 +1,11 @@
 import type { Check, NodeKey, Stage, WorkPlanMeta } from '../src/domain/model.js';
-import type { WorkPlanSink } from './sink.js';
+import type { WorkPlanState } from '../src/domain/view.js';
 
-/** The committed read model of one workplan. Disposable: replaying its stream rebuilds it exactly. */
-export class WorkPlanModel implements WorkPlanSink {
+/**
+ * The committed read model of one workplan: its checks, its stages and the dependency indexes over them. Disposable:
+ * replaying its stream rebuilds it exactly.
+ */
+export class WorkPlanModel implements WorkPlanState {
   readonly checks = new Map<string, Check>();
   readonly stages = new Map<string, Stage>();
   private readonly dependentsOf = new Map<NodeKey, Set<NodeKey>>();

@@ -1,7 +1,7 @@
 // The push dispatcher: driven by the event stream (no polling), it sends queued attempts to the least-loaded live
 // runner of their type, applies what comes back, and enforces deadlines and registration expiry with timers that
 // are rebuilt from the read models on start.
-import type { Subscription } from 'rxjs';
+import { merge, of, tap, type Subscription } from 'rxjs';
 import type { ExecutionRef, QueuedAttempt } from '../../projections/executions.js';
 import { DomainError } from '../domain/errors.js';
 import type { RecordedEvent } from '../domain/events.js';
@@ -10,7 +10,7 @@ import type { JsonObject, RunnerRegistration } from '../domain/model.js';
 import type { Logger } from '../logging.js';
 import type { Orchestrator } from './orchestrator.js';
 import type { RunnerService } from './runner-service.js';
-import { onNextTurn } from './next-turn.js';
+import { coalescePerTurn } from './next-turn.js';
 
 /** What a runner is sent (Run / RunAsync). */
 export interface RunnerCall {
@@ -47,10 +47,6 @@ export class Dispatcher {
   private readonly deadlineTimers = new Map<string, NodeJS.Timeout>();
   private readonly expiryTimers = new Map<string, NodeJS.Timeout>();
   private subscription: Subscription | null = null;
-  /** Pumps once on the next turn, if still started. */
-  private readonly schedulePump = onNextTurn(() => {
-    if (this.subscription) this.pump();
-  });
 
   constructor(
     private readonly app: Orchestrator,
@@ -71,12 +67,15 @@ export class Dispatcher {
       }
     }
     for (const reg of runners.registrations()) this.armExpiry(reg);
-    this.subscription = this.app.bus.batches$.subscribe((batch) => this.observe(batch));
-    this.schedulePump();
+    // Timers follow every batch; the queue is pumped once per turn, after whatever that turn appended (and once now).
+    this.subscription = merge(of(null), this.app.bus.batches$.pipe(tap((batch) => this.observe(batch))))
+      .pipe(coalescePerTurn())
+      .subscribe(() => this.pump());
   }
 
   stop(): void {
     this.subscription?.unsubscribe();
+    this.subscription = null;
     for (const t of [...this.deadlineTimers.values(), ...this.expiryTimers.values()]) clearTimeout(t);
     this.deadlineTimers.clear();
     this.expiryTimers.clear();
@@ -112,7 +111,6 @@ export class Dispatcher {
           break;
       }
     }
-    this.schedulePump();
   }
 
   /** Oldest queued attempt first, to the least-loaded live runner of its type with a free slot and its mode. */

@@ -1,15 +1,17 @@
-/**
- * A trigger that runs `fn` once on the next turn of the event loop however often it is pulled before then: a burst
- * of events (one append can publish hundreds) costs one pass, not one per event.
- */
-export function onNextTurn(fn: () => void): () => void {
-  let scheduled = false;
-  return () => {
-    if (scheduled) return;
-    scheduled = true;
-    setImmediate(() => {
-      scheduled = false;
-      fn();
+import { audit, Observable, type MonoTypeOperatorFunction } from 'rxjs';
+
+/** Emits once on the next turn of the event loop (setImmediate), then completes. */
+export const nextTurn = (): Observable<void> =>
+  new Observable<void>((subscriber) => {
+    const handle = setImmediate(() => {
+      subscriber.next();
+      subscriber.complete();
     });
-  };
-}
+    return () => clearImmediate(handle);
+  });
+
+/**
+ * Lets through, on the next turn of the event loop, the latest of everything that came during this turn: a burst
+ * of batches (one write can publish hundreds of events, one turn many writes) costs the consumer one pass.
+ */
+export const coalescePerTurn = <T>(): MonoTypeOperatorFunction<T> => audit(() => nextTurn());

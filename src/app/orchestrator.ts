@@ -1,20 +1,19 @@
 // Application layer: load a workplan's state, decide, resolve, append, publish. Everything a client changes goes
 // through here; the transport only maps messages and errors.
 import { randomUUID } from 'node:crypto';
-import type { Subscription } from 'rxjs';
-import { foldReadModels, ReadModels } from '../../projections/read-models.js';
-import { WorkPlanDraft } from '../../projections/draft.js';
-import { resolveToFixpoint } from '../../projections/resolver.js';
+import { Subscription } from 'rxjs';
+import { ReadModels } from '../../projections/read-models.js';
+import { resolve } from '../../projections/resolver.js';
+import type { RunnerRegistry } from '../../projections/runner-registry.js';
 import type { WorkPlanModel } from '../../projections/workplan-model.js';
 import type { DecideContext, WriteNodes } from '../domain/commands.js';
-import type { RunnerRegistry } from '../../projections/runner-registry.js';
-import type { WorkPlanView } from '../domain/view.js';
 import { decideWriteNodes } from '../domain/decide-write-nodes.js';
+import { WorkPlanDraft } from '../domain/workplan-draft.js';
 import { aborted, notFound } from '../domain/errors.js';
 import { eventNode, RUNNER_REGISTRY_STREAM, type PendingEvent, type RecordedEvent } from '../domain/events.js';
 import type { Check, Stage, WorkPlanMeta } from '../domain/model.js';
 import { EventBus } from './event-bus.js';
-import { onNextTurn } from './next-turn.js';
+import { coalescePerTurn } from './next-turn.js';
 import { VersionConflict, type EventStore } from './event-store.js';
 import { queryNodes, type NodePage, type NodeQuery } from './queries.js';
 
@@ -45,18 +44,20 @@ export interface WriteNodesResult {
 
 export class Orchestrator {
   readonly bus = new EventBus();
-  private readonly subscription: Subscription;
+  /** The read models' reducers and the group commit, subscribed to the bus; ended by close(). */
+  private readonly subscription = new Subscription();
   /** Appended, not yet flushed: published on bus.durable$ by the next flush. */
   private unflushed: (readonly RecordedEvent[])[] = [];
   private afterFlushQueue: (() => void)[] = [];
-  private readonly scheduleFlush = onNextTurn(() => this.flush());
 
   private constructor(
     private readonly store: EventStore,
     readonly models: ReadModels,
     private readonly config: OrchestratorConfig,
   ) {
-    this.subscription = this.bus.batches$.pipe(foldReadModels(models)).subscribe();
+    this.subscription.add(models.subscribeTo(this.bus.batches$));
+    // Group commit: every append of one event-loop turn joins one transaction, committed on the next turn.
+    if (store.groupCommit) this.subscription.add(this.bus.batches$.pipe(coalescePerTurn()).subscribe(() => this.flush()));
   }
 
   /** Rebuilds every read model from the log, then serves. */
@@ -89,25 +90,23 @@ export class Orchestrator {
     if (req.expectedVersion !== undefined && req.expectedVersion !== model.meta.version) {
       throw aborted(`workplan is at version ${model.meta.version}, not ${req.expectedVersion}`, 'expected_version');
     }
-    const recorded = this.decideAndCommit(req.workPlanId, req.requestId, (view, ctx) => decideWriteNodes(req, view, ctx));
+    const recorded = this.decideAndCommit(req.workPlanId, req.requestId, (draft, ctx) => decideWriteNodes(req, draft, ctx));
     return answer(model, req, recorded);
   }
 
   /**
-   * The one write path for workplans: decide against the current state, let the resolver add every consequence,
-   * append it all atomically, publish. Throws the decision's DomainError with nothing appended.
+   * The one write path for workplans: decide on a draft over the current state (the decider emits into it), let the
+   * resolver continue on the same draft with every consequence, append it all atomically, publish. Throws the
+   * decision's DomainError with nothing appended (the draft is dropped).
    */
-  decideAndCommit(
-    workPlanId: string,
-    requestId: string | null,
-    decide: (view: WorkPlanView, ctx: DecideContext) => PendingEvent[],
-  ): RecordedEvent[] {
+  decideAndCommit(workPlanId: string, requestId: string | null, decide: (draft: WorkPlanDraft, ctx: DecideContext) => unknown): RecordedEvent[] {
     const model = this.workplan(workPlanId);
     const ctx: DecideContext = { now: this.config.clock(), defaultMaxAttempts: this.config.defaultMaxAttempts };
-    const decided = decide(model, ctx);
-    if (decided.length === 0) return [];
-    const events = resolveToFixpoint(new WorkPlanDraft(model), decided, ctx.now, requestId);
-    return this.commit(workPlanId, model.meta.version, events, requestId, ctx.now);
+    const draft = new WorkPlanDraft(model, ctx.now);
+    decide(draft, ctx);
+    if (draft.events.length === 0) return [];
+    resolve(draft);
+    return this.commit(workPlanId, draft.baseVersion, draft.events, requestId, ctx.now);
   }
 
   /** Appends to the runner registry stream: decide gets the registry as it stands. */
@@ -179,8 +178,7 @@ export class Orchestrator {
     this.bus.publish(recorded);
     if (recorded.length > 0) {
       this.unflushed.push(recorded);
-      if (this.store.groupCommit) this.scheduleFlush();
-      else this.flush(); // already on disk: nothing to wait for
+      if (!this.store.groupCommit) this.flush(); // already on disk: nothing to wait for
     }
     return recorded;
   }

@@ -2,7 +2,7 @@
 // woken by the event bus, never by polling the store), heartbeats and completions. Every lease decision is one
 // synchronous decideAndCommit, so two runners never lease the same attempt.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { Subscription } from 'rxjs';
+import { filter, merge, Subject, type Subscription } from 'rxjs';
 import type { LeaseRef, OfferableAttempt } from '../../projections/leases.js';
 import {
   decideHeartbeat,
@@ -16,7 +16,7 @@ import type { RecordedEvent } from '../domain/events.js';
 import type { JsonObject, Stage } from '../domain/model.js';
 import type { Logger } from '../logging.js';
 import type { Orchestrator } from './orchestrator.js';
-import { onNextTurn } from './next-turn.js';
+import { coalescePerTurn } from './next-turn.js';
 
 export interface PullConfig {
   /** runner type → most leases in flight at once; types not listed use defaultLimit (0 = no limit). */
@@ -70,10 +70,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export class PullService {
   private readonly waiters: Waiter[] = [];
   private subscription: Subscription | null = null;
-  /** Pumps once on the next turn, if still started. */
-  private readonly schedulePump = onNextTurn(() => {
-    if (this.subscription) this.pump();
-  });
+  /** A retry backoff ended: waiters may be served now. */
+  private readonly backoffEnded = new Subject<void>();
   private backoffTimer: NodeJS.Timeout | null = null;
   private backoffAt = Infinity;
 
@@ -84,8 +82,11 @@ export class PullService {
     private readonly newId: () => string = randomUUID,
   ) {}
 
+  /** Waiters are served once per turn, after a batch that can serve one (or a backoff that ended). */
   start(): void {
-    this.subscription = this.app.bus.batches$.subscribe((batch) => this.observe(batch));
+    this.subscription = merge(this.app.bus.batches$.pipe(filter((batch) => this.canServeWaiter(batch))), this.backoffEnded)
+      .pipe(coalescePerTurn())
+      .subscribe(() => this.pump());
   }
 
   /** Answers every waiting Lease call with "nothing" and stops waking them. */
@@ -121,10 +122,10 @@ export class PullService {
   heartbeat(token: string, hb: { lines: readonly string[]; message: string; details: JsonObject }): { expiresAt: number; cancelRequested: boolean } {
     const ref = this.find(token);
     let cancelRequested = false;
-    this.app.decideAndCommit(ref.workPlanId, null, (view, ctx) => {
-      const stage = view.stage(ref.stageId);
+    this.app.decideAndCommit(ref.workPlanId, null, (draft, ctx) => {
+      const stage = draft.stage(ref.stageId);
       const interval = stage?.attempts.find((a) => a.idx === ref.idx)?.lease?.heartbeatIntervalMs ?? this.config.defaultHeartbeatIntervalMs;
-      const decision = decideHeartbeat(view, ref, { ...hb, expiresAt: ctx.now + 2 * interval }, ctx.now);
+      const decision = decideHeartbeat({ target: ref, heartbeat: { ...hb, expiresAt: ctx.now + 2 * interval } }, draft);
       cancelRequested = decision.cancelRequested;
       return decision.events;
     });
@@ -136,7 +137,7 @@ export class PullService {
   complete(token: string, completion: Omit<ExecutionCompletion, 'fingerprint'>): void {
     const ref = this.find(token);
     const fingerprint = createHash('sha256').update(JSON.stringify(completion)).digest('base64url');
-    this.app.decideAndCommit(ref.workPlanId, null, (view, ctx) => decideLeaseCompletion(view, ref, { ...completion, fingerprint }, ctx));
+    this.app.decideAndCommit(ref.workPlanId, null, (draft, ctx) => decideLeaseCompletion({ target: ref, completion: { ...completion, fingerprint } }, draft, ctx));
   }
 
   private find(token: string): LeaseRef {
@@ -153,16 +154,17 @@ export class PullService {
     waiter.resolve(leased);
   }
 
-  private observe(batch: readonly RecordedEvent[]): void {
-    if (this.waiters.length === 0) return;
-    // New attempts, attempts queued again, and leases that ended (a slot under a limit freed) can serve a waiter.
-    const relevant = batch.some(
-      (r) =>
-        r.event.type === 'StageAttemptCreated' ||
-        r.event.type === 'StageAttemptDispatchDeclined' ||
-        (r.event.type === 'StageAttemptStateChanged' && (r.event.data.to === 'COMPLETE' || r.event.data.to === 'INCOMPLETE')),
+  /** New attempts, attempts queued again, and leases that ended (a slot under a limit freed) can serve a waiter. */
+  private canServeWaiter(batch: readonly RecordedEvent[]): boolean {
+    return (
+      this.waiters.length > 0 &&
+      batch.some(
+        (r) =>
+          r.event.type === 'StageAttemptCreated' ||
+          r.event.type === 'StageAttemptDispatchDeclined' ||
+          (r.event.type === 'StageAttemptStateChanged' && (r.event.data.to === 'COMPLETE' || r.event.data.to === 'INCOMPLETE')),
+      )
     );
-    if (relevant) this.schedulePump();
   }
 
   /** Serves waiters in arrival order. */
@@ -193,7 +195,7 @@ export class PullService {
     this.backoffTimer = setTimeout(() => {
       this.backoffTimer = null;
       this.backoffAt = Infinity;
-      this.schedulePump();
+      this.backoffEnded.next();
     }, Math.min(earliest - now + 1, MAX_TIMER_MS));
   }
 
@@ -240,7 +242,7 @@ export class PullService {
       runDeadline: now + (stage.policy.runTimeoutMs || (stage.attemptTimeoutSeconds * 1000) || this.config.defaultRunTimeoutMs),
     };
     try {
-      this.app.decideAndCommit(best.workPlanId, null, (view) => decideLease(view, best.stageId, best.idx, grant));
+      this.app.decideAndCommit(best.workPlanId, null, (draft) => decideLease({ stageId: best.stageId, idx: best.idx, grant }, draft));
     } catch (err) {
       if (err instanceof DomainError) {
         this.log.warn({ workPlanId: best.workPlanId, stageId: best.stageId, err: err.message }, 'lease refused');

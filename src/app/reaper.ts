@@ -93,7 +93,7 @@ export class Reaper {
               `lease expired: runner ${current.runnerId} missed 2 heartbeats (interval ${interval} ms) by ${new Date(current.expiresAt).toISOString()}`,
             ] as const);
       this.commit(current.workPlanId, { stageId: current.stageId, idx: current.idx, leaseId: current.leaseId, reason }, () =>
-        this.app.decideAndCommit(current.workPlanId, null, (view, ctx) => decideLeaseExpiry(view, current, reason, message, ctx.now)),
+        this.app.decideAndCommit(current.workPlanId, null, (draft) => decideLeaseExpiry({ target: current, reason, message }, draft)),
       );
     }, delay(at - this.app.now()));
     this.leaseTimers.set(ref.leaseId, timer);
@@ -109,7 +109,7 @@ export class Reaper {
       this.pickupTimers.delete(k);
       const message = `pickup timeout: no runner of type "${o.runnerType}" took it within ${timeout} ms`;
       this.commit(o.workPlanId, { stageId: o.stageId, idx: o.idx, reason: 'PICKUP_TIMEOUT' }, () =>
-        this.app.decideAndCommit(o.workPlanId, null, (view, ctx) => decidePickupExpiry(view, o.stageId, o.idx, message, ctx.now)),
+        this.app.decideAndCommit(o.workPlanId, null, (draft) => decidePickupExpiry({ stageId: o.stageId, idx: o.idx, message }, draft)),
       );
     }, delay(at - this.app.now()));
     this.pickupTimers.set(k, timer);

@@ -2,7 +2,6 @@
 // an event appended through the Orchestrator; nothing about dispatch lives only in memory.
 import { createHash, randomUUID } from 'node:crypto';
 import type { ExecutionRef, QueuedAttempt } from '../../projections/executions.js';
-import type { DecideContext } from '../domain/commands.js';
 import {
   decideCompletion,
   decideDeclined,
@@ -65,30 +64,30 @@ export class RunnerService {
 
   dispatch(q: QueuedAttempt, runner: RunnerRegistration, deadline: number): ExecutionRef {
     const executionId = this.newId();
-    this.app.decideAndCommit(q.workPlanId, null, (view) => decideDispatch(view, q.stageId, q.idx, runner, executionId, deadline));
+    this.app.decideAndCommit(q.workPlanId, null, (draft) => decideDispatch({ stageId: q.stageId, idx: q.idx, runner, executionId, deadline }, draft));
     return this.execution(executionId);
   }
 
   declined(executionId: string): void {
     const ref = this.execution(executionId);
-    this.app.decideAndCommit(ref.workPlanId, null, (view) => decideDeclined(view, ref));
+    this.app.decideAndCommit(ref.workPlanId, null, (draft) => decideDeclined(ref, draft));
   }
 
   update(executionId: string, update: ExecutionUpdate): void {
     const ref = this.execution(executionId);
-    this.app.decideAndCommit(ref.workPlanId, null, (view, ctx: DecideContext) => decideExecutionUpdate(view, ref, update, ctx));
+    this.app.decideAndCommit(ref.workPlanId, null, (draft, ctx) => decideExecutionUpdate({ target: ref, update }, draft, ctx));
   }
 
   /** Applies a runner's answer; an identical repeat is acknowledged with nothing appended. */
   complete(executionId: string, completion: Omit<ExecutionCompletion, 'fingerprint'>): void {
     const ref = this.execution(executionId);
     const fingerprint = createHash('sha256').update(JSON.stringify(completion)).digest('base64url');
-    this.app.decideAndCommit(ref.workPlanId, null, (view, ctx) => decideCompletion(view, ref, { ...completion, fingerprint }, ctx));
+    this.app.decideAndCommit(ref.workPlanId, null, (draft, ctx) => decideCompletion({ target: ref, completion: { ...completion, fingerprint } }, draft, ctx));
   }
 
   /** The execution failed on our side (transport error, unreachable runner, deadline, restart). */
   fail(executionId: string, message: string): boolean {
     const ref = this.execution(executionId);
-    return this.app.decideAndCommit(ref.workPlanId, null, (view, ctx) => decideExecutionFailed(view, ref, message, ctx.now)).length > 0;
+    return this.app.decideAndCommit(ref.workPlanId, null, (draft) => decideExecutionFailed({ target: ref, message }, draft)).length > 0;
   }
 }

@@ -149,7 +149,7 @@ export class WatchHub {
       if (!watched) continue;
       let step: WatchStep;
       try {
-        step = watched.tracker.apply(rec);
+        step = watched.tracker.fold(rec);
       } catch (err) {
         // Never let a watch bug fail the write that published the batch: end this workplan's watchers instead.
         this.options.onError?.(err, rec.streamId);
@@ -282,7 +282,7 @@ export class WatchSubscription {
   /** @internal Log handover: the state at afterVersion (replayed now), then afterVersion+1..current, read lazily. */
   startFromLog(app: Orchestrator, afterVersion: number, current: number, chunk: number): void {
     this.historyTracker = WatchTracker.empty();
-    if (afterVersion > 0) for (const rec of app.readStream(this.workPlanId, { toVersion: afterVersion })) this.historyTracker.apply(rec);
+    if (afterVersion > 0) for (const rec of app.readStream(this.workPlanId, { toVersion: afterVersion })) this.historyTracker.fold(rec);
     // A workplan complete at afterVersion was completed by the change at afterVersion (nothing changes a FINAL node,
     // and a new node makes it incomplete again). Restate it: a client cut between that change and its completion
     // event must not wait for it forever. At least once for the completion state, exactly once for changes.
@@ -366,7 +366,7 @@ export class WatchSubscription {
     while (this.history.length === 0 && this.historyTracker && this.readOnce) {
       const to = Math.min(this.historyTo, this.historyNext + this.historyChunk - 1);
       for (const rec of this.readOnce({ afterVersion: this.historyNext - 1, toVersion: to })) {
-        const item = this.itemFor(this.historyTracker.apply(rec));
+        const item = this.itemFor(this.historyTracker.fold(rec));
         if (item) this.history.push(item);
       }
       this.historyNext = to + 1;

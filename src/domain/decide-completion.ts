@@ -2,9 +2,9 @@
 import type { CheckWriteInput, DecideContext, FailureInput, StageWriteInput } from './commands.js';
 import { decideWriteNodes } from './decide-write-nodes.js';
 import { invalidArgument } from './errors.js';
-import { pending, type PendingEvent } from './events.js';
+import type { PendingEvent } from './events.js';
 import type { CheckState, JsonObject, Stage, StageState } from './model.js';
-import type { WorkPlanView } from './view.js';
+import type { WorkPlanDraft } from './workplan-draft.js';
 
 export interface CheckUpdateInput {
   readonly checkId: string;
@@ -23,14 +23,21 @@ export interface ExecutionCompletion {
   readonly fingerprint: string;
 }
 
+/** A runner's answer about `stage`; `before` are writes of the stage that must come first (a claim, when the runner never reported RUNNING). */
+export interface RunnerAnswer {
+  readonly stage: Stage;
+  readonly completion: ExecutionCompletion;
+  readonly before?: readonly StageWriteInput[];
+}
+
 /**
  * A runner's answer as one write: every check update (a result, finalize, then state), then the attempt
- * (COMPLETE, or INCOMPLETE with the failure), then the stage state. `before` are writes of the stage that must
- * come first (a claim, when the runner never reported RUNNING). The caller appends its protocol's completion fact.
+ * (COMPLETE, or INCOMPLETE with the failure), then the stage state. The caller emits its protocol's completion fact.
  */
-export function decideRunnerAnswer(view: WorkPlanView, stage: Stage, c: ExecutionCompletion, ctx: DecideContext, before: StageWriteInput[] = []): PendingEvent[] {
+export function decideRunnerAnswer(cmd: RunnerAnswer, draft: WorkPlanDraft, ctx: DecideContext): PendingEvent[] {
+  const { stage, completion: c } = cmd;
   const checks: CheckWriteInput[] = c.checkUpdates.map((u, i) => {
-    if (!view.check(u.checkId)) throw invalidArgument(`no check "${u.checkId}" in this workplan`, `check_updates[${i}].check_id`);
+    if (!draft.check(u.checkId)) throw invalidArgument(`no check "${u.checkId}" in this workplan`, `check_updates[${i}].check_id`);
     const hasResult = u.resultData !== undefined || u.failure !== undefined || u.finalize;
     return {
       id: u.checkId,
@@ -41,17 +48,17 @@ export function decideRunnerAnswer(view: WorkPlanView, stage: Stage, c: Executio
   // Only FINAL is meaningful in an answer; with a failure it means "do not retry".
   const final = c.stageState === 'FINAL';
   const stages: StageWriteInput[] = [
-    ...before,
+    ...(cmd.before ?? []),
     {
       id: stage.id,
       currentAttempt: { state: c.failure ? 'INCOMPLETE' : 'COMPLETE', failure: c.failure, details: c.details },
       state: final && !c.failure ? 'FINAL' : undefined,
     },
   ];
-  const events = decideWriteNodes({ checks, stages }, view, ctx);
+  const events = decideWriteNodes({ checks, stages }, draft, ctx);
   if (final && c.failure) {
     const failure = { message: c.failure.message, occurredAt: c.failure.occurredAt ?? ctx.now };
-    events.push(pending({ type: 'StageStateChanged', data: { stageId: stage.id, from: stage.state, to: 'FINAL', failure } }));
+    events.push(draft.emit({ type: 'StageStateChanged', data: { stageId: stage.id, from: stage.state, to: 'FINAL', failure } }));
   }
   return events;
 }

@@ -1,9 +1,9 @@
 // decide for the pull protocol: leasing an attempt, heartbeats, completions and the reaper's expiries. Pure: reads
-// the view, returns events or throws a DomainError (and nothing is appended).
+// and emits into the decision's draft, returns the events or throws a DomainError (and nothing is appended).
 import type { DecideContext } from './commands.js';
 import { decideRunnerAnswer, type ExecutionCompletion } from './decide-completion.js';
 import { failedPrecondition } from './errors.js';
-import { pending, type PendingEvent } from './events.js';
+import type { PendingEvent } from './events.js';
 import {
   currentAttempt,
   isTerminalAttempt,
@@ -14,7 +14,7 @@ import {
   type Stage,
 } from './model.js';
 import type { WorkPlanView } from './view.js';
-
+import type { WorkPlanDraft } from './workplan-draft.js';
 
 /** What the scheduler grants when it leases an attempt: a lease before anything happened to it. */
 export type LeaseGrant = Omit<Lease, 'completion' | 'expired'>;
@@ -27,15 +27,16 @@ export interface LeaseTarget {
 }
 
 /** Leasing moves the PENDING current attempt to RUNNING with the runner as its process uid, in one write. */
-export function decideLease(view: WorkPlanView, stageId: string, idx: number, grant: LeaseGrant): PendingEvent[] {
-  const stage = view.stage(stageId);
+export function decideLease(cmd: { readonly stageId: string; readonly idx: number; readonly grant: LeaseGrant }, draft: WorkPlanDraft): PendingEvent[] {
+  const { stageId, idx, grant } = cmd;
+  const stage = draft.stage(stageId);
   const attempt = stage && currentAttempt(stage);
   if (!stage || stage.state !== 'ATTEMPTING' || attempt?.idx !== idx || attempt.state !== 'PENDING') {
     throw failedPrecondition(`attempt ${idx} of stage "${stageId}" is no longer PENDING`);
   }
   return [
-    pending({ type: 'StageAttemptLeased', data: { stageId, idx, ...grant } }),
-    pending({ type: 'StageAttemptStateChanged', data: { stageId, idx, from: 'PENDING', to: 'RUNNING', processUid: grant.runnerId, failure: null } }),
+    draft.emit({ type: 'StageAttemptLeased', data: { stageId, idx, ...grant } }),
+    draft.emit({ type: 'StageAttemptStateChanged', data: { stageId, idx, from: 'PENDING', to: 'RUNNING', processUid: grant.runnerId, failure: null } }),
   ];
 }
 
@@ -92,19 +93,20 @@ export interface HeartbeatDecision {
 }
 
 /** Extends an active lease (and appends progress); a cancelled one is told so, an expired one is refused. */
-export function decideHeartbeat(view: WorkPlanView, target: LeaseTarget, hb: HeartbeatInput, now: number): HeartbeatDecision {
-  const { stage, attempt, lease } = leased(view, target);
-  const status = leaseStatus(attempt, lease, now);
+export function decideHeartbeat(cmd: { readonly target: LeaseTarget; readonly heartbeat: HeartbeatInput }, draft: WorkPlanDraft): HeartbeatDecision {
+  const { target, heartbeat: hb } = cmd;
+  const { stage, attempt, lease } = leased(draft, target);
+  const status = leaseStatus(attempt, lease, draft.now);
   if (status === 'CANCELLED') return { events: [], cancelRequested: true };
   if (status !== 'ACTIVE') refuse(status, stage, attempt, lease);
   const events: PendingEvent[] = [];
   if (hb.lines.length > 0 || hb.message) {
     const details: JsonObject = { ...hb.details, ...(hb.lines.length ? { lines: [...hb.lines] } : {}) };
     const message = hb.message || `${hb.lines.length} line${hb.lines.length === 1 ? '' : 's'} of output`;
-    events.push(pending({ type: 'StageAttemptProgressAppended', data: { stageId: stage.id, idx: attempt.idx, message, timestamp: null, details } }));
+    events.push(draft.emit({ type: 'StageAttemptProgressAppended', data: { stageId: stage.id, idx: attempt.idx, message, timestamp: null, details } }));
   }
   const expiresAt = Math.min(hb.expiresAt, lease.runDeadline);
-  events.push(pending({ type: 'StageAttemptLeaseExtended', data: { stageId: stage.id, idx: attempt.idx, leaseId: lease.leaseId, expiresAt } }));
+  events.push(draft.emit({ type: 'StageAttemptLeaseExtended', data: { stageId: stage.id, idx: attempt.idx, leaseId: lease.leaseId, expiresAt } }));
   return { events, cancelRequested: false };
 }
 
@@ -113,13 +115,18 @@ export function decideHeartbeat(view: WorkPlanView, target: LeaseTarget, hb: Hea
  * then the attempt (COMPLETE, or INCOMPLETE with the failure), then the stage state. An identical repeat appends
  * nothing.
  */
-export function decideLeaseCompletion(view: WorkPlanView, target: LeaseTarget, c: ExecutionCompletion, ctx: DecideContext): PendingEvent[] {
-  const { stage, attempt, lease } = leased(view, target);
+export function decideLeaseCompletion(
+  cmd: { readonly target: LeaseTarget; readonly completion: ExecutionCompletion },
+  draft: WorkPlanDraft,
+  ctx: DecideContext,
+): PendingEvent[] {
+  const { target, completion: c } = cmd;
+  const { stage, attempt, lease } = leased(draft, target);
   if (lease.completion === c.fingerprint) return [];
   const status = leaseStatus(attempt, lease, ctx.now);
   if (status !== 'ACTIVE') refuse(status, stage, attempt, lease);
-  const events = decideRunnerAnswer(view, stage, c, ctx);
-  events.push(pending({ type: 'StageAttemptLeaseCompleted', data: { stageId: stage.id, idx: attempt.idx, leaseId: lease.leaseId, fingerprint: c.fingerprint } }));
+  const events = decideRunnerAnswer({ stage, completion: c }, draft, ctx);
+  events.push(draft.emit({ type: 'StageAttemptLeaseCompleted', data: { stageId: stage.id, idx: attempt.idx, leaseId: lease.leaseId, fingerprint: c.fingerprint } }));
   return events;
 }
 
@@ -127,15 +134,20 @@ export function decideLeaseCompletion(view: WorkPlanView, target: LeaseTarget, c
  * The reaper's expiry of a lease (HEARTBEATS_MISSED, RUN_TIMEOUT): the attempt goes INCOMPLETE with the reason and
  * the resolver retries it. A no-op if the lease ended meanwhile (completed, cancelled, extended past `now`).
  */
-export function decideLeaseExpiry(view: WorkPlanView, target: LeaseTarget, reason: LeaseExpiryReason, message: string, now: number): PendingEvent[] {
-  const stage = view.stage(target.stageId);
+export function decideLeaseExpiry(
+  cmd: { readonly target: LeaseTarget; readonly reason: LeaseExpiryReason; readonly message: string },
+  draft: WorkPlanDraft,
+): PendingEvent[] {
+  const { target, reason, message } = cmd;
+  const now = draft.now;
+  const stage = draft.stage(target.stageId);
   const attempt = stage?.attempts.find((a) => a.idx === target.idx);
   const lease = attempt?.lease;
   if (!stage || !attempt || !lease || lease.leaseId !== target.leaseId) return [];
   if (leaseStatus(attempt, lease, now) !== 'EXPIRED' || lease.expired) return [];
   return [
-    pending({ type: 'StageAttemptLeaseExpired', data: { stageId: stage.id, idx: attempt.idx, leaseId: lease.leaseId, reason } }),
-    pending({
+    draft.emit({ type: 'StageAttemptLeaseExpired', data: { stageId: stage.id, idx: attempt.idx, leaseId: lease.leaseId, reason } }),
+    draft.emit({
       type: 'StageAttemptStateChanged',
       data: { stageId: stage.id, idx: attempt.idx, from: attempt.state, to: 'INCOMPLETE', processUid: '', failure: { message, occurredAt: now } },
     }),
@@ -143,13 +155,18 @@ export function decideLeaseExpiry(view: WorkPlanView, target: LeaseTarget, reaso
 }
 
 /** The reaper's pickup timeout: a PENDING attempt nobody leased in time goes INCOMPLETE (and is retried). */
-export function decidePickupExpiry(view: WorkPlanView, stageId: string, idx: number, message: string, now: number): PendingEvent[] {
-  const stage = view.stage(stageId);
+export function decidePickupExpiry(
+  cmd: { readonly stageId: string; readonly idx: number; readonly message: string },
+  draft: WorkPlanDraft,
+): PendingEvent[] {
+  const { stageId, idx, message } = cmd;
+  const now = draft.now;
+  const stage = draft.stage(stageId);
   const attempt = stage && currentAttempt(stage);
   if (!stage || attempt?.idx !== idx || attempt.state !== 'PENDING') return [];
   return [
-    pending({ type: 'StageAttemptLeaseExpired', data: { stageId, idx, leaseId: '', reason: 'PICKUP_TIMEOUT' } }),
-    pending({
+    draft.emit({ type: 'StageAttemptLeaseExpired', data: { stageId, idx, leaseId: '', reason: 'PICKUP_TIMEOUT' } }),
+    draft.emit({
       type: 'StageAttemptStateChanged',
       data: { stageId, idx, from: 'PENDING', to: 'INCOMPLETE', processUid: '', failure: { message, occurredAt: now } },
     }),

@@ -1,4 +1,5 @@
-// decide for the runner protocol: registrations (registry stream) and executions (workplan streams). Pure.
+// decide for the runner protocol: registrations (registry stream) and executions (workplan streams, emitted into
+// the decision's draft). Pure.
 import type { DecideContext, StageWriteInput } from './commands.js';
 import { decideRunnerAnswer, type ExecutionCompletion } from './decide-completion.js';
 import { decideWriteNodes } from './decide-write-nodes.js';
@@ -14,6 +15,7 @@ import {
   type Stage,
 } from './model.js';
 import type { WorkPlanView } from './view.js';
+import type { WorkPlanDraft } from './workplan-draft.js';
 
 
 /** What a runner asks for when it registers (or re-registers as its heartbeat). */
@@ -56,25 +58,27 @@ export interface ExecutionTarget {
   readonly idx: number;
 }
 
-export function decideDispatch(
-  view: WorkPlanView,
-  stageId: string,
-  idx: number,
-  runner: RunnerRegistration,
-  executionId: string,
-  deadline: number,
-): PendingEvent[] {
-  const stage = view.stage(stageId);
+export interface DispatchAttempt {
+  readonly stageId: string;
+  readonly idx: number;
+  readonly runner: RunnerRegistration;
+  readonly executionId: string;
+  readonly deadline: number;
+}
+
+export function decideDispatch(cmd: DispatchAttempt, draft: WorkPlanDraft): PendingEvent[] {
+  const { stageId, idx, runner, executionId, deadline } = cmd;
+  const stage = draft.stage(stageId);
   const attempt = stage && currentAttempt(stage);
   if (!stage || attempt?.idx !== idx || attempt.state !== 'PENDING') {
     throw failedPrecondition(`attempt ${idx} of stage "${stageId}" is no longer PENDING`);
   }
   return [
-    pending({
+    draft.emit({
       type: 'StageAttemptDispatched',
       data: { stageId, idx, executionId, registrationId: runner.registrationId, runnerId: runner.runnerId, mode: stage.executionMode, deadline },
     }),
-    pending({
+    draft.emit({
       type: 'StageAttemptStateChanged',
       data: { stageId, idx, from: 'PENDING', to: 'SCHEDULED', processUid: '', failure: null },
     }),
@@ -103,10 +107,10 @@ function ensureRunning(view: WorkPlanView, target: ExecutionTarget): { stage: St
   return found;
 }
 
-export function decideDeclined(view: WorkPlanView, target: ExecutionTarget): PendingEvent[] {
-  const { attempt } = ensureRunning(view, target);
+export function decideDeclined(target: ExecutionTarget, draft: WorkPlanDraft): PendingEvent[] {
+  const { attempt } = ensureRunning(draft, target);
   if (attempt.state !== 'SCHEDULED') return [];
-  return [pending({ type: 'StageAttemptDispatchDeclined', data: { stageId: target.stageId, idx: target.idx, executionId: target.executionId } })];
+  return [draft.emit({ type: 'StageAttemptDispatchDeclined', data: { stageId: target.stageId, idx: target.idx, executionId: target.executionId } })];
 }
 
 export interface ExecutionUpdate {
@@ -116,43 +120,49 @@ export interface ExecutionUpdate {
 }
 
 /** UpdateStageExecution: the runner is at work (SCHEDULED → RUNNING) and reports progress. */
-export function decideExecutionUpdate(view: WorkPlanView, target: ExecutionTarget, update: ExecutionUpdate, ctx: DecideContext): PendingEvent[] {
-  const { attempt } = ensureRunning(view, target);
-  const stage = view.stage(target.stageId)!;
+export function decideExecutionUpdate(
+  cmd: { readonly target: ExecutionTarget; readonly update: ExecutionUpdate },
+  draft: WorkPlanDraft,
+  ctx: DecideContext,
+): PendingEvent[] {
+  const { target, update } = cmd;
+  const { attempt } = ensureRunning(draft, target);
   const runnerId = attempt.execution!.runnerId;
   const progress = {
     message: update.message,
     details: { ...update.details, ...(update.progressPercent ? { progress_percent: update.progressPercent } : {}) },
   };
-  return decideWriteNodes(
-    { checks: [], stages: [{ id: stage.id, currentAttempt: { processUid: runnerId, progress } }] },
-    view,
-    ctx,
-  );
+  return decideWriteNodes({ checks: [], stages: [{ id: target.stageId, currentAttempt: { processUid: runnerId, progress } }] }, draft, ctx);
 }
 
 /**
  * A Run answer or CompleteStageExecution, applied as one write: every check update (a result, finalize, then
  * state), then the attempt (COMPLETE, or INCOMPLETE with the failure), then the stage state.
  */
-export function decideCompletion(view: WorkPlanView, target: ExecutionTarget, c: ExecutionCompletion, ctx: DecideContext): PendingEvent[] {
-  const found = liveAttempt(view, target);
+export function decideCompletion(
+  cmd: { readonly target: ExecutionTarget; readonly completion: ExecutionCompletion },
+  draft: WorkPlanDraft,
+  ctx: DecideContext,
+): PendingEvent[] {
+  const { target, completion: c } = cmd;
+  const found = liveAttempt(draft, target);
   if (isTerminalAttempt(found.attempt.state) && found.attempt.execution?.completion === c.fingerprint) return [];
-  const { stage, attempt } = ensureRunning(view, target);
+  const { stage, attempt } = ensureRunning(draft, target);
   const runnerId = attempt.execution!.runnerId;
   // A runner that answers without having reported RUNNING is taken to have claimed the attempt first.
   const claim: StageWriteInput[] = attempt.state === 'RUNNING' ? [] : [{ id: stage.id, currentAttempt: { processUid: runnerId } }];
-  const events = decideRunnerAnswer(view, stage, c, ctx, claim);
-  events.push(pending({ type: 'StageExecutionCompleted', data: { stageId: stage.id, idx: attempt.idx, executionId: target.executionId, fingerprint: c.fingerprint } }));
+  const events = decideRunnerAnswer({ stage, completion: c, before: claim }, draft, ctx);
+  events.push(draft.emit({ type: 'StageExecutionCompleted', data: { stageId: stage.id, idx: attempt.idx, executionId: target.executionId, fingerprint: c.fingerprint } }));
   return events;
 }
 
 /** Transport errors, unreachable runners, deadlines: the attempt is INCOMPLETE with the reason (and retried). */
-export function decideExecutionFailed(view: WorkPlanView, target: ExecutionTarget, message: string, now: number): PendingEvent[] {
-  const found = liveAttempt(view, target);
+export function decideExecutionFailed(cmd: { readonly target: ExecutionTarget; readonly message: string }, draft: WorkPlanDraft): PendingEvent[] {
+  const { target, message } = cmd;
+  const found = liveAttempt(draft, target);
   if (isTerminalAttempt(found.attempt.state)) return [];
   return [
-    pending({
+    draft.emit({
       type: 'StageAttemptStateChanged',
       data: {
         stageId: target.stageId,
@@ -160,7 +170,7 @@ export function decideExecutionFailed(view: WorkPlanView, target: ExecutionTarge
         from: found.attempt.state,
         to: 'INCOMPLETE',
         processUid: '',
-        failure: { message, occurredAt: now },
+        failure: { message, occurredAt: draft.now },
       },
     }),
   ];

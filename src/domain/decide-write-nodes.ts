@@ -1,9 +1,8 @@
-// decide(WriteNodes, state) → events. Pure: reads the view, returns the events the request amounts to, or throws a
-// DomainError and nothing happens. The resolver's consequences are added later by the application.
+// decide(WriteNodes, draft) → events. Pure: reads and folds into the decision's draft, returns the events the request
+// amounts to, or throws a DomainError and nothing happens. The resolver continues on the same draft.
 import type { AttemptWriteInput, CheckWriteInput, DecideContext, FailureInput, StageWriteInput, WriteNodes } from './commands.js';
 import { failedPrecondition, invalidArgument } from './errors.js';
 import type { DomainEvent, EventOf, PendingEvent } from './events.js';
-import { evolveCheck, evolveStage, type EventPoint } from './evolve.js';
 import {
   currentAttempt,
   isTerminalAttempt,
@@ -22,7 +21,7 @@ import {
   type Stage,
   type StageState,
 } from './model.js';
-import type { WorkPlanView } from './view.js';
+import type { WorkPlanDraft } from './workplan-draft.js';
 
 const CLIENT_CHECK_TRANSITIONS: ReadonlySet<string> = new Set([
   'PLANNING>PLANNED',
@@ -55,71 +54,45 @@ const mergePolicy = (base: ExecutionPolicy, patch: Partial<ExecutionPolicy>): Ex
   retryBackoffMs: patch.retryBackoffMs || base.retryBackoffMs,
 });
 
-export function decideWriteNodes(command: WriteNodes, state: WorkPlanView, ctx: DecideContext): PendingEvent[] {
-  return new WriteNodesDecision(state, ctx).run(command);
+/**
+ * decide(WriteNodes, draft) → the events the request amounts to, each emitted into (and folded by) the draft, or a
+ * DomainError and the draft is dropped.
+ */
+export function decideWriteNodes(command: WriteNodes, draft: WorkPlanDraft, ctx: DecideContext): PendingEvent[] {
+  const from = draft.events.length;
+  new WriteNodesDecision(draft, ctx).run(command);
+  return draft.events.slice(from);
 }
 
 class WriteNodesDecision {
-  private readonly events: PendingEvent[] = [];
-  private readonly checks = new Map<string, Check>();
-  private readonly stages = new Map<string, Stage>();
-  /** parent id → stages this request made its children (the view's index knows the older ones). */
-  private readonly adopted = new Map<string, Set<string>>();
-  private version: number;
   private readonly dependencySources: DependencySource[] = [];
   /** True once an existing node's outgoing edges change: only then can a cycle run through old nodes. */
   private oldEdgesChanged = false;
 
   constructor(
-    private readonly state: WorkPlanView,
+    private readonly draft: WorkPlanDraft,
     private readonly ctx: DecideContext,
-  ) {
-    this.version = state.meta.version;
-  }
+  ) {}
 
-  run(command: WriteNodes): PendingEvent[] {
+  run(command: WriteNodes): void {
     command.checks.forEach((w, i) => this.writeCheck(w, `checks[${i}]`));
     command.stages.forEach((w, i) => this.writeStage(w, `stages[${i}]`));
     this.validateReferences(command);
     this.rejectCycles();
-    return this.events;
   }
 
-  // ---- state lookups through what this request changed so far
-
   private check(id: string): Check | undefined {
-    return this.checks.get(id) ?? this.state.check(id);
+    return this.draft.check(id);
   }
 
   private stage(id: string): Stage | undefined {
-    return this.stages.get(id) ?? this.state.stage(id);
+    return this.draft.stage(id);
   }
 
-  private children(parentId: string): string[] {
-    const out = new Set<string>();
-    for (const id of this.state.children(parentId)) if (this.stage(id)?.parentStageId === parentId) out.add(id);
-    for (const id of this.adopted.get(parentId) ?? []) if (this.stage(id)?.parentStageId === parentId) out.add(id);
-    return [...out];
-  }
-
+  /** Emits into the draft; returns the event's stream version. */
   private emit(event: DomainEvent, causedByVersion: number | null = null): number {
-    this.version += 1;
-    const at: EventPoint = { version: this.version, recordedAt: this.ctx.now };
-    if (event.type.startsWith('Check')) {
-      const e = event as Extract<DomainEvent, { type: `Check${string}` }>;
-      this.checks.set(e.data.checkId, evolveCheck(this.check(e.data.checkId), e, at));
-    } else if (event.type.startsWith('Stage')) {
-      const e = event as Extract<DomainEvent, { type: `Stage${string}` }>;
-      const next = evolveStage(this.stage(e.data.stageId), e, at);
-      if (next.parentStageId && next.parentStageId !== this.stage(next.id)?.parentStageId) {
-        let set = this.adopted.get(next.parentStageId);
-        if (!set) this.adopted.set(next.parentStageId, (set = new Set()));
-        set.add(next.id);
-      }
-      this.stages.set(next.id, next);
-    }
-    this.events.push({ event, causedByVersion });
-    return this.version;
+    this.draft.emit(event, causedByVersion);
+    return this.draft.meta.version;
   }
 
   private failure(input: FailureInput): Failure {
@@ -221,7 +194,7 @@ class WriteNodesDecision {
         },
       });
       if (w.dependencies) this.dependencySources.push({ key: nodeKey({ kind: 'stage', id: w.id }), field: `${f}.dependencies` });
-      if (w.parentStageId && this.state.stage(w.parentStageId)) this.oldEdgesChanged = true;
+      if (w.parentStageId && this.draft.committed.stage(w.parentStageId)) this.oldEdgesChanged = true;
     } else {
       this.amendStage(existing, w, f);
     }
@@ -337,7 +310,7 @@ class WriteNodesDecision {
     if (target !== 'COMPLETE') return false;
     // A completed attempt finishes the stage unless child stages are still running (the group).
     const after = this.stage(stage.id)!;
-    const waiting = this.children(stage.id).some((c) => this.stage(c)?.state !== 'FINAL');
+    const waiting = [...this.draft.children(stage.id)].some((c) => this.stage(c)?.state !== 'FINAL');
     const to: StageState = waiting ? 'AWAITING_GROUP' : 'FINAL';
     this.emit({ type: 'StageStateChanged', data: { stageId: stage.id, from: after.state, to, failure: null } }, version);
     return true;
@@ -406,22 +379,16 @@ class WriteNodesDecision {
   private rejectCycles(): void {
     if (this.dependencySources.length === 0 && !this.oldEdgesChanged) return;
     const fieldOf = new Map(this.dependencySources.map((s) => [s.key, s.field]));
-    const changed = (key: NodeKey) => {
-      const ref = parseNodeKey(key);
-      return ref.kind === 'check' ? this.checks.has(ref.id) : this.stages.has(ref.id);
-    };
+    const changed = (key: NodeKey) => this.draft.touched(parseNodeKey(key));
     const waitsFor = (key: NodeKey): NodeKey[] => {
       const ref = parseNodeKey(key);
       const node = ref.kind === 'check' ? this.check(ref.id) : this.stage(ref.id);
       const out: NodeKey[] = node?.dependencies?.edges.map(nodeKey) ?? [];
-      if (ref.kind === 'stage') for (const c of this.children(ref.id)) out.push(nodeKey({ kind: 'stage', id: c }));
+      if (ref.kind === 'stage') for (const c of this.draft.children(ref.id)) out.push(nodeKey({ kind: 'stage', id: c }));
       return out;
     };
     const done = new Set<NodeKey>();
-    const starts: NodeKey[] = [
-      ...[...this.checks.keys()].map((id) => nodeKey({ kind: 'check', id })),
-      ...[...this.stages.keys()].map((id) => nodeKey({ kind: 'stage', id })),
-    ];
+    const starts: NodeKey[] = [...this.draft.touchedNodes()].map(nodeKey);
     for (const start of starts) {
       if (done.has(start)) continue;
       // Iterative DFS; `path` holds the grey nodes.

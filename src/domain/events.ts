@@ -265,6 +265,12 @@ export const SCHEMA_VERSION: Record<EventType, number> = {
 /** The stream holding the runner registry's events. */
 export const RUNNER_REGISTRY_STREAM = 'runner-registry';
 
+/** The events of the runner registry stream; every other type belongs to a workplan's stream. */
+export const RUNNER_EVENT_TYPES = ['RunnerRegistered', 'RunnerRefreshed', 'RunnerUnregistered', 'RunnerExpired'] as const satisfies readonly EventType[];
+export const WORKPLAN_EVENT_TYPES: readonly EventType[] = (Object.keys(SCHEMA_VERSION) as EventType[]).filter(
+  (t) => !(RUNNER_EVENT_TYPES as readonly string[]).includes(t),
+);
+
 /** Why an event was appended: the client request that carried it, and the event that made the resolver emit it. */
 export interface Causation {
   readonly requestId: string | null;

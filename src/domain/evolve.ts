@@ -1,13 +1,19 @@
-// Pure evolution of one node (or the workplan's own header) by one event.
+// evolve(state, event): the one fold of a workplan's events, used by the decision's draft and by the read model
+// alike. Pure: the per-node functions return new nodes; `evolve` writes them, and the dependency indexes, into a
+// WorkPlanState (the committed model or a copy-on-write draft over it).
 import type { DomainEvent } from './events.js';
 import {
   mergeJson,
   NO_POLICY,
+  nodeKey,
   type Attempt,
   type Check,
+  type DependencyGroup,
+  type NodeKey,
   type Stage,
   type WorkPlanMeta,
 } from './model.js';
+import type { WorkPlanState } from './view.js';
 
 /** What evolution needs of an event besides its data: where it stands in the stream and when it was recorded. */
 export interface EventPoint {
@@ -20,6 +26,71 @@ type StageEventData = Extract<DomainEvent, { type: `Stage${string}` }>;
 
 export const isCheckEvent = (e: DomainEvent): e is CheckEventData => e.type.startsWith('Check');
 export const isStageEvent = (e: DomainEvent): e is StageEventData => e.type.startsWith('Stage');
+
+/**
+ * Folds one event of the workplan's stream into `state`: the dependency indexes first (they read the node's old
+ * edges), then the node, then the header.
+ */
+export function evolve(state: WorkPlanState, event: DomainEvent, at: EventPoint): void {
+  evolveDependencies(state, event);
+  if (isCheckEvent(event)) state.putCheck(evolveCheck(state.check(event.data.checkId), event, at));
+  else if (isStageEvent(event)) state.putStage(evolveStage(state.stage(event.data.stageId), event, at));
+  state.putMeta(evolveWorkPlan(state.meta, event, at, state.meta.id));
+}
+
+/**
+ * The dependency indexes: target → dependents (so resolution touches only the nodes a change can affect), per node
+ * the count of its edges whose target is FINAL (so checking a fan-in of N is O(1), not O(N)), and parent → child
+ * stages.
+ */
+function evolveDependencies(state: WorkPlanState, e: DomainEvent): void {
+  switch (e.type) {
+    case 'CheckCreated':
+    case 'CheckAmended': {
+      if (e.data.dependencies === undefined) return;
+      const self = nodeKey({ kind: 'check', id: e.data.checkId });
+      relink(state, self, state.check(e.data.checkId)?.dependencies ?? null, e.data.dependencies);
+      return;
+    }
+    case 'CheckStateChanged':
+      if (e.data.to === 'FINAL') countFinal(state, nodeKey({ kind: 'check', id: e.data.checkId }));
+      return;
+    case 'StageStateChanged':
+      if (e.data.to === 'FINAL') countFinal(state, nodeKey({ kind: 'stage', id: e.data.stageId }));
+      return;
+    case 'StageCreated':
+    case 'StageAmended': {
+      const prev = state.stage(e.data.stageId);
+      if (e.data.dependencies !== undefined) {
+        relink(state, nodeKey({ kind: 'stage', id: e.data.stageId }), prev?.dependencies ?? null, e.data.dependencies);
+      }
+      const parent = e.data.parentStageId;
+      if (parent !== undefined && parent !== prev?.parentStageId) {
+        if (prev?.parentStageId) state.orphan(prev.parentStageId, e.data.stageId);
+        if (parent) state.adopt(parent, e.data.stageId);
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+function relink(state: WorkPlanState, self: NodeKey, before: DependencyGroup | null, after: DependencyGroup | null): void {
+  for (const edge of before?.edges ?? []) state.unlink(nodeKey(edge), self);
+  let final = 0;
+  for (const edge of after?.edges ?? []) {
+    state.link(nodeKey(edge), self);
+    const target = edge.kind === 'check' ? state.check(edge.id) : state.stage(edge.id);
+    if (target?.state === 'FINAL') final += 1;
+  }
+  state.setFinalTargets(self, final);
+}
+
+/** Nothing leaves FINAL, so each dependent's count goes up exactly once per target. */
+function countFinal(state: WorkPlanState, target: NodeKey): void {
+  for (const dependent of state.dependents(target)) state.setFinalTargets(dependent, state.finalTargets(dependent) + 1);
+}
 
 export function evolveWorkPlan(meta: WorkPlanMeta | undefined, event: DomainEvent, at: EventPoint, streamId: string): WorkPlanMeta {
   if (event.type === 'WorkPlanCreated') {

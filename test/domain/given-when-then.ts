@@ -1,12 +1,12 @@
 // Given events / when command / then events (or error), in-process and pure: no server, no storage.
 import assert from 'node:assert/strict';
-import { WorkPlanDraft } from '../../projections/draft.js';
 import { ReadModels } from '../../projections/read-models.js';
-import { resolveToFixpoint } from '../../projections/resolver.js';
+import { resolve } from '../../projections/resolver.js';
 import type { WriteNodes } from '../../src/domain/commands.js';
 import { decideWriteNodes } from '../../src/domain/decide-write-nodes.js';
 import { DomainError, type DomainErrorKind } from '../../src/domain/errors.js';
 import type { DomainEvent, RecordedEvent } from '../../src/domain/events.js';
+import { WorkPlanDraft } from '../../src/domain/workplan-draft.js';
 
 export const NOW = 1_700_000_000_000;
 const STREAM = 'wp-1';
@@ -23,13 +23,20 @@ export function given(...events: DomainEvent[]) {
     }),
   );
   const model = ReadModels.replay(history).workplan(STREAM)!;
-  const decide = (command: Partial<WriteNodes>) =>
-    decideWriteNodes({ checks: [], stages: [], ...command }, model, { now: NOW, defaultMaxAttempts: 3 });
+  const decide = (command: Partial<WriteNodes>) => {
+    const draft = new WorkPlanDraft(model, NOW);
+    decideWriteNodes({ checks: [], stages: [], ...command }, draft, { now: NOW, defaultMaxAttempts: 3 });
+    return draft;
+  };
   return {
     model,
-    /** decide, then the resolver's consequences: everything the write would append. */
+    /** A fresh draft over the given state, for deciders other than WriteNodes. */
+    draft: () => new WorkPlanDraft(model, NOW),
+    /** decide, then the resolver's consequences on the same draft: everything the write would append. */
     when(command: Partial<WriteNodes>) {
-      const events = resolveToFixpoint(new WorkPlanDraft(model), decide(command), NOW, null);
+      const draft = decide(command);
+      resolve(draft);
+      const events = draft.events;
       return {
         events: events.map((p) => p.event),
         causes: events.map((p) => p.causedByVersion),

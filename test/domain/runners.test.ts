@@ -55,13 +55,13 @@ describe('runner registry', () => {
 describe('executions', () => {
   test('dispatch: the attempt is SCHEDULED with its execution', () => {
     const g = given(...started);
-    assert.deepEqual(events(decideDispatch(g.model, 's', 1, runner, 'x1', NOW + 1000)), dispatched.slice(started.length));
+    assert.deepEqual(events(decideDispatch({ stageId: 's', idx: 1, runner, executionId: 'x1', deadline: NOW + 1000 }, g.draft())), dispatched.slice(started.length));
   });
 
   test('a completion applies check updates, then the attempt (claimed by the runner), then the stage', () => {
     const g = given(...dispatched);
     const out = events(
-      decideCompletion(g.model, target, { stageState: 'FINAL', checkUpdates: [{ checkId: 'c', resultData: { ok: 1 }, finalize: true, state: 'FINAL' }], fingerprint: 'f1' }, ctx),
+      decideCompletion({ target, completion: { stageState: 'FINAL', checkUpdates: [{ checkId: 'c', resultData: { ok: 1 }, finalize: true, state: 'FINAL' }], fingerprint: 'f1' } }, g.draft(), ctx),
     );
     assert.deepEqual(
       out.map((e) => e.type),
@@ -78,20 +78,20 @@ describe('executions', () => {
       ev.stageState('s', 'ATTEMPTING', 'FINAL'),
       { type: 'StageExecutionCompleted', data: { stageId: 's', idx: 1, executionId: 'x1', fingerprint: 'f1' } },
     );
-    assert.deepEqual(decideCompletion(g.model, target, { checkUpdates: [], fingerprint: 'f1' }, ctx), []);
+    assert.deepEqual(decideCompletion({ target, completion: { checkUpdates: [], fingerprint: 'f1' } }, g.draft(), ctx), []);
     assert.throws(
-      () => decideCompletion(g.model, target, { checkUpdates: [], fingerprint: 'f2' }, ctx),
+      () => decideCompletion({ target, completion: { checkUpdates: [], fingerprint: 'f2' } }, g.draft(), ctx),
       (e: unknown) => e instanceof DomainError && e.kind === 'FAILED_PRECONDITION',
     );
-    assert.deepEqual(decideExecutionFailed(g.model, target, 'late', NOW), [], 'a finished execution cannot fail any more');
+    assert.deepEqual(decideExecutionFailed({ target, message: 'late' }, g.draft()), [], 'a finished execution cannot fail any more');
   });
 
   test('a runner failure makes the attempt INCOMPLETE; a decline puts it back to PENDING', () => {
     const g = given(...dispatched);
-    assert.deepEqual(events(decideExecutionFailed(g.model, target, 'unreachable', NOW)), [
+    assert.deepEqual(events(decideExecutionFailed({ target, message: 'unreachable' }, g.draft())), [
       ev.attemptState('s', 1, 'SCHEDULED', 'INCOMPLETE', '', { message: 'unreachable', occurredAt: NOW }),
     ]);
-    assert.deepEqual(events(decideDeclined(g.model, target)), [
+    assert.deepEqual(events(decideDeclined(target, g.draft())), [
       { type: 'StageAttemptDispatchDeclined', data: { stageId: 's', idx: 1, executionId: 'x1' } },
     ]);
     const after = given(...dispatched, { type: 'StageAttemptDispatchDeclined', data: { stageId: 's', idx: 1, executionId: 'x1' } });
