@@ -3,7 +3,7 @@
 // server restarts (retries with backoff, keeps its leases) and drains on request.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, status, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from '../logging.js';
 import { CheckState, StageState } from '../gen/turboci/v1/common.js';
 import {
@@ -11,11 +11,9 @@ import {
   HeartbeatRequest,
   LeaseRequest,
   TurboCIRunnerPullClient,
-  type CompleteLeaseResponse,
-  type HeartbeatResponse,
   type LeasedAttempt,
-  type LeaseResponse,
 } from '../gen/turboci/v1/pull.js';
+import { startUnary, unary } from '../client/unary.js';
 import { parseCommandArgs, RunningCommand } from './command.js';
 
 export interface AgentOptions {
@@ -90,12 +88,17 @@ export class Agent {
     while (!this.draining) {
       let leased: LeasedAttempt | undefined;
       try {
-        leased = (await this.call<LeaseResponse>('lease', LeaseRequest.fromPartial({
-          runnerId: this.o.runnerId,
-          runnerType: this.o.runnerType,
-          labels: { ...this.o.labels },
-          waitMs: this.o.waitMs,
-        }), this.o.waitMs + 10_000, true)).attempt;
+        const call = startUnary(
+          this.client.lease.bind(this.client),
+          LeaseRequest.fromPartial({ runnerId: this.o.runnerId, runnerType: this.o.runnerType, labels: { ...this.o.labels }, waitMs: this.o.waitMs }),
+          { timeoutMs: this.o.waitMs + 10_000 },
+        );
+        this.leaseCalls.add(call);
+        try {
+          leased = (await call.response).attempt;
+        } finally {
+          this.leaseCalls.delete(call);
+        }
         backoff = 200;
       } catch (err) {
         if (this.draining) break;
@@ -191,7 +194,7 @@ export class Agent {
     const beat = async (): Promise<void> => {
       const lines = cmd.take(MAX_LINES_PER_HEARTBEAT).map((s) => (s.length > MAX_LINE ? `${s.slice(0, MAX_LINE - 3)}...` : s));
       try {
-        const res = await this.call<HeartbeatResponse>('heartbeat', HeartbeatRequest.fromPartial({ leaseToken: l.leaseToken, logLines: lines }), 10_000);
+        const res = await unary(this.client.heartbeat.bind(this.client), HeartbeatRequest.fromPartial({ leaseToken: l.leaseToken, logLines: lines }), { timeoutMs: 10_000 });
         if (res.cancelRequested && !outcome.lost) {
           outcome.lost = 'the stage was cancelled';
           this.o.log.info({ ...at, pid: cmd.pid }, 'cancel requested; stopping the command');
@@ -231,7 +234,7 @@ export class Agent {
     let backoff = 200;
     for (;;) {
       try {
-        await this.call<CompleteLeaseResponse>('completeLease', CompleteLeaseRequest.fromPartial({ ...req, leaseToken } as Parameters<typeof CompleteLeaseRequest.fromPartial>[0]), 10_000);
+        await unary(this.client.completeLease.bind(this.client), CompleteLeaseRequest.fromPartial({ ...req, leaseToken } as Parameters<typeof CompleteLeaseRequest.fromPartial>[0]), { timeoutMs: 10_000 });
         this.o.log.info({ ...at, failed: Boolean(req.failure) }, 'completed');
         return;
       } catch (err) {
@@ -245,17 +248,5 @@ export class Agent {
         backoff = Math.min(backoff * 2, 5000);
       }
     }
-  }
-
-  private call<Res>(method: 'lease' | 'heartbeat' | 'completeLease', req: object, timeoutMs: number, cancellable = false): Promise<Res> {
-    return new Promise((resolveCall, reject) => {
-      const fn = (this.client as unknown as Record<string, Function>)[method]!;
-      const call = fn.call(this.client, req, new Metadata(), { deadline: Date.now() + timeoutMs }, (err: ServiceError | null, res: Res) => {
-        if (cancellable) this.leaseCalls.delete(call);
-        if (err) reject(err);
-        else resolveCall(res);
-      }) as { cancel(): void };
-      if (cancellable) this.leaseCalls.add(call);
-    });
   }
 }

@@ -1,4 +1,5 @@
 import type { PendingEvent, RecordedEvent } from '../domain/events.js';
+import type { EventFilter } from './event-filter.js';
 
 /** Thrown when a stream's version is not the one the appender expected. */
 export class VersionConflict extends Error {
@@ -17,6 +18,29 @@ export interface AppendOptions {
   readonly recordedAt: number;
 }
 
+/** Thrown by importStream when the stream already has events. */
+export class StreamExists extends Error {
+  constructor(readonly streamId: string) {
+    super(`stream ${streamId} already has events`);
+    this.name = 'StreamExists';
+  }
+}
+
+/** A recorded event, with the schema version it was stored at when the reader knows it. */
+export interface LoggedEvent extends RecordedEvent {
+  /** The schema version of the stored row (older ones were upcast to the current shape on read). */
+  readonly storedSchemaVersion?: number;
+}
+
+/** A stream and its current version. */
+export interface StreamSummary {
+  readonly id: string;
+  readonly version: number;
+}
+
+/** An event as another log recorded it: imported with the same version, time and causes. */
+export type ImportedEvent = Omit<RecordedEvent, 'position' | 'streamId'>;
+
 /** The append-only event log. The only source of truth; everything else is folded from it. */
 export interface EventStore {
   /** Appends atomically after `expectedVersion` (0 for a new stream), or throws VersionConflict. */
@@ -25,6 +49,16 @@ export interface EventStore {
   readStream(streamId: string, range?: { afterVersion?: number; toVersion?: number }): IterableIterator<RecordedEvent>;
   /** Every event after a global position, in commit order. */
   readAll(afterPosition?: number): IterableIterator<RecordedEvent>;
+  /** Matching events: in stream order for one workplan, in commit (position) order otherwise. */
+  readFiltered(filter: EventFilter): IterableIterator<LoggedEvent>;
+  /** Workplan streams (those that start with WorkPlanCreated) and their versions, in creation order. */
+  workPlans(): StreamSummary[];
+  /** One workplan stream's version, or undefined when there is no such workplan. */
+  workPlan(id: string): StreamSummary | undefined;
+  /** How many events the log holds. */
+  count(): number;
+  /** Appends a whole stream exported from another log, atomically; StreamExists if it has events here. */
+  importStream(streamId: string, events: readonly ImportedEvent[]): void;
   /** True when appends are durable only once flush() commits them (group commit); false when each commits itself. */
   readonly groupCommit: boolean;
   /** Makes every append so far durable (a no-op for a store whose every append commits by itself). */

@@ -1,5 +1,7 @@
 import { parseArgs } from 'node:util';
-import { compact, describeEvent, eventToJson, type EventFilter } from '../app/eventlog.js';
+import type { EventFilter } from '../app/event-filter.js';
+import { compact, describeEvent } from '../app/eventlog/describe.js';
+import { eventToJson } from '../app/eventlog/event-json.js';
 import { eventNode } from '../domain/events.js';
 import { command, integer, iso, list, out, pad, time } from './log-args.js';
 import { openSource, schemaVersionOf } from './log-source.js';

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { explainNode } from '../app/eventlog.js';
+import { explainNode } from '../app/eventlog/explain.js';
 import { command, integer, out } from './log-args.js';
 import { CliError, openSource } from './log-source.js';
 import { UsageError } from './usage-error.js';

@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { eventToJson } from '../app/eventlog.js';
+import { eventToJson } from '../app/eventlog/event-json.js';
 import { command, out } from './log-args.js';
 import { CliError, openSource, schemaVersionOf } from './log-source.js';
 import { UsageError } from './usage-error.js';

@@ -1,9 +1,11 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import Database from 'better-sqlite3';
-import type { EventJson } from '../app/eventlog.js';
-import { decodeEvent, encodeEvent } from '../infra/event-codec.js';
+import { StreamExists, type ImportedEvent } from '../app/event-store.js';
+import type { EventJson } from '../app/eventlog/event-json.js';
+import type { DomainEvent } from '../domain/events.js';
+import { isValidId } from '../domain/ids.js';
+import { decodeEvent } from '../infra/event-codec.js';
 import { SqliteEventStore } from '../infra/sqlite-event-store.js';
 import { command } from './log-args.js';
 import { CliError } from './log-source.js';
@@ -30,9 +32,6 @@ Examples:
   turboci import --db repro.db --as bug-1234 bug-1234.ndjson && turboci serve --db repro.db
   turboci export --db old.db -w 6ed53af4-... | turboci import --db new.db -`;
 
-const INSERT = `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?)`;
-
 export const importCommand = command(async (argv) => {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -50,7 +49,7 @@ export const importCommand = command(async (argv) => {
   const dbPath = values.db ?? process.env.TURBOCI_DB;
   if (dbPath === undefined) throw new UsageError('--db FILE is required');
   if (positionals.length > 1) throw new UsageError('give one export file (or - for stdin)');
-  if (values.as !== undefined && !/^[^\s\p{C}]{1,256}$/u.test(values.as)) throw new UsageError(`--as: "${values.as}" is not a workplan id`);
+  if (values.as !== undefined && !isValidId(values.as)) throw new UsageError(`--as: "${values.as}" is not a workplan id`);
   const inputName = positionals[0] ?? '-';
   const input = inputName === '-' ? process.stdin : createReadStream(inputName);
   const opened = new Promise<void>((resolve, reject) => {
@@ -59,13 +58,11 @@ export const importCommand = command(async (argv) => {
   });
   await opened;
 
-  new SqliteEventStore(dbPath).close(); // creates the file and the schema when missing (WAL, triggers)
-  const db = new Database(dbPath);
-  db.pragma('busy_timeout = 5000');
-  const insert = db.prepare(INSERT);
+  const store = new SqliteEventStore(dbPath); // creates the file and the schema when missing (WAL, triggers)
+  const events: ImportedEvent[] = [];
   let streamId: string | undefined;
+  let target = '';
   let expected = 1;
-  db.exec('BEGIN IMMEDIATE');
   try {
     let lineNo = 0;
     for await (const line of createInterface({ input, crlfDelay: Infinity })) {
@@ -81,9 +78,8 @@ export const importCommand = command(async (argv) => {
       if (typeof e.workPlanId !== 'string' || !e.workPlanId) throw new CliError(`${where}: no workPlanId`);
       if (streamId === undefined) {
         streamId = e.workPlanId;
-        const target = values.as ?? streamId;
-        const exists = db.prepare('SELECT 1 FROM events WHERE stream_id = ? LIMIT 1').get(target);
-        if (exists) throw new CliError(`workplan ${target} is already in ${dbPath}; import refuses to merge streams (use --as NEW_ID)`);
+        target = values.as ?? e.workPlanId;
+        if (!store.readStream(target, { toVersion: 1 }).next().done) throw streamExists(target, dbPath);
       } else if (e.workPlanId !== streamId) {
         throw new CliError(`${where}: event of workplan ${e.workPlanId} in an export of ${streamId}: one workplan per import`);
       }
@@ -95,26 +91,28 @@ export const importCommand = command(async (argv) => {
       if (cause !== null && !(Number.isInteger(cause) && cause >= 1 && cause < e.version)) {
         throw new CliError(`${where}: causedByVersion ${cause} is not an earlier version`);
       }
-      let encoded: ReturnType<typeof encodeEvent>;
+      let event: DomainEvent;
       try {
-        const event = decodeEvent({ type: e.type, schema_version: e.schemaVersion, data: JSON.stringify(e.data ?? {}) });
-        encoded = encodeEvent(event);
+        event = decodeEvent({ type: e.type, schema_version: e.schemaVersion, data: JSON.stringify(e.data ?? {}) });
       } catch (err) {
         throw new CliError(`${where}: ${e.type} v${e.version} is not a valid event: ${(err as Error).message.split('\n')[0]}`);
       }
-      const requestId = e.requestId ?? null;
-      insert.run(values.as ?? streamId, e.version, encoded.type, encoded.schemaVersion, encoded.data, recordedAt, requestId, cause);
+      events.push({ version: e.version, recordedAt, causation: { requestId: e.requestId ?? null, causedByVersion: cause }, event });
       expected++;
     }
     if (streamId === undefined) throw new CliError(`${inputName}: no events`);
-    db.exec('COMMIT');
-  } catch (err) {
-    if (db.inTransaction) db.exec('ROLLBACK');
-    throw err;
+    try {
+      store.importStream(target, events);
+    } catch (err) {
+      if (err instanceof StreamExists) throw streamExists(target, dbPath);
+      throw err;
+    }
   } finally {
-    db.close();
+    store.close();
   }
-  const id = values.as ?? streamId;
-  console.log(`imported ${expected - 1} events: workplan ${id} at v${expected - 1} into ${dbPath}`);
+  console.log(`imported ${expected - 1} events: workplan ${target} at v${expected - 1} into ${dbPath}`);
   return 0;
 });
+
+const streamExists = (id: string, dbPath: string) =>
+  new CliError(`workplan ${id} is already in ${dbPath}; import refuses to merge streams (use --as NEW_ID)`);

@@ -1,9 +1,10 @@
 // Where the debugging commands read events from: a database file (read-only, safe while a server runs on it) or
 // a running server (the TurboCIEventLog RPCs). Both stream: nothing loads a whole log into memory.
 import { existsSync } from 'node:fs';
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import Database from 'better-sqlite3';
-import { matches, type EventFilter, type LoggedEvent } from '../app/eventlog.js';
+import { credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { unary, type UnaryMethod } from '../client/unary.js';
+import { matches, type EventFilter } from '../app/event-filter.js';
+import type { LoggedEvent, StreamSummary } from '../app/event-store.js';
 import { DomainEvent, SCHEMA_VERSION, type EventType } from '../domain/events.js';
 import {
   GetReadModelDigestRequest,
@@ -13,9 +14,8 @@ import {
   type GetReadModelDigestResponse,
   type GetWorkPlanAtResponse,
   type LoggedEvent as ProtoEvent,
-  type ReadEventsResponse,
 } from '../gen/turboci/v1/eventlog.js';
-import { decodeEvent } from '../infra/event-codec.js';
+import { SqliteEventStore } from '../infra/sqlite-event-store.js';
 import { UsageError } from './usage-error.js';
 
 /** A failure to report in one line (exit 1): no such workplan, unreadable file, server error. */
@@ -23,10 +23,7 @@ export class CliError extends Error {
   override name = 'CliError';
 }
 
-export interface WorkPlanSummary {
-  readonly id: string;
-  readonly version: number;
-}
+export type WorkPlanSummary = StreamSummary;
 
 export interface LogSource {
   readonly describe: string;
@@ -37,29 +34,16 @@ export interface LogSource {
   close(): void;
 }
 
-interface Row {
-  readonly position: number;
-  readonly stream_id: string;
-  readonly version: number;
-  readonly type: string;
-  readonly schema_version: number;
-  readonly data: string;
-  readonly recorded_at: number;
-  readonly request_id: string | null;
-  readonly caused_by_version: number | null;
-}
-
-/** A SQLite event log opened read-only. */
+/** A SQLite event log opened read-only, through the event store (all SQL lives there). */
 export class FileLog implements LogSource {
-  readonly db: Database.Database;
+  readonly store: SqliteEventStore;
   readonly describe: string;
 
   constructor(readonly path: string) {
     if (!existsSync(path)) throw new CliError(`${path}: no such database file`);
     try {
-      this.db = new Database(path, { readonly: true, fileMustExist: true });
-      this.db.pragma('busy_timeout = 5000');
-      this.db.prepare('SELECT 1 FROM events LIMIT 1').get();
+      this.store = new SqliteEventStore(path, { readonly: true });
+      this.store.count();
     } catch (err) {
       throw new CliError(`${path}: not a TurboCI event log (${(err as Error).message})`);
     }
@@ -72,72 +56,31 @@ export class FileLog implements LogSource {
 
   /** The same, synchronously (no await between rows: the fastest way through a large file). */
   *eventsSync(f: EventFilter): IterableIterator<LoggedEvent> {
-    const where: string[] = [];
-    const args: (string | number)[] = [];
-    const add = (sql: string, ...values: (string | number)[]) => {
-      where.push(sql);
-      args.push(...values);
-    };
-    if (f.workPlanId !== undefined) add('stream_id = ?', f.workPlanId);
-    if (f.types?.length) add(`type IN (${f.types.map(() => '?').join(', ')})`, ...f.types);
-    if (f.fromVersion !== undefined) add('version >= ?', f.fromVersion);
-    if (f.toVersion !== undefined) add('version <= ?', f.toVersion);
-    if (f.fromPosition !== undefined) add('position >= ?', f.fromPosition);
-    if (f.toPosition !== undefined) add('position <= ?', f.toPosition);
-    if (f.since !== undefined) add('recorded_at >= ?', f.since);
-    if (f.until !== undefined) add('recorded_at <= ?', f.until);
-    const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${
-      f.workPlanId !== undefined ? 'version' : 'position'
-    }`;
-    for (const row of this.db.prepare(sql).iterate(...args) as IterableIterator<Row>) {
-      const rec = toLogged(row);
-      if (f.node === undefined || matches(rec, { node: f.node })) yield rec;
+    try {
+      yield* this.store.readFiltered(f);
+    } catch (err) {
+      throw new CliError((err as Error).message);
     }
   }
 
   async workPlan(id: string): Promise<WorkPlanSummary> {
-    const row = this.db
-      .prepare('SELECT MAX(version) AS v, MIN(CASE WHEN version = 1 THEN type END) AS first FROM events WHERE stream_id = ?')
-      .get(id) as { v: number | null; first: string | null };
-    if (row.v === null || row.first !== 'WorkPlanCreated') throw new CliError(`no workplan "${id}" in ${this.path}`);
-    return { id, version: row.v };
+    const found = this.store.workPlan(id);
+    if (!found) throw new CliError(`no workplan "${id}" in ${this.path}`);
+    return found;
   }
 
   /** Every workplan in the file with its version, in creation order. */
   workPlans(): WorkPlanSummary[] {
-    return this.db
-      .prepare(
-        `SELECT e.stream_id AS id, (SELECT MAX(version) FROM events WHERE stream_id = e.stream_id) AS version
-         FROM events e WHERE e.version = 1 AND e.type = 'WorkPlanCreated' ORDER BY e.position`,
-      )
-      .all() as WorkPlanSummary[];
+    return this.store.workPlans();
   }
 
   count(): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
+    return this.store.count();
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    this.store.close();
   }
-}
-
-function toLogged(row: Row): LoggedEvent {
-  let event: DomainEvent;
-  try {
-    event = decodeEvent(row);
-  } catch (err) {
-    throw new CliError(`event at position ${row.position} (${row.stream_id} v${row.version}, ${row.type}) cannot be read: ${(err as Error).message}`);
-  }
-  return {
-    position: row.position,
-    streamId: row.stream_id,
-    version: row.version,
-    recordedAt: row.recorded_at,
-    causation: { requestId: row.request_id, causedByVersion: row.caused_by_version },
-    event,
-    storedSchemaVersion: row.schema_version,
-  };
 }
 
 const DEADLINE_MS = 30_000;
@@ -152,13 +95,14 @@ export class ServerLog implements LogSource {
     this.describe = `server ${address}`;
   }
 
-  private call<Res>(method: 'readEvents' | 'getWorkPlanAt' | 'getReadModelDigest', req: object): Promise<Res> {
-    return new Promise<Res>((resolve, reject) => {
-      const fn = (this.client as unknown as Record<string, Function>)[method]!;
-      fn.call(this.client, req, new Metadata(), { deadline: Date.now() + DEADLINE_MS }, (err: ServiceError | null, res: Res) =>
-        err ? reject(new CliError(`${this.describe}: ${status[err.code] ?? err.code}: ${err.details || err.message}`)) : resolve(res),
-      );
-    });
+  /** One call to the server; a failure becomes a one-line CliError naming the status. */
+  private async call<Req, Res>(method: UnaryMethod<Req, Res>, req: Req): Promise<Res> {
+    try {
+      return await unary(method.bind(this.client), req, { timeoutMs: DEADLINE_MS });
+    } catch (err) {
+      const e = err as ServiceError;
+      throw new CliError(`${this.describe}: ${status[e.code] ?? e.code}: ${e.details || e.message}`);
+    }
   }
 
   async *events(f: EventFilter): AsyncIterable<LoggedEvent> {
@@ -166,8 +110,8 @@ export class ServerLog implements LogSource {
     if (f.fromPosition !== undefined || f.toPosition !== undefined) throw new UsageError('--from-position/--to-position need --db');
     let pageToken = '';
     do {
-      const page = await this.call<ReadEventsResponse>(
-        'readEvents',
+      const page = await this.call(
+        this.client.readEvents,
         ReadEventsRequest.fromPartial({
           workPlanId: f.workPlanId,
           afterVersion: Math.max(0, (f.fromVersion ?? 1) - 1),
@@ -185,19 +129,19 @@ export class ServerLog implements LogSource {
   }
 
   async workPlan(id: string): Promise<WorkPlanSummary> {
-    const res = await this.call<ReadEventsResponse>('readEvents', ReadEventsRequest.fromPartial({ workPlanId: id, pageSize: 1 }));
+    const res = await this.call(this.client.readEvents, ReadEventsRequest.fromPartial({ workPlanId: id, pageSize: 1 }));
     return { id, version: res.workPlanVersion };
   }
 
   workPlanAt(id: string, target: { version?: number; at?: number }): Promise<GetWorkPlanAtResponse> {
     return this.call(
-      'getWorkPlanAt',
+      this.client.getWorkPlanAt,
       GetWorkPlanAtRequest.fromPartial({ workPlanId: id, version: target.version ?? 0, at: target.at === undefined ? undefined : new Date(target.at) }),
     );
   }
 
   digests(ids: readonly string[], includeState: boolean): Promise<GetReadModelDigestResponse> {
-    return this.call('getReadModelDigest', GetReadModelDigestRequest.fromPartial({ workPlanIds: [...ids], includeState }));
+    return this.call(this.client.getReadModelDigest, GetReadModelDigestRequest.fromPartial({ workPlanIds: [...ids], includeState }));
   }
 
   close(): void {

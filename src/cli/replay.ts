@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { WorkPlanModel } from '../../projections/workplan-model.js';
-import { describeChange, describeEvent, replayWorkPlan, type NodeSnapshot, type ReplayTarget } from '../app/eventlog.js';
+import { describeChange, describeEvent } from '../app/eventlog/describe.js';
+import { replayWorkPlan, type NodeSnapshot, type ReplayTarget } from '../app/eventlog/replay.js';
 import { queryNodes } from '../app/queries.js';
 import type { Check, Stage } from '../domain/model.js';
 import { eventNode, type RecordedEvent } from '../domain/events.js';

@@ -1,6 +1,15 @@
 import Database from 'better-sqlite3';
 import type { PendingEvent, RecordedEvent } from '../domain/events.js';
-import { VersionConflict, type AppendOptions, type EventStore } from '../app/event-store.js';
+import { matchesNode, type EventFilter } from '../app/event-filter.js';
+import {
+  StreamExists,
+  VersionConflict,
+  type AppendOptions,
+  type EventStore,
+  type ImportedEvent,
+  type LoggedEvent,
+  type StreamSummary,
+} from '../app/event-store.js';
 import { decodeEvent, encodeEvent, type StoredEventRow } from './event-codec.js';
 
 /** The events table, its index and the triggers that make it append-only. */
@@ -117,6 +126,62 @@ export class SqliteEventStore implements EventStore {
     for (const row of rows) yield toRecorded(row);
   }
 
+  *readFiltered(f: EventFilter): IterableIterator<LoggedEvent> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    const add = (sql: string, ...values: (string | number)[]) => {
+      where.push(sql);
+      args.push(...values);
+    };
+    if (f.workPlanId !== undefined) add('stream_id = ?', f.workPlanId);
+    if (f.types?.length) add(`type IN (${f.types.map(() => '?').join(', ')})`, ...f.types);
+    if (f.fromVersion !== undefined) add('version >= ?', f.fromVersion);
+    if (f.toVersion !== undefined) add('version <= ?', f.toVersion);
+    if (f.fromPosition !== undefined) add('position >= ?', f.fromPosition);
+    if (f.toPosition !== undefined) add('position <= ?', f.toPosition);
+    if (f.since !== undefined) add('recorded_at >= ?', f.since);
+    if (f.until !== undefined) add('recorded_at <= ?', f.until);
+    const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${
+      f.workPlanId !== undefined ? 'version' : 'position'
+    }`;
+    for (const row of this.db.prepare(sql).iterate(...args) as IterableIterator<EventRow>) {
+      const rec: LoggedEvent = { ...toRecorded(row), storedSchemaVersion: row.schema_version };
+      if (f.node === undefined || matchesNode(rec, f.node)) yield rec;
+    }
+  }
+
+  workPlans(): StreamSummary[] {
+    return this.db
+      .prepare(
+        `SELECT e.stream_id AS id, (SELECT MAX(version) FROM events WHERE stream_id = e.stream_id) AS version
+         FROM events e WHERE e.version = 1 AND e.type = 'WorkPlanCreated' ORDER BY e.position`,
+      )
+      .all() as StreamSummary[];
+  }
+
+  workPlan(id: string): StreamSummary | undefined {
+    const row = this.db
+      .prepare('SELECT MAX(version) AS v, MIN(CASE WHEN version = 1 THEN type END) AS first FROM events WHERE stream_id = ?')
+      .get(id) as { v: number | null; first: string | null };
+    return row.v === null || row.first !== 'WorkPlanCreated' ? undefined : { id, version: row.v };
+  }
+
+  count(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
+  }
+
+  importStream(streamId: string, events: readonly ImportedEvent[]): void {
+    this.db
+      .transaction(() => {
+        if (this.currentVersion.get(streamId)!.v !== 0) throw new StreamExists(streamId);
+        for (const e of events) {
+          const { type, schemaVersion, data } = encodeEvent(e.event);
+          this.insert.run(streamId, e.version, type, schemaVersion, data, e.recordedAt, e.causation.requestId, e.causation.causedByVersion);
+        }
+      })
+      .immediate();
+  }
+
   close(): void {
     if (!this.db.open) return;
     this.flush();
@@ -124,13 +189,20 @@ export class SqliteEventStore implements EventStore {
   }
 }
 
+/** A row as a recorded event; a row that cannot be decoded is named by its position and stream. */
 function toRecorded(row: EventRow): RecordedEvent {
+  let event;
+  try {
+    event = decodeEvent(row);
+  } catch (err) {
+    throw new Error(`event at position ${row.position} (${row.stream_id} v${row.version}, ${row.type}) cannot be read: ${(err as Error).message}`);
+  }
   return {
     position: row.position,
     streamId: row.stream_id,
     version: row.version,
     recordedAt: row.recorded_at,
     causation: { requestId: row.request_id, causedByVersion: row.caused_by_version },
-    event: decodeEvent(row),
+    event,
   };
 }

@@ -1,6 +1,6 @@
 // gRPC ↔ application mapping for TurboCIEventLog (extension): validate with zod, call, map the answer, map errors
 // through errors.ts, log one line per call — the same shape as the orchestrator service.
-import { readEventPage, readModelDigests, workPlanAt } from '../app/eventlog-queries.js';
+import { readEventPage, readModelDigests, workPlanAt } from '../app/eventlog/queries.js';
 import type { Orchestrator } from '../app/orchestrator.js';
 import { queryNodes } from '../app/queries.js';
 import { SCHEMA_VERSION, type RecordedEvent } from '../domain/events.js';

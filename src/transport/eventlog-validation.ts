@@ -2,9 +2,9 @@
 // INVALID_ARGUMENT mapping as the orchestrator's (parseRequest in validation.ts).
 import { z } from 'zod';
 import { SCHEMA_VERSION } from '../domain/events.js';
+import { ID_PATTERN, ID_RULE } from '../domain/ids.js';
 
-const ID_PATTERN = /^[^\s\p{C}]{1,256}$/u;
-const id = z.string().regex(ID_PATTERN, 'must be 1-256 printable characters without spaces');
+const id = z.string().regex(ID_PATTERN, ID_RULE);
 const version = z.number().int().min(0, 'must not be negative');
 const eventType = z.string().refine((t) => Object.hasOwn(SCHEMA_VERSION, t), 'not an event type');
 

@@ -8,9 +8,9 @@ import type { Logger } from '../logging.js';
 import { toCompletion } from './runner-mapping.js';
 import { unaryHandler } from './unary.js';
 import { parseRequest } from './validation.js';
+import { ID_PATTERN, ID_RULE } from '../domain/ids.js';
 
-const ID = /^[^\s\p{C}]{1,256}$/u;
-const requiredId = (field: string) => z.string().min(1, `${field} is required`).regex(ID, 'must be 1-256 printable characters without spaces');
+const requiredId = (field: string) => z.string().min(1, `${field} is required`).regex(ID_PATTERN, ID_RULE);
 export const MAX_WAIT_MS = 60_000;
 export const MAX_LINES = 500;
 export const MAX_LINE_BYTES = 8 * 1024;

@@ -7,10 +7,10 @@ import type { TurboCIOrchestratorServer } from '../gen/turboci/v1/service.js';
 import { toCompletion } from './runner-mapping.js';
 import type { unaryHandler } from './unary.js';
 import { parseRequest } from './validation.js';
+import { ID_PATTERN, ID_RULE } from '../domain/ids.js';
 
-const ID = /^[^\s\p{C}]{1,256}$/u;
 const requiredId = (field: string) =>
-  z.string().min(1, `${field} is required`).regex(ID, 'must be 1-256 printable characters without spaces');
+  z.string().min(1, `${field} is required`).regex(ID_PATTERN, ID_RULE);
 const MODE: Record<number, ExecutionMode> = { [PbExecutionMode.EXECUTION_MODE_SYNC]: 'SYNC', [PbExecutionMode.EXECUTION_MODE_ASYNC]: 'ASYNC' };
 
 const registerRequest = z.object({

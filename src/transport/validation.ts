@@ -1,7 +1,6 @@
 // Edge validation: zod schemas over the decoded protobuf messages, producing domain commands. Every issue names
 // the request field (proto spelling) and the reason; the first one becomes the INVALID_ARGUMENT message.
 import { z } from 'zod';
-import type { WriteNodes } from '../domain/commands.js';
 import { invalidArgument } from '../domain/errors.js';
 import type {
   AttemptState,
@@ -12,10 +11,10 @@ import type {
   StageState,
 } from '../domain/model.js';
 import type { NodeQuery } from '../app/queries.js';
+import { ID_PATTERN, ID_RULE } from '../domain/ids.js';
 
-const ID_PATTERN = /^[^\s\p{C}]{1,256}$/u;
-const id = z.string().regex(ID_PATTERN, 'must be 1-256 printable characters without spaces');
-const optionalId = z.string().refine((s) => s === '' || ID_PATTERN.test(s), 'must be 1-256 printable characters without spaces');
+const id = z.string().regex(ID_PATTERN, ID_RULE);
+const optionalId = z.string().refine((s) => s === '' || ID_PATTERN.test(s), ID_RULE);
 const struct = z.record(z.string(), z.unknown()).optional() as z.ZodType<JsonObject | undefined>;
 const millis = z.date().optional().transform((d) => d?.getTime());
 
@@ -198,4 +197,3 @@ export function fieldPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-export type WriteNodesInput = z.output<typeof writeNodesRequest> & WriteNodes;

@@ -3,9 +3,9 @@
 import { z } from 'zod';
 import type { CheckState, StageState } from '../domain/model.js';
 import type { WatchRequest } from '../app/watch.js';
+import { ID_PATTERN, ID_RULE } from '../domain/ids.js';
 
-const ID_PATTERN = /^[^\s\p{C}]{1,256}$/u;
-const id = z.string().regex(ID_PATTERN, 'must be 1-256 printable characters without spaces');
+const id = z.string().regex(ID_PATTERN, ID_RULE);
 
 /** A protobuf enum in a filter: UNKNOWN (0) and numbers that are not in `values` are rejected. */
 const stateFilter = <T extends string>(what: string, values: Record<number, T>) =>

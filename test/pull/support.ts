@@ -4,7 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials } from '@grpc/grpc-js';
+import { unary, type UnaryMethod } from '../../src/client/unary.js';
 import type { RecordedEvent } from '../../src/domain/events.js';
 import {
   CompleteLeaseRequest,
@@ -70,18 +71,13 @@ export interface PullApi {
 export function connectPull(address: string): PullApi {
   const client = new TurboCIRunnerPullClient(address, credentials.createInsecure());
   const call =
-    <Res>(name: string, fromPartial: (r: never) => object) =>
-    (req: object): Promise<Res> =>
-      new Promise((resolve, reject) => {
-        const fn = (client as unknown as Record<string, Function>)[name]!;
-        fn.call(client, fromPartial(req as never), new Metadata(), { deadline: Date.now() + 90_000 }, (err: ServiceError | null, res: Res) =>
-          err ? reject(err) : resolve(res),
-        );
-      });
+    <Req, Res, P>(method: UnaryMethod<Req, Res>, fromPartial: (r: P) => Req) =>
+    (req: P): Promise<Res> =>
+      unary(method.bind(client), fromPartial(req), { timeoutMs: 90_000 });
   return {
-    lease: call<LeaseResponse>('lease', (r) => LeaseRequest.fromPartial(r)),
-    heartbeat: call<HeartbeatResponse>('heartbeat', (r) => HeartbeatRequest.fromPartial(r)),
-    completeLease: call<CompleteLeaseResponse>('completeLease', (r) => CompleteLeaseRequest.fromPartial(r)),
+    lease: call(client.lease, (r: Partial<LeaseRequest>) => LeaseRequest.fromPartial(r)),
+    heartbeat: call(client.heartbeat, (r: Partial<HeartbeatRequest>) => HeartbeatRequest.fromPartial(r)),
+    completeLease: call(client.completeLease, (r: Record<string, unknown>) => CompleteLeaseRequest.fromPartial(r as Parameters<typeof CompleteLeaseRequest.fromPartial>[0])),
     close: () => client.close(),
   };
 }

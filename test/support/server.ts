@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, before } from 'node:test';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials } from '@grpc/grpc-js';
+import { unary, type UnaryMethod } from '../../src/client/unary.js';
 import {
   CompleteStageExecutionRequest,
   ListStageRunnersRequest,
@@ -30,17 +31,6 @@ import {
 } from '../../src/gen/turboci/v1/workplan.js';
 
 /** Fills defaults in a partial request, as a ts-proto client must before encoding. */
-const FROM_PARTIAL: Record<string, (req: object) => object> = {
-  createWorkPlan: (r) => CreateWorkPlanRequest.fromPartial(r),
-  getWorkPlan: (r) => GetWorkPlanRequest.fromPartial(r),
-  writeNodes: (r) => WriteNodesRequest.fromPartial(r),
-  queryNodes: (r) => QueryNodesRequest.fromPartial(r),
-  registerStageRunner: (r) => RegisterStageRunnerRequest.fromPartial(r),
-  unregisterStageRunner: (r) => UnregisterStageRunnerRequest.fromPartial(r),
-  listStageRunners: (r) => ListStageRunnersRequest.fromPartial(r),
-  updateStageExecution: (r) => UpdateStageExecutionRequest.fromPartial(r),
-  completeStageExecution: (r) => CompleteStageExecutionRequest.fromPartial(r),
-};
 
 export const BIN = fileURLToPath(new URL('../../../bin/turboci.js', import.meta.url));
 
@@ -125,16 +115,21 @@ export interface Api {
 
 export function connect(address: string): { api: Api; client: TurboCIOrchestratorClient; close(): void } {
   const client = new TurboCIOrchestratorClient(address, credentials.createInsecure());
-  const api = new Proxy({} as Api, {
-    get: (_t, name: string) => (req: object) =>
-      new Promise((resolve, reject) => {
-        const method = (client as unknown as Record<string, Function>)[name]!;
-        const full = (FROM_PARTIAL[name] ?? ((r: object) => r))(req);
-        method.call(client, full, new Metadata(), { deadline: Date.now() + 30_000 }, (err: ServiceError | null, res: unknown) =>
-          err ? reject(err) : resolve(res),
-        );
-      }),
-  });
+  const call =
+    <Req, Res>(method: UnaryMethod<Req, Res>, fromPartial: (r: DeepPartial<Req>) => Req) =>
+    (req: DeepPartial<Req>): Promise<Res> =>
+      unary(method.bind(client), fromPartial(req), { timeoutMs: 30_000 });
+  const api: Api = {
+    createWorkPlan: call(client.createWorkPlan, (r) => CreateWorkPlanRequest.fromPartial(r)),
+    getWorkPlan: call(client.getWorkPlan, (r) => GetWorkPlanRequest.fromPartial(r)),
+    writeNodes: call(client.writeNodes, (r) => WriteNodesRequest.fromPartial(r)),
+    queryNodes: call(client.queryNodes, (r) => QueryNodesRequest.fromPartial(r)),
+    registerStageRunner: call(client.registerStageRunner, (r) => RegisterStageRunnerRequest.fromPartial(r)),
+    unregisterStageRunner: call(client.unregisterStageRunner, (r) => UnregisterStageRunnerRequest.fromPartial(r)),
+    listStageRunners: call(client.listStageRunners, (r) => ListStageRunnersRequest.fromPartial(r)),
+    updateStageExecution: call(client.updateStageExecution, (r) => UpdateStageExecutionRequest.fromPartial(r)),
+    completeStageExecution: call(client.completeStageExecution, (r) => CompleteStageExecutionRequest.fromPartial(r)),
+  };
   return { api, client, close: () => client.close() };
 }
 

@@ -1,10 +1,11 @@
 // The event log behind a running server, read through the orchestrator: a workplan's events by range, a workplan
 // as of a version or a time, and digests of the live read models (what the TurboCIEventLog RPCs answer).
-import type { WorkPlanModel } from '../../projections/workplan-model.js';
-import { invalidArgument } from '../domain/errors.js';
-import type { RecordedEvent } from '../domain/events.js';
-import { digestReadModel, replayWorkPlan, type ModelDigest } from './eventlog.js';
-import type { Orchestrator } from './orchestrator.js';
+import type { WorkPlanModel } from '../../../projections/workplan-model.js';
+import { invalidArgument } from '../../domain/errors.js';
+import type { RecordedEvent } from '../../domain/events.js';
+import type { Orchestrator } from '../orchestrator.js';
+import { digestReadModel, type ModelDigest } from './digest.js';
+import { replayWorkPlan } from './replay.js';
 
 export interface EventRange {
   readonly workPlanId: string;

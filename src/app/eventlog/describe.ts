@@ -1,0 +1,105 @@
+// What an event says, in words, and what it changed on its node, as `path: old → new` lines.
+import { eventNode, type DomainEvent } from '../../domain/events.js';
+import type { NodeSnapshot } from './replay.js';
+
+/**
+ * The fields an event changed on the node it is about, as `path: old → new` lines. Bookkeeping fields (updatedAt,
+ * version) are left out: every event changes them.
+ */
+export function describeChange(before: NodeSnapshot | undefined, after: NodeSnapshot | undefined): string[] {
+  const out: string[] = [];
+  if (before === undefined) {
+    if (after !== undefined) out.push(`created ${compact(strip(after))}`);
+    return out;
+  }
+  diff(strip(before), strip(after), '', out);
+  return out;
+}
+
+const BOOKKEEPING = new Set(['updatedAt', 'version']);
+function strip(node: unknown): unknown {
+  if (!node || typeof node !== 'object' || Array.isArray(node)) return node;
+  return Object.fromEntries(Object.entries(node).filter(([k]) => !BOOKKEEPING.has(k)));
+}
+
+export function diff(a: unknown, b: unknown, path: string, out: string[]): void {
+  if (JSON.stringify(a) === JSON.stringify(b)) return;
+  if (Array.isArray(a) && Array.isArray(b)) {
+    for (let i = 0; i < Math.max(a.length, b.length); i++) diff(a[i], b[i], `${path}[${i}]`, out);
+    return;
+  }
+  if (isPlainObject(a) && isPlainObject(b)) {
+    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      if (path.includes('[') && k === 'updatedAt') continue; // an attempt's own bookkeeping
+      diff(a[k], b[k], path ? `${path}.${k}` : k, out);
+    }
+    return;
+  }
+  if (a === undefined) out.push(`${path}: + ${compact(b)}`);
+  else if (b === undefined) out.push(`${path}: - ${compact(a)}`);
+  else out.push(`${path}: ${compact(a)} → ${compact(b)}`);
+}
+
+export const isPlainObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
+/** A value on one line, cut at 120 characters. */
+export function compact(v: unknown, max = 120): string {
+  const s = typeof v === 'string' && v !== '' ? v : JSON.stringify(v) ?? 'undefined';
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+
+/** One line saying what an event records, e.g. "check c1 went FINAL" or "attempt 2 of stage s was opened". */
+export function describeEvent(event: DomainEvent): string {
+  const d = event.data as Record<string, unknown>;
+  const about = eventNode(event);
+  const node = about ? `${about.kind} ${about.id}` : 'the workplan';
+  const attempt = typeof d.idx === 'number' ? `attempt ${d.idx} of ${node}` : node;
+  const failure = (f: unknown) => (isPlainObject(f) && typeof f.message === 'string' ? ` (failure: "${f.message}")` : '');
+  switch (event.type) {
+    case 'WorkPlanCreated':
+      return `the workplan was created`;
+    case 'CheckCreated':
+    case 'StageCreated':
+      return `${node} was created`;
+    case 'CheckAmended':
+    case 'StageAmended':
+      return `${node} was amended (${Object.keys(d).filter((k) => k !== 'checkId' && k !== 'stageId').join(', ')})`;
+    case 'CheckStateChanged':
+      return `${node} went ${String(d.to)}`;
+    case 'StageStateChanged':
+      return `${node} went ${String(d.to)}${failure(d.failure)}`;
+    case 'CheckResultAdded':
+      return `result ${String(d.resultId)} was added to ${node}${d.finalized ? ' (finalized)' : ''}${failure(d.failure)}`;
+    case 'StageAttemptCreated':
+      return `${attempt} was opened`;
+    case 'StageAttemptStateChanged':
+      return `${attempt} went ${String(d.to)}${d.processUid ? ` (process ${String(d.processUid)})` : ''}${failure(d.failure)}`;
+    case 'StageAttemptDetailsMerged':
+      return `details were merged into ${attempt}`;
+    case 'StageAttemptProgressAppended':
+      return `progress was reported on ${attempt}: "${compact(d.message, 60)}"`;
+    case 'StageAttemptDispatched':
+      return `${attempt} was sent to runner ${String(d.runnerId)} (${String(d.mode)}, execution ${String(d.executionId)})`;
+    case 'StageAttemptDispatchDeclined':
+      return `runner declined ${attempt}; it was queued again`;
+    case 'StageExecutionCompleted':
+      return `the runner's completion of ${attempt} was applied (execution ${String(d.executionId)})`;
+    case 'StageAttemptLeased':
+      return `${attempt} was leased by pull runner ${String(d.runnerId)} until ${new Date(Number(d.expiresAt)).toISOString()}`;
+    case 'StageAttemptLeaseExtended':
+      return `the lease on ${attempt} was extended to ${new Date(Number(d.expiresAt)).toISOString()}`;
+    case 'StageAttemptLeaseExpired':
+      return `the lease on ${attempt} expired: ${String(d.reason)}`;
+    case 'StageAttemptLeaseCompleted':
+      return `the pull runner's completion of ${attempt} was applied`;
+    case 'RunnerRegistered':
+      return `runner ${String(d.runnerId)} (type ${String(d.runnerType)}) registered at ${String(d.address)}`;
+    case 'RunnerRefreshed':
+      return `runner ${String(d.runnerId)} refreshed its registration`;
+    case 'RunnerUnregistered':
+      return `registration ${String(d.registrationId)} was removed`;
+    case 'RunnerExpired':
+      return `registration ${String(d.registrationId)} expired`;
+  }
+}

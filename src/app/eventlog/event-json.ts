@@ -1,0 +1,35 @@
+// The JSON (NDJSON) form of an event: `turboci events --json`, `turboci export`, `turboci import`.
+import type { LoggedEvent } from '../event-store.js';
+
+export interface EventJson {
+  readonly position: number;
+  readonly workPlanId: string;
+  readonly version: number;
+  readonly type: string;
+  /** The shape `data` is in (the current one: older rows are upcast on read). */
+  readonly schemaVersion: number;
+  /** The schema version of the stored row, when it differs from schemaVersion. */
+  readonly storedSchemaVersion?: number;
+  /** ISO 8601, millisecond precision. */
+  readonly recordedAt: string;
+  readonly requestId: string | null;
+  readonly causedByVersion: number | null;
+  readonly data: unknown;
+}
+
+export function eventToJson(rec: LoggedEvent, schemaVersion: number): EventJson {
+  return {
+    position: rec.position,
+    workPlanId: rec.streamId,
+    version: rec.version,
+    type: rec.event.type,
+    schemaVersion,
+    ...(rec.storedSchemaVersion !== undefined && rec.storedSchemaVersion !== schemaVersion
+      ? { storedSchemaVersion: rec.storedSchemaVersion }
+      : {}),
+    recordedAt: new Date(rec.recordedAt).toISOString(),
+    requestId: rec.causation.requestId,
+    causedByVersion: rec.causation.causedByVersion,
+    data: rec.event.data,
+  };
+}

@@ -1,0 +1,102 @@
+// Explaining a node: its history, and for every transition the chain of causes back to a client request.
+import { ReadModels } from '../../../projections/read-models.js';
+import { eventNode, type RecordedEvent } from '../../domain/events.js';
+import type { Check, Stage } from '../../domain/model.js';
+import { matchesNode } from '../event-filter.js';
+import { describeChange, describeEvent } from './describe.js';
+import { nodeOf } from './replay.js';
+
+export interface CauseLink {
+  readonly version: number;
+  readonly type: string;
+  readonly summary: string;
+  readonly recordedAt: string;
+  readonly requestId: string | null;
+}
+
+export interface ExplainedEvent extends CauseLink {
+  readonly position: number;
+  /** Field changes on the node, as `path: old → new`. */
+  readonly changes: string[];
+  /** Who wrote it: the client (causedBy empty) or the resolver in reaction to causedBy[0], which reacted to [1]... */
+  readonly causedBy: CauseLink[];
+  /** The sentence: "stage deploy went ATTEMPTING at v15 because check build went FINAL at v14, written by request r-1". */
+  readonly because: string;
+}
+
+export interface Explanation {
+  readonly workPlanId: string;
+  readonly node: { kind: 'check' | 'stage'; id: string };
+  readonly version: number;
+  /** The node as it stands at `version` (domain form), or null when it does not exist. */
+  readonly current: Check | Stage | null;
+  readonly history: ExplainedEvent[];
+}
+
+/**
+ * Explains a node from a workplan's events, read once in stream order. A cause is always an earlier event of the
+ * same stream (the resolver reacts within the write), so a compact index of the events read so far answers every
+ * causedByVersion without reading the stream again.
+ */
+export async function explainNode(
+  events: AsyncIterable<RecordedEvent> | Iterable<RecordedEvent>,
+  workPlanId: string,
+  node: string,
+): Promise<Explanation | undefined> {
+  const models = new ReadModels();
+  const history: ExplainedEvent[] = [];
+  let ref: { kind: 'check' | 'stage'; id: string } | undefined;
+  const seenEvents = new Map<number, CauseLink & { causedByVersion: number | null }>();
+  for await (const rec of events) {
+    if (rec.streamId !== workPlanId) continue;
+    seenEvents.set(rec.version, { ...link(rec), causedByVersion: rec.causation.causedByVersion });
+    const model = models.workplan(workPlanId);
+    const about = matchesNode(rec, node) ? eventNode(rec.event)! : undefined;
+    const before = about && model ? nodeOf(model, rec) : undefined;
+    models.apply(rec);
+    if (!about) continue;
+    ref = about;
+    const after = nodeOf(models.workplan(workPlanId)!, rec);
+    const causedBy: CauseLink[] = [];
+    const seen = new Set<number>();
+    for (let v = rec.causation.causedByVersion; v !== null && !seen.has(v); ) {
+      seen.add(v);
+      const cause = seenEvents.get(v);
+      if (!cause) break;
+      const { causedByVersion, ...causeLink } = cause;
+      causedBy.push(causeLink);
+      v = causedByVersion;
+    }
+    const self = link(rec);
+    history.push({ ...self, position: rec.position, changes: describeChange(before, after), causedBy, because: because(self, causedBy) });
+  }
+  const model = models.workplan(workPlanId);
+  if (!model || !ref) return model && !ref ? { workPlanId, node: guessRef(node), version: model.meta.version, current: null, history } : undefined;
+  const current = (ref.kind === 'check' ? model.check(ref.id) : model.stage(ref.id)) ?? null;
+  return { workPlanId, node: ref, version: model.meta.version, current, history };
+}
+
+function guessRef(node: string): { kind: 'check' | 'stage'; id: string } {
+  const colon = node.indexOf(':');
+  const kind = node.slice(0, colon);
+  if (colon > 0 && (kind === 'check' || kind === 'stage')) return { kind, id: node.slice(colon + 1) };
+  return { kind: 'check', id: node };
+}
+
+function link(rec: RecordedEvent): CauseLink {
+  return {
+    version: rec.version,
+    type: rec.event.type,
+    summary: describeEvent(rec.event),
+    recordedAt: new Date(rec.recordedAt).toISOString(),
+    requestId: rec.causation.requestId,
+  };
+}
+
+function because(self: CauseLink, chain: readonly CauseLink[]): string {
+  const root = chain[chain.length - 1] ?? self;
+  const request = root.requestId ? `written by request ${root.requestId}` : 'written without a request id';
+  if (chain.length === 0) return `${self.summary} at v${self.version}, ${request} (a client write)`;
+  const causes = chain.map((c) => `${c.summary} at v${c.version}`).join(', because ');
+  return `${self.summary} at v${self.version} because ${causes}, ${request}`;
+}
