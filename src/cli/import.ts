@@ -79,7 +79,7 @@ export const importCommand = command(async (argv) => {
       if (streamId === undefined) {
         streamId = e.workPlanId;
         target = values.as ?? e.workPlanId;
-        if (!store.readStream(target, { toVersion: 1 }).next().done) throw streamExists(target, dbPath);
+        if (hasEvents(store, target)) throw streamExists(target, dbPath);
       } else if (e.workPlanId !== streamId) {
         throw new CliError(`${where}: event of workplan ${e.workPlanId} in an export of ${streamId}: one workplan per import`);
       }
@@ -116,3 +116,8 @@ export const importCommand = command(async (argv) => {
 
 const streamExists = (id: string, dbPath: string) =>
   new CliError(`workplan ${id} is already in ${dbPath}; import refuses to merge streams (use --as NEW_ID)`);
+
+function hasEvents(store: SqliteEventStore, streamId: string): boolean {
+  for (const _ of store.readStream(streamId, { toVersion: 1 })) return true; // leaving the loop closes the read
+  return false;
+}

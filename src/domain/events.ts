@@ -1,5 +1,6 @@
-// The facts a workplan stream is made of. Every event is past tense, versioned (schemaVersion in the envelope)
-// and validated by its zod schema when appended and when read back.
+// The facts a workplan stream is made of. Every event is past tense and versioned (schemaVersion in the envelope).
+// Events are built by our own deciders, which the type system checks; what comes back from the log (and what an
+// import brings in) is validated by these zod schemas after upcasting.
 import { z } from 'zod';
 import {
   ATTEMPT_STATES,

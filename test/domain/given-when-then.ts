@@ -45,6 +45,20 @@ export function given(...events: DomainEvent[]) {
         },
       };
     },
+    /** These events happen (as a decider would emit them); then: what the resolver emits in reaction, with causes. */
+    happens(...events: DomainEvent[]) {
+      const draft = new WorkPlanDraft(model, NOW);
+      for (const e of events) draft.emit(e);
+      resolve(draft);
+      const consequences = draft.events.slice(events.length);
+      return {
+        events: consequences.map((p) => p.event),
+        causes: consequences.map((p) => p.causedByVersion),
+        then(...expected: DomainEvent[]) {
+          assert.deepEqual(this.events, expected);
+        },
+      };
+    },
     /** decide alone, expecting a domain error of `kind` whose message matches. */
     rejects(command: Partial<WriteNodes>, kind: DomainErrorKind, message: RegExp, field?: string) {
       assert.throws(
