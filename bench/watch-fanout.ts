@@ -62,6 +62,11 @@ const m = {
   floorWatcherCpuPerEvent: [] as number[],
   results: [] as SubscribersResult[],
   floorResults: [] as SubscribersResult[],
+  /** The same as writesWith .. results, with WatchWorkPlanBatched watchers. */
+  writesWithBatched: [] as number[],
+  deliveredWithBatched: [] as number[],
+  serverCpuPerWriteWithBatched: [] as number[],
+  resultsBatched: [] as SubscribersResult[],
 };
 
 /** CPU seconds of a process, where /proc says. */
@@ -81,8 +86,8 @@ function pushDefined(xs: number[], x: number | undefined): void {
  * workplan) every 200 ms until it says every stream has received an event: then all of them are live, and what
  * follows measures steady fan-out, not subscriptions being opened.
  */
-async function startWatchers(address: string, workPlanId: string, after: number, prime: () => Promise<void>): Promise<ChildProc> {
-  const argv = ['--address', address, '--workplan', workPlanId, '--count', String(SUBSCRIBERS), '--after', String(after)];
+async function startWatchers(address: string, workPlanId: string, after: number, prime: () => Promise<void>, batched = false): Promise<ChildProc> {
+  const argv = ['--address', address, '--workplan', workPlanId, '--count', String(SUBSCRIBERS), '--after', String(after), ...(batched ? ['--batched'] : [])];
   const subs = spawnChild([benchScript('watch-subscribers'), ...argv]);
   const ready = subs.nextLine(60_000);
   let settled = false;
@@ -136,20 +141,21 @@ class Rounds {
    * Our writes with SUBSCRIBERS watchers. CPU is read once every watcher has the last event: fan-out that lags behind
    * the writes is still work done for them.
    */
-  async with(): Promise<void> {
+  async with(batched = false): Promise<void> {
     const workPlanId = (await this.api.createWorkPlan({ metadata: { bench: 'watch-fanout' } })).workPlan!.id;
     let k = 0;
-    const subs = await startWatchers(this.server.address, workPlanId, 1, () => this.write(workPlanId, `prime-${k++}`).then(() => undefined));
+    const prime = () => this.write(workPlanId, `prime-${k++}`).then(() => undefined);
+    const subs = await startWatchers(this.server.address, workPlanId, 1, prime, batched);
     try {
       const cpu0 = [cpuOf(this.server.pid), cpuOf(subs.child.pid)];
       const r = await this.runWrites(workPlanId);
       const result = await finishWatchers(subs, (await this.api.getWorkPlan({ id: workPlanId })).workPlan!.version);
       const events = this.calls * EVENTS_PER_WRITE * SUBSCRIBERS;
-      pushDefined(m.serverCpuPerWriteWith, usEach(cpu0[0], cpuOf(this.server.pid), this.calls));
-      pushDefined(m.watcherCpuPerEvent, usEach(cpu0[1], cpuOf(subs.child.pid), events));
-      m.writesWith.push(r.callsPerSec);
-      m.deliveredWith.push(this.calls / (r.seconds + result.catchUpMs / 1000));
-      m.results.push(result);
+      pushDefined(batched ? m.serverCpuPerWriteWithBatched : m.serverCpuPerWriteWith, usEach(cpu0[0], cpuOf(this.server.pid), this.calls));
+      if (!batched) pushDefined(m.watcherCpuPerEvent, usEach(cpu0[1], cpuOf(subs.child.pid), events));
+      (batched ? m.writesWithBatched : m.writesWith).push(r.callsPerSec);
+      (batched ? m.deliveredWithBatched : m.deliveredWith).push(this.calls / (r.seconds + result.catchUpMs / 1000));
+      (batched ? m.resultsBatched : m.results).push(result);
     } finally {
       await subs.stop();
     }
@@ -212,15 +218,22 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number): void 
     m.serverCpuPerWriteWith.length && m.serverCpuPerWriteWithout.length
       ? (median(m.serverCpuPerWriteWith) - median(m.serverCpuPerWriteWithout)) / (EVENTS_PER_WRITE * SUBSCRIBERS)
       : undefined;
-  const mismatched = m.results.reduce((s, r) => s + r.mismatched, 0);
-  const gaps = m.results.reduce((s, r) => s + r.gaps, 0);
+  const perEventBatched =
+    m.serverCpuPerWriteWithBatched.length && m.serverCpuPerWriteWithout.length
+      ? (median(m.serverCpuPerWriteWithBatched) - median(m.serverCpuPerWriteWithout)) / (EVENTS_PER_WRITE * SUBSCRIBERS)
+      : undefined;
+  const allResults = [...m.results, ...m.resultsBatched];
+  const mismatched = allResults.reduce((s, r) => s + r.mismatched, 0);
+  const gaps = allResults.reduce((s, r) => s + r.gaps, 0);
   const ended: Record<string, number> = {};
-  for (const r of m.results) for (const [code, n] of Object.entries(r.ended)) ended[code] = (ended[code] ?? 0) + n;
+  for (const r of allResults) for (const [code, n] of Object.entries(r.ended)) ended[code] = (ended[code] ?? 0) + n;
   const endedText = Object.entries(ended).map(([code, n]) => `${n} ${code}`).join(', ') || 'none';
   const floorBad = m.floorResults.filter((r) => r.mismatched || r.gaps || Object.keys(r.ended).length).length;
   const without = median(m.writesWithout);
   const withSubs = median(m.writesWith);
   const delivered = median(m.deliveredWith);
+  const withBatched = median(m.writesWithBatched);
+  const deliveredBatched = median(m.deliveredWithBatched);
   const floorPerEvent = m.floorServerCpuPerEvent.length ? median(m.floorServerCpuPerEvent) : undefined;
   report(
     {
@@ -229,6 +242,10 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number): void 
         '*WriteNodes calls/s, no watcher': without,
         [`*WriteNodes calls/s, ${SUBSCRIBERS} watchers`]: withSubs,
         [`writes/s delivered to all ${SUBSCRIBERS} watchers (until the last has the last event)`]: delivered,
+        [`*WriteNodes calls/s, ${SUBSCRIBERS} batched watchers (WatchWorkPlanBatched)`]: withBatched,
+        [`writes/s delivered to all ${SUBSCRIBERS} batched watchers`]: deliveredBatched,
+        [`server CPU µs per write, ${SUBSCRIBERS} batched watchers (fan-out included)`]: cpu(m.serverCpuPerWriteWithBatched),
+        '*server CPU µs per event sent to one watcher, ours batched': perEventBatched ?? 'n/a (no /proc)',
         'server CPU µs per write, no watcher': cpu(m.serverCpuPerWriteWithout),
         [`server CPU µs per write, ${SUBSCRIBERS} watchers (fan-out included)`]: cpu(m.serverCpuPerWriteWith),
         '*server CPU µs per event sent to one watcher, ours': perEvent ?? 'n/a (no /proc)',
@@ -249,12 +266,18 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number): void 
       ratios: [
         ratio(`WriteNodes calls/s with ${SUBSCRIBERS} watchers vs none`, withSubs, without, 'calls/s', { target: 0.9 }),
         ratio(`writes/s delivered to ${SUBSCRIBERS} watchers vs WriteNodes calls/s with none`, delivered, without, 'writes/s'),
+        ratio(`WriteNodes calls/s with ${SUBSCRIBERS} batched watchers vs none`, withBatched, without, 'calls/s', { target: 0.9 }),
+        ratio(`writes/s delivered to ${SUBSCRIBERS} batched watchers vs WriteNodes calls/s with none`, deliveredBatched, without, 'writes/s'),
         ...(perEvent !== undefined && floorPerEvent !== undefined
           ? [ratio('server CPU per event sent, ours vs no-op grpc-js streaming', perEvent, floorPerEvent, 'µs', { lowerIsBetter: true })]
           : []),
+        ...(perEventBatched !== undefined && perEventBatched > 0 && floorPerEvent !== undefined
+          ? [ratio('server CPU per event sent, ours batched vs no-op grpc-js streaming (one message per event)', perEventBatched, floorPerEvent, 'µs', { lowerIsBetter: true })]
+          : []),
       ],
       notes: [
-        `Writes: a separate client process, ${CONCURRENCY} calls in flight, each writing one new PLANNED check (${EVENTS_PER_WRITE} node changes, so ${EVENTS_PER_WRITE} events to every watcher); a fresh workplan per round; the server at its default --sync FULL. The three kinds of round (no watcher, ${SUBSCRIBERS} watchers, no-op streaming) take turns.`,
+        `Writes: a separate client process, ${CONCURRENCY} calls in flight, each writing one new PLANNED check (${EVENTS_PER_WRITE} node changes, so ${EVENTS_PER_WRITE} events to every watcher); a fresh workplan per round; the server at its default --sync FULL. The four kinds of round (no watcher, ${SUBSCRIBERS} watchers, ${SUBSCRIBERS} batched watchers, no-op streaming) take turns.`,
+        `Batched watchers: the same, over WatchWorkPlanBatched (the events waiting for a watcher when its stream is written go in one message).`,
         `Watchers: ${SUBSCRIBERS} WatchWorkPlan streams in one separate process, one connection each, resuming after version 1 and live (each has received a priming write) before the timed writes; each counts every node event and checks that versions follow one another.`,
         'The target ratio is the writers\' throughput as the writer sees it. Live events wait in per-watcher queues, so a round of writes can end before the watchers have their events; "writes/s delivered" counts until the last watcher has the last event, the rate the watchers could keep up with for good (beyond it their queues grow until RESOURCE_EXHAUSTED).',
         'CPU figures: utime + stime from /proc of the server / the watcher process (all threads), from the first timed write until every watcher has the last event. The writer, the server and the watcher process share the machine\'s cores, so CPU spent on fan-out is taken from the writes.',
@@ -293,7 +316,7 @@ try {
 
   const rounds = new Rounds(api, server, load, calls);
   const floorState = { last: 1 };
-  const kinds = [() => rounds.with(), () => rounds.without(), () => rounds.floor(noop, floorState)];
+  const kinds = [() => rounds.with(), () => rounds.without(), () => rounds.with(true), () => rounds.floor(noop, floorState)];
   // Rotated order each round, so a drift of the machine hits every kind alike.
   const deadline = Date.now() + ROUNDS_BUDGET_MS;
   let done = 0;

@@ -5,11 +5,17 @@
 //   stdin  {"expect":V}                  the writes are over and V is the workplan's last version
 //   stdout SubscribersResult             once every stream has reached V, or nothing came for `--idle-timeout` ms
 //
-//   node dist/bench/watch-subscribers.js --address HOST:PORT --workplan ID --count N --after A [--idle-timeout MS]
+//   node dist/bench/watch-subscribers.js --address HOST:PORT --workplan ID --count N --after A [--idle-timeout MS] [--batched]
+// With --batched the streams are WatchWorkPlanBatched: the same events, several per message.
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
-import { TurboCIOrchestratorClient, WatchWorkPlanRequest, type WorkPlanEvent } from '../src/gen/turboci/v1/service.js';
+import {
+  TurboCIOrchestratorClient,
+  WatchWorkPlanRequest,
+  type WorkPlanEvent,
+  type WorkPlanEventBatch,
+} from '../src/gen/turboci/v1/service.js';
 
 export interface SubscribersResult {
   readonly subscribers: number;
@@ -37,6 +43,7 @@ const { values } = parseArgs({
     count: { type: 'string' },
     after: { type: 'string' },
     'idle-timeout': { type: 'string', default: '20000' },
+    batched: { type: 'boolean', default: false },
   },
 });
 if (!values.address || !values.workplan || !values.count || !values.after) {
@@ -68,7 +75,7 @@ class Histogram {
 
 interface Watcher {
   readonly client: TurboCIOrchestratorClient;
-  readonly stream: ClientReadableStream<WorkPlanEvent>;
+  readonly stream: ClientReadableStream<WorkPlanEvent | WorkPlanEventBatch>;
   received: number;
   last: number;
   /** The server ended the stream: it will receive nothing more. */
@@ -85,14 +92,19 @@ let onProgress = () => {};
 function watch(): Watcher {
   // A channel of its own (no shared subchannel pool): one connection per watcher, like separate watching clients.
   const client = new TurboCIOrchestratorClient(address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
-  const stream = client.watchWorkPlan(WatchWorkPlanRequest.fromPartial({ workPlanId: values.workplan, afterVersion: after }), new Metadata());
+  const req = WatchWorkPlanRequest.fromPartial({ workPlanId: values.workplan, afterVersion: after });
+  const stream = values.batched ? client.watchWorkPlanBatched(req, new Metadata()) : client.watchWorkPlan(req, new Metadata());
   const w: Watcher = { client, stream, received: 0, last: after, ended: false };
-  stream.on('data', (e: WorkPlanEvent) => {
+  const onEvent = (e: WorkPlanEvent) => {
     if (!e.checkEvent && !e.stageEvent) return; // completions are not node changes
     if (e.version !== w.last + 1) gaps++;
     w.last = e.version;
     w.received++;
     if (e.timestamp) latency.add(Date.now() - e.timestamp.getTime());
+  };
+  stream.on('data', (message: WorkPlanEvent | WorkPlanEventBatch) => {
+    if ('events' in message) message.events.forEach(onEvent);
+    else onEvent(message);
     lastProgress = Date.now();
     onProgress();
   });

@@ -13,6 +13,7 @@ import {
   type TurboCIOrchestratorClient,
   WatchWorkPlanRequest,
   type WorkPlanEvent,
+  type WorkPlanEventBatch,
   type WriteNodesRequest,
 } from '../src/gen/turboci/v1/service.js';
 import { connect, serverPerFile, startServer, tempDir, type ServerProcess } from './support/server.js';
@@ -439,6 +440,47 @@ describe('completion', () => {
     assert.equal(w2.events.length, 1);
     assert.deepEqual(w2.events[0]!.completedEvent, { checksCompleted: 0, stagesCompleted: 1, hasFailures: true });
     await Promise.all([w1.cancel(), w2.cancel()]);
+  });
+});
+
+describe('batched', () => {
+  /** The events of a WatchWorkPlanBatched stream up to `version`, and how many messages carried them. */
+  async function watchBatched(req: DeepPartial<WatchWorkPlanRequest>, version: number): Promise<{ events: WorkPlanEvent[]; messages: number }> {
+    const stream = suite.client.watchWorkPlanBatched(WatchWorkPlanRequest.fromPartial(req as WatchWorkPlanRequest), new Metadata(), {
+      deadline: Date.now() + WAIT_MS,
+    });
+    const events: WorkPlanEvent[] = [];
+    let messages = 0;
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (batch: WorkPlanEventBatch) => {
+        messages++;
+        events.push(...batch.events);
+        if (events.some((e) => e.version >= version && !e.snapshot)) resolve();
+      });
+      stream.on('error', (err: Error) => reject(err));
+    });
+    stream.cancel();
+    return { events, messages };
+  }
+
+  test('WatchWorkPlanBatched sends the same events as WatchWorkPlan, in order, in fewer messages, and resumes the same way', async () => {
+    const id = await newWorkPlan();
+    for (let i = 0; i < 10; i++) {
+      await write({ workPlanId: id, checks: [{ id: `c${i}`, kind: 'k', state: CheckState.CHECK_STATE_PLANNED }], stages: [{ id: `s${i}` }] });
+    }
+    const log = await history(id);
+    const v = await versionOf(id);
+    const all = await watchBatched({ workPlanId: id, afterVersion: 0 }, v);
+    assert.deepEqual(all.events, log, 'from the log: the very events WatchWorkPlan sends');
+    assert.ok(all.messages < all.events.length, `${all.events.length} events came in ${all.messages} messages`);
+
+    const resumeAt = log[Math.floor(log.length / 2)]!.version;
+    const rest = await watchBatched({ workPlanId: id, afterVersion: resumeAt }, v);
+    assert.deepEqual(rest.events, log.filter((e) => e.version > resumeAt), 'resumed after a version: exactly what followed it');
+  });
+
+  test('bad requests fail as WatchWorkPlan does', async () => {
+    await assert.rejects(watchBatched({ workPlanId: 'no-such-workplan' }, 1), (err: { code: status }) => err.code === status.NOT_FOUND);
   });
 });
 

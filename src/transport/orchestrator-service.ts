@@ -15,13 +15,19 @@ import {
   writeNodesRequest,
 } from './validation.js';
 
-/** The generated service, except that WatchWorkPlan writes messages the watch service has already encoded. */
+const preEncoded = (bytes: Buffer): Buffer => bytes;
+
+/** The generated service, except that the watch streams write messages the watch service has already encoded. */
 export const ORCHESTRATOR_DEFINITION = {
   ...TurboCIOrchestratorService,
-  watchWorkPlan: { ...TurboCIOrchestratorService.watchWorkPlan, responseSerialize: (bytes: Buffer): Buffer => bytes },
+  watchWorkPlan: { ...TurboCIOrchestratorService.watchWorkPlan, responseSerialize: preEncoded },
+  watchWorkPlanBatched: { ...TurboCIOrchestratorService.watchWorkPlanBatched, responseSerialize: preEncoded },
 } as const;
 
-export type OrchestratorServer = Omit<TurboCIOrchestratorServer, 'watchWorkPlan'> & { watchWorkPlan: (call: WatchCall) => void };
+export type OrchestratorServer = Omit<TurboCIOrchestratorServer, 'watchWorkPlan' | 'watchWorkPlanBatched'> & {
+  watchWorkPlan: (call: WatchCall) => void;
+  watchWorkPlanBatched: (call: WatchCall) => void;
+};
 
 export function orchestratorService(
   app: Orchestrator,
@@ -61,5 +67,6 @@ export function orchestratorService(
     }),
     ...runnerHandlers(runners, unary),
     watchWorkPlan: watch.handler,
+    watchWorkPlanBatched: watch.batchedHandler,
   };
 }

@@ -10,7 +10,7 @@ import type { WatchWorkPlanRequest } from '../gen/turboci/v1/service.js';
 import type { Logger } from '../logging.js';
 import { toServiceError } from './errors.js';
 import { parseRequest } from './validation.js';
-import { watchItemToBytes } from './watch-to-proto.js';
+import { batchFrame, watchItemToBytes } from './watch-to-proto.js';
 import { watchWorkPlanRequest } from './watch-validation.js';
 
 export interface WatchServiceOptions {
@@ -20,6 +20,9 @@ export interface WatchServiceOptions {
 
 /** Messages are written pre-encoded (see watchItemToBytes and ORCHESTRATOR_DEFINITION). */
 export type WatchCall = ServerWritableStream<WatchWorkPlanRequest, Buffer>;
+
+/** The most events WatchWorkPlanBatched puts in one message. */
+export const MAX_BATCH_EVENTS = 512;
 
 const END_CODE: Record<WatchEnd['reason'], status> = {
   overflow: status.RESOURCE_EXHAUSTED,
@@ -57,11 +60,17 @@ export class WatchService {
     this.hub.closeAll({ reason: 'shutdown', message: 'server shutting down' });
   }
 
-  readonly handler = (call: WatchCall): void => {
+  /** WatchWorkPlan: one message per event. */
+  readonly handler = (call: WatchCall): void => this.serve(call, false);
+
+  /** WatchWorkPlanBatched: the same events, as many as are waiting (up to MAX_BATCH_EVENTS) in each message. */
+  readonly batchedHandler = (call: WatchCall): void => this.serve(call, true);
+
+  private serve(call: WatchCall, batched: boolean): void {
     const started = process.hrtime.bigint();
     const header = call.metadata.get('x-request-id')[0];
     const requestId = (typeof header === 'string' && header) || randomUUID();
-    const line = { method: 'WatchWorkPlan', workPlanId: call.request.workPlanId, requestId };
+    const line = { method: batched ? 'WatchWorkPlanBatched' : 'WatchWorkPlan', workPlanId: call.request.workPlanId, requestId };
     let finished = false;
     let sub: WatchSubscription | undefined;
     let waitingForDrain = false;
@@ -85,7 +94,17 @@ export class WatchService {
       try {
         for (let item = sub.next(); item; item = sub.next()) {
           let ok = true;
-          for (const message of watchItemToBytes(sub.workPlanId, item)) ok = call.write(message);
+          if (batched) {
+            // Everything waiting now goes in one message; events are encoded once for every watcher either way.
+            const events = watchItemToBytes(sub.workPlanId, item);
+            for (let more = events.length < MAX_BATCH_EVENTS ? sub.next() : undefined; more; ) {
+              events.push(...watchItemToBytes(sub.workPlanId, more));
+              more = events.length < MAX_BATCH_EVENTS ? sub.next() : undefined;
+            }
+            ok = call.write(batchFrame(events));
+          } else {
+            for (const message of watchItemToBytes(sub.workPlanId, item)) ok = call.write(message);
+          }
           if (!ok) {
             waitingForDrain = true;
             call.once('drain', () => {
@@ -145,5 +164,5 @@ export class WatchService {
       wake();
     };
     this.app.afterFlush(open);
-  };
+  }
 }

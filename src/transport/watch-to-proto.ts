@@ -52,8 +52,30 @@ const encoded = new WeakMap<NodeChange | Completion, Buffer>();
 export function watchItemToBytes(workPlanId: string, item: WatchItem): Buffer[] {
   const shared = !item.snapshot ? [item.change, item.completed].filter((x): x is NodeChange | Completion => x !== null) : [];
   const cached = shared.map((x) => encoded.get(x));
-  if (shared.length > 0 && cached.every((b) => b !== undefined)) return cached as Buffer[];
+  if (shared.length > 0 && cached.every((b) => b !== undefined)) return [...(cached as Buffer[])];
   const bytes = watchItemToProto(workPlanId, item).map((m) => Buffer.from(WorkPlanEvent.encode(m).finish()));
   shared.forEach((x, i) => encoded.set(x, bytes[i]!));
   return bytes;
+}
+
+/**
+ * A WorkPlanEventBatch made of already encoded WorkPlanEvents: each is field 1 (length-delimited) of the batch, so
+ * the shared bytes of every event are framed, not encoded again.
+ */
+export function batchFrame(events: readonly Buffer[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const e of events) parts.push(FIELD_1_LEN, varint(e.length), e);
+  return Buffer.concat(parts);
+}
+
+const FIELD_1_LEN = Buffer.from([0x0a]); // field 1, wire type 2
+
+function varint(n: number): Buffer {
+  const bytes: number[] = [];
+  while (n > 0x7f) {
+    bytes.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  bytes.push(n);
+  return Buffer.from(bytes);
 }

@@ -198,6 +198,11 @@ export interface WorkPlanEvent {
   snapshot: boolean;
 }
 
+/** Extension: the message of WatchWorkPlanBatched. */
+export interface WorkPlanEventBatch {
+  events: WorkPlanEvent[];
+}
+
 export interface CheckEvent {
   checkId: string;
   oldState: CheckState;
@@ -2779,6 +2784,75 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
   },
 };
 
+function createBaseWorkPlanEventBatch(): WorkPlanEventBatch {
+  return { events: [] };
+}
+
+export const WorkPlanEventBatch: MessageFns<WorkPlanEventBatch> = {
+  encode(message: WorkPlanEventBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      WorkPlanEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkPlanEventBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkPlanEventBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(WorkPlanEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkPlanEventBatch {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => WorkPlanEvent.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: WorkPlanEventBatch): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => WorkPlanEvent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkPlanEventBatch>, I>>(base?: I): WorkPlanEventBatch {
+    return WorkPlanEventBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkPlanEventBatch>, I>>(object: I): WorkPlanEventBatch {
+    const message = createBaseWorkPlanEventBatch();
+    message.events = object.events?.map((e) => WorkPlanEvent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseCheckEvent(): CheckEvent {
   return { checkId: "", oldState: 0, newState: 0, check: undefined };
 }
@@ -3255,6 +3329,20 @@ export const TurboCIOrchestratorService = {
     responseSerialize: (value: WorkPlanEvent): Buffer => Buffer.from(WorkPlanEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): WorkPlanEvent => WorkPlanEvent.decode(value),
   },
+  /**
+   * Extension: WatchWorkPlan with several events per message. The same events in the same order, with the same
+   * versions, filters, resume (after_version) and slow-consumer rule; a message holds whatever was waiting when it
+   * was written (at most 512 events), so a busy watcher gets fewer, larger messages.
+   */
+  watchWorkPlanBatched: {
+    path: "/turboci.v1.TurboCIOrchestrator/WatchWorkPlanBatched" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchWorkPlanRequest): Buffer => Buffer.from(WatchWorkPlanRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchWorkPlanRequest => WatchWorkPlanRequest.decode(value),
+    responseSerialize: (value: WorkPlanEventBatch): Buffer => Buffer.from(WorkPlanEventBatch.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WorkPlanEventBatch => WorkPlanEventBatch.decode(value),
+  },
 } as const;
 
 export interface TurboCIOrchestratorServer extends UntypedServiceImplementation {
@@ -3268,6 +3356,12 @@ export interface TurboCIOrchestratorServer extends UntypedServiceImplementation 
   updateStageExecution: handleUnaryCall<UpdateStageExecutionRequest, UpdateStageExecutionResponse>;
   completeStageExecution: handleUnaryCall<CompleteStageExecutionRequest, CompleteStageExecutionResponse>;
   watchWorkPlan: handleServerStreamingCall<WatchWorkPlanRequest, WorkPlanEvent>;
+  /**
+   * Extension: WatchWorkPlan with several events per message. The same events in the same order, with the same
+   * versions, filters, resume (after_version) and slow-consumer rule; a message holds whatever was waiting when it
+   * was written (at most 512 events), so a busy watcher gets fewer, larger messages.
+   */
+  watchWorkPlanBatched: handleServerStreamingCall<WatchWorkPlanRequest, WorkPlanEventBatch>;
 }
 
 export interface TurboCIOrchestratorClient extends Client {
@@ -3412,6 +3506,20 @@ export interface TurboCIOrchestratorClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WorkPlanEvent>;
+  /**
+   * Extension: WatchWorkPlan with several events per message. The same events in the same order, with the same
+   * versions, filters, resume (after_version) and slow-consumer rule; a message holds whatever was waiting when it
+   * was written (at most 512 events), so a busy watcher gets fewer, larger messages.
+   */
+  watchWorkPlanBatched(
+    request: WatchWorkPlanRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WorkPlanEventBatch>;
+  watchWorkPlanBatched(
+    request: WatchWorkPlanRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WorkPlanEventBatch>;
 }
 
 export const TurboCIOrchestratorClient = makeGenericClientConstructor(
