@@ -3,7 +3,7 @@
 // (or a replay) knows exactly what was queued and in flight.
 import type { RecordedEvent } from '../src/domain/events.js';
 import { isTerminalAttempt, type ExecutionMode } from '../src/domain/model.js';
-import type { Projection } from './projection.js';
+import type { SnapshotProjection } from './projection.js';
 import type { WorkPlanLookup } from './workplans.js';
 
 export interface QueuedAttempt {
@@ -24,7 +24,7 @@ export interface ExecutionRef {
   readonly deadline: number;
 }
 
-export class ExecutionIndex implements Projection {
+export class ExecutionIndex implements SnapshotProjection {
   readonly name = 'executions';
   readonly handles = ['StageAttemptCreated', 'StageAttemptDispatchDeclined', 'StageAttemptDispatched', 'StageAttemptStateChanged'] as const;
 
@@ -36,6 +36,13 @@ export class ExecutionIndex implements Projection {
   private readonly executions = new Map<string, ExecutionRef>();
   private readonly inFlightIds = new Set<string>();
   private readonly loads = new Map<string, number>();
+
+  snapshot(): unknown {
+    return { queues: this.queues, executions: this.executions, inFlightIds: this.inFlightIds, loads: this.loads };
+  }
+  restore(state: unknown): void {
+    Object.assign(this, state);
+  }
 
   queue(runnerType: string): IterableIterator<QueuedAttempt> {
     return (this.queues.get(runnerType) ?? new Map<string, QueuedAttempt>()).values();

@@ -3,7 +3,7 @@
 // events, so a restart (or a replay) knows exactly what is offerable and what is leased.
 import type { RecordedEvent } from '../src/domain/events.js';
 import { isTerminalAttempt, type JsonObject } from '../src/domain/model.js';
-import type { Projection } from './projection.js';
+import type { SnapshotProjection } from './projection.js';
 import type { WorkPlanLookup } from './workplans.js';
 
 export interface OfferableAttempt {
@@ -36,7 +36,7 @@ export interface LeaseRef {
 /** Offerable attempts of one runner type in one workplan, per priority, each in position order (oldest first). */
 type PlanQueue = Map<number, Map<string, OfferableAttempt>>;
 
-export class LeaseIndex implements Projection {
+export class LeaseIndex implements SnapshotProjection {
   readonly name = 'leases';
   readonly handles = ['StageAttemptCreated', 'StageAttemptDispatchDeclined', 'StageAttemptLeased', 'StageAttemptLeaseExtended', 'StageAttemptStateChanged'] as const;
 
@@ -49,6 +49,13 @@ export class LeaseIndex implements Projection {
   private readonly byToken = new Map<string, LeaseRef>();
   private readonly active = new Map<string, LeaseRef>();
   private readonly activePerType = new Map<string, Map<string, number>>();
+
+  snapshot(): unknown {
+    return { offerable: this.offerable, queues: this.queues, byToken: this.byToken, active: this.active, activePerType: this.activePerType };
+  }
+  restore(state: unknown): void {
+    Object.assign(this, state);
+  }
 
   offerableOf(runnerType: string): IterableIterator<OfferableAttempt> {
     return (this.offerable.get(runnerType) ?? new Map<string, OfferableAttempt>()).values();

@@ -9,6 +9,15 @@ export interface Projection {
   fold(rec: RecordedEvent): void;
 }
 
+/**
+ * A projection whose state can be saved in a read-model snapshot (projections/snapshot.ts) and taken back: plain
+ * data (Maps, Sets, arrays, objects; objects shared between its indexes stay shared through the round trip).
+ */
+export interface SnapshotProjection extends Projection {
+  snapshot(): unknown;
+  restore(state: unknown): void;
+}
+
 /** Folds `batch` into `projection`, skipping the event types it does not handle. */
 export function foldBatch(projection: Projection, handles: ReadonlySet<EventType>, batch: readonly RecordedEvent[]): void {
   for (const rec of batch) if (handles.has(rec.event.type)) projection.fold(rec);

@@ -5,7 +5,7 @@ import { Subscription, type Observable } from 'rxjs';
 import type { EventType, RecordedEvent } from '../src/domain/events.js';
 import { ExecutionIndex } from './executions.js';
 import { LeaseIndex } from './leases.js';
-import { foldBatch, type Projection } from './projection.js';
+import { foldBatch, type SnapshotProjection } from './projection.js';
 import { RunnerRegistry } from './runner-registry.js';
 import type { WorkPlanModel } from './workplan-model.js';
 import { WorkPlanModels } from './workplans.js';
@@ -16,9 +16,11 @@ export class ReadModels {
   readonly executions = new ExecutionIndex(this.workplans);
   readonly leases = new LeaseIndex(this.workplans);
   /** In fold order: the indexes read a workplan's model after it folded the event. */
-  readonly all: readonly Projection[] = [this.workplans, this.runners, this.executions, this.leases];
+  readonly all: readonly SnapshotProjection[] = [this.workplans, this.runners, this.executions, this.leases];
+  /** The global position of the last event folded (0 before any). */
+  position = 0;
 
-  private readonly byType = new Map<EventType, Projection[]>();
+  private readonly byType = new Map<EventType, SnapshotProjection[]>();
 
   constructor() {
     for (const p of this.all) {
@@ -41,6 +43,23 @@ export class ReadModels {
   /** Folds one event into every projection that handles it, in order. */
   apply(rec: RecordedEvent): void {
     for (const p of this.byType.get(rec.event.type) ?? []) p.fold(rec);
+    this.position = rec.position;
+  }
+
+  /** Every projection's state as of `position`, keyed by name: what a snapshot holds. */
+  snapshot(): { position: number; projections: Record<string, unknown> } {
+    return { position: this.position, projections: Object.fromEntries(this.all.map((p) => [p.name, p.snapshot()])) };
+  }
+
+  /** Read models as a snapshot saved them; fold the log after `position` to bring them up to date. */
+  static restore(saved: { position: number; projections: Record<string, unknown> }): ReadModels {
+    const models = new ReadModels();
+    for (const p of models.all) {
+      if (!(p.name in saved.projections)) throw new Error(`the snapshot has no state for projection "${p.name}"`);
+      p.restore(saved.projections[p.name]);
+    }
+    models.position = saved.position;
+    return models;
   }
 
   /**
@@ -53,6 +72,7 @@ export class ReadModels {
       const handles = new Set(p.handles);
       all.add(batches$.subscribe((batch) => foldBatch(p, handles, batch)));
     }
+    all.add(batches$.subscribe((batch) => (this.position = batch[batch.length - 1]!.position)));
     return all;
   }
 

@@ -1,15 +1,22 @@
 import { RUNNER_EVENT_TYPES, type RecordedEvent } from '../src/domain/events.js';
-import type { Projection } from './projection.js';
+import type { SnapshotProjection } from './projection.js';
 import type { RunnerRegistration } from '../src/domain/model.js';
 
 /** Live runner registrations, folded from the registry stream. */
-export class RunnerRegistry implements Projection {
+export class RunnerRegistry implements SnapshotProjection {
   readonly name = 'runners';
   readonly handles = RUNNER_EVENT_TYPES;
   private readonly live = new Map<string, RunnerRegistration>();
   private readonly byRunnerId = new Map<string, string>();
   /** Version of the registry stream (for appends with an expected version). */
   version = 0;
+
+  snapshot(): unknown {
+    return { live: this.live, byRunnerId: this.byRunnerId, version: this.version };
+  }
+  restore(state: unknown): void {
+    Object.assign(this, state);
+  }
 
   registration(registrationId: string): RunnerRegistration | undefined {
     return this.live.get(registrationId);

@@ -3,7 +3,7 @@
 // version each client request appended (for idempotent retries).
 import { WORKPLAN_EVENT_TYPES, type RecordedEvent } from '../src/domain/events.js';
 import { evolve, evolveWorkPlan } from '../src/domain/evolve.js';
-import type { Projection } from './projection.js';
+import type { SnapshotProjection } from './projection.js';
 import { WorkPlanModel } from './workplan-model.js';
 
 /** Read access to the workplan models, for the projections that fold after them. */
@@ -11,10 +11,18 @@ export interface WorkPlanLookup {
   workplan(id: string): WorkPlanModel | undefined;
 }
 
-export class WorkPlanModels implements Projection, WorkPlanLookup {
+export class WorkPlanModels implements SnapshotProjection, WorkPlanLookup {
   readonly name = 'workplans';
   readonly handles = WORKPLAN_EVENT_TYPES;
   private readonly models = new Map<string, WorkPlanModel>();
+
+  snapshot(): unknown {
+    return this.models;
+  }
+  /** The models come back as plain objects: they get their class again. */
+  restore(state: unknown): void {
+    for (const [id, model] of state as Map<string, WorkPlanModel>) this.models.set(id, Object.setPrototypeOf(model, WorkPlanModel.prototype) as WorkPlanModel);
+  }
 
   workplan(id: string): WorkPlanModel | undefined {
     return this.models.get(id);

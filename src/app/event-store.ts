@@ -49,6 +49,8 @@ export interface EventStore {
   readStream(streamId: string, range?: { afterVersion?: number; toVersion?: number }): IterableIterator<RecordedEvent>;
   /** Every event after a global position, in commit order. */
   readAll(afterPosition?: number): IterableIterator<RecordedEvent>;
+  /** The event at a global position, if there is one. */
+  eventAt(position: number): RecordedEvent | undefined;
   /** Matching events: in stream order for one workplan, in commit (position) order otherwise. */
   readFiltered(filter: EventFilter): IterableIterator<LoggedEvent>;
   /** Workplan streams (those that start with WorkPlanCreated) and their versions, in creation order. */

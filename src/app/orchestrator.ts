@@ -60,9 +60,9 @@ export class Orchestrator {
     if (store.groupCommit) this.subscription.add(this.bus.batches$.pipe(coalescePerTurn()).subscribe(() => this.flush()));
   }
 
-  /** Rebuilds every read model from the log, then serves. */
-  static open(store: EventStore, config: Partial<OrchestratorConfig> = {}): Orchestrator {
-    return new Orchestrator(store, ReadModels.replay(store.readAll()), { ...DEFAULT_CONFIG, ...config });
+  /** Serves on `models` (see loadReadModels: a snapshot plus the log's tail), or rebuilds them from the whole log. */
+  static open(store: EventStore, config: Partial<OrchestratorConfig> = {}, models?: ReadModels): Orchestrator {
+    return new Orchestrator(store, models ?? ReadModels.replay(store.readAll()), { ...DEFAULT_CONFIG, ...config });
   }
 
   close(): void {

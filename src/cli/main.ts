@@ -5,6 +5,7 @@ import { importCommand } from './import.js';
 import { replay } from './replay.js';
 import { runner } from './runner.js';
 import { serve } from './serve.js';
+import { snapshotCommand } from './snapshot.js';
 import { verify } from './verify.js';
 import { UsageError } from './usage-error.js';
 
@@ -23,6 +24,7 @@ Event log tools (read a database file read-only, safe while a server runs; most 
   verify    replay the whole log and compare with a server's read models or a snapshot; exit 1 on a difference
   export    write a workplan's events as NDJSON (move it to another server, attach it to a bug report)
   import    append an exported workplan to a database, identical to the original
+  snapshot  write the read-model snapshot of a database now, so that a start replays only the log after it
 
 Run "turboci <command> --help" for a command's options and examples.`;
 
@@ -35,6 +37,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   verify,
   export: exportCommand,
   import: importCommand,
+  snapshot: snapshotCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -4,17 +4,21 @@ import { Orchestrator } from '../app/orchestrator.js';
 import { PullService } from '../app/pull-service.js';
 import { Reaper } from '../app/reaper.js';
 import { RunnerService } from '../app/runner-service.js';
+import { loadReadModels, SnapshotScheduler } from '../app/snapshots.js';
 import { GrpcRunnerTransport } from '../infra/grpc-runner-transport.js';
+import { SnapshotFile, snapshotPathFor } from '../infra/snapshot-file.js';
 import { SqliteEventStore } from '../infra/sqlite-event-store.js';
 import { createLogger } from '../logging.js';
 import { startServer } from '../transport/server.js';
+import { snapshotInWorker } from './snapshot.js';
 import { UsageError } from './usage-error.js';
 
 export const SERVE_HELP = `Usage: turboci serve [options]
 
 Starts the TurboCI-Lite gRPC server (TurboCIOrchestrator, grpc.health.v1.Health, server reflection) on an
-append-only SQLite event log. On start it rebuilds every read model from the log; on SIGTERM or SIGINT it stops
-taking calls, lets running ones finish and closes the database.
+append-only SQLite event log. On start it rebuilds every read model from the log (from the read-model snapshot
+PATH.snapshot and the events after it, when there is a usable one); on SIGTERM or SIGINT it stops taking calls,
+lets running ones finish and closes the database.
 
 Options (each has an environment variable; the flag wins):
   --port N           port to listen on; 0 picks a free one            TURBOCI_PORT       (default 50051)
@@ -28,6 +32,8 @@ Options (each has an environment variable; the flag wins):
                      waiting before RESOURCE_EXHAUSTED                 TURBOCI_WATCH_BUFFER (default 10000)
   --attempt-timeout S  seconds a dispatched attempt may run unless its
                      stage sets attempt_timeout_seconds             TURBOCI_ATTEMPT_TIMEOUT (default 600)
+  --snapshot-every N  write the read-model snapshot (PATH.snapshot) in the
+                     background every N events; 0 = no snapshots    TURBOCI_SNAPSHOT_EVERY (default 100000)
   --advertise-address HOST:PORT
                      address async runners call back (callback_address) TURBOCI_ADVERTISE_ADDRESS
                                                                        (default: the bound address)
@@ -66,6 +72,7 @@ export async function serve(argv: string[]): Promise<number> {
       'heartbeat-interval': { type: 'string' },
       'pickup-timeout': { type: 'string' },
       'retry-backoff': { type: 'string' },
+      'snapshot-every': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -80,6 +87,7 @@ export async function serve(argv: string[]): Promise<number> {
   const attemptTimeout = integer('--attempt-timeout', values['attempt-timeout'] ?? env.TURBOCI_ATTEMPT_TIMEOUT ?? '600', 1, 7 * 24 * 3600);
   const heartbeatInterval = integer('--heartbeat-interval', values['heartbeat-interval'] ?? env.TURBOCI_HEARTBEAT_INTERVAL ?? '10000', 100, 3600_000);
   const pickupTimeout = integer('--pickup-timeout', values['pickup-timeout'] ?? env.TURBOCI_PICKUP_TIMEOUT ?? '0', 0, 7 * 24 * 3600_000);
+  const snapshotEvery = integer('--snapshot-every', values['snapshot-every'] ?? env.TURBOCI_SNAPSHOT_EVERY ?? '100000', 0, 1_000_000_000);
   const retryBackoff = integer('--retry-backoff', values['retry-backoff'] ?? env.TURBOCI_RETRY_BACKOFF ?? '0', 0, 7 * 24 * 3600_000);
   const limitSpecs = values['runner-limit'] ?? (env.TURBOCI_RUNNER_LIMITS ? env.TURBOCI_RUNNER_LIMITS.split(',') : []);
   const limits = new Map<string, number>();
@@ -107,10 +115,30 @@ export async function serve(argv: string[]): Promise<number> {
     log.fatal({ err }, 'fatal error; exiting (a restart rebuilds every read model from the log)');
     process.exit(1);
   });
-  const store = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true });
+  // Rows already in the current schema are the server's own: only upcast rows are validated again on start.
+  const store = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true, validate: 'upcast' });
   const startedAt = Date.now();
-  const app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts });
-  log.info({ db: dbPath, workplans: [...app.models.workplanIds()].length, rebuildMs: Date.now() - startedAt }, 'read models rebuilt from the log');
+  const snapshotFile = snapshotEvery > 0 ? new SnapshotFile(snapshotPathFor(dbPath)) : null;
+  const loaded = loadReadModels(store, snapshotFile);
+  if (loaded.ignored) log.warn({ why: loaded.ignored }, 'snapshot ignored; the whole log was replayed');
+  const app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts }, loaded.models);
+  log.info(
+    {
+      db: dbPath,
+      workplans: [...app.models.workplanIds()].length,
+      rebuildMs: Date.now() - startedAt,
+      fromSnapshotPosition: loaded.fromPosition,
+      eventsReplayed: loaded.tailEvents,
+    },
+    'read models rebuilt from the log',
+  );
+  const snapshots = new SnapshotScheduler(
+    snapshotEvery,
+    () => snapshotInWorker(dbPath).then((r) => log.info({ ...r, snapshot: snapshotPathFor(dbPath) }, 'snapshot written')),
+    (err) => log.warn({ err }, 'snapshot failed; the next one will try again'),
+    loaded.tailEvents,
+  );
+  snapshots.start(app.bus.durable$);
   const runners = new RunnerService(app);
   const pull = new PullService(app, log, {
     limits,
@@ -145,6 +173,7 @@ export async function serve(argv: string[]): Promise<number> {
   await server.shutdown();
   reaper.stop();
   dispatcher.stop();
+  snapshots.stop();
   app.close();
   store.close();
   log.info('stopped');

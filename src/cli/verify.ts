@@ -4,6 +4,7 @@ import { ReadModels } from '../../projections/read-models.js';
 import type { WorkPlanModel } from '../../projections/workplan-model.js';
 import { canonicalJson, digestReadModel, jsonDifferences } from '../app/eventlog/digest.js';
 import { replayWorkPlan } from '../app/eventlog/replay.js';
+import { readSnapshot as readModelSnapshot, snapshotPathFor } from '../infra/snapshot-file.js';
 import { command, out } from './log-args.js';
 import { CliError, FileLog, ServerLog } from './log-source.js';
 import { stateJson } from './replay.js';
@@ -20,6 +21,9 @@ Replays the whole log through the projections (the code the server folds read mo
     ids); each is compared with the replay at the same version, so a server that keeps writing is not a
     difference. A workplan the server does not hold, or holds behind the log (events written behind its back),
     is one. For a mismatch the server's state is fetched and the differing fields are shown.
+  - the read-model snapshot beside the log (FILE.snapshot, written by "turboci serve" and "turboci snapshot"),
+    when there is one: every projection it holds equals the replay at its position. One the server would ignore
+    (damaged, of another schema) is reported on stderr, not as a difference: a start replays the whole log then.
   - with --snapshot: a persisted projection, as written by "turboci replay --json" (one workplan per line, each
     at its own version), equals the replay at that version.
 
@@ -96,6 +100,12 @@ export const verify = command(async (argv) => {
     const atSnapshot = new Map<SnapshotEntry, string>();
     for (const s of snapshots) capture(s.id, s.version, (m) => atSnapshot.set(s, canonicalJson(stateJson(m))));
 
+    // The read-model snapshot: every projection compared with the replay when it reaches the snapshot's position.
+    const modelSnapshot = readModelSnapshot(snapshotPathFor(dbPath));
+    if (modelSnapshot.kind === 'unusable') console.error(`turboci: warning: ${modelSnapshot.why}; a server would ignore it and replay the whole log`);
+    const saved = modelSnapshot.kind === 'ok' ? { header: modelSnapshot.header, models: ReadModels.restore(modelSnapshot.state as Parameters<typeof ReadModels.restore>[0]) } : undefined;
+    let snapshotCompared = false;
+
     const total = file.count();
     const bar = progressBar(total, values.progress ?? (!values['no-progress'] && process.stderr.isTTY === true && total >= 10_000));
     const models = new ReplayState();
@@ -104,6 +114,12 @@ export const verify = command(async (argv) => {
       for (const rec of file.eventsSync({})) {
         const gap = models.apply(rec);
         if (gap) differences.push({ workPlanId: rec.streamId, against: 'log', version: rec.version, details: [gap] });
+        if (saved && rec.position === saved.header.position && rec.streamId === saved.header.streamId && rec.version === saved.header.version) {
+          snapshotCompared = true;
+          compared++;
+          const details = compareModels(models.models, saved.models);
+          if (details.length) differences.push({ workPlanId: '', against: `read-model snapshot ${snapshotPathFor(dbPath)}`, version: null, details });
+        }
         const take = captures.get(rec.streamId)?.get(rec.version);
         const model = models.models.workplan(rec.streamId);
         if (take && model) take(model);
@@ -116,6 +132,10 @@ export const verify = command(async (argv) => {
       return report(values.json ?? false, n, 0, compared, differences);
     }
     bar.done(n);
+    if (saved && !snapshotCompared) {
+      const h = saved.header;
+      console.error(`turboci: warning: ${snapshotPathFor(dbPath)} is at position ${h.position} (${h.streamId} v${h.version}), which is not in this log; a server would ignore it`);
+    }
     const logIds = [...models.models.workplanIds()];
 
     // 3. The server: every workplan it held, at the version it held it.
@@ -256,4 +276,17 @@ function progressBar(total: number, show: boolean): { tick(n: number): void; don
   };
   draw(0);
   return { tick: draw, done: (n) => (draw(n), process.stderr.write('\n')) };
+}
+
+/** Where two sets of read models differ, projection by projection (canonical JSON, first differences). */
+function compareModels(replayed: ReadModels, snapshot: ReadModels): string[] {
+  const mine = replayed.snapshot().projections;
+  const theirs = snapshot.snapshot().projections;
+  const out: string[] = [];
+  for (const name of Object.keys(mine)) {
+    const a = canonicalJson(mine[name]);
+    const b = canonicalJson(theirs[name]);
+    if (a !== b) out.push(...jsonDifferences(JSON.parse(a), JSON.parse(b), 5).map((d) => `${name}: ${d}   (log → snapshot)`));
+  }
+  return out;
 }

@@ -10,7 +10,7 @@ import {
   type LoggedEvent,
   type StreamSummary,
 } from '../app/event-store.js';
-import { decodeEvent, encodeEvent, type StoredEventRow } from './event-codec.js';
+import { decodeEvent, encodeEvent, UPCASTERS, type StoredEventRow, type Validation } from './event-codec.js';
 
 /** The events table, its index and the triggers that make it append-only. */
 export const EVENTS_SCHEMA = `
@@ -52,6 +52,8 @@ export interface SqliteEventStoreOptions {
    * of a turn of the event loop instead of one each. The server uses it; until flush(), nothing is durable.
    */
   readonly groupCommit?: boolean;
+  /** What reads validate with zod: every row (default), or only rows that had to be upcast (see decodeEvent). */
+  readonly validate?: Validation;
 }
 
 export class SqliteEventStore implements EventStore {
@@ -63,12 +65,14 @@ export class SqliteEventStore implements EventStore {
   >;
 
   readonly groupCommit: boolean;
+  private readonly validate: Validation;
 
   constructor(
     readonly path: string,
     options: SqliteEventStoreOptions = {},
   ) {
     this.groupCommit = options.groupCommit ?? false;
+    this.validate = options.validate ?? 'all';
     this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     this.db.pragma('busy_timeout = 5000');
     if (!options.readonly) {
@@ -116,14 +120,14 @@ export class SqliteEventStore implements EventStore {
     const rows = this.db
       .prepare('SELECT * FROM events WHERE stream_id = ? AND version > ? AND version <= ? ORDER BY version')
       .iterate(streamId, range.afterVersion ?? 0, range.toVersion ?? Number.MAX_SAFE_INTEGER) as IterableIterator<EventRow>;
-    for (const row of rows) yield toRecorded(row);
+    for (const row of rows) yield toRecorded(row, this.validate);
   }
 
   *readAll(afterPosition = 0): IterableIterator<RecordedEvent> {
     const rows = this.db
       .prepare('SELECT * FROM events WHERE position > ? ORDER BY position')
       .iterate(afterPosition) as IterableIterator<EventRow>;
-    for (const row of rows) yield toRecorded(row);
+    for (const row of rows) yield toRecorded(row, this.validate);
   }
 
   *readFiltered(f: EventFilter): IterableIterator<LoggedEvent> {
@@ -145,9 +149,14 @@ export class SqliteEventStore implements EventStore {
       f.workPlanId !== undefined ? 'version' : 'position'
     }`;
     for (const row of this.db.prepare(sql).iterate(...args) as IterableIterator<EventRow>) {
-      const rec: LoggedEvent = { ...toRecorded(row), storedSchemaVersion: row.schema_version };
+      const rec: LoggedEvent = { ...toRecorded(row, this.validate), storedSchemaVersion: row.schema_version };
       if (f.node === undefined || matchesNode(rec, f.node)) yield rec;
     }
+  }
+
+  eventAt(position: number): RecordedEvent | undefined {
+    const row = this.db.prepare('SELECT * FROM events WHERE position = ?').get(position) as EventRow | undefined;
+    return row && toRecorded(row, this.validate);
   }
 
   workPlans(): StreamSummary[] {
@@ -190,10 +199,10 @@ export class SqliteEventStore implements EventStore {
 }
 
 /** A row as a recorded event; a row that cannot be decoded is named by its position and stream. */
-function toRecorded(row: EventRow): RecordedEvent {
+function toRecorded(row: EventRow, validate: Validation): RecordedEvent {
   let event;
   try {
-    event = decodeEvent(row);
+    event = decodeEvent(row, UPCASTERS, validate);
   } catch (err) {
     throw new Error(`event at position ${row.position} (${row.stream_id} v${row.version}, ${row.type}) cannot be read: ${(err as Error).message}`);
   }

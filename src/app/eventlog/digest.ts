@@ -4,13 +4,15 @@ import type { WorkPlanModel } from '../../../projections/workplan-model.js';
 import { nodeKey, type NodeKey } from '../../domain/model.js';
 import { diff, isPlainObject } from './describe.js';
 
-/** JSON with object keys sorted at every level and undefined dropped: equal values give equal strings. */
+/** JSON with object keys sorted at every level, Maps and Sets as arrays, undefined dropped: equal values give equal strings. */
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(sortKeys(value));
 }
 
 function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);
+  if (v instanceof Map) return [...v].map(([k, x]) => [k, sortKeys(x)]);
+  if (v instanceof Set) return [...v].map(sortKeys);
   if (isPlainObject(v)) {
     const out: Record<string, unknown> = {};
     for (const k of Object.keys(v).sort()) if (v[k] !== undefined) out[k] = sortKeys(v[k]);
