@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { Orchestrator } from '../src/app/orchestrator.js';
 import { SqliteEventStore } from '../src/infra/sqlite-event-store.js';
+import { snapshotOnce } from '../src/cli/snapshot.js';
 import { startServer, tempDir } from '../test/support/server.js';
 import { benchArgs, median, ratio, report, sideBySide, timed } from './harness.js';
 import { driveWorkPlan, prng, SHAPES } from './scaling-workload.js';
@@ -82,8 +83,9 @@ interface Restart {
   readonly peakRssBytes: number;
 }
 
-async function restartServer(dbPath: string): Promise<Restart> {
-  const { ms: listenMs, value: server } = await timed(() => startServer(dbPath));
+/** With `snapshot` the server starts from the read-model snapshot beside the log; without, it replays the whole log. */
+async function restartServer(dbPath: string, snapshot: boolean): Promise<Restart> {
+  const { ms: listenMs, value: server } = await timed(() => startServer(dbPath, snapshot ? ['--snapshot-every', '1000000000'] : ['--snapshot-every', '0']));
   try {
     const rebuilt = await server.waitForLog((l) => l.msg === 'read models rebuilt from the log');
     return { listenMs, rebuildMs: Number(rebuilt.rebuildMs), peakRssBytes: peakRss(server.child.pid) };
@@ -117,7 +119,7 @@ async function main(): Promise<void> {
     const sides = await sideBySide(
       ROUNDS,
       async () => {
-        const r = await restartServer(dbPath);
+        const r = await restartServer(dbPath, false);
         restarts.push(r);
         return r.rebuildMs;
       },
@@ -128,6 +130,20 @@ async function main(): Promise<void> {
       },
     );
     const listenMs = median(restarts.map((r) => r.listenMs));
+
+    // From a snapshot: written once (what `serve` does in a worker every --snapshot-every events), then the same
+    // restarts again, side by side with the same floor.
+    const snapped = await timed(() => snapshotOnce(dbPath));
+    const fromSnapshot: Restart[] = [];
+    const snapSides = await sideBySide(
+      ROUNDS,
+      async () => {
+        const r = await restartServer(dbPath, true);
+        fromSnapshot.push(r);
+        return r.listenMs;
+      },
+      async () => rawRead(dbPath).ms,
+    );
     report(
       {
         benchmark: 'restart',
@@ -143,13 +159,23 @@ async function main(): Promise<void> {
           'baseline: read + JSON.parse every row (ms)': sides.baseline,
           'baseline (events/s)': events / (sides.baseline / 1000),
           'server peak RSS once listening (MB)': median(restarts.map((r) => r.peakRssBytes)) / 2 ** 20,
+          'snapshot: size (MB)': snapped.value.bytes / 2 ** 20,
+          'snapshot: written in (ms)': snapped.ms,
+          '*from the snapshot: time to serve, spawn to listening (ms)': snapSides.ours,
+          'from the snapshot: rebuild reported by the server (ms)': median(fromSnapshot.map((r) => r.rebuildMs)),
+          'from the snapshot: server peak RSS once listening (MB)': median(fromSnapshot.map((r) => r.peakRssBytes)) / 2 ** 20,
         },
-        ratios: [ratio('rebuild vs raw read + JSON.parse', sides.ours, sides.baseline, 'ms', { lowerIsBetter: true })],
+        ratios: [
+          ratio('rebuild vs raw read + JSON.parse', sides.ours, sides.baseline, 'ms', { lowerIsBetter: true, target: 0.8 }),
+          ratio('start from a snapshot, spawn to listening, vs 1 s', snapSides.ours, 1000, 'ms', { lowerIsBetter: true, target: 1 }),
+          ratio('start from a snapshot, spawn to listening, vs raw read + JSON.parse', snapSides.ours, snapSides.baseline, 'ms', { lowerIsBetter: true }),
+        ],
         notes: [
           `the log (≥ ${TARGET_EVENTS} events, ${workplans} workplans): ${driven} workplans of mixed shapes (chain, fan-out/fan-in, random DAG; 50-500 nodes) created, claimed and completed through Orchestrator.writeNodes (sync NORMAL) until they held ${DRIVEN_SHARE * 100}% of it, then copies of their streams under new workplan ids (INSERT … SELECT) for the rest: the same event mix at a fraction of the generation time`,
           `ours: the real server binary (bin/turboci.js serve --port 0 --db <log>) in a fresh process; its rebuildMs (Orchestrator.open: every event decoded, upcast, zod-validated and folded into the read models) is compared; spawn-to-listening adds node start-up and module loading`,
           `baseline: a fresh process reading every row (SELECT * ... ORDER BY position) with better-sqlite3 and JSON.parse of the data column, timed from the query on (process start-up and opening excluded, as from the server's rebuildMs); ratio = baseline / ours, the fraction of that floor we reach`,
           `${ROUNDS} rounds each, alternating; medians`,
+          'the full-replay rounds run with --snapshot-every 0 (no snapshot read or written); the snapshot rounds start from a snapshot of the whole log written once beforehand with the code `turboci snapshot` runs (the server writes them in a worker thread as it goes), so they replay no tail',
         ],
       },
       args,
