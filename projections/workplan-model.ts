@@ -13,8 +13,15 @@ export class WorkPlanModel implements WorkPlanState {
   private readonly finalTargetsOf = new Map<NodeKey, number>();
   /** request id → the stream version of the last event that request appended (for idempotent retries). */
   readonly requests = new Map<string, number>();
+  /** Nodes not FINAL yet: at 0 (with nodes) the workplan is complete, and may be evicted once idle. */
+  private unfinished = 0;
 
   constructor(public meta: WorkPlanMeta) {}
+
+  /** Every node is FINAL (and there is at least one). */
+  get complete(): boolean {
+    return this.unfinished === 0 && this.checks.size + this.stages.size > 0;
+  }
 
   check(id: string): Check | undefined {
     return this.checks.get(id);
@@ -36,9 +43,11 @@ export class WorkPlanModel implements WorkPlanState {
     this.meta = meta;
   }
   putCheck(check: Check): void {
+    this.count(this.checks.get(check.id), check);
     this.checks.set(check.id, check);
   }
   putStage(stage: Stage): void {
+    this.count(this.stages.get(stage.id), stage);
     this.stages.set(stage.id, stage);
   }
   link(target: NodeKey, dependent: NodeKey): void {
@@ -55,6 +64,11 @@ export class WorkPlanModel implements WorkPlanState {
   }
   orphan(parentId: string, childId: string): void {
     this.childrenOf.get(parentId)?.delete(childId);
+  }
+
+  private count(before: Check | Stage | undefined, after: Check | Stage): void {
+    if (before && before.state !== 'FINAL') this.unfinished--;
+    if (after.state !== 'FINAL') this.unfinished++;
   }
 }
 

@@ -1,7 +1,11 @@
 // The workplan projection: every workplan's check, stage and dependency read models (projections/workplan-model.ts),
 // folded by the domain's one `evolve`, the same fold a decision's draft uses. Also remembers, per workplan, the last
 // version each client request appended (for idempotent retries).
+//
+// A complete workplan may be evicted (only its header stays in memory) and is folded back from its stream the next
+// time anything asks for it: a read, a watch, a write. Read models stay disposable: the fold-back is the same replay.
 import { WORKPLAN_EVENT_TYPES, type RecordedEvent } from '../src/domain/events.js';
+import type { WorkPlanMeta } from '../src/domain/model.js';
 import { evolve, evolveWorkPlan } from '../src/domain/evolve.js';
 import type { SnapshotProjection } from './projection.js';
 import { WorkPlanModel } from './workplan-model.js';
@@ -15,6 +19,13 @@ export class WorkPlanModels implements SnapshotProjection, WorkPlanLookup {
   readonly name = 'workplans';
   readonly handles = WORKPLAN_EVENT_TYPES;
   private readonly models = new Map<string, WorkPlanModel>();
+  /** Evicted workplans: their header only. */
+  private readonly evicted = new Map<string, WorkPlanMeta>();
+  private loadStream: ((id: string) => Iterable<RecordedEvent>) | null = null;
+  private clock: () => number = Date.now;
+  /** Workplans folded back from the log after an eviction, and when (epoch ms): a fold-back counts as a use. */
+  foldBacks = 0;
+  private readonly foldedBackAt = new Map<string, number>();
 
   snapshot(): unknown {
     return this.models;
@@ -25,11 +36,55 @@ export class WorkPlanModels implements SnapshotProjection, WorkPlanLookup {
   }
 
   workplan(id: string): WorkPlanModel | undefined {
-    return this.models.get(id);
+    return this.models.get(id) ?? this.foldBack(id);
   }
 
-  ids(): IterableIterator<string> {
+  /** A workplan's header, without folding an evicted one back. */
+  meta(id: string): WorkPlanMeta | undefined {
+    return this.models.get(id)?.meta ?? this.evicted.get(id);
+  }
+
+  *ids(): IterableIterator<string> {
+    yield* this.models.keys();
+    yield* this.evicted.keys();
+  }
+
+  /** The workplans whose nodes are in memory. */
+  residentIds(): IterableIterator<string> {
     return this.models.keys();
+  }
+
+  /** When an evicted workplan was last folded back (epoch ms), if it was. */
+  foldedBack(id: string): number | undefined {
+    return this.foldedBackAt.get(id);
+  }
+
+  /** Lets complete workplans be evicted: `load` reads a workplan's stream back from the log. */
+  evictable(load: (id: string) => Iterable<RecordedEvent>, clock: () => number): void {
+    this.loadStream = load;
+    this.clock = clock;
+  }
+
+  /** Drops a complete workplan's nodes from memory; false when it is not complete (or eviction is off). */
+  evict(id: string): boolean {
+    const model = this.models.get(id);
+    if (!model?.complete || !this.loadStream) return false;
+    this.models.delete(id);
+    this.foldedBackAt.delete(id);
+    this.evicted.set(id, model.meta);
+    return true;
+  }
+
+  private foldBack(id: string): WorkPlanModel | undefined {
+    if (!this.evicted.has(id) || !this.loadStream) return undefined;
+    const again = new WorkPlanModels();
+    for (const rec of this.loadStream(id)) again.fold(rec);
+    const model = again.models.get(id)!;
+    this.evicted.delete(id);
+    this.models.set(id, model);
+    this.foldBacks++;
+    this.foldedBackAt.set(id, this.clock());
+    return model;
   }
 
   fold(rec: RecordedEvent): void {

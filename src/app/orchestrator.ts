@@ -77,8 +77,11 @@ export class Orchestrator {
     return this.workplan(id).meta;
   }
 
+  /** The header only: an evicted workplan is not folded back for it. */
   getWorkPlan(id: string): WorkPlanMeta {
-    return this.workplan(id).meta;
+    const meta = this.models.workplans.meta(id);
+    if (!meta) throw notFound(`no workplan "${id}"`, 'work_plan_id');
+    return meta;
   }
 
   writeNodes(req: WriteNodesRequest): WriteNodesResult {

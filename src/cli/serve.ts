@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { Dispatcher } from '../app/dispatcher.js';
+import { Evictor } from '../app/evictor.js';
 import { Orchestrator } from '../app/orchestrator.js';
 import { PullService } from '../app/pull-service.js';
 import { Reaper } from '../app/reaper.js';
@@ -34,6 +35,8 @@ Options (each has an environment variable; the flag wins):
                      stage sets attempt_timeout_seconds             TURBOCI_ATTEMPT_TIMEOUT (default 600)
   --snapshot-every N  write the read-model snapshot (PATH.snapshot) in the
                      background every N events; 0 = no snapshots    TURBOCI_SNAPSHOT_EVERY (default 100000)
+  --evict-after S    a complete workplan unused for S seconds leaves memory
+                     (folded back from the log when asked for); 0 = never  TURBOCI_EVICT_AFTER (default 900)
   --advertise-address HOST:PORT
                      address async runners call back (callback_address) TURBOCI_ADVERTISE_ADDRESS
                                                                        (default: the bound address)
@@ -73,6 +76,7 @@ export async function serve(argv: string[]): Promise<number> {
       'pickup-timeout': { type: 'string' },
       'retry-backoff': { type: 'string' },
       'snapshot-every': { type: 'string' },
+      'evict-after': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -87,6 +91,7 @@ export async function serve(argv: string[]): Promise<number> {
   const attemptTimeout = integer('--attempt-timeout', values['attempt-timeout'] ?? env.TURBOCI_ATTEMPT_TIMEOUT ?? '600', 1, 7 * 24 * 3600);
   const heartbeatInterval = integer('--heartbeat-interval', values['heartbeat-interval'] ?? env.TURBOCI_HEARTBEAT_INTERVAL ?? '10000', 100, 3600_000);
   const pickupTimeout = integer('--pickup-timeout', values['pickup-timeout'] ?? env.TURBOCI_PICKUP_TIMEOUT ?? '0', 0, 7 * 24 * 3600_000);
+  const evictAfter = integer('--evict-after', values['evict-after'] ?? env.TURBOCI_EVICT_AFTER ?? '900', 0, 365 * 24 * 3600);
   const snapshotEvery = integer('--snapshot-every', values['snapshot-every'] ?? env.TURBOCI_SNAPSHOT_EVERY ?? '100000', 0, 1_000_000_000);
   const retryBackoff = integer('--retry-backoff', values['retry-backoff'] ?? env.TURBOCI_RETRY_BACKOFF ?? '0', 0, 7 * 24 * 3600_000);
   const limitSpecs = values['runner-limit'] ?? (env.TURBOCI_RUNNER_LIMITS ? env.TURBOCI_RUNNER_LIMITS.split(',') : []);
@@ -139,6 +144,8 @@ export async function serve(argv: string[]): Promise<number> {
     loaded.tailEvents,
   );
   snapshots.start(app.bus.durable$);
+  const evictor = new Evictor(app, evictAfter * 1000, log);
+  evictor.start(store);
   const runners = new RunnerService(app);
   const pull = new PullService(app, log, {
     limits,
@@ -174,6 +181,7 @@ export async function serve(argv: string[]): Promise<number> {
   reaper.stop();
   dispatcher.stop();
   snapshots.stop();
+  evictor.stop();
   app.close();
   store.close();
   log.info('stopped');
