@@ -1,13 +1,17 @@
 import { parseArgs } from 'node:util';
+import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
 import { Dispatcher } from '../app/dispatcher.js';
 import { Orchestrator } from '../app/orchestrator.js';
 import { PullService } from '../app/pull-service.js';
 import { Reaper } from '../app/reaper.js';
 import { RunnerService } from '../app/runner-service.js';
 import { GrpcRunnerTransport } from '../infra/grpc-runner-transport.js';
+import { readCommitMarker, markerPath } from '../infra/commit-marker.js';
+import { acquireOwnerLock } from '../infra/owner-lock.js';
 import { SqliteEventStore } from '../infra/sqlite-event-store.js';
 import { createLogger } from '../logging.js';
 import { startServer } from '../transport/server.js';
+import { checkDatabaseDirectory, databaseError, FatalError, listenError } from './fatal.js';
 import { UsageError } from './usage-error.js';
 
 export const SERVE_HELP = `Usage: turboci serve [options]
@@ -20,6 +24,10 @@ Options (each has an environment variable; the flag wins):
   --port N           port to listen on; 0 picks a free one            TURBOCI_PORT       (default 50051)
   --host ADDR        address to bind                                   TURBOCI_HOST       (default 127.0.0.1)
   --db PATH          SQLite event log file, created if missing         TURBOCI_DB         (default ./turboci.db)
+                     (one server per file: a second one refuses to start; next to it the server keeps
+                     PATH.lock, its lock, and PATH.position, the last position it committed)
+  --accept-data-loss serve a log that ends before the position the last server committed (PATH.position):
+                     without it such a log is refused, naming how many events are missing
   --log-level LEVEL  trace, debug, info, warn, error or silent         TURBOCI_LOG_LEVEL  (default info)
   --max-attempts N   attempts a stage gets unless it sets max_attempts TURBOCI_MAX_ATTEMPTS (default 3)
   --sync MODE        FULL (fsync every commit; survives power loss) or
@@ -66,6 +74,7 @@ export async function serve(argv: string[]): Promise<number> {
       'heartbeat-interval': { type: 'string' },
       'pickup-timeout': { type: 'string' },
       'retry-backoff': { type: 'string' },
+      'accept-data-loss': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -101,15 +110,45 @@ export async function serve(argv: string[]): Promise<number> {
   if (sync !== 'FULL' && sync !== 'NORMAL') throw new UsageError(`--sync: "${sync}" is not FULL or NORMAL`);
 
   const log = createLogger(level);
-  // A failed group commit (disk full, I/O error) leaves read models ahead of the log: the only safe way on is a
-  // restart, which rebuilds them from the log. The same for any other bug that escapes: say so, then exit.
+  // A bug that escapes: the process state is unknown; the log holds only committed events, so a restart is safe.
+  // (A failed group commit is not one of these: the orchestrator rolls its read models back and answers the
+  // writers RESOURCE_EXHAUSTED or UNAVAILABLE; see Orchestrator.flush.)
   process.on('uncaughtException', (err) => {
-    log.fatal({ err }, 'fatal error; exiting (a restart rebuilds every read model from the log)');
+    log.fatal({ err }, 'fatal error; exiting');
     process.exit(1);
   });
-  const store = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true });
+
+  // Fatal at start: one line naming the path or port and the cause (main prints it and exits 1).
+  checkDatabaseDirectory(dbPath);
+  let lock: ReturnType<typeof acquireOwnerLock>;
+  let store: SqliteEventStore;
+  try {
+    lock = acquireOwnerLock(dbPath);
+    store = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true, commitMarker: true });
+  } catch (err) {
+    throw databaseError(dbPath, err);
+  }
+  const marker = readCommitMarker(dbPath);
+  const last = store.lastPosition();
+  if (marker && last < marker.position) {
+    const missing = marker.position - last;
+    const what = `the event log ${dbPath} ends at position ${last}, but the server that last served it committed up to position ${marker.position} (${markerPath(dbPath)}): ${missing} acknowledged event${missing === 1 ? ' is' : 's are'} missing`;
+    if (!values['accept-data-loss']) {
+      store.close();
+      lock.release();
+      throw new FatalError(`${what}. Restore the database from a backup, or start with --accept-data-loss to serve what is left`);
+    }
+    log.warn({ db: dbPath, lastPosition: last, committedPosition: marker.position, missing }, `${what}; serving what is left (--accept-data-loss)`);
+  }
+  store.writeCommitMarker(); // this server owns the log now, from this position
   const startedAt = Date.now();
-  const app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts });
+  let app: Orchestrator;
+  try {
+    app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts });
+  } catch (err) {
+    const e = databaseError(dbPath, err);
+    throw e instanceof FatalError ? e : new FatalError(`cannot rebuild the read models from ${dbPath}: ${(err as Error).message}`);
+  }
   log.info({ db: dbPath, workplans: [...app.models.workplanIds()].length, rebuildMs: Date.now() - startedAt }, 'read models rebuilt from the log');
   const runners = new RunnerService(app);
   const pull = new PullService(app, log, {
@@ -123,7 +162,16 @@ export async function serve(argv: string[]): Promise<number> {
   pull.start();
   const reaper = new Reaper(app, pull, log);
   reaper.start();
-  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull });
+  setLogVerbosity(logVerbosity.NONE); // a failed bind is reported below in one line, not also by grpc-js
+  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull }).catch((err: unknown) => {
+    pull.stop();
+    reaper.stop();
+    app.close();
+    store.close();
+    lock.release();
+    throw listenError(host, port, err);
+  });
+  setLogVerbosity(logVerbosity.ERROR);
   const dispatcher = new Dispatcher(app, runners, new GrpcRunnerTransport(), log, {
     callbackAddress: values['advertise-address'] ?? env.TURBOCI_ADVERTISE_ADDRESS ?? server.address,
     defaultAttemptTimeoutMs: attemptTimeout * 1000,
@@ -147,6 +195,7 @@ export async function serve(argv: string[]): Promise<number> {
   dispatcher.stop();
   app.close();
   store.close();
+  lock.release();
   log.info('stopped');
   return 0;
 }
