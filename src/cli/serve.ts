@@ -1,3 +1,5 @@
+import { statfsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
 import { Dispatcher } from '../app/dispatcher.js';
@@ -144,7 +146,7 @@ export async function serve(argv: string[]): Promise<number> {
   const startedAt = Date.now();
   let app: Orchestrator;
   try {
-    app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts });
+    app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts, storageProbe: () => freeBytes(dbPath) >= FREE_BYTES_TO_RESUME });
   } catch (err) {
     const e = databaseError(dbPath, err);
     throw e instanceof FatalError ? e : new FatalError(`cannot rebuild the read models from ${dbPath}: ${(err as Error).message}`);
@@ -198,6 +200,14 @@ export async function serve(argv: string[]): Promise<number> {
   lock.release();
   log.info('stopped');
   return 0;
+}
+
+/** While writes fail for lack of space, health turns SERVING again once the file system has this much free. */
+const FREE_BYTES_TO_RESUME = 1024 * 1024;
+
+function freeBytes(dbPath: string): number {
+  const fs = statfsSync(dirname(resolve(dbPath)));
+  return fs.bavail * fs.bsize;
 }
 
 function integer(flag: string, raw: string, min: number, max: number): number {
