@@ -28,7 +28,7 @@ export class StorageState {
         ? new DomainError('RESOURCE_EXHAUSTED', `the event log cannot take writes: ${err.message}; nothing of this write was stored; retry once space is freed`)
         : new DomainError('UNAVAILABLE', `the event log cannot take writes: ${err.message}; nothing of this write was stored`);
     this.state.next(error);
-    if (this.probe && !this.timer) {
+    if (this.probe && err.reason === 'full' && !this.timer) {
       this.timer = setInterval(() => {
         let ok = false;
         try {
