@@ -179,11 +179,8 @@ export async function serve(argv: string[]): Promise<number> {
     defaultAttemptTimeoutMs: attemptTimeout * 1000,
   });
   dispatcher.start();
-  // The ready line is printed at any level but silent: with --port 0 it is the only way to learn the port.
-  const ready = level === 'silent' ? log : log.child({}, { level: 'info' });
-  ready.info({ address: server.address, port: server.port, db: dbPath }, 'listening');
-
-  await new Promise<void>((resolve) => {
+  // Signal handlers first: a supervisor (or a test) may send SIGTERM as soon as it reads the ready line.
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'shutting down');
       resolve();
@@ -191,6 +188,10 @@ export async function serve(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  // The ready line is printed at any level but silent: with --port 0 it is the only way to learn the port.
+  const ready = level === 'silent' ? log : log.child({}, { level: 'info' });
+  ready.info({ address: server.address, port: server.port, db: dbPath }, 'listening');
+  await stopped;
   pull.stop(); // answers long-polling Lease calls now, so the server's grace period is not spent waiting for them
   await server.shutdown();
   reaper.stop();
