@@ -72,12 +72,14 @@ export class SqliteEventStore implements EventStore {
   >;
 
   readonly groupCommit: boolean;
+  private readonly readonly: boolean;
 
   constructor(
     readonly path: string,
     options: SqliteEventStoreOptions = {},
   ) {
     this.groupCommit = options.groupCommit ?? false;
+    this.readonly = options.readonly ?? false;
     this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     this.db.pragma('busy_timeout = 5000');
     if (!options.readonly) {
@@ -134,6 +136,7 @@ export class SqliteEventStore implements EventStore {
 
   append(streamId: string, expectedVersion: number, events: readonly PendingEvent[], options: AppendOptions): RecordedEvent[] {
     if (events.length === 0) return [];
+    if (this.readonly) throw new StorageFailure('other', `${this.path}: attempt to write a readonly database (opened read-only)`);
     return this.writing(() => {
       if (!this.groupCommit) {
         const recorded = this.appendTx.immediate(streamId, expectedVersion, events, options);
