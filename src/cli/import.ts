@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import type { EventJson } from '../app/eventlog.js';
 import { decodeEvent, encodeEvent } from '../infra/event-codec.js';
+import { chainHash } from '../infra/hash-chain.js';
 import { SqliteEventStore } from '../infra/sqlite-event-store.js';
 import { command } from './log-args.js';
 import { CliError } from './log-source.js';
@@ -30,8 +31,8 @@ Examples:
   turboci import --db repro.db --as bug-1234 bug-1234.ndjson && turboci serve --db repro.db
   turboci export --db old.db -w 6ed53af4-... | turboci import --db new.db -`;
 
-const INSERT = `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?)`;
+const INSERT = `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version, hash)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 export const importCommand = command(async (argv) => {
   const { values, positionals } = parseArgs({
@@ -65,6 +66,7 @@ export const importCommand = command(async (argv) => {
   const insert = db.prepare(INSERT);
   let streamId: string | undefined;
   let expected = 1;
+  let hash: Buffer | null = null; // the stream's hash chain (hash-chain.ts), from its first event
   db.exec('BEGIN IMMEDIATE');
   try {
     let lineNo = 0;
@@ -103,7 +105,18 @@ export const importCommand = command(async (argv) => {
         throw new CliError(`${where}: ${e.type} v${e.version} is not a valid event: ${(err as Error).message.split('\n')[0]}`);
       }
       const requestId = e.requestId ?? null;
-      insert.run(values.as ?? streamId, e.version, encoded.type, encoded.schemaVersion, encoded.data, recordedAt, requestId, cause);
+      const row = {
+        stream_id: values.as ?? streamId,
+        version: e.version,
+        type: encoded.type,
+        schema_version: encoded.schemaVersion,
+        data: encoded.data,
+        recorded_at: recordedAt,
+        request_id: requestId,
+        caused_by_version: cause,
+      };
+      hash = chainHash(hash, row);
+      insert.run(row.stream_id, row.version, row.type, row.schema_version, row.data, row.recorded_at, row.request_id, row.caused_by_version, hash);
       expected++;
     }
     if (streamId === undefined) throw new CliError(`${inputName}: no events`);

@@ -120,6 +120,7 @@ export const verify = command(async (argv) => {
       bar.done(n);
       const message = err instanceof CliError ? err.message : `event ${n + 1} does not fold: ${(err as Error).message}`;
       differences.push({ workPlanId: '', against: 'log', version: null, details: [message] });
+      differences.push(...storageDifferences(dbPath, marker).differences);
       return report(values.json ?? false, n, 0, compared, differences);
     }
     bar.done(n);

@@ -190,3 +190,43 @@ test('backup takes a consistent copy while writes run; the documented restore se
   c.close();
   assert.equal(await restored.stop(), 0);
 });
+
+test('an imported workplan carries the same hash chain as one the server wrote', async () => {
+  const db = `${dir.path}/export-src.db`;
+  const server = await startServer(db);
+  after(() => server.stop('SIGKILL'));
+  const conn = connect(server.address);
+  const id = (await conn.api.createWorkPlan({})).workPlan!.id;
+  for (let i = 0; i < 3; i++) await conn.api.writeNodes({ workPlanId: id, checks: [{ id: `c${i}`, state: CheckState.CHECK_STATE_PLANNED }] });
+  conn.close();
+  assert.equal(await server.stop(), 0);
+  const exported = `${dir.path}/wp.ndjson`;
+  const ex = await runTurboci(['export', '--db', db, '-w', id]);
+  assert.equal(ex.status, 0, ex.stderr);
+  writeFileSync(exported, ex.stdout);
+  const target = `${dir.path}/import-target.db`;
+  const im = await runTurboci(['import', '--db', target, exported]);
+  assert.equal(im.status, 0, im.stderr);
+  const hashes = (path: string) => {
+    const d = new Database(path, { readonly: true });
+    const rows = d.prepare('SELECT hash FROM events WHERE stream_id = ? ORDER BY version').all(id) as { hash: Buffer | null }[];
+    d.close();
+    return rows.map((r) => r.hash?.toString('hex') ?? null);
+  };
+  assert.ok(hashes(target).every((h) => h !== null));
+  assert.deepEqual(hashes(target), hashes(db), 'same events, same chain');
+  const v = await runTurboci(['verify', '--db', target]);
+  assert.equal(v.status, 0, v.stdout + v.stderr);
+});
+
+test('serve --help and backup --help document the new flag and command', async () => {
+  const serve = await runTurboci(['serve', '--help']);
+  assert.match(serve.stdout, /--accept-data-loss/);
+  const backup = await runTurboci(['backup', '--help']);
+  assert.equal(backup.status, 0);
+  for (const word of ['--db', '--out', 'Restore', '--accept-data-loss']) assert.ok(backup.stdout.includes(word), word);
+  const top = await runTurboci(['--help']);
+  assert.match(top.stdout, /backup\s+a consistent copy/);
+  const verify = await runTurboci(['verify', '--help']);
+  assert.match(verify.stdout, /hash chain/);
+});
