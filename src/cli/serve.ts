@@ -51,7 +51,11 @@ Pull runners (turboci.v1.TurboCIRunnerPull, "turboci runner"); stages may overri
                      (the run timeout defaults to --attempt-timeout)
   -h, --help         show this help
 
-When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051",...}.
+When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051",...}. While the disk is full,
+writes get RESOURCE_EXHAUSTED and health service "turboci.writes" says NOT_SERVING (reads and watches go on); it
+takes writes again by itself once space returns. A fatal error at start (missing directory, port in use, read-only
+file system, damaged database, database in use) is one line on stderr and exit status 1.
+Operations (disk full, hash chain, commit marker, backup and restore): docs/operations.md.
 
 Examples:
   npx turboci serve
