@@ -65,6 +65,11 @@ export class WorkPlanModels implements SnapshotProjection, WorkPlanLookup {
     this.clock = clock;
   }
 
+  /** Read models rebuilt in place of `previous` evict as it did. */
+  inheritEviction(previous: WorkPlanModels): void {
+    if (previous.loadStream) this.evictable(previous.loadStream, previous.clock);
+  }
+
   /** Drops a complete workplan's nodes from memory; false when it is not complete (or eviction is off). */
   evict(id: string): boolean {
     const model = this.models.get(id);

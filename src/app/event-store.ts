@@ -13,6 +13,22 @@ export class VersionConflict extends Error {
   }
 }
 
+/**
+ * The log could not be written (disk full, I/O error, read-only file): the append or commit did not happen, and
+ * with group commit neither did any other append since the last flush. Reading still works.
+ */
+export class StorageFailure extends Error {
+  constructor(
+    /** full: SQLITE_FULL (disk or file system full); other: any other write failure. */
+    readonly reason: 'full' | 'other',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'StorageFailure';
+  }
+}
+
 export interface AppendOptions {
   readonly requestId: string | null;
   readonly recordedAt: number;
@@ -65,5 +81,7 @@ export interface EventStore {
   readonly groupCommit: boolean;
   /** Makes every append so far durable (a no-op for a store whose every append commits by itself). */
   flush(): void;
+  /** Drops every append since the last flush (after a StorageFailure: the open group is gone, or must go). */
+  rollback?(): void;
   close(): void;
 }

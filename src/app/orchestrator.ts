@@ -14,13 +14,16 @@ import { eventNode, RUNNER_REGISTRY_STREAM, type PendingEvent, type RecordedEven
 import type { Check, Stage, WorkPlanMeta } from '../domain/model.js';
 import { EventBus } from './event-bus.js';
 import { coalescePerTurn } from './next-turn.js';
-import { VersionConflict, type EventStore } from './event-store.js';
+import { StorageFailure, VersionConflict, type EventStore } from './event-store.js';
+import { StorageState } from './storage-state.js';
 import { queryNodes, type NodePage, type NodeQuery } from './queries.js';
 
 export interface OrchestratorConfig {
   readonly defaultMaxAttempts: number;
   readonly clock: () => number;
   readonly newWorkPlanId: () => string;
+  /** While writes fail: true once the log may take them again (see StorageState). */
+  readonly storageProbe?: () => boolean;
 }
 
 export const DEFAULT_CONFIG: OrchestratorConfig = {
@@ -44,20 +47,30 @@ export interface WriteNodesResult {
 
 export class Orchestrator {
   readonly bus = new EventBus();
-  /** The read models' reducers and the group commit, subscribed to the bus; ended by close(). */
+  /** The group commit, subscribed to the bus; ended by close(). */
   private readonly subscription = new Subscription();
+  /** The current read models' reducers, subscribed to the bus (replaced with them after a failed commit). */
+  private modelsSubscription: Subscription;
   /** Appended, not yet flushed: published on bus.durable$ by the next flush. */
   private unflushed: (readonly RecordedEvent[])[] = [];
-  private afterFlushQueue: (() => void)[] = [];
+  private afterFlushQueue: { ok: () => void; fail?: (err: Error) => void }[] = [];
+  /** Whether the log takes writes (a failed commit sets it; health follows it). */
+  readonly storage: StorageState;
 
   private constructor(
     private readonly store: EventStore,
-    readonly models: ReadModels,
+    private current: ReadModels,
     private readonly config: OrchestratorConfig,
   ) {
-    this.subscription.add(models.subscribeTo(this.bus.batches$));
+    this.storage = new StorageState(config.storageProbe);
+    this.modelsSubscription = current.subscribeTo(this.bus.batches$);
     // Group commit: every append of one event-loop turn joins one transaction, committed on the next turn.
     if (store.groupCommit) this.subscription.add(this.bus.batches$.pipe(coalescePerTurn()).subscribe(() => this.flush()));
+  }
+
+  /** The read models: exactly the log, plus what is appended and not yet flushed. */
+  get models(): ReadModels {
+    return this.current;
   }
 
   /** Serves on `models` (see loadReadModels: a snapshot plus the log's tail), or rebuilds them from the whole log. */
@@ -67,7 +80,9 @@ export class Orchestrator {
 
   close(): void {
     this.flush();
+    this.storage.close();
     this.subscription.unsubscribe();
+    this.modelsSubscription.unsubscribe();
     this.bus.complete();
   }
 
@@ -121,28 +136,37 @@ export class Orchestrator {
 
   /**
    * Commits everything appended since the last flush (group commit: one fsync for a whole turn of the event loop),
-   * then lets it out: bus.durable$, then whoever waits in afterFlush. If the commit throws, the read models hold
-   * events the log does not: the error must end the process, and a restart rebuilds from the log.
+   * then lets it out: bus.durable$, then whoever waits in afterFlush. If the commit fails (disk full, I/O error),
+   * nothing of it gets out: see storageFailed.
    */
   flush(): void {
-    this.store.flush();
+    try {
+      this.store.flush();
+    } catch (err) {
+      if (!(err instanceof StorageFailure)) throw err;
+      this.storageFailed(err);
+      return;
+    }
     const batches = this.unflushed;
     const waiting = this.afterFlushQueue;
     this.unflushed = [];
     this.afterFlushQueue = [];
     for (const batch of batches) this.bus.publishDurable(batch);
-    for (const fn of waiting) fn();
+    for (const w of waiting) w.ok();
   }
 
-  /** Runs fn when nothing appended is waiting to be flushed: at once, or right after the next flush. */
-  afterFlush(fn: () => void): void {
+  /**
+   * Runs fn when nothing appended is waiting to be flushed: at once, or right after the next flush. If that flush
+   * fails, `fail` gets the error (without `fail`, fn runs: the read models are back to what the log holds).
+   */
+  afterFlush(fn: () => void, fail?: (err: Error) => void): void {
     if (this.unflushed.length === 0) fn();
-    else this.afterFlushQueue.push(fn);
+    else this.afterFlushQueue.push({ ok: fn, ...(fail ? { fail } : {}) });
   }
 
-  /** Resolves once everything appended so far is durable. */
+  /** Resolves once everything appended so far is durable; rejects (a DomainError) if its commit fails. */
   durable(): Promise<void> {
-    return new Promise((resolve) => this.afterFlush(resolve));
+    return new Promise((resolve, reject) => this.afterFlush(resolve, reject));
   }
 
   now(): number {
@@ -174,16 +198,43 @@ export class Orchestrator {
     let recorded: RecordedEvent[];
     try {
       recorded = this.store.append(streamId, expectedVersion, events, { requestId, recordedAt: now });
+      // While the log fails, each write commits alone before anything is folded: a failure costs no rebuild.
+      if (this.storage.failure && recorded.length > 0) this.store.flush();
     } catch (err) {
       if (err instanceof VersionConflict) throw aborted(err.message);
+      if (err instanceof StorageFailure) throw this.storageFailed(err);
       throw err;
     }
+    if (this.storage.failure && recorded.length > 0) this.storage.recovered();
     this.bus.publish(recorded);
     if (recorded.length > 0) {
       this.unflushed.push(recorded);
       if (!this.store.groupCommit) this.flush(); // already on disk: nothing to wait for
     }
     return recorded;
+  }
+
+  /**
+   * A commit failed: nothing since the last flush is in the log. The read models may have folded some of it, so
+   * they are rebuilt from the log (which holds exactly what was acknowledged); nothing of it was published on
+   * durable$, and everyone waiting for it gets the error. The orchestrator keeps serving: reads and watches work,
+   * writes are tried one at a time until one succeeds (StorageState).
+   */
+  private storageFailed(err: StorageFailure): Error {
+    this.store.rollback?.();
+    const error = this.storage.failed(err);
+    if (this.unflushed.length > 0) {
+      this.unflushed = [];
+      const rebuilt = ReadModels.replay(this.store.readAll());
+      rebuilt.workplans.inheritEviction(this.current.workplans);
+      this.modelsSubscription.unsubscribe();
+      this.current = rebuilt;
+      this.modelsSubscription = rebuilt.subscribeTo(this.bus.batches$);
+    }
+    const waiting = this.afterFlushQueue;
+    this.afterFlushQueue = [];
+    for (const w of waiting) (w.fail ?? w.ok)(error);
+    return error;
   }
 
   /** A retried request: the nodes as they stood right after the first answer, rebuilt from the log. */

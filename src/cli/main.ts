@@ -1,4 +1,6 @@
+import { backup } from './backup.js';
 import { events } from './events.js';
+import { FatalError } from './fatal.js';
 import { explain } from './explain.js';
 import { exportCommand } from './export.js';
 import { importCommand } from './import.js';
@@ -25,6 +27,7 @@ Event log tools (read a database file read-only, safe while a server runs; most 
   export    write a workplan's events as NDJSON (move it to another server, attach it to a bug report)
   import    append an exported workplan to a database, identical to the original
   snapshot  write the read-model snapshot of a database now, so that a start replays only the log after it
+  backup    a consistent copy of a database, taken while a server runs on it
 
 Run "turboci <command> --help" for a command's options and examples.`;
 
@@ -38,6 +41,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   export: exportCommand,
   import: importCommand,
   snapshot: snapshotCommand,
+  backup,
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -54,6 +58,10 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       console.error(`turboci: ${(err as Error).message}\nRun "turboci ${run ? `${command} ` : ''}--help" for usage.`);
       return 2;
+    }
+    if (err instanceof FatalError) {
+      console.error(`turboci: ${err.message}`);
+      return 1;
     }
     throw err;
   }

@@ -1,4 +1,7 @@
+import { statfsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
 import { Dispatcher } from '../app/dispatcher.js';
 import { Evictor } from '../app/evictor.js';
 import { Orchestrator } from '../app/orchestrator.js';
@@ -7,10 +10,13 @@ import { Reaper } from '../app/reaper.js';
 import { RunnerService } from '../app/runner-service.js';
 import { loadReadModels, SnapshotScheduler } from '../app/snapshots.js';
 import { GrpcRunnerTransport } from '../infra/grpc-runner-transport.js';
+import { readCommitMarker, markerPath } from '../infra/commit-marker.js';
+import { acquireOwnerLock } from '../infra/owner-lock.js';
 import { SnapshotFile, snapshotPathFor } from '../infra/snapshot-file.js';
 import { SqliteEventStore } from '../infra/sqlite-event-store.js';
 import { createLogger } from '../logging.js';
 import { startServer } from '../transport/server.js';
+import { checkDatabaseDirectory, databaseError, FatalError, listenError } from './fatal.js';
 import { snapshotInWorker } from './snapshot.js';
 import { UsageError } from './usage-error.js';
 
@@ -25,6 +31,10 @@ Options (each has an environment variable; the flag wins):
   --port N           port to listen on; 0 picks a free one            TURBOCI_PORT       (default 50051)
   --host ADDR        address to bind                                   TURBOCI_HOST       (default 127.0.0.1)
   --db PATH          SQLite event log file, created if missing         TURBOCI_DB         (default ./turboci.db)
+                     (one server per file: a second one refuses to start; next to it the server keeps
+                     PATH.lock, its lock, and PATH.position, the last position it committed)
+  --accept-data-loss serve a log that ends before the position the last server committed (PATH.position):
+                     without it such a log is refused, naming how many events are missing
   --log-level LEVEL  trace, debug, info, warn, error or silent         TURBOCI_LOG_LEVEL  (default info)
   --max-attempts N   attempts a stage gets unless it sets max_attempts TURBOCI_MAX_ATTEMPTS (default 3)
   --sync MODE        FULL (fsync every commit; survives power loss) or
@@ -50,7 +60,11 @@ Pull runners (turboci.v1.TurboCIRunnerPull, "turboci runner"); stages may overri
                      (the run timeout defaults to --attempt-timeout)
   -h, --help         show this help
 
-When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051",...}.
+When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051",...}. While the disk is full,
+writes get RESOURCE_EXHAUSTED and health service "turboci.writes" says NOT_SERVING (reads and watches go on); it
+takes writes again by itself once space returns. A fatal error at start (missing directory, port in use, read-only
+file system, damaged database, database in use) is one line on stderr and exit status 1.
+Operations (disk full, hash chain, commit marker, backup and restore): docs/operations.md.
 
 Examples:
   npx turboci serve
@@ -77,6 +91,7 @@ export async function serve(argv: string[]): Promise<number> {
       'retry-backoff': { type: 'string' },
       'snapshot-every': { type: 'string' },
       'evict-after': { type: 'string' },
+      'accept-data-loss': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -114,19 +129,48 @@ export async function serve(argv: string[]): Promise<number> {
   if (sync !== 'FULL' && sync !== 'NORMAL') throw new UsageError(`--sync: "${sync}" is not FULL or NORMAL`);
 
   const log = createLogger(level);
-  // A failed group commit (disk full, I/O error) leaves read models ahead of the log: the only safe way on is a
-  // restart, which rebuilds them from the log. The same for any other bug that escapes: say so, then exit.
+  // A bug that escapes: the process state is unknown; the log holds only committed events, so a restart is safe.
+  // (A failed group commit is not one of these: the orchestrator rolls its read models back and answers the
+  // writers RESOURCE_EXHAUSTED or UNAVAILABLE; see Orchestrator.flush.)
   process.on('uncaughtException', (err) => {
-    log.fatal({ err }, 'fatal error; exiting (a restart rebuilds every read model from the log)');
+    log.fatal({ err }, 'fatal error; exiting');
     process.exit(1);
   });
-  // Rows already in the current schema are the server's own: only upcast rows are validated again on start.
-  const store = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true, validate: 'upcast' });
+  // Fatal at start: one line naming the path or port and the cause (main prints it and exits 1).
+  checkDatabaseDirectory(dbPath);
+  let lock: ReturnType<typeof acquireOwnerLock>;
+  let store: SqliteEventStore;
+  try {
+    lock = acquireOwnerLock(dbPath);
+    // Rows already in the current schema are the server's own: only upcast rows are validated again on start.
+    store = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true, commitMarker: true, validate: 'upcast' });
+  } catch (err) {
+    throw databaseError(dbPath, err);
+  }
+  const marker = readCommitMarker(dbPath);
+  const last = store.lastPosition();
+  if (marker && last < marker.position) {
+    const missing = marker.position - last;
+    const what = `the event log ${dbPath} ends at position ${last}, but the server that last served it committed up to position ${marker.position} (${markerPath(dbPath)}): ${missing} acknowledged event${missing === 1 ? ' is' : 's are'} missing`;
+    if (!values['accept-data-loss']) {
+      store.close();
+      lock.release();
+      throw new FatalError(`${what}. Restore the database from a backup, or start with --accept-data-loss to serve what is left`);
+    }
+    log.warn({ db: dbPath, lastPosition: last, committedPosition: marker.position, missing }, `${what}; serving what is left (--accept-data-loss)`);
+  }
+  store.writeCommitMarker(); // this server owns the log now, from this position
   const startedAt = Date.now();
-  const snapshotFile = snapshotEvery > 0 ? new SnapshotFile(snapshotPathFor(dbPath)) : null;
-  const loaded = loadReadModels(store, snapshotFile);
+  let app: Orchestrator;
+  let loaded: ReturnType<typeof loadReadModels>;
+  try {
+    loaded = loadReadModels(store, snapshotEvery > 0 ? new SnapshotFile(snapshotPathFor(dbPath)) : null);
+    app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts, storageProbe: () => freeBytes(dbPath) >= FREE_BYTES_TO_RESUME }, loaded.models);
+  } catch (err) {
+    const e = databaseError(dbPath, err);
+    throw e instanceof FatalError ? e : new FatalError(`cannot rebuild the read models from ${dbPath}: ${(err as Error).message}`);
+  }
   if (loaded.ignored) log.warn({ why: loaded.ignored }, 'snapshot ignored; the whole log was replayed');
-  const app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts }, loaded.models);
   log.info(
     {
       db: dbPath,
@@ -158,17 +202,23 @@ export async function serve(argv: string[]): Promise<number> {
   pull.start();
   const reaper = new Reaper(app, pull, log);
   reaper.start();
-  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull });
+  setLogVerbosity(logVerbosity.NONE); // a failed bind is reported below in one line, not also by grpc-js
+  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull }).catch((err: unknown) => {
+    pull.stop();
+    reaper.stop();
+    app.close();
+    store.close();
+    lock.release();
+    throw listenError(host, port, err);
+  });
+  setLogVerbosity(logVerbosity.ERROR);
   const dispatcher = new Dispatcher(app, runners, new GrpcRunnerTransport(), log, {
     callbackAddress: values['advertise-address'] ?? env.TURBOCI_ADVERTISE_ADDRESS ?? server.address,
     defaultAttemptTimeoutMs: attemptTimeout * 1000,
   });
   dispatcher.start();
-  // The ready line is printed at any level but silent: with --port 0 it is the only way to learn the port.
-  const ready = level === 'silent' ? log : log.child({}, { level: 'info' });
-  ready.info({ address: server.address, port: server.port, db: dbPath }, 'listening');
-
-  await new Promise<void>((resolve) => {
+  // Signal handlers first: a supervisor (or a test) may send SIGTERM as soon as it reads the ready line.
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'shutting down');
       resolve();
@@ -176,6 +226,10 @@ export async function serve(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  // The ready line is printed at any level but silent: with --port 0 it is the only way to learn the port.
+  const ready = level === 'silent' ? log : log.child({}, { level: 'info' });
+  ready.info({ address: server.address, port: server.port, db: dbPath }, 'listening');
+  await stopped;
   pull.stop(); // answers long-polling Lease calls now, so the server's grace period is not spent waiting for them
   await server.shutdown();
   reaper.stop();
@@ -184,8 +238,17 @@ export async function serve(argv: string[]): Promise<number> {
   evictor.stop();
   app.close();
   store.close();
+  lock.release();
   log.info('stopped');
   return 0;
+}
+
+/** While writes fail for lack of space, health turns SERVING again once the file system has this much free. */
+const FREE_BYTES_TO_RESUME = 1024 * 1024;
+
+function freeBytes(dbPath: string): number {
+  const fs = statfsSync(dirname(resolve(dbPath)));
+  return fs.bavail * fs.bsize;
 }
 
 function integer(flag: string, raw: string, min: number, max: number): number {

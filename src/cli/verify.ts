@@ -7,7 +7,9 @@ import { replayWorkPlan } from '../app/eventlog/replay.js';
 import { readSnapshot as readModelSnapshot, snapshotPathFor } from '../infra/snapshot-file.js';
 import { command, out } from './log-args.js';
 import { CliError, FileLog, ServerLog } from './log-source.js';
+import { readCommitMarker } from '../infra/commit-marker.js';
 import { stateJson } from './replay.js';
+import { storageDifferences } from './verify-storage.js';
 import { UsageError } from './usage-error.js';
 
 export const VERIFY_HELP = `Usage: turboci verify --db FILE [--server HOST:PORT] [--snapshot FILE]... [--progress] [--json]
@@ -16,6 +18,11 @@ Replays the whole log through the projections (the code the server folds read mo
 
   - every event decodes (through the upcasters) and validates, stream versions are gap-free, and every event
     folds (no event about an unknown node, attempt or workplan);
+  - the hash chain: each event's stored hash matches its content and the hash of the event before it in its
+    stream (an event changed or replaced in the middle of a stream is a break; events written before hash
+    chains have no stored hash: their chain is computed, and the first hashed event must continue it);
+  - the commit marker FILE.position (written by the server after every commit): a log that ends before the
+    position it names has lost events from its end (a truncated or damaged WAL or database file);
   - with --server: the running server's in-memory read models equal the replay. The server answers a sha256 of
     each workplan's canonical read model (TurboCIEventLog.GetReadModelDigest: nodes, dependency indexes, request
     ids); each is compared with the replay at the same version, so a server that keeps writing is not a
@@ -79,6 +86,7 @@ export const verify = command(async (argv) => {
   const dbPath = values.db ?? process.env.TURBOCI_DB;
   if (dbPath === undefined) throw new UsageError('--db FILE is required: verify replays a log file');
   const snapshots = (values.snapshot ?? []).flatMap(readSnapshot);
+  const marker = readCommitMarker(dbPath); // before the log is read: the log then holds at least this much
   const file = new FileLog(dbPath);
   const server = values.server === undefined ? undefined : new ServerLog(values.server);
   const differences: Difference[] = [];
@@ -129,6 +137,7 @@ export const verify = command(async (argv) => {
       bar.done(n);
       const message = err instanceof CliError ? err.message : `event ${n + 1} does not fold: ${(err as Error).message}`;
       differences.push({ workPlanId: '', against: 'log', version: null, details: [message] });
+      differences.push(...storageDifferences(dbPath, marker).differences);
       return report(values.json ?? false, n, 0, compared, differences);
     }
     bar.done(n);
@@ -137,6 +146,7 @@ export const verify = command(async (argv) => {
       console.error(`turboci: warning: ${snapshotPathFor(dbPath)} is at position ${h.position} (${h.streamId} v${h.version}), which is not in this log; a server would ignore it`);
     }
     const logIds = [...models.models.workplanIds()];
+    differences.push(...storageDifferences(dbPath, marker).differences);
 
     // 3. The server: every workplan it held, at the version it held it.
     if (server) {

@@ -1,5 +1,5 @@
 // Typed domain errors; the transport maps each kind to one gRPC status code.
-export type DomainErrorKind = 'NOT_FOUND' | 'INVALID_ARGUMENT' | 'FAILED_PRECONDITION' | 'ABORTED' | 'RESOURCE_EXHAUSTED';
+export type DomainErrorKind = 'NOT_FOUND' | 'INVALID_ARGUMENT' | 'FAILED_PRECONDITION' | 'ABORTED' | 'RESOURCE_EXHAUSTED' | 'UNAVAILABLE';
 
 export class DomainError extends Error {
   constructor(

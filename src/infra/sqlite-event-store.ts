@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import type { PendingEvent, RecordedEvent } from '../domain/events.js';
 import { matchesNode, type EventFilter } from '../app/event-filter.js';
 import {
+  StorageFailure,
   StreamExists,
   VersionConflict,
   type AppendOptions,
@@ -10,7 +11,9 @@ import {
   type LoggedEvent,
   type StreamSummary,
 } from '../app/event-store.js';
+import { CommitMarkerWriter } from './commit-marker.js';
 import { decodeEvent, encodeEvent, UPCASTERS, type StoredEventRow, type Validation } from './event-codec.js';
+import { chainHash, type HashedRow } from './hash-chain.js';
 
 /** The events table, its index and the triggers that make it append-only. */
 export const EVENTS_SCHEMA = `
@@ -33,6 +36,16 @@ CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
   BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 `;
 
+/**
+ * Migration: the hash chain column (see hash-chain.ts). Adding a nullable column rewrites no row, and the log stays
+ * append-only: events written before it keep a NULL hash. Their chain values are computed when needed (by verify,
+ * and by the first append to such a stream, which continues the chain from them) rather than stored after the fact.
+ */
+function addHashColumn(db: Database.Database): void {
+  const columns = db.prepare('SELECT name FROM pragma_table_info(?)').all('events') as { name: string }[];
+  if (!columns.some((c) => c.name === 'hash')) db.exec('ALTER TABLE events ADD COLUMN hash BLOB');
+}
+
 interface EventRow extends StoredEventRow {
   readonly position: number;
   readonly stream_id: string;
@@ -52,6 +65,8 @@ export interface SqliteEventStoreOptions {
    * of a turn of the event loop instead of one each. The server uses it; until flush(), nothing is durable.
    */
   readonly groupCommit?: boolean;
+  /** Write the commit marker `<path>.position` after every commit (the server; see commit-marker.ts). */
+  readonly commitMarker?: boolean;
   /** What reads validate with zod: every row (default), or only rows that had to be upcast (see decodeEvent). */
   readonly validate?: Validation;
 }
@@ -59,12 +74,17 @@ export interface SqliteEventStoreOptions {
 export class SqliteEventStore implements EventStore {
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
-  private readonly currentVersion: Database.Statement<[string], { v: number }>;
+  private readonly streamTail: Database.Statement<[string], { version: number; hash: Buffer | null }>;
+  private readonly marker: CommitMarkerWriter | null;
+  /** Something was appended since the commit marker was last written. */
+  private appended = false;
+  private readonly maxPosition: Database.Statement<[], { p: number }>;
   private readonly appendTx: Database.Transaction<
     (streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => RecordedEvent[]
   >;
 
   readonly groupCommit: boolean;
+  private readonly readonly: boolean;
   private readonly validate: Validation;
 
   constructor(
@@ -72,6 +92,7 @@ export class SqliteEventStore implements EventStore {
     options: SqliteEventStoreOptions = {},
   ) {
     this.groupCommit = options.groupCommit ?? false;
+    this.readonly = options.readonly ?? false;
     this.validate = options.validate ?? 'all';
     this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     this.db.pragma('busy_timeout = 5000');
@@ -79,19 +100,42 @@ export class SqliteEventStore implements EventStore {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
       this.db.exec(EVENTS_SCHEMA);
+      addHashColumn(this.db);
     }
-    this.insert = this.db.prepare(
-      `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    this.marker = options.commitMarker && !options.readonly ? new CommitMarkerWriter(path) : null;
+    this.insert = options.readonly
+      ? this.db.prepare('SELECT 1')
+      : this.db.prepare(
+          `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version, hash)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        );
+    this.streamTail = this.db.prepare(
+      options.readonly
+        ? 'SELECT version, NULL AS hash FROM events WHERE stream_id = ? ORDER BY version DESC LIMIT 1'
+        : 'SELECT version, hash FROM events WHERE stream_id = ? ORDER BY version DESC LIMIT 1',
     );
-    this.currentVersion = this.db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM events WHERE stream_id = ?');
+    this.maxPosition = this.db.prepare('SELECT COALESCE(MAX(position), 0) AS p FROM events');
     this.appendTx = this.db.transaction((streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => {
-      const actual = this.currentVersion.get(streamId)!.v;
+      const tail = this.streamTail.get(streamId);
+      const actual = tail?.version ?? 0;
       if (actual !== expected) throw new VersionConflict(streamId, expected, actual);
+      let previous = tail ? (tail.hash ?? this.legacyChainTail(streamId)) : null;
       return events.map((p, i): RecordedEvent => {
         const version = expected + i + 1;
         const { type, schemaVersion, data } = encodeEvent(p.event);
-        const info = this.insert.run(streamId, version, type, schemaVersion, data, o.recordedAt, o.requestId, p.causedByVersion);
+        const row: HashedRow = {
+          stream_id: streamId,
+          version,
+          type,
+          schema_version: schemaVersion,
+          data,
+          recorded_at: o.recordedAt,
+          request_id: o.requestId,
+          caused_by_version: p.causedByVersion,
+        };
+        previous = chainHash(previous, row);
+        const info = this.insert.run(streamId, version, type, schemaVersion, data, o.recordedAt, o.requestId, p.causedByVersion, previous);
+        this.appended = true;
         return {
           position: Number(info.lastInsertRowid),
           streamId,
@@ -106,14 +150,72 @@ export class SqliteEventStore implements EventStore {
 
   append(streamId: string, expectedVersion: number, events: readonly PendingEvent[], options: AppendOptions): RecordedEvent[] {
     if (events.length === 0) return [];
-    if (!this.groupCommit) return this.appendTx.immediate(streamId, expectedVersion, events, options);
-    if (!this.db.inTransaction) this.db.exec('BEGIN IMMEDIATE');
-    // Inside the open transaction this is a savepoint: a failed append (a version conflict) leaves the others be.
-    return this.appendTx(streamId, expectedVersion, events, options);
+    if (this.readonly) throw new StorageFailure('other', `${this.path}: attempt to write a readonly database (opened read-only)`);
+    return this.writing(() => {
+      if (!this.groupCommit) {
+        const recorded = this.appendTx.immediate(streamId, expectedVersion, events, options);
+        this.markCommitted();
+        return recorded;
+      }
+      if (!this.db.inTransaction) this.db.exec('BEGIN IMMEDIATE');
+      // Inside the open transaction this is a savepoint: a failed append (a version conflict) leaves the others be.
+      return this.appendTx(streamId, expectedVersion, events, options);
+    });
   }
 
   flush(): void {
-    if (this.db.inTransaction) this.db.exec('COMMIT');
+    if (!this.db.inTransaction) return;
+    this.writing(() => this.db.exec('COMMIT'));
+    this.markCommitted();
+  }
+
+  rollback(): void {
+    // After SQLITE_FULL or an I/O error SQLite may have rolled the transaction back already; then there is none.
+    if (this.db.inTransaction) this.db.exec('ROLLBACK');
+    this.appended = false;
+  }
+
+  /** The highest position in the log (0 when it is empty). */
+  lastPosition(): number {
+    return this.maxPosition.get()!.p;
+  }
+
+  /** Writes the commit marker now (the server, once it has decided to serve this log). */
+  writeCommitMarker(): void {
+    this.marker?.write(this.lastPosition());
+  }
+
+  /** Runs a write; SQLite's write failures (full, I/O, read-only) become StorageFailure, the rest pass through. */
+  private writing<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code !== 'string' || !/^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|PERM)/.test(code)) throw err;
+      const reason = code === 'SQLITE_FULL' ? 'full' : 'other';
+      throw new StorageFailure(reason, `${this.path}: ${(err as Error).message} (${code})`, { cause: err });
+    }
+  }
+
+  private markCommitted(): void {
+    if (!this.marker || !this.appended) return;
+    this.appended = false;
+    try {
+      // The committed maximum, read back (a max lookup on the primary key): never a position that was rolled back.
+      this.marker.write(this.lastPosition());
+    } catch {
+      // The events are committed; the marker stays behind (it only ever reports a log shorter than itself).
+    }
+  }
+
+  /** The chain value of a stream written before hash chains (its events have no stored hash): computed from v1. */
+  private legacyChainTail(streamId: string): Buffer | null {
+    let previous: Buffer | null = null;
+    const rows = this.db
+      .prepare('SELECT stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version, hash FROM events WHERE stream_id = ? ORDER BY version')
+      .iterate(streamId) as IterableIterator<HashedRow & { hash: Buffer | null }>;
+    for (const row of rows) previous = row.hash ?? chainHash(previous, row);
+    return previous;
   }
 
   *readStream(streamId: string, range: { afterVersion?: number; toVersion?: number } = {}): IterableIterator<RecordedEvent> {
@@ -128,6 +230,11 @@ export class SqliteEventStore implements EventStore {
       .prepare('SELECT * FROM events WHERE position > ? ORDER BY position')
       .iterate(afterPosition) as IterableIterator<EventRow>;
     for (const row of rows) yield toRecorded(row, this.validate);
+  }
+
+  eventAt(position: number): RecordedEvent | undefined {
+    const row = this.db.prepare('SELECT * FROM events WHERE position = ?').get(position) as EventRow | undefined;
+    return row && toRecorded(row, this.validate);
   }
 
   *readFiltered(f: EventFilter): IterableIterator<LoggedEvent> {
@@ -154,11 +261,6 @@ export class SqliteEventStore implements EventStore {
     }
   }
 
-  eventAt(position: number): RecordedEvent | undefined {
-    const row = this.db.prepare('SELECT * FROM events WHERE position = ?').get(position) as EventRow | undefined;
-    return row && toRecorded(row, this.validate);
-  }
-
   workPlans(): StreamSummary[] {
     return this.db
       .prepare(
@@ -179,16 +281,34 @@ export class SqliteEventStore implements EventStore {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
   }
 
+  /** The stream keeps its versions, times and causes; its hash chain is computed here as appends compute it. */
   importStream(streamId: string, events: readonly ImportedEvent[]): void {
-    this.db
-      .transaction(() => {
-        if (this.currentVersion.get(streamId)!.v !== 0) throw new StreamExists(streamId);
-        for (const e of events) {
-          const { type, schemaVersion, data } = encodeEvent(e.event);
-          this.insert.run(streamId, e.version, type, schemaVersion, data, e.recordedAt, e.causation.requestId, e.causation.causedByVersion);
-        }
-      })
-      .immediate();
+    if (this.readonly) throw new StorageFailure('other', `${this.path}: attempt to write a readonly database (opened read-only)`);
+    this.writing(() =>
+      this.db
+        .transaction(() => {
+          if (this.streamTail.get(streamId)) throw new StreamExists(streamId);
+          let previous: Buffer | null = null;
+          for (const e of events) {
+            const { type, schemaVersion, data } = encodeEvent(e.event);
+            const row: HashedRow = {
+              stream_id: streamId,
+              version: e.version,
+              type,
+              schema_version: schemaVersion,
+              data,
+              recorded_at: e.recordedAt,
+              request_id: e.causation.requestId,
+              caused_by_version: e.causation.causedByVersion,
+            };
+            previous = chainHash(previous, row);
+            this.insert.run(streamId, e.version, type, schemaVersion, data, e.recordedAt, row.request_id, row.caused_by_version, previous);
+          }
+          this.appended = true;
+        })
+        .immediate(),
+    );
+    this.markCommitted();
   }
 
   close(): void {

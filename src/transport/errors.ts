@@ -8,6 +8,7 @@ const CODE: Record<DomainErrorKind, status> = {
   FAILED_PRECONDITION: status.FAILED_PRECONDITION,
   ABORTED: status.ABORTED,
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+  UNAVAILABLE: status.UNAVAILABLE,
 };
 
 export interface MappedError {

@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import { skip } from 'rxjs';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -16,6 +17,9 @@ import { WatchService } from './watch-service.js';
 
 const PROTO_ROOT = fileURLToPath(new URL('../../../proto', import.meta.url));
 const PROTO_FILES = ['common', 'check', 'workplan', 'stage', 'stagerunner', 'service', 'eventlog', 'pull'].map((f) => `turboci/v1/${f}.proto`);
+
+/** The health service name that says whether writes are taken (NOT_SERVING while the disk is full). */
+export const WRITES_HEALTH_SERVICE = 'turboci.writes';
 
 export interface RunningServer {
   readonly address: string;
@@ -43,11 +47,20 @@ export async function startServer(app: Orchestrator, log: Logger, host: string, 
 
   const health = new HealthImplementation({
     '': 'SERVING',
+    [WRITES_HEALTH_SERVICE]: 'SERVING',
     'turboci.v1.TurboCIOrchestrator': 'SERVING',
     'turboci.v1.TurboCIEventLog': 'SERVING',
     ...(options.pull ? { 'turboci.v1.TurboCIRunnerPull': 'SERVING' } : {}),
   });
   health.addToServer(server);
+  // While the log cannot take writes (disk full), the services that write say NOT_SERVING; the server itself ('')
+  // and the read-only TurboCIEventLog stay SERVING: reads and watches work, and a supervisor has no reason to restart.
+  const writers = [WRITES_HEALTH_SERVICE, 'turboci.v1.TurboCIOrchestrator', ...(options.pull ? ['turboci.v1.TurboCIRunnerPull'] : [])];
+  const storage = app.storage.changes$.pipe(skip(1)).subscribe((failure) => {
+    for (const name of writers) health.setStatus(name, failure ? 'NOT_SERVING' : 'SERVING');
+    if (failure) log.error({ error: failure.message }, 'the event log cannot take writes; reads and watches go on');
+    else log.info('the event log takes writes');
+  });
   const definitions = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_ROOT] });
   new ReflectionService(definitions).addToServer(server);
 
@@ -60,6 +73,7 @@ export async function startServer(app: Orchestrator, log: Logger, host: string, 
     port: bound,
     shutdown: (graceMs = 10_000) =>
       new Promise<void>((resolve) => {
+        storage.unsubscribe();
         health.setStatus('', 'NOT_SERVING');
         watch.shutdown(); // watch streams never end by themselves: end them, telling clients where to resume
         const force = setTimeout(() => {

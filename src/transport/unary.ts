@@ -27,18 +27,22 @@ export const unaryHandler =
     const requestId = req.requestId || (typeof header === 'string' ? header : '') || randomUUID();
     const line = { method, workPlanId: req.workPlanId ?? req.id, executionId: req.executionId, requestId };
     const done = (code: status) => ({ ...line, code: status[code], durationMs: Number(process.hrtime.bigint() - started) / 1e6 });
-    const answer = (res: Res) =>
-      durable().then(() => {
-        log.info(done(status.OK), 'rpc');
-        callback(null, res);
-      });
-    const fail = (err: unknown) =>
-      durable().then(() => {
+    const fail = (err: unknown): Promise<void> => {
+      const send = () => {
         const { error, internal } = toServiceError(err);
         if (internal) log.error({ ...done(error.code), err: internal }, 'rpc failed');
         else log.info({ ...done(error.code), error: error.details }, 'rpc');
         callback(error);
-      });
+      };
+      // A failed commit rolls the read models back to the log: the error can go out then too.
+      return durable().then(send, send);
+    };
+    // The commit this answer waits for failed (disk full): the answer is withdrawn, the client gets the error.
+    const answer = (res: Res): Promise<void> =>
+      durable().then(() => {
+        log.info(done(status.OK), 'rpc');
+        callback(null, res);
+      }, fail);
     try {
       const res = handle(call.request, { requestId, call });
       if (res instanceof Promise) void res.then(answer, fail);

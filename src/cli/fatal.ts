@@ -1,0 +1,49 @@
+// Why a command cannot run, for an operator: one line naming the path or port and the cause; main prints it on
+// stderr as "turboci: ..." and exits 1. No stack: the cause is outside the program, and a restart will not help.
+import { existsSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { DatabaseInUse } from '../infra/owner-lock.js';
+
+export class FatalError extends Error {
+  override name = 'FatalError';
+}
+
+/** The directory a database file goes in must exist (SQLite creates the file, not its directory). */
+export function checkDatabaseDirectory(dbPath: string): void {
+  const dir = dirname(resolve(dbPath));
+  if (!existsSync(dir)) throw new FatalError(`cannot open the event log ${dbPath}: directory ${dir} does not exist`);
+  if (!statSync(dir).isDirectory()) throw new FatalError(`cannot open the event log ${dbPath}: ${dir} is not a directory`);
+  if (existsSync(dbPath) && statSync(dbPath).isDirectory()) throw new FatalError(`cannot open the event log ${dbPath}: it is a directory`);
+}
+
+/** An error opening or reading a database file, as one line; other errors are returned unchanged. */
+export function databaseError(dbPath: string, err: unknown): unknown {
+  if (err instanceof FatalError) return err;
+  if (err instanceof DatabaseInUse) return new FatalError(err.message);
+  const code = String((err as { code?: unknown }).code ?? '');
+  const message = (err as Error).message ?? String(err);
+  if (code.startsWith('SQLITE_READONLY') || /readonly|read-only/i.test(message)) {
+    return new FatalError(`cannot write the event log ${dbPath}: the file or its file system is read-only (${message})`);
+  }
+  if (code.startsWith('SQLITE_CANTOPEN')) {
+    return new FatalError(`cannot open the event log ${dbPath}: ${message} (is the directory writable? is the file system read-only?)`);
+  }
+  if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
+    return new FatalError(`the event log ${dbPath} is damaged: ${message}; restore it from a backup (see "turboci backup --help")`);
+  }
+  if (code === 'SQLITE_FULL') return new FatalError(`cannot write the event log ${dbPath}: ${message}; free some space and start again`);
+  if (code.startsWith('SQLITE_IOERR')) return new FatalError(`cannot read or write the event log ${dbPath}: I/O error (${message})`);
+  if (code.startsWith('SQLITE_')) return new FatalError(`the event log ${dbPath}: ${message} (${code})`);
+  return err;
+}
+
+/** A failed bind, as one line naming the address. */
+export function listenError(host: string, port: number, err: unknown): unknown {
+  const message = (err as Error).message ?? String(err);
+  const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (/EADDRINUSE/.test(message)) return new FatalError(`cannot listen on ${address}: the port is in use by another process`);
+  if (/EADDRNOTAVAIL/.test(message)) return new FatalError(`cannot listen on ${address}: no such address on this machine`);
+  if (/EACCES/.test(message)) return new FatalError(`cannot listen on ${address}: permission denied (ports below 1024 need privileges)`);
+  if (/No address added/.test(message)) return new FatalError(`cannot listen on ${address}: ${message.replace(/^No address added out of total \d+ resolved errors: /, '')}`);
+  return err;
+}
