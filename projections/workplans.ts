@@ -4,11 +4,21 @@
 //
 // A complete workplan may be evicted (only its header stays in memory) and is folded back from its stream the next
 // time anything asks for it: a read, a watch, a write. Read models stay disposable: the fold-back is the same replay.
+// Snapshots keep complete workplans the same way, as headers: a start restores only what is in progress.
 import { WORKPLAN_EVENT_TYPES, type RecordedEvent } from '../src/domain/events.js';
 import type { WorkPlanMeta } from '../src/domain/model.js';
 import { evolve, evolveWorkPlan } from '../src/domain/evolve.js';
 import type { SnapshotProjection } from './projection.js';
 import { WorkPlanModel } from './workplan-model.js';
+
+/** A workplan's events with position <= toPosition, in stream order, from the log. */
+export type StreamLoader = (workPlanId: string, toPosition: number) => Iterable<RecordedEvent>;
+
+interface SavedWorkPlans {
+  readonly position: number;
+  readonly inProgress: Map<string, WorkPlanModel>;
+  readonly headers: Map<string, WorkPlanMeta>;
+}
 
 /** Read access to the workplan models, for the projections that fold after them. */
 export interface WorkPlanLookup {
@@ -21,18 +31,34 @@ export class WorkPlanModels implements SnapshotProjection, WorkPlanLookup {
   private readonly models = new Map<string, WorkPlanModel>();
   /** Evicted workplans: their header only. */
   private readonly evicted = new Map<string, WorkPlanMeta>();
-  private loadStream: ((id: string) => Iterable<RecordedEvent>) | null = null;
+  /** Reads a workplan's events up to a global position back from the log (set by whoever owns the store). */
+  private loadStream: StreamLoader | null = null;
+  /** The position of the last event folded: a fold-back reads the log up to here, never past what was folded. */
+  private position = 0;
   private clock: () => number = Date.now;
   /** Workplans folded back from the log after an eviction, and when (epoch ms): a fold-back counts as a use. */
   foldBacks = 0;
   private readonly foldedBackAt = new Map<string, number>();
 
+  /** Workplans in progress whole; complete ones (and evicted ones) as their header, folded back when asked for. */
   snapshot(): unknown {
-    return this.models;
+    const inProgress = new Map<string, WorkPlanModel>();
+    const headers = new Map<string, WorkPlanMeta>();
+    // In id order: the same workplans give the same snapshot, whichever of them were evicted meanwhile.
+    for (const id of [...this.ids()].sort()) {
+      const model = this.models.get(id);
+      if (!model) headers.set(id, this.evicted.get(id)!);
+      else if (model.complete) headers.set(id, model.meta);
+      else inProgress.set(id, model);
+    }
+    return { position: this.position, inProgress, headers } satisfies SavedWorkPlans;
   }
   /** The models come back as plain objects: they get their class again. */
   restore(state: unknown): void {
-    for (const [id, model] of state as Map<string, WorkPlanModel>) this.models.set(id, Object.setPrototypeOf(model, WorkPlanModel.prototype) as WorkPlanModel);
+    const saved = state as SavedWorkPlans;
+    for (const [id, model] of saved.inProgress) this.models.set(id, Object.setPrototypeOf(model, WorkPlanModel.prototype) as WorkPlanModel);
+    for (const [id, meta] of saved.headers) this.evicted.set(id, meta);
+    this.position = saved.position;
   }
 
   workplan(id: string): WorkPlanModel | undefined {
@@ -59,8 +85,8 @@ export class WorkPlanModels implements SnapshotProjection, WorkPlanLookup {
     return this.foldedBackAt.get(id);
   }
 
-  /** Lets complete workplans be evicted: `load` reads a workplan's stream back from the log. */
-  evictable(load: (id: string) => Iterable<RecordedEvent>, clock: () => number): void {
+  /** Lets workplans be folded back (and so evicted): `load` reads a workplan's stream back from the log. */
+  evictable(load: StreamLoader, clock: () => number): void {
     this.loadStream = load;
     this.clock = clock;
   }
@@ -70,7 +96,7 @@ export class WorkPlanModels implements SnapshotProjection, WorkPlanLookup {
     if (previous.loadStream) this.evictable(previous.loadStream, previous.clock);
   }
 
-  /** Drops a complete workplan's nodes from memory; false when it is not complete (or eviction is off). */
+  /** Drops a complete workplan's nodes from memory; false when it is not complete (or nothing can read it back). */
   evict(id: string): boolean {
     const model = this.models.get(id);
     if (!model?.complete || !this.loadStream) return false;
@@ -83,7 +109,7 @@ export class WorkPlanModels implements SnapshotProjection, WorkPlanLookup {
   private foldBack(id: string): WorkPlanModel | undefined {
     if (!this.evicted.has(id) || !this.loadStream) return undefined;
     const again = new WorkPlanModels();
-    for (const rec of this.loadStream(id)) again.fold(rec);
+    for (const rec of this.loadStream(id, this.position)) again.fold(rec);
     const model = again.models.get(id)!;
     this.evicted.delete(id);
     this.models.set(id, model);
@@ -93,14 +119,19 @@ export class WorkPlanModels implements SnapshotProjection, WorkPlanLookup {
   }
 
   fold(rec: RecordedEvent): void {
-    let model = this.models.get(rec.streamId);
+    let model = this.models.get(rec.streamId) ?? this.foldBack(rec.streamId);
+    this.position = rec.position;
     if (rec.event.type === 'WorkPlanCreated') {
       model = new WorkPlanModel(evolveWorkPlan(undefined, rec.event, rec, rec.streamId));
       this.models.set(rec.streamId, model);
     } else if (model) {
       evolve(model, rec.event, rec);
     } else {
-      throw new Error(`event ${rec.event.type} at position ${rec.position} for unknown workplan ${rec.streamId}`);
+      throw new Error(
+        this.evicted.has(rec.streamId)
+          ? `event ${rec.event.type} at position ${rec.position} for workplan ${rec.streamId}, which is evicted and cannot be read back`
+          : `event ${rec.event.type} at position ${rec.position} for unknown workplan ${rec.streamId}`,
+      );
     }
     if (rec.causation.requestId) model.requests.set(rec.causation.requestId, rec.version);
   }

@@ -1,7 +1,6 @@
 // Memory follows the work in progress, not the history: a complete workplan (every node FINAL) that nobody wrote
 // or folded back for --evict-after is evicted from the read models (its header stays) and folded back from its
 // stream the next time anything asks for it (projections/workplans.ts).
-import type { RecordedEvent } from '../domain/events.js';
 import type { Logger } from '../logging.js';
 import type { Orchestrator } from './orchestrator.js';
 
@@ -16,9 +15,8 @@ export class Evictor {
   ) {}
 
   /** Sweeps every idleMs / 2 (at least every 100 ms); idleMs 0 turns eviction off. */
-  start(store: { readStream(id: string): Iterable<RecordedEvent> }): void {
+  start(): void {
     if (this.idleMs <= 0) return;
-    this.app.models.workplans.evictable((id) => store.readStream(id), () => this.app.now());
     this.timer = setInterval(() => this.sweep(), Math.max(100, Math.floor(this.idleMs / 2)));
     this.timer.unref();
   }

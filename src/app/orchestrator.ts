@@ -15,6 +15,7 @@ import type { Check, Stage, WorkPlanMeta } from '../domain/model.js';
 import { EventBus } from './event-bus.js';
 import { coalescePerTurn } from './next-turn.js';
 import { StorageFailure, VersionConflict, type EventStore } from './event-store.js';
+import { readBack } from './snapshots.js';
 import { StorageState } from './storage-state.js';
 import { queryNodes, type NodePage, type NodeQuery } from './queries.js';
 
@@ -63,6 +64,7 @@ export class Orchestrator {
     private readonly config: OrchestratorConfig,
   ) {
     this.storage = new StorageState(config.storageProbe);
+    current.workplans.evictable(readBack(store), config.clock);
     this.modelsSubscription = current.subscribeTo(this.bus.batches$);
     // Group commit: every append of one event-loop turn joins one transaction, committed on the next turn.
     if (store.groupCommit) this.subscription.add(this.bus.batches$.pipe(coalescePerTurn()).subscribe(() => this.flush()));

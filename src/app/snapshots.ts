@@ -57,6 +57,8 @@ export function loadReadModels(store: EventStore, snapshots: SnapshotStore | nul
   }
   const fromPosition = models?.position ?? 0;
   models ??= new ReadModels();
+  // Complete workplans come back from a snapshot as headers: they are folded back from the log when needed.
+  models.workplans.evictable(readBack(store), Date.now);
   let tailEvents = 0;
   for (const rec of store.readAll(models.position)) {
     models.apply(rec);
@@ -120,3 +122,9 @@ export class SnapshotScheduler {
       });
   }
 }
+
+/** How the workplan projection reads an evicted workplan back: its stream, up to a position, from the log. */
+export const readBack =
+  (store: EventStore) =>
+  (workPlanId: string, toPosition: number): Iterable<RecordedEvent> =>
+    store.readFiltered({ workPlanId, toPosition });

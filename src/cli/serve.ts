@@ -189,7 +189,7 @@ export async function serve(argv: string[]): Promise<number> {
   );
   snapshots.start(app.bus.durable$);
   const evictor = new Evictor(app, evictAfter * 1000, log);
-  evictor.start(store);
+  evictor.start();
   const runners = new RunnerService(app);
   const pull = new PullService(app, log, {
     limits,

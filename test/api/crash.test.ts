@@ -54,6 +54,7 @@ test('SIGKILL at random moments loses no acknowledged write, and takes back no e
     const from = (await conn.api.getWorkPlan({ id: workPlanId })).workPlan!.version;
     const watching = watch(conn.client, workPlanId, from, watched);
     let stop = false;
+    let ackedThisRound = 0;
     const writer = async (w: number) => {
       for (let i = 0; !stop; i++) {
         const id = `r${round}-w${w}-${i}`;
@@ -73,13 +74,16 @@ test('SIGKILL at random moments loses no acknowledged write, and takes back no e
             ],
           });
           for (const c of res.checks) acked.set(c.id, c.state);
+          ackedThisRound++;
         } catch {
           return; // the server died under this call: it may or may not have been applied
         }
       }
     };
     const writers = [0, 1, 2, 3].map(writer);
-    await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
+    // Killed at a random moment once the round is under way (a few writes answered), however slow the machine is.
+    for (const started = Date.now(); ackedThisRound < 4 && Date.now() - started < 30_000; ) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, Math.random() * 400));
     await server.stop('SIGKILL');
     stop = true;
     await Promise.all([...writers, watching]);
@@ -89,25 +93,28 @@ test('SIGKILL at random moments loses no acknowledged write, and takes back no e
   // A last restart: the server's state equals an independent replay of the file, node by node.
   const server = await startServer(dbPath);
   const conn = connect(server.address);
-  const live = await conn.api.queryNodes({ workPlanId });
-  const replayed = ReadModels.replay(new SqliteEventStore(dbPath, { readonly: true }).readAll()).workplan(workPlanId)!;
-  assert.deepEqual(
-    live.checks.map((c) => [c.id, c.state, c.version, c.results.length]),
-    [...replayed.checks.values()].map((c) => [c.id, CHECK_STATE[c.state], c.version, c.results.length]),
-  );
-  assert.deepEqual(
-    live.stages.map((s) => [s.id, s.state, s.version, s.attempts.length]),
-    [...replayed.stages.values()].map((s) => [s.id, STAGE_STATE[s.state], s.version, s.attempts.length]),
-  );
-  assert.equal(live.workPlanVersion, replayed.meta.version);
+  try {
+    const live = await conn.api.queryNodes({ workPlanId });
+    const replayed = ReadModels.replay(new SqliteEventStore(dbPath, { readonly: true }).readAll()).workplan(workPlanId)!;
+    assert.deepEqual(
+      live.checks.map((c) => [c.id, c.state, c.version, c.results.length]),
+      [...replayed.checks.values()].map((c) => [c.id, CHECK_STATE[c.state], c.version, c.results.length]),
+    );
+    assert.deepEqual(
+      live.stages.map((s) => [s.id, s.state, s.version, s.attempts.length]),
+      [...replayed.stages.values()].map((s) => [s.id, STAGE_STATE[s.state], s.version, s.attempts.length]),
+    );
+    assert.equal(live.workPlanVersion, replayed.meta.version);
 
-  // The log's own account of every change, streamed from version 0: it holds everything the watchers were sent.
-  const history = new Set<string>();
-  await watch(conn.client, workPlanId, 0, history, live.workPlanVersion);
-  const lost = [...watched].filter((k) => !history.has(k));
-  assert.deepEqual(lost, [], 'changes a watcher was sent that the log does not hold');
-  assert.ok(watched.size > 0, 'the watchers received nothing; the test did not exercise much');
-  assert.ok(acked.size > rounds * 4, `only ${acked.size} writes were acknowledged; the test did not exercise much`);
-  conn.close();
-  await server.stop();
+    // The log's own account of every change, streamed from version 0: it holds everything the watchers were sent.
+    const history = new Set<string>();
+    await watch(conn.client, workPlanId, 0, history, live.workPlanVersion);
+    const lost = [...watched].filter((k) => !history.has(k));
+    assert.deepEqual(lost, [], 'changes a watcher was sent that the log does not hold');
+    assert.ok(watched.size > 0, 'the watchers received nothing; the test did not exercise much');
+    assert.ok(acked.size > rounds * 4, `only ${acked.size} writes were acknowledged; the test did not exercise much`);
+  } finally {
+    conn.close();
+    await server.stop();
+  }
 });

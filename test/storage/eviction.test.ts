@@ -20,7 +20,7 @@ test('only complete workplans are evicted; a read folds one back unchanged; a wr
   let now = 1_700_000_000_000;
   const app = Orchestrator.open(store, { clock: () => now });
   const evictor = new Evictor(app, 60_000, createLogger('silent'));
-  evictor.start(store);
+  evictor.start();
   try {
     const done = app.createWorkPlan({ which: 'done' }).id;
     const busy = app.createWorkPlan({ which: 'busy' }).id;
