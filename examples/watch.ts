@@ -56,11 +56,11 @@ function watchOnce(): Promise<'completed' | 'resume'> {
       workPlanId,
       includeChecks: values.checks,
       includeStages: values.stages,
-      afterVersion: lastVersion,
+      afterVersion: lastVersion === undefined ? undefined : BigInt(lastVersion),
     });
     const stream = client.watchWorkPlan(request, new Metadata());
     stream.on('data', (e: WorkPlanEvent) => {
-      if (!e.snapshot) lastVersion = e.version;
+      if (!e.snapshot) lastVersion = Number(e.version);
       console.log(describe(e));
       if (e.completedEvent) {
         done = true;

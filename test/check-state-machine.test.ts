@@ -97,7 +97,7 @@ for (const from of STATES) {
         const before = await version(plan);
         const res = await write(plan, { id: 'c', state: to });
         assert.equal(written(res).state, to);
-        assert.equal(res.workPlanVersion, before + 1, 'one state change, one event');
+        assert.equal(res.workPlanVersion, before + 1n, 'one state change, one event');
         assert.equal(await version(plan), res.workPlanVersion);
         assert.equal((await stored(plan)).state, to);
       }

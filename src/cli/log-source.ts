@@ -11,6 +11,7 @@ import {
   ReadEventsRequest,
   TurboCIEventLogClient,
   type GetReadModelDigestResponse,
+  type WorkPlanDigest,
   type GetWorkPlanAtResponse,
   type LoggedEvent as ProtoEvent,
   type ReadEventsResponse,
@@ -186,7 +187,7 @@ export class ServerLog implements LogSource {
 
   async workPlan(id: string): Promise<WorkPlanSummary> {
     const res = await this.call<ReadEventsResponse>('readEvents', ReadEventsRequest.fromPartial({ workPlanId: id, pageSize: 1 }));
-    return { id, version: res.workPlanVersion };
+    return { id, version: Number(res.workPlanVersion) };
   }
 
   workPlanAt(id: string, target: { version?: number; at?: number }): Promise<GetWorkPlanAtResponse> {
@@ -196,8 +197,10 @@ export class ServerLog implements LogSource {
     );
   }
 
-  digests(ids: readonly string[], includeState: boolean): Promise<GetReadModelDigestResponse> {
-    return this.call('getReadModelDigest', GetReadModelDigestRequest.fromPartial({ workPlanIds: [...ids], includeState }));
+  /** Versions as numbers: a stream version never gets near 2^53. */
+  async digests(ids: readonly string[], includeState: boolean): Promise<{ digests: Array<Omit<WorkPlanDigest, 'version'> & { version: number }> }> {
+    const res = await this.call<GetReadModelDigestResponse>('getReadModelDigest', GetReadModelDigestRequest.fromPartial({ workPlanIds: [...ids], includeState }));
+    return { digests: res.digests.map((d) => ({ ...d, version: Number(d.version) })) };
   }
 
   close(): void {
@@ -207,11 +210,11 @@ export class ServerLog implements LogSource {
 
 function fromProto(e: ProtoEvent): LoggedEvent {
   return {
-    position: e.position,
+    position: Number(e.position),
     streamId: e.workPlanId,
-    version: e.version,
+    version: Number(e.version),
     recordedAt: e.recordedAt?.getTime() ?? 0,
-    causation: { requestId: e.requestId || null, causedByVersion: e.causedByVersion ?? null },
+    causation: { requestId: e.requestId || null, causedByVersion: e.causedByVersion === undefined ? null : Number(e.causedByVersion) },
     event: DomainEvent.parse({ type: e.type, data: e.data ?? {} }),
   };
 }

@@ -39,6 +39,13 @@ Pull runners (turboci.v1.TurboCIRunnerPull, "turboci runner"); stages may overri
   --pickup-timeout MS  how long an attempt may wait to be leased; 0 = forever  TURBOCI_PICKUP_TIMEOUT (default 0)
   --retry-backoff MS  delay before a retried attempt is offered  TURBOCI_RETRY_BACKOFF (default 0)
                      (the run timeout defaults to --attempt-timeout)
+Input limits, in bytes of UTF-8 (docs/configuration.md lists the fixed ones):
+  --max-value-bytes N  one Struct (args, options, result data, details)
+                     as JSON                                     TURBOCI_MAX_VALUE_BYTES (default 262144)
+  --max-metadata-bytes N  one metadata or labels map, keys + values  TURBOCI_MAX_METADATA_BYTES (default 65536)
+  --max-progress-bytes N  progress one attempt keeps; appends past it
+                     get RESOURCE_EXHAUSTED                      TURBOCI_MAX_PROGRESS_BYTES (default 1048576)
+  --max-ttl S        longest runner registration ttl_seconds     TURBOCI_MAX_TTL (default 86400)
   -h, --help         show this help
 
 When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051",...}.
@@ -66,6 +73,10 @@ export async function serve(argv: string[]): Promise<number> {
       'heartbeat-interval': { type: 'string' },
       'pickup-timeout': { type: 'string' },
       'retry-backoff': { type: 'string' },
+      'max-value-bytes': { type: 'string' },
+      'max-metadata-bytes': { type: 'string' },
+      'max-progress-bytes': { type: 'string' },
+      'max-ttl': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -81,6 +92,12 @@ export async function serve(argv: string[]): Promise<number> {
   const heartbeatInterval = integer('--heartbeat-interval', values['heartbeat-interval'] ?? env.TURBOCI_HEARTBEAT_INTERVAL ?? '10000', 100, 3600_000);
   const pickupTimeout = integer('--pickup-timeout', values['pickup-timeout'] ?? env.TURBOCI_PICKUP_TIMEOUT ?? '0', 0, 7 * 24 * 3600_000);
   const retryBackoff = integer('--retry-backoff', values['retry-backoff'] ?? env.TURBOCI_RETRY_BACKOFF ?? '0', 0, 7 * 24 * 3600_000);
+  const inputLimits = {
+    maxValueBytes: integer('--max-value-bytes', values['max-value-bytes'] ?? env.TURBOCI_MAX_VALUE_BYTES ?? '262144', 1024, 64 * 1024 * 1024),
+    maxMetadataBytes: integer('--max-metadata-bytes', values['max-metadata-bytes'] ?? env.TURBOCI_MAX_METADATA_BYTES ?? '65536', 1024, 64 * 1024 * 1024),
+    maxProgressBytes: integer('--max-progress-bytes', values['max-progress-bytes'] ?? env.TURBOCI_MAX_PROGRESS_BYTES ?? '1048576', 1024, 1024 * 1024 * 1024),
+    maxTtlSeconds: integer('--max-ttl', values['max-ttl'] ?? env.TURBOCI_MAX_TTL ?? '86400', 1, 365 * 24 * 3600),
+  };
   const limitSpecs = values['runner-limit'] ?? (env.TURBOCI_RUNNER_LIMITS ? env.TURBOCI_RUNNER_LIMITS.split(',') : []);
   const limits = new Map<string, number>();
   let defaultLimit = 0;
@@ -123,7 +140,7 @@ export async function serve(argv: string[]): Promise<number> {
   pull.start();
   const reaper = new Reaper(app, pull, log);
   reaper.start();
-  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull });
+  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull, limits: inputLimits });
   const dispatcher = new Dispatcher(app, runners, new GrpcRunnerTransport(), log, {
     callbackAddress: values['advertise-address'] ?? env.TURBOCI_ADVERTISE_ADDRESS ?? server.address,
     defaultAttemptTimeoutMs: attemptTimeout * 1000,

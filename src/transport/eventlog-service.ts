@@ -13,14 +13,14 @@ import { parseRequest } from './validation.js';
 
 export function eventToProto(rec: RecordedEvent): LoggedEvent {
   return {
-    position: rec.position,
+    position: BigInt(rec.position),
     workPlanId: rec.streamId,
-    version: rec.version,
+    version: BigInt(rec.version),
     type: rec.event.type,
     schemaVersion: SCHEMA_VERSION[rec.event.type],
     recordedAt: new Date(rec.recordedAt),
     requestId: rec.causation.requestId ?? '',
-    causedByVersion: rec.causation.causedByVersion ?? undefined,
+    causedByVersion: rec.causation.causedByVersion === null ? undefined : BigInt(rec.causation.causedByVersion),
     data: rec.event.data as Record<string, unknown>,
   };
 }
@@ -32,7 +32,7 @@ export function eventLogService(app: Orchestrator, log: Logger): TurboCIEventLog
     readEvents: unary('ReadEvents', (req) => {
       const q = parseRequest(readEventsRequest, req);
       const page = readEventPage(app, q);
-      return { events: page.events.map(eventToProto), nextPageToken: pageToken(page.next), workPlanVersion: page.version };
+      return { events: page.events.map(eventToProto), nextPageToken: pageToken(page.next), workPlanVersion: BigInt(page.version) };
     }),
     getWorkPlanAt: unary('GetWorkPlanAt', async (req) => {
       const q = parseRequest(getWorkPlanAtRequest, req);
@@ -49,7 +49,7 @@ export function eventLogService(app: Orchestrator, log: Logger): TurboCIEventLog
       return {
         digests: readModelDigests(app, q.workPlanIds).map((d) => ({
           workPlanId: d.workPlanId,
-          version: d.version,
+          version: BigInt(d.version),
           sha256: d.sha256,
           stateJson: q.includeState ? d.json : '',
         })),

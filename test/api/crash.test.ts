@@ -51,7 +51,7 @@ test('SIGKILL at random moments loses no acknowledged write, and takes back no e
     }
 
     // A watcher follows from the current version; four writers in flight; the server is killed at a random moment.
-    const from = (await conn.api.getWorkPlan({ id: workPlanId })).workPlan!.version;
+    const from = Number((await conn.api.getWorkPlan({ id: workPlanId })).workPlan!.version);
     const watching = watch(conn.client, workPlanId, from, watched);
     let stop = false;
     const writer = async (w: number) => {
