@@ -106,11 +106,11 @@ export const stringMap = z.record(z.string(), z.string()).superRefine((m, ctx) =
     const vb = utf8Bytes(v);
     total += kb + vb;
     if (kb > MAX_KEY_BYTES) {
-      ctx.addIssue({ code: 'custom', message: `key "${capText(k, 48)}" is ${bytesText(kb)}; keys must be at most ${MAX_KEY_BYTES} bytes of UTF-8` });
+      ctx.addIssue({ code: 'custom', message: `key "${capText(k, 64)}" is ${bytesText(kb)}; keys must be at most ${MAX_KEY_BYTES} bytes of UTF-8` });
       return;
     }
     if (vb > MAX_METADATA_VALUE_BYTES) {
-      ctx.addIssue({ code: 'custom', message: `the value of "${capText(k, 48)}" is ${bytesText(vb)}; values must be at most ${bytesText(MAX_METADATA_VALUE_BYTES)} of UTF-8` });
+      ctx.addIssue({ code: 'custom', message: `the value of "${capText(k, 64)}" is ${bytesText(vb)}; values must be at most ${bytesText(MAX_METADATA_VALUE_BYTES)} of UTF-8` });
       return;
     }
   }
