@@ -8,7 +8,7 @@ import { serve } from './serve.js';
 import { verify } from './verify.js';
 import { UsageError } from './usage-error.js';
 
-const HELP = `Usage: turboci <command> [options]
+const HELP = `Usage: npx turboci <command> [options]
 
 TurboCI-Lite: an event-sourced CI workflow orchestrator (checks, stages, dependencies) served over gRPC.
 
@@ -24,7 +24,7 @@ Event log tools (read a database file read-only, safe while a server runs; most 
   export    write a workplan's events as NDJSON (move it to another server, attach it to a bug report)
   import    append an exported workplan to a database, identical to the original
 
-Run "turboci <command> --help" for a command's options and examples.`;
+Run "npx turboci <command> --help" for a command's options and examples.`;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve,
@@ -49,7 +49,7 @@ export async function main(argv: string[]): Promise<number> {
     return await run(rest);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`turboci: ${(err as Error).message}\nRun "turboci ${run ? `${command} ` : ''}--help" for usage.`);
+      console.error(`turboci: ${(err as Error).message}\nRun "npx turboci ${run ? `${command} ` : ''}--help" for usage.`);
       return 2;
     }
     throw err;

@@ -5,7 +5,7 @@ import { Agent } from '../agent/agent.js';
 import { createLogger } from '../logging.js';
 import { UsageError } from './usage-error.js';
 
-export const RUNNER_HELP = `Usage: turboci runner --server HOST:PORT --type TYPE [options]
+export const RUNNER_HELP = `Usage: npx turboci runner --server HOST:PORT --type TYPE [options]
 
 A pull runner agent (turboci.v1.TurboCIRunnerPull): it asks the server for attempts of stages whose runner_type is
 TYPE (it needs no open port: it only calls out), runs each stage's args.command in a fresh working directory, sends

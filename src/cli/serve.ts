@@ -10,7 +10,7 @@ import { createLogger } from '../logging.js';
 import { startServer } from '../transport/server.js';
 import { UsageError } from './usage-error.js';
 
-export const SERVE_HELP = `Usage: turboci serve [options]
+export const SERVE_HELP = `Usage: npx turboci serve [options]
 
 Starts the TurboCI-Lite gRPC server (TurboCIOrchestrator, grpc.health.v1.Health, server reflection) on an
 append-only SQLite event log. On start it rebuilds every read model from the log; on SIGTERM or SIGINT it stops
@@ -31,7 +31,7 @@ Options (each has an environment variable; the flag wins):
   --advertise-address HOST:PORT
                      address async runners call back (callback_address) TURBOCI_ADVERTISE_ADDRESS
                                                                        (default: the bound address)
-Pull runners (turboci.v1.TurboCIRunnerPull, "turboci runner"); stages may override each in execution_policy:
+Pull runners (turboci.v1.TurboCIRunnerPull, "npx turboci runner"); stages may override each in execution_policy:
   --runner-limit TYPE=N  at most N leased attempts of runner type TYPE at once (repeatable; "*=N" for
                      every other type)                           TURBOCI_RUNNER_LIMITS (e.g. "shell=4,*=16"; default none)
   --heartbeat-interval MS  how often pull runners heartbeat; two missed

@@ -135,6 +135,8 @@ test('events lists the log, and each filter narrows it', () => {
   const typeColumn = lines[0]!.indexOf('TYPE');
   assert.ok(lines.slice(1).every((l) => /^[A-Z]/.test(l.slice(typeColumn))), 'TYPE column aligned');
   assert.match(lines[2]!, /CheckCreated\s+check:build\s+r-plan\s+check build was created/);
+  // An event without a request id has an empty REQUEST cell, not a literal "".
+  assert.ok(lines.every((l) => !l.includes('""')), table.stdout);
 });
 
 test('events over gRPC (ReadEvents) match the file, and the RPC validates and maps errors like the rest', async () => {
@@ -339,11 +341,13 @@ test('export → import into another database gives identical QueryNodes output'
 });
 
 test('every subcommand has --help with examples; usage errors exit 2', () => {
-  for (const cmd of ['events', 'replay', 'explain', 'verify', 'export', 'import']) {
+  for (const cmd of ['serve', 'runner', 'events', 'replay', 'explain', 'verify', 'export', 'import']) {
     const help = run(cmd, '--help');
     assert.equal(help.status, 0, cmd);
-    assert.match(help.stdout, new RegExp(`^Usage: turboci ${cmd} `), cmd);
-    assert.match(help.stdout, /\nExamples:\n {2}turboci /, cmd);
+    // `turboci` is not on PATH after `npm ci`: every command shown is runnable as written, through npx.
+    assert.match(help.stdout, new RegExp(`^Usage: npx turboci ${cmd} `), cmd);
+    assert.match(help.stdout, /\nExamples:\n {2}(\S+=\S+ )?npx turboci /, cmd);
+    assert.doesNotMatch(help.stdout, /(?<![\w./-])(?<!npx )turboci (serve|runner|events|replay|explain|verify|export|import)\b/, `${cmd}: a bare "turboci" command`);
   }
   const top = run('--help');
   for (const cmd of ['events', 'replay', 'explain', 'verify', 'export', 'import']) assert.match(top.stdout, new RegExp(`\\n  ${cmd} `));
@@ -359,8 +363,13 @@ test('every subcommand has --help with examples; usage errors exit 2', () => {
   ]) {
     const res = run(...args);
     assert.equal(res.status, 2, `${args.join(' ')}: ${res.stderr}`);
-    assert.match(res.stderr, /Run "turboci \w+ --help" for usage/);
+    assert.match(res.stderr, /Run "npx turboci \w+ --help" for usage/);
   }
+  // --server without --workplan is a usage error before anything is printed (no table header).
+  const noWorkplan = run('events', '--server', server.address);
+  assert.equal(noWorkplan.status, 2);
+  assert.equal(noWorkplan.stdout, '');
+  assert.match(noWorkplan.stderr, /^turboci: --workplan is required with --server\n/);
   const missing = run('events', '--db', `${dir.path}/nope.db`);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /no such database file/);
