@@ -1,5 +1,5 @@
 // Follows a workplan with WatchWorkPlan and prints one line per event; resumes by itself after a disconnect, a
-// server restart or RESOURCE_EXHAUSTED, from the last version it received (see the README (section "Watching a workplan")).
+// server restart or RESOURCE_EXHAUSTED, from the last version it received (see docs/watch.md).
 //
 //   npm run build && node dist/examples/watch.js <address> <workplan-id> [--after-version N] [--checks] [--stages]
 //

@@ -148,7 +148,7 @@ export async function serve(argv: string[]): Promise<number> {
   dispatcher.start();
   // The ready line is printed at any level but silent: with --port 0 it is the only way to learn the port.
   const ready = level === 'silent' ? log : log.child({}, { level: 'info' });
-  ready.info({ address: server.address, port: server.port, db: dbPath }, 'listening');
+  ready.info({ address: server.address, port: server.port, db: dbPath, pid: process.pid }, 'listening');
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
