@@ -1,4 +1,5 @@
 import { hostname, tmpdir } from 'node:os';
+import { ID_RULE, isValidId } from '../domain/ids.js';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent/agent.js';
@@ -68,7 +69,7 @@ export async function runner(argv: string[]): Promise<number> {
   const server = values.server ?? env.TURBOCI_SERVER;
   if (!server) throw new UsageError('--server HOST:PORT is required');
   const type = values.type ?? env.TURBOCI_RUNNER_TYPE;
-  if (!type || !/^[^\s\p{C}]{1,256}$/u.test(type)) throw new UsageError('--type TYPE is required (1-256 printable characters, no spaces)');
+  if (!type || !isValidId(type)) throw new UsageError(`--type TYPE is required (${ID_RULE.replace(/^must be /, '')})`);
   const labels: Record<string, string> = {};
   for (const spec of (values.labels ?? (env.TURBOCI_RUNNER_LABELS ? [env.TURBOCI_RUNNER_LABELS] : [])).flatMap((s) => s.split(','))) {
     if (!spec.trim()) continue;

@@ -5,7 +5,8 @@ import { CheckState as PbCheckState, StageState as PbStageState } from '../gen/t
 import type { RunResponse } from '../gen/turboci/v1/stagerunner.js';
 import { z } from 'zod';
 import { MAX_MESSAGE_BYTES } from '../domain/limits.js';
-import { struct, text } from './validation.js';
+import { fieldPath, struct, text } from './validation.js';
+import { capText } from '../domain/limits.js';
 
 const failureMessage = z.object({ message: text(MAX_MESSAGE_BYTES) }).optional();
 /** The parts of a runner's answer (CompleteStageExecution, CompleteLease) that carry values: bounded like a WriteNodes. */
@@ -14,6 +15,14 @@ export const completionValues = z.object({
   failure: failureMessage,
   details: struct,
 });
+
+/** Why a runner's answer cannot be applied as it is (a NaN, a value over its limit...), or null. */
+export function completionProblem(res: unknown): string | null {
+  const parsed = completionValues.safeParse(res);
+  if (parsed.success) return null;
+  const issue = parsed.error.issues[0]!;
+  return capText(`${fieldPath(issue.path)}: ${issue.message}`, 512);
+}
 
 const CHECK_STATE: Partial<Record<number, CheckState>> = {
   [PbCheckState.CHECK_STATE_PLANNING]: 'PLANNING',

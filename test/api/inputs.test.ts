@@ -5,10 +5,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { Timestamp } from '../../src/gen/google/protobuf/timestamp.js';
-import { CheckState, ExecutionMode, NodeType, PredicateType } from '../../src/gen/turboci/v1/common.js';
+import { CheckState, ExecutionMode, NodeType, PredicateType, StageState } from '../../src/gen/turboci/v1/common.js';
 import { HeartbeatRequest } from '../../src/gen/turboci/v1/pull.js';
 import { WriteNodesRequest, WriteNodesResponse } from '../../src/gen/turboci/v1/service.js';
 import { connectPull } from '../pull/support.js';
+import { eventually, startTestRunner } from '../support/runner.js';
 import { serverPerFile } from '../support/server.js';
 
 // A small progress limit, so that filling an attempt takes a few writes.
@@ -84,6 +85,10 @@ test('1. a 10,000-node dependency cycle: INVALID_ARGUMENT naming a few nodes and
   );
   assert.match(err.details, /^checks\[\d+\]\.dependencies: /);
   assert.equal(await version(id), before);
+  // The server did not log the whole cycle either.
+  const line = logLines('WriteNodes').find((l) => String(l.error ?? '').includes('cycle of 10000 nodes'));
+  assert.ok(line, 'the refusal is logged');
+  assert.ok(JSON.stringify(line).length < 8 * 1024, `a log line of ${JSON.stringify(line).length} bytes`);
   // A short cycle is still spelled out whole.
   await refused(
     suite.api.writeNodes({
@@ -224,6 +229,43 @@ test('3. progress per attempt is bounded: the append past --max-progress-bytes i
   assert.equal(q.stages[0]!.attempts[0]!.progress.length, 3, 'nothing was dropped either');
 });
 
+test('3. pull runners: heartbeat lines count against the same per-attempt limit; the lease survives the refusal', async () => {
+  const id = await newWorkPlan();
+  await suite.api.writeNodes({
+    workPlanId: id,
+    checks: [{ id: 'build', state: CheckState.CHECK_STATE_PLANNED }],
+    stages: [{ id: 'compile', runnerType: 'inputs-pull', args: { command: 'make' }, assignments: [{ targetCheckId: 'build' }] }],
+  });
+  const pull = connectPull(suite.server.address);
+  try {
+    const { attempt } = await pull.lease({ runnerId: 'r-1', runnerType: 'inputs-pull', waitMs: 0 });
+    assert.ok(attempt);
+    const lines = ['é'.repeat(1000)]; // 2000 bytes a heartbeat
+    await pull.heartbeat({ leaseToken: attempt.leaseToken, logLines: lines });
+    const before = await version(id);
+    await refused(
+      pull.heartbeat({ leaseToken: attempt.leaseToken, logLines: [...lines, ...lines] }),
+      status.RESOURCE_EXHAUSTED,
+      /^log_lines: attempt 1 of stage "compile" holds 2 KiB of progress; adding 3\.9 KiB would pass the 4 KiB an attempt may keep/,
+    );
+    assert.equal(await version(id), before, 'the refused heartbeat appended nothing');
+    // The lease is still good: a heartbeat without lines extends it, and the runner can complete.
+    await pull.heartbeat({ leaseToken: attempt.leaseToken });
+    // A completion carrying a value JSON cannot hold is refused like a write.
+    await refused(
+      pull.completeLease({ leaseToken: attempt.leaseToken, checkUpdates: [{ checkId: 'build', resultData: { n: NaN }, finalize: true }] }),
+      status.INVALID_ARGUMENT,
+      /^check_updates\[0\]\.result_data: n: NaN is not a number JSON can hold/,
+    );
+    const done = await pull.completeLease({ leaseToken: attempt.leaseToken, stageState: StageState.STAGE_STATE_FINAL, checkUpdates: [{ checkId: 'build', resultData: { ok: true }, finalize: true, state: CheckState.CHECK_STATE_FINAL }] });
+    assert.equal(done.acknowledged, true);
+    const q = await suite.api.queryNodes({ workPlanId: id, stageIds: ['compile'], includeStages: true });
+    assert.equal(q.stages[0]!.attempts[0]!.progress.length, 1);
+  } finally {
+    pull.close();
+  }
+});
+
 test('3. QueryNodes answers stay under what a default client accepts (4 MiB): large workplans are paged', async () => {
   const id = await newWorkPlan();
   const blob = 'z'.repeat(200 * 1024);
@@ -257,6 +299,31 @@ test('4. NaN and ±Infinity in a Struct are refused at the edge (they would come
     /^checks\[0\]\.result\.data: v: Infinity/,
   );
   assert.equal(await version(id), 1n);
+});
+
+test('4. a synchronous runner answering NaN fails its attempt with the reason (nothing lossy is stored)', async () => {
+  const runner = await startTestRunner({
+    run: async (req) => ({ stageState: StageState.STAGE_STATE_FINAL, checkUpdates: req.assignedCheckIds.map((checkId) => ({ checkId, state: CheckState.CHECK_STATE_FINAL, resultData: { score: NaN }, finalize: true, failure: undefined })) }),
+  });
+  try {
+    await suite.api.registerStageRunner({ runnerId: 'nan-runner', runnerType: 'inputs-nan', address: runner.address });
+    const id = await newWorkPlan();
+    await suite.api.writeNodes({
+      workPlanId: id,
+      checks: [{ id: 'score', state: CheckState.CHECK_STATE_PLANNED }],
+      stages: [{ id: 'rate', runnerType: 'inputs-nan', maxAttempts: 1, assignments: [{ targetCheckId: 'score' }] }],
+    });
+    const stage = await eventually(async () => {
+      const q = await suite.api.queryNodes({ workPlanId: id, stageIds: ['rate'], includeStages: true });
+      return q.stages[0]!.attempts[0]?.failure ? q.stages[0] : undefined;
+    }, 'the attempt to fail');
+    assert.match(stage.attempts[0]!.failure!.message, /its answer was refused: check_updates\[0\]\.result_data: score: NaN is not a number JSON can hold/);
+    const q = await suite.api.queryNodes({ workPlanId: id, checkIds: ['score'], includeChecks: true });
+    // The check may carry the stage's failure, never the runner's lossy data.
+    assert.ok(q.checks[0]!.results.every((r) => r.failure && !('score' in (r.data ?? {}))), q.checks[0]!.results.map((r) => `${JSON.stringify(r.data)} ${r.failure?.message}`).join('; '));
+  } finally {
+    runner.kill();
+  }
 });
 
 test('4. an id with invalid UTF-8 (decoded as U+FFFD) is refused, as is a literal U+FFFD', async () => {
