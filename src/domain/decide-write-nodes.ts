@@ -462,14 +462,14 @@ class WriteNodesDecision {
 }
 
 /**
- * "cycle of 3 nodes: check:a -> check:b -> check:c -> check:a"; a long cycle names its first nodes and how many
- * more there are (a 10,000-node cycle once made a 1.7 MB status message).
+ * "cycle: check:a -> check:b -> check:a"; a long one names its first nodes and its length, "cycle of 10000 nodes:
+ * check:a -> … 9994 more … -> check:a" (a 10,000-node cycle once made a 1.7 MB status message).
  */
 export function cycleText(cycle: readonly string[], show = 6): string {
   const nodes = cycle.length - 1; // the first node closes the cycle again at the end
   const names = cycle.map((k) => capText(k, 80));
-  const path = nodes <= show ? names.join(' -> ') : `${names.slice(0, show).join(' -> ')} -> … ${nodes - show} more … -> ${names[0]}`;
-  return `cycle of ${nodes} node${nodes === 1 ? '' : 's'}: ${path}`;
+  if (nodes <= show) return `cycle: ${names.join(' -> ')}`;
+  return `cycle of ${nodes} nodes: ${names.slice(0, show).join(' -> ')} -> … ${nodes - show} more … -> ${names[0]}`;
 }
 
 /** What a progress entry weighs against the per-attempt limit: message plus details as JSON, in bytes of UTF-8. */

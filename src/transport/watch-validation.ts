@@ -1,5 +1,5 @@
 // WatchWorkPlanRequest validation: a zod schema over the decoded message, producing the application's WatchRequest.
-// Same rules as QueryNodes filters: ids 1-256 printable characters without spaces, state filters name real states.
+// Same rules as QueryNodes filters: ids follow src/domain/ids.ts, state filters name real states.
 import { z } from 'zod';
 import type { CheckState, StageState } from '../domain/model.js';
 import type { WatchRequest } from '../app/watch.js';

@@ -48,8 +48,6 @@ function sendRaw(address: string, method: string, bytes: Uint8Array): Promise<Bu
   ).finally(() => client.close());
 }
 
-/** The server's log lines for calls of `method`, as written (one JSON line each). */
-const logLines = (method: string) => suite.server.logs.filter((l) => l.msg === 'rpc' && l.method === method);
 
 test('1. a 1 MB metadata key gets a short INVALID_ARGUMENT at once; another call on the same connection is unaffected', async () => {
   const key = 'k'.repeat(1024 * 1024);
@@ -60,11 +58,12 @@ test('1. a 1 MB metadata key gets a short INVALID_ARGUMENT at once; another call
   assert.equal(ok.status, 'fulfilled');
   await refused(bad.status === 'rejected' ? Promise.reject(bad.reason) : Promise.resolve(), status.INVALID_ARGUMENT, /^metadata: key "k{24}… \(\d+ more bytes\)" is 1 MiB; keys must be at most 256 bytes of UTF-8$/);
   // A 1 MB id, too, is refused without being echoed.
-  await refused(suite.api.getWorkPlan({ id: 'x'.repeat(1024 * 1024) }), status.INVALID_ARGUMENT, /^id: must be 1-256 bytes/);
-  // The log lines of those calls stay short.
-  const lines = [...logLines('CreateWorkPlan'), ...logLines('GetWorkPlan')].filter((l) => l.code === 'INVALID_ARGUMENT');
-  assert.ok(lines.length >= 2);
-  for (const l of lines) assert.ok(JSON.stringify(l).length < 8 * 1024, `a log line of ${JSON.stringify(l).length} bytes`);
+  await refused(suite.api.getWorkPlan({ id: 'x'.repeat(1024 * 1024) }), status.INVALID_ARGUMENT, /^id: must be 1-256 printable characters/);
+  // The log lines of those calls stay short (the 1 MB id is a field of the GetWorkPlan line).
+  for (const method of ['CreateWorkPlan', 'GetWorkPlan']) {
+    const l = await suite.server.waitForLog((x) => x.msg === 'rpc' && x.method === method && x.code === 'INVALID_ARGUMENT');
+    assert.ok(JSON.stringify(l).length < 8 * 1024, `a ${method} log line of ${JSON.stringify(l).length} bytes`);
+  }
 });
 
 test('1. a 10,000-node dependency cycle: INVALID_ARGUMENT naming a few nodes and the length; appends nothing', async () => {
@@ -86,8 +85,7 @@ test('1. a 10,000-node dependency cycle: INVALID_ARGUMENT naming a few nodes and
   assert.match(err.details, /^checks\[\d+\]\.dependencies: /);
   assert.equal(await version(id), before);
   // The server did not log the whole cycle either.
-  const line = logLines('WriteNodes').find((l) => String(l.error ?? '').includes('cycle of 10000 nodes'));
-  assert.ok(line, 'the refusal is logged');
+  const line = await suite.server.waitForLog((l) => l.msg === 'rpc' && l.method === 'WriteNodes' && String(l.error ?? '').includes('cycle of 10000 nodes'));
   assert.ok(JSON.stringify(line).length < 8 * 1024, `a log line of ${JSON.stringify(line).length} bytes`);
   // A short cycle is still spelled out whole.
   await refused(
@@ -99,7 +97,7 @@ test('1. a 10,000-node dependency cycle: INVALID_ARGUMENT naming a few nodes and
       ],
     }),
     status.INVALID_ARGUMENT,
-    /dependency cycle of 2 nodes: check:(a|b) -> check:(a|b) -> check:\1$/,
+    /dependency cycle: check:(a|b) -> check:(a|b) -> check:\1$/,
   );
 });
 
@@ -176,8 +174,8 @@ test('3. values are bounded in bytes of UTF-8: args, options, result data, metad
     status.INVALID_ARGUMENT,
     /^checks\[0\]\.result\.data: is 300 KiB as JSON/,
   );
-  // 100 emoji are 100 characters but 400 bytes: too long for an id.
-  await refused(suite.api.writeNodes({ workPlanId: id, checks: [{ id: '😀'.repeat(100) }] }), status.INVALID_ARGUMENT, /^checks\[0\]\.id: must be 1-256 bytes/);
+  // Ids count characters (semantics.md): 257 of them are too many, whatever their bytes.
+  await refused(suite.api.writeNodes({ workPlanId: id, checks: [{ id: '😀'.repeat(257) }] }), status.INVALID_ARGUMENT, /^checks\[0\]\.id: must be 1-256 printable characters/);
   assert.equal(await version(id), before, 'nothing was written');
   // Runner metadata: each value at most 4 KiB, all of it at most 64 KiB.
   const metadata = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, 'v'.repeat(2000)]));
