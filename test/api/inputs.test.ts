@@ -7,6 +7,7 @@ import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/
 import { Timestamp } from '../../src/gen/google/protobuf/timestamp.js';
 import { CheckState, ExecutionMode, NodeType, PredicateType, StageState } from '../../src/gen/turboci/v1/common.js';
 import { HeartbeatRequest } from '../../src/gen/turboci/v1/pull.js';
+import { GetWorkPlanAtRequest, TurboCIEventLogClient } from '../../src/gen/turboci/v1/eventlog.js';
 import { WriteNodesRequest, WriteNodesResponse } from '../../src/gen/turboci/v1/service.js';
 import { connectPull } from '../pull/support.js';
 import { eventually, startTestRunner } from '../support/runner.js';
@@ -281,6 +282,19 @@ test('3. QueryNodes answers stay under what a default client accepts (4 MiB): la
   } while (pageToken && pages < 10);
   assert.ok(pages >= 2, `${pages} pages`);
   assert.deepEqual(seen, Array.from({ length: 30 }, (_, i) => `big-${i}`));
+  // GetWorkPlanAt has no paging: an answer too large for a default client is refused, saying what to do instead.
+  const eventLog = new TurboCIEventLogClient(suite.server.address, credentials.createInsecure());
+  try {
+    await refused(
+      new Promise((resolve, reject) =>
+        eventLog.getWorkPlanAt(GetWorkPlanAtRequest.fromPartial({ workPlanId: id }), new Metadata(), { deadline: Date.now() + 30_000 }, (e, r) => (e ? reject(e) : resolve(r))),
+      ),
+      status.RESOURCE_EXHAUSTED,
+      /^the workplan at that version is 5\.9 MiB, more than one answer may carry \(3\.9 MiB\); read its events with ReadEvents/,
+    );
+  } finally {
+    eventLog.close();
+  }
 });
 
 test('4. NaN and ±Infinity in a Struct are refused at the edge (they would come back null after a restart)', async () => {
