@@ -28,7 +28,7 @@ function pump(call: Call): void {
   const s = streams.get(call);
   if (!s || s.waiting) return;
   while (s.next <= last) {
-    if (!call.write({ ...sample, version: s.next++ })) {
+    if (!call.write({ ...sample, version: BigInt(s.next++) })) {
       s.waiting = true;
       call.once('drain', () => {
         s.waiting = false;
@@ -44,7 +44,7 @@ const server = new Server();
 server.addService(TurboCIOrchestratorService, {
   watchWorkPlan: (call: Call) => {
     // Like ours resuming with after_version: the stream gets every version after it, then live ones.
-    streams.set(call, { next: (call.request.afterVersion ?? last) + 1, waiting: false });
+    streams.set(call, { next: Number(call.request.afterVersion ?? BigInt(last)) + 1, waiting: false });
     call.on('cancelled', () => streams.delete(call));
     pump(call);
   },

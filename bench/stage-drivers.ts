@@ -87,7 +87,7 @@ export async function startNoopRunners(
         runnerType: opts.runnerType,
         address: runner.address,
         maxConcurrent: opts.maxConcurrent,
-        ttlSeconds: 3600,
+        ttlSeconds: 3600n,
       });
       registrations.push(reg.registrationId);
     }

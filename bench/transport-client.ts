@@ -57,7 +57,7 @@ function writeOne(client: TurboCIOrchestratorClient, workPlanId: string, id: str
       if (err) {
         tally.errors++;
         tally.firstError ??= `${err.code}: ${err.details}`;
-      } else if (res) tally.lastVersion = Math.max(tally.lastVersion, res.workPlanVersion);
+      } else if (res) tally.lastVersion = Math.max(tally.lastVersion, Number(res.workPlanVersion));
       resolve();
     });
   });

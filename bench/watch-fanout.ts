@@ -149,7 +149,7 @@ class Rounds {
     try {
       const cpu0 = [cpuOf(this.server.pid), cpuOf(subs.child.pid)];
       const r = await this.runWrites(workPlanId);
-      const result = await finishWatchers(subs, (await this.api.getWorkPlan({ id: workPlanId })).workPlan!.version);
+      const result = await finishWatchers(subs, Number((await this.api.getWorkPlan({ id: workPlanId })).workPlan!.version));
       const events = this.calls * EVENTS_PER_WRITE * SUBSCRIBERS;
       pushDefined(batched ? m.serverCpuPerWriteWithBatched : m.serverCpuPerWriteWith, usEach(cpu0[0], cpuOf(this.server.pid), this.calls));
       if (!batched) pushDefined(m.watcherCpuPerEvent, usEach(cpu0[1], cpuOf(subs.child.pid), events));

@@ -97,8 +97,8 @@ function watch(): Watcher {
   const w: Watcher = { client, stream, received: 0, last: after, ended: false };
   const onEvent = (e: WorkPlanEvent) => {
     if (!e.checkEvent && !e.stageEvent) return; // completions are not node changes
-    if (e.version !== w.last + 1) gaps++;
-    w.last = e.version;
+    if (Number(e.version) !== w.last + 1) gaps++;
+    w.last = Number(e.version);
     w.received++;
     if (e.timestamp) latency.add(Date.now() - e.timestamp.getTime());
   };

@@ -4,20 +4,25 @@
 //   node dist/examples/pipeline.js create [--server HOST:PORT] [--repo DIR] [--build CMD] [--test CMD] [--lint CMD]
 //   node dist/examples/pipeline.js follow [--server HOST:PORT] WORKPLAN_ID
 //
-// With a server and an agent (`turboci runner --server HOST:PORT --type shell`) running, `create` prints the new
+// With a server and an agent (`npx turboci runner --server HOST:PORT --type shell`) running, `create` prints the new
 // workplan id; `follow` prints every stage and check transition until the workplan is done and exits 0 when every
 // check passed, 1 otherwise.
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { AttemptState, CheckState, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import { QueryNodesRequest, TurboCIOrchestratorClient, WriteNodesRequest, type QueryNodesResponse } from '../src/gen/turboci/v1/service.js';
 import type { CreateWorkPlanResponse } from '../src/gen/turboci/v1/workplan.js';
+import { describeError, exampleArgs, reachable, usageError } from './support.js';
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
+const USAGE = `usage: node dist/examples/pipeline.js create [--server HOST:PORT] [--repo DIR] [--build CMD] [--test CMD] [--lint CMD]
+       node dist/examples/pipeline.js follow [--server HOST:PORT] WORKPLAN_ID
+
+create: a workplan with checks build → test → lint, each finalized by a "shell" stage (run by npx turboci runner
+--type shell); prints its id. follow: prints every transition until it is done; exit 0 when every check passed.`;
+const { values, positionals } = exampleArgs(
+  USAGE,
+  {
     server: { type: 'string', default: '127.0.0.1:50051' },
     repo: { type: 'string', default: resolve(fileURLToPath(new URL('.', import.meta.url)), '../..') },
     build: { type: 'string', default: 'npm run build' },
@@ -25,9 +30,12 @@ const { values, positionals } = parseArgs({
     lint: { type: 'string', default: 'npx --no-install tsc -p tsconfig.json --noEmit' },
     'poll-ms': { type: 'string', default: '500' },
   },
-});
+  true,
+);
 const [command, workPlanArg] = positionals;
+if (!(command === 'create' || (command === 'follow' && workPlanArg))) usageError(USAGE, command ? `cannot "${positionals.join(' ')}"` : 'create or follow?');
 const client = new TurboCIOrchestratorClient(values.server!, credentials.createInsecure());
+await reachable(client, values.server!);
 const call = <Res>(method: Function, req: unknown) =>
   new Promise<Res>((res, rej) => method.call(client, req, new Metadata(), (e: ServiceError | null, r: Res) => (e ? rej(e) : res(r))));
 const after = (checkId: string) => ({
@@ -103,9 +111,10 @@ async function follow(workPlanId: string): Promise<number> {
   }
 }
 
-let code = 2;
-if (command === 'create') code = await create();
-else if (command === 'follow' && workPlanArg) code = await follow(workPlanArg);
-else console.error('usage: pipeline.js create [--server HOST:PORT] [--repo DIR] | follow [--server HOST:PORT] WORKPLAN_ID');
+try {
+  process.exitCode = command === 'create' ? await create() : await follow(workPlanArg!);
+} catch (err) {
+  console.error(`error: ${describeError(err)}`);
+  process.exitCode = 1;
+}
 client.close();
-process.exitCode = code;

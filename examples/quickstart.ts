@@ -5,9 +5,16 @@ import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { AttemptState, CheckState, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import { TurboCIOrchestratorClient, WriteNodesRequest, type DeepPartial, type WriteNodesResponse } from '../src/gen/turboci/v1/service.js';
 import type { CreateWorkPlanResponse } from '../src/gen/turboci/v1/workplan.js';
+import { exampleArgs, reachable, runMain, usageError } from './support.js';
 
-const address = process.argv[2] ?? '127.0.0.1:50051';
+const USAGE = `usage: node dist/examples/quickstart.js [HOST:PORT]   (default 127.0.0.1:50051)
+
+Creates a workplan with a check and two stages on a running server (npx turboci serve) and plays the runner of one.`;
+const { positionals } = exampleArgs(USAGE, {}, true);
+if (positionals.length > 1) usageError(USAGE, `unexpected arguments: ${positionals.slice(1).join(' ')}`);
+const address = positionals[0] ?? '127.0.0.1:50051';
 const client = new TurboCIOrchestratorClient(address, credentials.createInsecure());
+await reachable(client, address);
 
 const call = <Req, Res>(method: (req: Req, md: Metadata, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req) =>
   new Promise<Res>((resolve, reject) => method.call(client, req, new Metadata(), (e, r) => (e ? reject(e) : resolve(r))));
@@ -20,39 +27,41 @@ const show = (label: string, res: WriteNodesResponse) => {
   console.log(`${label} -> v${res.workPlanVersion}: ${nodes.join(', ')}`);
 };
 
-const { workPlan } = await call<{ metadata: Record<string, string> }, CreateWorkPlanResponse>(client.createWorkPlan, {
-  metadata: { repo: 'example' },
-});
-const workPlanId = workPlan!.id;
-console.log(`created workplan ${workPlanId}`);
+runMain(async () => {
+  const { workPlan } = await call<{ metadata: Record<string, string> }, CreateWorkPlanResponse>(client.createWorkPlan, {
+    metadata: { repo: 'example' },
+  });
+  const workPlanId = workPlan!.id;
+  console.log(`created workplan ${workPlanId}`);
 
-show(
-  'plan: check "build", stage "compile" assigned to it, stage "deploy" depending on it',
-  await write({
-    workPlanId,
-    checks: [{ id: 'build', kind: 'build', state: CheckState.CHECK_STATE_PLANNED, options: { target: 'linux' } }],
-    stages: [
-      { id: 'compile', args: { command: 'make' }, assignments: [{ targetCheckId: 'build', goalState: CheckState.CHECK_STATE_FINAL }] },
-      {
-        id: 'deploy',
-        dependencies: { predicate: PredicateType.PREDICATE_TYPE_AND, dependencies: [{ targetType: NodeType.NODE_TYPE_CHECK, targetId: 'build' }] },
-      },
-    ],
-  }),
-);
-show('runner claims compile', await write({ workPlanId, stages: [{ id: 'compile', currentAttempt: { processUid: 'runner-1' } }] }));
-show(
-  'runner reports: build passed, compile complete',
-  await write({
-    workPlanId,
-    checks: [
-      {
-        id: 'build',
-        result: { ownerType: 'stage', ownerId: 'compile', data: { passed: true }, finalize: true },
-        state: CheckState.CHECK_STATE_FINAL,
-      },
-    ],
-    stages: [{ id: 'compile', currentAttempt: { state: AttemptState.ATTEMPT_STATE_COMPLETE }, state: StageState.STAGE_STATE_FINAL }],
-  }),
-);
-client.close();
+  show(
+    'plan: check "build", stage "compile" assigned to it, stage "deploy" depending on it',
+    await write({
+      workPlanId,
+      checks: [{ id: 'build', kind: 'build', state: CheckState.CHECK_STATE_PLANNED, options: { target: 'linux' } }],
+      stages: [
+        { id: 'compile', args: { command: 'make' }, assignments: [{ targetCheckId: 'build', goalState: CheckState.CHECK_STATE_FINAL }] },
+        {
+          id: 'deploy',
+          dependencies: { predicate: PredicateType.PREDICATE_TYPE_AND, dependencies: [{ targetType: NodeType.NODE_TYPE_CHECK, targetId: 'build' }] },
+        },
+      ],
+    }),
+  );
+  show('runner claims compile', await write({ workPlanId, stages: [{ id: 'compile', currentAttempt: { processUid: 'runner-1' } }] }));
+  show(
+    'runner reports: build passed, compile complete',
+    await write({
+      workPlanId,
+      checks: [
+        {
+          id: 'build',
+          result: { ownerType: 'stage', ownerId: 'compile', data: { passed: true }, finalize: true },
+          state: CheckState.CHECK_STATE_FINAL,
+        },
+      ],
+      stages: [{ id: 'compile', currentAttempt: { state: AttemptState.ATTEMPT_STATE_COMPLETE }, state: StageState.STAGE_STATE_FINAL }],
+    }),
+  );
+  client.close();
+});

@@ -4,20 +4,22 @@
 //   node dist/examples/runner.js --server 127.0.0.1:50051 [--type echo] [--port 0] [--concurrency 2]
 //
 // Stages with runner_type "echo" are sent here; the runner answers with {echo: args.message} on each check.
-import { parseArgs } from 'node:util';
 import { credentials, Metadata, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { CheckState, ExecutionMode, StageState } from '../src/gen/turboci/v1/common.js';
 import { RegisterStageRunnerRequest, TurboCIOrchestratorClient } from '../src/gen/turboci/v1/service.js';
 import { StageRunnerService, type RunRequest, type RunResponse } from '../src/gen/turboci/v1/stagerunner.js';
+import { describeError, exampleArgs, reachable } from './support.js';
 
-const { values } = parseArgs({
-  options: {
+const USAGE = `usage: node dist/examples/runner.js [--server HOST:PORT] [--type TYPE] [--port N] [--concurrency N] [--id ID]
+
+A StageRunner (push protocol): registers with the server (default 127.0.0.1:50051) as runner type TYPE (default
+echo), answers Run with {echo: args.message} on every check assigned to the stage, unregisters on SIGTERM.`;
+const { values } = exampleArgs(USAGE, {
     server: { type: 'string', default: '127.0.0.1:50051' },
     type: { type: 'string', default: 'echo' },
     port: { type: 'string', default: '0' },
     concurrency: { type: 'string', default: '2' },
     id: { type: 'string', default: `echo-runner-${process.pid}` },
-  },
 });
 
 async function run(req: RunRequest): Promise<RunResponse> {
@@ -49,6 +51,7 @@ const port = await new Promise<number>((resolve, reject) =>
 );
 
 const orchestrator = new TurboCIOrchestratorClient(values.server!, credentials.createInsecure());
+await reachable(orchestrator, values.server!);
 const ttlSeconds = 30;
 const register = () =>
   new Promise<string>((resolve, reject) =>
@@ -65,10 +68,13 @@ const register = () =>
       (err, res) => (err ? reject(err) : resolve(res.registrationId)),
     ),
   );
-const registrationId = await register();
+const registrationId = await register().catch((err: unknown) => {
+  console.error(`cannot register with ${values.server}: ${describeError(err)}`);
+  process.exit(1);
+});
 console.log(`runner ${values.id} (type ${values.type}) listening on 127.0.0.1:${port}, registration ${registrationId}`);
 // Existing runners heartbeat by registering again before the TTL runs out.
-const heartbeat = setInterval(() => register().catch((err: Error) => console.error(`heartbeat failed: ${err.message}`)), (ttlSeconds * 1000) / 3);
+const heartbeat = setInterval(() => register().catch((err: unknown) => console.error(`heartbeat failed: ${describeError(err)}`)), (ttlSeconds * 1000) / 3);
 
 const stop = () => {
   clearInterval(heartbeat);

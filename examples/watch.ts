@@ -1,29 +1,40 @@
 // Follows a workplan with WatchWorkPlan and prints one line per event; resumes by itself after a disconnect, a
-// server restart or RESOURCE_EXHAUSTED, from the last version it received (see the README (section "Watching a workplan")).
+// server restart or RESOURCE_EXHAUSTED, from the last version it received (see docs/watch.md).
 //
 //   npm run build && node dist/examples/watch.js <address> <workplan-id> [--after-version N] [--checks] [--stages]
 //
-// It exits 0 on the WorkPlanCompletedEvent, 1 on an error it cannot resume from (NOT_FOUND, INVALID_ARGUMENT...).
-import { parseArgs } from 'node:util';
+// It exits 0 on the WorkPlanCompletedEvent, 1 on an error it cannot resume from (NOT_FOUND, INVALID_ARGUMENT...),
+// when the server is not there to begin with, or after the server stayed away for about half a minute.
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { AttemptState, CheckState, StageState } from '../src/gen/turboci/v1/common.js';
 import { TurboCIOrchestratorClient, WatchWorkPlanRequest, type WorkPlanEvent } from '../src/gen/turboci/v1/service.js';
+import { exampleArgs, reachable, usageError } from './support.js';
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
+const USAGE = `usage: node dist/examples/watch.js <address> <workplan-id> [--after-version N] [--checks] [--stages] [--give-up-after S]
+
+Prints one line per change of the workplan until it completes; resumes by itself after a disconnect, and gives up
+when the server has not answered for S seconds (default 30).`;
+const { values, positionals } = exampleArgs(
+  USAGE,
+  {
     'after-version': { type: 'string' },
     checks: { type: 'boolean', default: false },
     stages: { type: 'boolean', default: false },
+    'give-up-after': { type: 'string', default: '30' },
   },
-});
+  true,
+);
+const giveUpMs = Number(values['give-up-after']) * 1000;
+if (!(giveUpMs >= 0)) usageError(USAGE, `--give-up-after: "${values['give-up-after']}" is not a number of seconds`);
 const [address, workPlanId] = positionals;
-if (!address || !workPlanId) {
-  console.error('usage: node dist/examples/watch.js <address> <workplan-id> [--after-version N] [--checks] [--stages]');
-  process.exit(2);
-}
+if (!address || !workPlanId) usageError(USAGE, 'an address and a workplan id are required');
+if (values['after-version'] !== undefined && !/^\d{1,15}$/.test(values['after-version'])) usageError(USAGE, `--after-version: "${values['after-version']}" is not a version`);
 
 const client = new TurboCIOrchestratorClient(address, credentials.createInsecure());
+await reachable(client, address);
+/** Resumes in a row without a single event in between, and since when: past --give-up-after the server is gone. */
+let retries = 0;
+let unansweredSince = 0;
 /**
  * The resume point: the version of the last change received (undefined: start with a snapshot). Snapshot events do
  * not move it until a live change arrives: a stream cut inside the snapshot is simply watched again from scratch.
@@ -56,11 +67,13 @@ function watchOnce(): Promise<'completed' | 'resume'> {
       workPlanId,
       includeChecks: values.checks,
       includeStages: values.stages,
-      afterVersion: lastVersion,
+      afterVersion: lastVersion === undefined ? undefined : BigInt(lastVersion),
     });
     const stream = client.watchWorkPlan(request, new Metadata());
     stream.on('data', (e: WorkPlanEvent) => {
-      if (!e.snapshot) lastVersion = e.version;
+      retries = 0;
+      unansweredSince = 0;
+      if (!e.snapshot) lastVersion = Number(e.version);
       console.log(describe(e));
       if (e.completedEvent) {
         done = true;
@@ -81,11 +94,16 @@ function watchOnce(): Promise<'completed' | 'resume'> {
 try {
   for (;;) {
     if ((await watchOnce()) === 'completed') break;
-    await new Promise((r) => setTimeout(r, 500));
+    unansweredSince ||= Date.now();
+    if (Date.now() - unansweredSince >= giveUpMs) {
+      const resume = lastVersion === undefined ? '' : ` (watch again with --after-version ${lastVersion})`;
+      throw new Error(`the server at ${address} has not answered for ${values['give-up-after']} s; giving up${resume}`);
+    }
+    await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** ++retries))); // 0.5 s, 1 s, 2 s, 4 s, then every 5 s
   }
   client.close();
 } catch (err) {
-  console.error(`watch failed: ${(err as ServiceError).details ?? err}`);
+  console.error(`watch failed: ${(err as ServiceError).details ?? (err as Error).message ?? err}`);
   client.close();
   process.exitCode = 1;
 }

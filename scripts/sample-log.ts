@@ -1,4 +1,4 @@
-// Writes a small, reproducible sample event log for the README's "Debugging a workplan" section: a workplan whose check `build` is
+// Writes a small, reproducible sample event log for docs/debugging.md: a workplan whose check `build` is
 // finalized by stage `compile`, whose stage `unit-tests` fails once and is retried, and whose stage `deploy`
 // starts when check `tests` goes FINAL. It runs the real orchestrator (decide, resolver, SQLite event store) in
 // process with a fixed clock and fixed ids, so every command in the walkthrough prints the same output.

@@ -97,7 +97,7 @@ for (const from of STATES) {
         const before = await version(plan);
         const res = await write(plan, { id: 'c', state: to });
         assert.equal(written(res).state, to);
-        assert.equal(res.workPlanVersion, before + 1, 'one state change, one event');
+        assert.equal(res.workPlanVersion, before + 1n, 'one state change, one event');
         assert.equal(await version(plan), res.workPlanVersion);
         assert.equal((await stored(plan)).state, to);
       }
@@ -268,10 +268,10 @@ test('check version counts changes to the node, including the resolver’s', asy
   ];
   for (const [w, node, wp] of steps) {
     const res = await write(plan, w);
-    assert.equal(written(res).version, node, JSON.stringify(w));
-    assert.equal(res.workPlanVersion, wp);
-    assert.equal(await version(plan), wp);
-    assert.equal((await stored(plan)).version, node);
+    assert.equal(written(res).version, BigInt(node), JSON.stringify(w));
+    assert.equal(res.workPlanVersion, BigInt(wp));
+    assert.equal(await version(plan), BigInt(wp));
+    assert.equal((await stored(plan)).version, BigInt(node));
   }
 });
 

@@ -58,19 +58,26 @@ interface Ended {
   readonly details: string;
 }
 
+/** A WorkPlanEvent with its int64 version as a number (versions stay far below 2^53). */
+type Ev = Omit<WorkPlanEvent, 'version'> & { version: number };
+/** A WatchWorkPlanRequest with after_version as a number. */
+type WatchReq = Omit<DeepPartial<WatchWorkPlanRequest>, 'afterVersion'> & { afterVersion?: number | undefined };
+
 /** One WatchWorkPlan call: collects events and the final status. */
 class Watch {
-  readonly events: WorkPlanEvent[] = [];
+  readonly events: Ev[] = [];
   ended: Ended | null = null;
   readonly stream: ClientReadableStream<WorkPlanEvent>;
   private readonly pokes = new Set<() => void>();
 
-  constructor(client: TurboCIOrchestratorClient, req: DeepPartial<WatchWorkPlanRequest>, deadlineMs = 120_000) {
-    this.stream = client.watchWorkPlan(WatchWorkPlanRequest.fromPartial(req as WatchWorkPlanRequest), new Metadata(), {
+  constructor(client: TurboCIOrchestratorClient, req: WatchReq, deadlineMs = 120_000) {
+    const { afterVersion, ...rest } = req;
+    const full = WatchWorkPlanRequest.fromPartial({ ...(rest as WatchWorkPlanRequest), afterVersion: afterVersion === undefined ? undefined : BigInt(afterVersion) });
+    this.stream = client.watchWorkPlan(full, new Metadata(), {
       deadline: Date.now() + deadlineMs,
     });
     this.stream.on('data', (e: WorkPlanEvent) => {
-      this.events.push(e);
+      this.events.push({ ...e, version: Number(e.version) });
       this.poke();
     });
     this.stream.on('error', () => {}); // the status event carries it
@@ -172,7 +179,7 @@ async function fcAssert<T>(property: fc.IAsyncProperty<T>, params: fc.Parameters
   }
 }
 
-const stripSnapshot = (e: WorkPlanEvent) => ({ ...e, snapshot: false });
+const stripSnapshot = (e: Ev) => ({ ...e, snapshot: false });
 
 const suite = serverPerFile('watch');
 
@@ -180,18 +187,18 @@ async function newWorkPlan(): Promise<string> {
   return (await suite.api.createWorkPlan({ metadata: { test: 'watch' } })).workPlan!.id;
 }
 async function write(req: DeepPartial<WriteNodesRequest>): Promise<number> {
-  return (await suite.api.writeNodes(req)).workPlanVersion;
+  return Number((await suite.api.writeNodes(req)).workPlanVersion);
 }
 async function versionOf(id: string): Promise<number> {
-  return (await suite.api.getWorkPlan({ id })).workPlan!.version;
+  return Number((await suite.api.getWorkPlan({ id })).workPlan!.version);
 }
 async function target(id: string): Promise<Target> {
   const q = await suite.api.queryNodes({ workPlanId: id });
   const states = [...q.checks.map((c) => c.state === CheckState.CHECK_STATE_FINAL), ...q.stages.map((s) => s.state === StageState.STAGE_STATE_FINAL)];
-  return { version: q.workPlanVersion, nodes: states.length, complete: states.length > 0 && states.every(Boolean) };
+  return { version: Number(q.workPlanVersion), nodes: states.length, complete: states.length > 0 && states.every(Boolean) };
 }
 /** The whole history of a workplan as WatchWorkPlan tells it from the log (after_version 0), up to its version now. */
-async function history(id: string): Promise<WorkPlanEvent[]> {
+async function history(id: string): Promise<Ev[]> {
   const t = await target(id);
   const w = new Watch(suite.client, { workPlanId: id, afterVersion: 0 });
   await w.untilCaughtUp(t);
@@ -237,7 +244,7 @@ describe('snapshot then live', () => {
     );
     assert.ok(live.every((e) => e.snapshot === false && e.checkEvent?.checkId === 'test'));
     assert.deepEqual(
-      live.map((e) => [e.checkEvent!.oldState, e.checkEvent!.newState, e.checkEvent!.check!.state, e.checkEvent!.check!.version]),
+      live.map((e) => [e.checkEvent!.oldState, e.checkEvent!.newState, e.checkEvent!.check!.state, Number(e.checkEvent!.check!.version)]),
       [
         [CheckState.CHECK_STATE_UNKNOWN, CheckState.CHECK_STATE_PLANNING, CheckState.CHECK_STATE_PLANNING, 1],
         [CheckState.CHECK_STATE_PLANNING, CheckState.CHECK_STATE_PLANNED, CheckState.CHECK_STATE_PLANNED, 2],
@@ -279,7 +286,7 @@ describe('filters', () => {
       checks: [{ id: 'a', kind: 'k' }, { id: 'b', kind: 'k', state: CheckState.CHECK_STATE_PLANNED }],
       stages: [{ id: 's1' }, { id: 's2' }],
     });
-    const cases: Array<[string, DeepPartial<WatchWorkPlanRequest>, (e: WorkPlanEvent) => boolean]> = [
+    const cases: Array<[string, WatchReq, (e: Ev) => boolean]> = [
       ['all', {}, () => true],
       ['both flags', { includeChecks: true, includeStages: true }, () => true],
       ['checks only', { includeChecks: true }, (e) => !!e.checkEvent],
@@ -338,7 +345,7 @@ describe('filters', () => {
   test('bad filters are INVALID_ARGUMENT naming the field; an unknown workplan is NOT_FOUND', async () => {
     const id = await newWorkPlan();
     const v = await versionOf(id);
-    const cases: Array<[DeepPartial<WatchWorkPlanRequest>, RegExp]> = [
+    const cases: Array<[WatchReq, RegExp]> = [
       [{ checkStateFilter: [99 as CheckState] }, /^check_state_filter\[0\]: unknown check state 99/],
       [{ stageStateFilter: [StageState.STAGE_STATE_FINAL, 7 as StageState] }, /^stage_state_filter\[1\]: unknown stage state 7/],
       [{ checkStateFilter: [CheckState.CHECK_STATE_UNKNOWN] }, /^check_state_filter\[0\]: UNKNOWN/],
@@ -470,12 +477,12 @@ describe('batched', () => {
     }
     const log = await history(id);
     const v = await versionOf(id);
-    const all = await watchBatched({ workPlanId: id, afterVersion: 0 }, v);
+    const all = await watchBatched({ workPlanId: id, afterVersion: 0n }, v);
     assert.deepEqual(all.events, log, 'from the log: the very events WatchWorkPlan sends');
     assert.ok(all.messages < all.events.length, `${all.events.length} events came in ${all.messages} messages`);
 
     const resumeAt = log[Math.floor(log.length / 2)]!.version;
-    const rest = await watchBatched({ workPlanId: id, afterVersion: resumeAt }, v);
+    const rest = await watchBatched({ workPlanId: id, afterVersion: BigInt(resumeAt) }, v);
     assert.deepEqual(rest.events, log.filter((e) => e.version > resumeAt), 'resumed after a version: exactly what followed it');
   });
 
@@ -513,7 +520,7 @@ describe('resume', () => {
   test('randomized: writes racing with subscribe and resume; the stream versions equal the log versions, each once', async () => {
     type Op = 'newCheck' | 'newChecks' | 'result' | 'finishCheck' | 'newStage' | 'progress';
     type Plan = { at: number; mode: 'snapshot' | 'resume' | 'zero'; cutAfter: number | null };
-    type Part = { afterVersion: number | undefined; events: WorkPlanEvent[] };
+    type Part = { afterVersion: number | undefined; events: Ev[] };
     await fcAssert(
       fc.asyncProperty(
         fc.array(fc.constantFrom<Op>('newCheck', 'newChecks', 'result', 'finishCheck', 'newStage', 'progress'), { minLength: 5, maxLength: 30 }),
@@ -597,8 +604,8 @@ describe('resume', () => {
           const results = await Promise.all(watchers);
 
           const log = await history(id);
-          const changes = (es: WorkPlanEvent[]) => es.filter((e) => e.checkEvent || e.stageEvent);
-          const completions = (es: WorkPlanEvent[]) => es.filter((e) => e.completedEvent).map((e) => e.version);
+          const changes = (es: Ev[]) => es.filter((e) => e.checkEvent || e.stageEvent);
+          const completions = (es: Ev[]) => es.filter((e) => e.completedEvent).map((e) => e.version);
           assert.deepEqual(changes(log).map((e) => e.version), Array.from({ length: known - 1 }, (_, i) => i + 2), 'the log: every version 2..N once');
           // The watch projection agrees with the read model: each node's last event holds the node QueryNodes returns.
           const q = await suite.api.queryNodes({ workPlanId: id });
@@ -638,8 +645,8 @@ describe('resume', () => {
   });
 });
 
-const nodeKey = (e: WorkPlanEvent) => (e.checkEvent ? `check:${e.checkEvent.checkId}` : `stage:${e.stageEvent!.stageId}`);
-const nodeOf = (e: WorkPlanEvent) => e.checkEvent?.check ?? e.stageEvent?.stage;
+const nodeKey = (e: Ev) => (e.checkEvent ? `check:${e.checkEvent.checkId}` : `stage:${e.stageEvent!.stageId}`);
+const nodeOf = (e: Ev) => e.checkEvent?.check ?? e.stageEvent?.stage;
 
 describe('cancellation and shutdown', () => {
   test('client cancel, deadline and a killed client end streams and leak no subscription', async () => {
@@ -685,7 +692,7 @@ describe('cancellation and shutdown', () => {
     const c = connect(s.address);
     try {
       const id = (await c.api.createWorkPlan({})).workPlan!.id;
-      const v = (await c.api.writeNodes({ workPlanId: id, checks: [{ id: 'c', kind: 'k' }] })).workPlanVersion;
+      const v = Number((await c.api.writeNodes({ workPlanId: id, checks: [{ id: 'c', kind: 'k' }] })).workPlanVersion);
       const w1 = new Watch(c.client, { workPlanId: id });
       const w2 = new Watch(c.client, { workPlanId: id, afterVersion: 0 });
       await Promise.all([w1.untilVersion(v), w2.untilVersion(v)]);
@@ -730,7 +737,7 @@ describe('backpressure', () => {
     await w.until((x) => x.events.length === 1, 'the snapshot');
     let v = 0;
     for (let i = 0; i < 10 * BUFFER; i++) {
-      v = (await sc.api.writeNodes({ workPlanId: id, stages: [{ id: 's', currentAttempt: { processUid: 'p', progress: { message: `step ${i}` } } }] })).workPlanVersion;
+      v = Number((await sc.api.writeNodes({ workPlanId: id, stages: [{ id: 's', currentAttempt: { processUid: 'p', progress: { message: `step ${i}` } } }] })).workPlanVersion);
     }
     await w.untilVersion(v);
     assert.equal(w.ended, null);
@@ -740,7 +747,7 @@ describe('backpressure', () => {
 
   test('a consumer that cannot keep up gets RESOURCE_EXHAUSTED with its last version, and resumes without loss', async () => {
     const id = (await sc.api.createWorkPlan({})).workPlan!.id;
-    const v0 = (await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', kind: 'k' }] })).workPlanVersion;
+    const v0 = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', kind: 'k' }] })).workPlanVersion);
     const w = new Watch(sc.client, { workPlanId: id });
     await w.until((x) => x.events.length === 1, 'the snapshot');
     w.stream.pause(); // stop reading: gRPC flow control fills up, then the server's buffer, then it gives up
@@ -748,7 +755,7 @@ describe('backpressure', () => {
     const overflowed = () => slow.logs.some((l) => l.msg === 'watch subscription closed' && l.reason === 'overflow');
     let last = v0;
     for (let i = 0; i < 2000 && !overflowed(); i++) {
-      last = (await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob, i } }] })).workPlanVersion;
+      last = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob, i } }] })).workPlanVersion);
     }
     assert.ok(overflowed(), 'the server ended the slow subscriber');
     assert.equal(liveSubscriptions(slow), 0);
@@ -762,7 +769,7 @@ describe('backpressure', () => {
     assert.equal(w.lastVersion, sent);
     assert.ok(sent < last);
 
-    const more = (await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob: 'small' } }] })).workPlanVersion;
+    const more = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob: 'small' } }] })).workPlanVersion);
     const resumed = new Watch(sc.client, { workPlanId: id, afterVersion: sent });
     await resumed.untilVersion(more);
     const versions = [...w.nodeVersions.slice(1), ...resumed.nodeVersions];

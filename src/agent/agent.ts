@@ -191,8 +191,11 @@ export class Agent {
     const every = Math.max(50, Math.floor(l.heartbeatIntervalMs / 2));
     let stopped = false;
     let inFlight: Promise<void> = Promise.resolve();
+    // Once the server says the attempt holds all the progress it may keep, output is dropped, heartbeats go on.
+    let progressFull = false;
     const beat = async (): Promise<void> => {
-      const lines = cmd.take(MAX_LINES_PER_HEARTBEAT).map((s) => (s.length > MAX_LINE ? `${s.slice(0, MAX_LINE - 3)}...` : s));
+      const taken = cmd.take(MAX_LINES_PER_HEARTBEAT);
+      const lines = progressFull ? [] : taken.map(capLine);
       try {
         const res = await unary(this.client.heartbeat.bind(this.client), HeartbeatRequest.fromPartial({ leaseToken: l.leaseToken, logLines: lines }), { timeoutMs: 10_000 });
         if (res.cancelRequested && !outcome.lost) {
@@ -208,6 +211,9 @@ export class Agent {
             this.o.log.warn({ ...at, pid: cmd.pid, error: e.details }, 'lease lost; stopping the command');
             cmd.stop('lease lost');
           }
+        } else if (e.code === status.RESOURCE_EXHAUSTED && !progressFull) {
+          progressFull = true;
+          this.o.log.warn({ ...at, error: e.details }, 'the attempt holds all the output it may keep; dropping the rest');
         } else {
           // Server unreachable (restarting?): keep working, keep the lease, try again next beat.
           this.o.log.warn({ ...at, code: status[e.code] ?? e.code, error: e.details ?? e.message }, 'heartbeat failed; will retry');
@@ -249,4 +255,12 @@ export class Agent {
       }
     }
   }
+}
+
+/** A log line cut to MAX_LINE bytes of UTF-8 (the server's limit counts bytes), on a character boundary. */
+function capLine(s: string): string {
+  if (Buffer.byteLength(s) <= MAX_LINE) return s;
+  let cut = Buffer.from(s).subarray(0, MAX_LINE - 3).toString();
+  if (cut.endsWith('\uFFFD')) cut = cut.slice(0, -1);
+  return `${cut}...`;
 }

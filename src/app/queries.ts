@@ -1,4 +1,4 @@
-import { invalidArgument } from '../domain/errors.js';
+import { invalidArgument, resourceExhausted } from '../domain/errors.js';
 import type { Check, CheckState, Stage, StageState } from '../domain/model.js';
 import type { WorkPlanModel } from '../../projections/workplan-model.js';
 
@@ -12,6 +12,13 @@ export interface NodeQuery {
   /** 0: no paging. */
   readonly pageSize: number;
   readonly pageToken: string;
+  /** Also end a page before its nodes pass `maxBytes` as `sizeOf` measures them (a client's message limit). */
+  readonly budget?: NodeBudget | undefined;
+}
+
+export interface NodeBudget {
+  readonly maxBytes: number;
+  sizeOf(node: Check | Stage, kind: 'check' | 'stage'): number;
 }
 
 export interface NodePage {
@@ -49,6 +56,20 @@ export function queryNodes(model: WorkPlanModel, q: NodeQuery): NodePage {
   const stages: Stage[] = [];
   let last: Cursor | null = null;
   let more = false;
+  let bytes = 0;
+  /** False when the node would pass the byte budget of a page that already has nodes: the page ends before it. */
+  const fits = (node: Check | Stage, kind: 'check' | 'stage'): boolean => {
+    if (!q.budget) return true;
+    const size = q.budget.sizeOf(node, kind);
+    if (checks.length + stages.length === 0 && size > q.budget.maxBytes) {
+      throw resourceExhausted(
+        `${kind} "${node.id.slice(0, 80)}" alone is ${size} bytes, more than a QueryNodes answer may carry (${q.budget.maxBytes}); read its history with ReadEvents`,
+      );
+    }
+    if (bytes + size > q.budget.maxBytes) return false;
+    bytes += size;
+    return true;
+  };
 
   if ((bothKinds || q.includeChecks) && cursor?.k !== 's') {
     const after = cursor?.k === 'c' ? cursor.v : 0;
@@ -56,7 +77,7 @@ export function queryNodes(model: WorkPlanModel, q: NodeQuery): NodePage {
     const states = new Set(q.checkStates);
     for (const c of pick(model.checks, q.checkIds)) {
       if (c.createdAtVersion <= after || (ids.size && !ids.has(c.id)) || (states.size && !states.has(c.state))) continue;
-      if (checks.length >= limit) {
+      if (checks.length >= limit || !fits(c, 'check')) {
         more = true;
         break;
       }
@@ -70,7 +91,7 @@ export function queryNodes(model: WorkPlanModel, q: NodeQuery): NodePage {
     const states = new Set(q.stageStates);
     for (const s of pick(model.stages, q.stageIds)) {
       if (s.createdAtVersion <= after || (ids.size && !ids.has(s.id)) || (states.size && !states.has(s.state))) continue;
-      if (checks.length + stages.length >= limit) {
+      if (checks.length + stages.length >= limit || !fits(s, 'stage')) {
         more = true;
         break;
       }

@@ -1,12 +1,13 @@
 import { parseArgs } from 'node:util';
 import type { EventFilter } from '../app/event-filter.js';
-import { compact, describeEvent } from '../app/eventlog/describe.js';
+import { describeEvent } from '../app/eventlog/describe.js';
 import { eventToJson } from '../app/eventlog/event-json.js';
+import { UsageError } from './usage-error.js';
 import { eventNode } from '../domain/events.js';
 import { command, integer, iso, list, out, pad, time } from './log-args.js';
 import { openSource, schemaVersionOf } from './log-source.js';
 
-export const EVENTS_HELP = `Usage: turboci events (--db FILE | --server HOST:PORT) [filters] [--json]
+export const EVENTS_HELP = `Usage: npx turboci events (--db FILE | --server HOST:PORT) [filters] [--json]
 
 Lists events from the log, oldest first: an aligned table, or one JSON object per line (NDJSON) with --json.
 --db opens the file read-only (safe while a server runs on it); --server reads one workplan's events over gRPC
@@ -33,11 +34,11 @@ Columns: POS (global position), VER (stream version), CAUSE (the version of the 
 empty for what a client wrote), REQUEST (the client request that carried it).
 
 Examples:
-  turboci events --db turboci.db
-  turboci events --db turboci.db -w 6ed53af4-... --node check:build
-  turboci events --db turboci.db --type CheckStateChanged,StageStateChanged --since 2025-01-31T12:00:00Z
-  turboci events --db turboci.db -w 6ed53af4-... --from-version 10 --to-version 20 --json | jq .data
-  turboci events --server 127.0.0.1:50051 -w 6ed53af4-... --type StageAttemptStateChanged`;
+  npx turboci events --db turboci.db
+  npx turboci events --db turboci.db -w 6ed53af4-... --node check:build
+  npx turboci events --db turboci.db --type CheckStateChanged,StageStateChanged --since 2025-01-31T12:00:00Z
+  npx turboci events --db turboci.db -w 6ed53af4-... --from-version 10 --to-version 20 --json | jq .data
+  npx turboci events --server 127.0.0.1:50051 -w 6ed53af4-... --type StageAttemptStateChanged`;
 
 export const events = command(async (argv) => {
   const { values } = parseArgs({
@@ -75,6 +76,11 @@ export const events = command(async (argv) => {
     until: time('--until', values.until),
   };
   const limit = integer('--limit', values.limit, 1) ?? Infinity;
+  // Usage errors come before any output (the table header included).
+  if (values.server !== undefined && filter.workPlanId === undefined) throw new UsageError('--workplan is required with --server');
+  if (values.server !== undefined && (filter.fromPosition !== undefined || filter.toPosition !== undefined)) {
+    throw new UsageError('--from-position/--to-position need --db');
+  }
   const source = openSource(values);
   try {
     if (filter.workPlanId !== undefined) await source.workPlan(filter.workPlanId);
@@ -100,7 +106,7 @@ export const events = command(async (argv) => {
         rec.event.type,
         node ? `${node.kind}:${node.id}` : '',
         rec.causation.causedByVersion === null ? '' : `v${rec.causation.causedByVersion}`,
-        compact(rec.causation.requestId ?? '', 40),
+        requestCell(rec.causation.requestId),
         describeEvent(rec.event),
       ];
       await out(pad(oneWorkPlan ? cells.filter((_, i) => i !== 1) : cells, widths));
@@ -111,3 +117,9 @@ export const events = command(async (argv) => {
     source.close();
   }
 });
+
+/** The request id as it is (no JSON quotes; empty when there is none), cut to 40 characters. */
+function requestCell(requestId: string | null): string {
+  if (!requestId) return '';
+  return requestId.length > 40 ? `${requestId.slice(0, 39)}…` : requestId;
+}

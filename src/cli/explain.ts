@@ -4,7 +4,7 @@ import { command, integer, out } from './log-args.js';
 import { CliError, openSource } from './log-source.js';
 import { UsageError } from './usage-error.js';
 
-export const EXPLAIN_HELP = `Usage: turboci explain (--db FILE | --server HOST:PORT) --workplan ID [--node] NODE [--at-version N] [--json]
+export const EXPLAIN_HELP = `Usage: npx turboci explain (--db FILE | --server HOST:PORT) --workplan ID [--node] NODE [--at-version N] [--json]
 
 Explains a node: its history (every event about it and the fields each changed) and, for every transition, the
 chain of events that caused it back to the client request that started it. The resolver records which event it
@@ -25,9 +25,9 @@ Options:
   -h, --help           show this help
 
 Examples:
-  turboci explain --db turboci.db -w 6ed53af4-... check:build
-  turboci explain --db turboci.db -w 6ed53af4-... --node deploy --at-version 15
-  turboci explain --server 127.0.0.1:50051 -w 6ed53af4-... stage:compile --json | jq '.history[].because'`;
+  npx turboci explain --db turboci.db -w 6ed53af4-... check:build
+  npx turboci explain --db turboci.db -w 6ed53af4-... --node deploy --at-version 15
+  npx turboci explain --server 127.0.0.1:50051 -w 6ed53af4-... stage:compile --json | jq '.history[].because'`;
 
 export const explain = command(async (argv) => {
   const { values, positionals } = parseArgs({

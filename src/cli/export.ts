@@ -6,10 +6,10 @@ import { command, out } from './log-args.js';
 import { CliError, openSource, schemaVersionOf } from './log-source.js';
 import { UsageError } from './usage-error.js';
 
-export const EXPORT_HELP = `Usage: turboci export (--db FILE | --server HOST:PORT) --workplan ID [--out FILE]
+export const EXPORT_HELP = `Usage: npx turboci export (--db FILE | --server HOST:PORT) --workplan ID [--out FILE]
 
-Writes a workplan's whole event stream as NDJSON (one event per line, the "turboci events --json" form), to move
-the workplan to another server or to attach it to a bug report. "turboci import" reads it back into any database
+Writes a workplan's whole event stream as NDJSON (one event per line, the "npx turboci events --json" form), to move
+the workplan to another server or to attach it to a bug report. "npx turboci import" reads it back into any database
 and the workplan comes out identical: same versions, times, request ids and causes, so QueryNodes answers the
 same. Events are streamed, not loaded: a workplan of any size exports in constant memory.
 
@@ -21,9 +21,9 @@ Options:
   -h, --help           show this help
 
 Examples:
-  turboci export --db turboci.db -w 6ed53af4-... > workplan.ndjson
-  turboci export --server ci-1:50051 -w 6ed53af4-... --out bug-1234.ndjson
-  turboci export --db old.db -w 6ed53af4-... | turboci import --db new.db -`;
+  npx turboci export --db turboci.db -w 6ed53af4-... > workplan.ndjson
+  npx turboci export --server ci-1:50051 -w 6ed53af4-... --out bug-1234.ndjson
+  npx turboci export --db old.db -w 6ed53af4-... | npx turboci import --db new.db -`;
 
 export const exportCommand = command(async (argv) => {
   const { values } = parseArgs({

@@ -11,16 +11,16 @@ import { command } from './log-args.js';
 import { CliError } from './log-source.js';
 import { UsageError } from './usage-error.js';
 
-export const IMPORT_HELP = `Usage: turboci import --db FILE [--as ID] [EXPORT_FILE | -]
+export const IMPORT_HELP = `Usage: npx turboci import --db FILE [--as ID] [EXPORT_FILE | -]
 
-Reads a workplan exported by "turboci export" (NDJSON, from a file or stdin) and appends its events to the log
+Reads a workplan exported by "npx turboci export" (NDJSON, from a file or stdin) and appends its events to the log
 in FILE (created if missing), with their versions, times, request ids and causes, so the workplan's state is
 identical to the original. Every event is decoded (older schema versions through the upcasters) and validated
 first; the stream must be whole (versions 1, 2, 3, ... starting with WorkPlanCreated). All of it is written in
 one transaction, or nothing is. A workplan that already exists in FILE is refused (use --as to import a copy).
 
 A server keeps its read models in memory: import into a database no server is running on, then start (or
-restart) the server on it. ("turboci verify --server" reports a workplan imported behind a server's back.)
+restart) the server on it. ("npx turboci verify --server" reports a workplan imported behind a server's back.)
 
 Options:
   --db FILE       the SQLite event log to import into                  (default: $TURBOCI_DB)
@@ -28,9 +28,9 @@ Options:
   -h, --help      show this help
 
 Examples:
-  turboci import --db new.db workplan.ndjson
-  turboci import --db repro.db --as bug-1234 bug-1234.ndjson && turboci serve --db repro.db
-  turboci export --db old.db -w 6ed53af4-... | turboci import --db new.db -`;
+  npx turboci import --db new.db workplan.ndjson
+  npx turboci import --db repro.db --as bug-1234 bug-1234.ndjson && npx turboci serve --db repro.db
+  npx turboci export --db old.db -w 6ed53af4-... | npx turboci import --db new.db -`;
 
 export const importCommand = command(async (argv) => {
   const { values, positionals } = parseArgs({

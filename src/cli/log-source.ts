@@ -11,7 +11,7 @@ import {
   GetWorkPlanAtRequest,
   ReadEventsRequest,
   TurboCIEventLogClient,
-  type GetReadModelDigestResponse,
+  type WorkPlanDigest,
   type GetWorkPlanAtResponse,
   type LoggedEvent as ProtoEvent,
 } from '../gen/turboci/v1/eventlog.js';
@@ -130,7 +130,7 @@ export class ServerLog implements LogSource {
 
   async workPlan(id: string): Promise<WorkPlanSummary> {
     const res = await this.call(this.client.readEvents, ReadEventsRequest.fromPartial({ workPlanId: id, pageSize: 1 }));
-    return { id, version: res.workPlanVersion };
+    return { id, version: Number(res.workPlanVersion) };
   }
 
   workPlanAt(id: string, target: { version?: number; at?: number }): Promise<GetWorkPlanAtResponse> {
@@ -140,8 +140,10 @@ export class ServerLog implements LogSource {
     );
   }
 
-  digests(ids: readonly string[], includeState: boolean): Promise<GetReadModelDigestResponse> {
-    return this.call(this.client.getReadModelDigest, GetReadModelDigestRequest.fromPartial({ workPlanIds: [...ids], includeState }));
+  /** Versions as numbers: a stream version never gets near 2^53. */
+  async digests(ids: readonly string[], includeState: boolean): Promise<{ digests: Array<Omit<WorkPlanDigest, 'version'> & { version: number }> }> {
+    const res = await this.call(this.client.getReadModelDigest, GetReadModelDigestRequest.fromPartial({ workPlanIds: [...ids], includeState }));
+    return { digests: res.digests.map((d) => ({ ...d, version: Number(d.version) })) };
   }
 
   close(): void {
@@ -151,11 +153,11 @@ export class ServerLog implements LogSource {
 
 function fromProto(e: ProtoEvent): LoggedEvent {
   return {
-    position: e.position,
+    position: Number(e.position),
     streamId: e.workPlanId,
-    version: e.version,
+    version: Number(e.version),
     recordedAt: e.recordedAt?.getTime() ?? 0,
-    causation: { requestId: e.requestId || null, causedByVersion: e.causedByVersion ?? null },
+    causation: { requestId: e.requestId || null, causedByVersion: e.causedByVersion === undefined ? null : Number(e.causedByVersion) },
     event: DomainEvent.parse({ type: e.type, data: e.data ?? {} }),
   };
 }

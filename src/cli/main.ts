@@ -11,7 +11,7 @@ import { snapshotCommand } from './snapshot.js';
 import { verify } from './verify.js';
 import { UsageError } from './usage-error.js';
 
-const HELP = `Usage: turboci <command> [options]
+const HELP = `Usage: npx turboci <command> [options]
 
 TurboCI-Lite: an event-sourced CI workflow orchestrator (checks, stages, dependencies) served over gRPC.
 
@@ -29,7 +29,7 @@ Event log tools (read a database file read-only, safe while a server runs; most 
   snapshot  write the read-model snapshot of a database now, so that a start replays only the log after it
   backup    a consistent copy of a database, taken while a server runs on it
 
-Run "turboci <command> --help" for a command's options and examples.`;
+Run "npx turboci <command> --help" for a command's options and examples.`;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve,
@@ -56,7 +56,7 @@ export async function main(argv: string[]): Promise<number> {
     return await run(rest);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`turboci: ${(err as Error).message}\nRun "turboci ${run ? `${command} ` : ''}--help" for usage.`);
+      console.error(`turboci: ${(err as Error).message}\nRun "npx turboci ${run ? `${command} ` : ''}--help" for usage.`);
       return 2;
     }
     if (err instanceof FatalError) {

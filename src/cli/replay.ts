@@ -12,7 +12,7 @@ import { command, integer, iso, out, table, time } from './log-args.js';
 import { CliError, FileLog, openSource, ServerLog, type LogSource } from './log-source.js';
 import { UsageError } from './usage-error.js';
 
-export const REPLAY_HELP = `Usage: turboci replay (--db FILE | --server HOST:PORT) --workplan ID [--at-version N | --at-time TIME] [--step] [--json]
+export const REPLAY_HELP = `Usage: npx turboci replay (--db FILE | --server HOST:PORT) --workplan ID [--at-version N | --at-time TIME] [--step] [--json]
 
 Rebuilds a workplan from its events, through the same projections the server uses, as of a stream version or a
 time (default: its latest version), and prints it: the header, every check with its state and results, every
@@ -33,12 +33,12 @@ Options:
   -h, --help           show this help
 
 Examples:
-  turboci replay --db turboci.db -w 6ed53af4-...
-  turboci replay --db turboci.db -w 6ed53af4-... --at-version 12
-  turboci replay --db turboci.db -w 6ed53af4-... --at-time 2025-01-31T12:00:00Z --json
-  turboci replay --db turboci.db -w 6ed53af4-... --step --from-version 8 --at-version 15
-  turboci replay --db turboci.db --all --json > snapshot.ndjson     # a snapshot for "turboci verify --snapshot"
-  turboci replay --server 127.0.0.1:50051 -w 6ed53af4-... --at-version 3`;
+  npx turboci replay --db turboci.db -w 6ed53af4-...
+  npx turboci replay --db turboci.db -w 6ed53af4-... --at-version 12
+  npx turboci replay --db turboci.db -w 6ed53af4-... --at-time 2025-01-31T12:00:00Z --json
+  npx turboci replay --db turboci.db -w 6ed53af4-... --step --from-version 8 --at-version 15
+  npx turboci replay --db turboci.db --all --json > snapshot.ndjson     # a snapshot for "npx turboci verify --snapshot"
+  npx turboci replay --server 127.0.0.1:50051 -w 6ed53af4-... --at-version 3`;
 
 export const replay = command(async (argv) => {
   const { values } = parseArgs({

@@ -1,12 +1,12 @@
 import { hostname, tmpdir } from 'node:os';
+import { ID_RULE, isValidId } from '../domain/ids.js';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent/agent.js';
 import { createLogger } from '../logging.js';
 import { UsageError } from './usage-error.js';
-import { isValidId } from '../domain/ids.js';
 
-export const RUNNER_HELP = `Usage: turboci runner --server HOST:PORT --type TYPE [options]
+export const RUNNER_HELP = `Usage: npx turboci runner --server HOST:PORT --type TYPE [options]
 
 A pull runner agent (turboci.v1.TurboCIRunnerPull): it asks the server for attempts of stages whose runner_type is
 TYPE (it needs no open port: it only calls out), runs each stage's args.command in a fresh working directory, sends
@@ -69,7 +69,7 @@ export async function runner(argv: string[]): Promise<number> {
   const server = values.server ?? env.TURBOCI_SERVER;
   if (!server) throw new UsageError('--server HOST:PORT is required');
   const type = values.type ?? env.TURBOCI_RUNNER_TYPE;
-  if (!type || !isValidId(type)) throw new UsageError('--type TYPE is required (1-256 printable characters, no spaces)');
+  if (!type || !isValidId(type)) throw new UsageError(`--type TYPE is required (${ID_RULE.replace(/^must be /, '')})`);
   const labels: Record<string, string> = {};
   for (const spec of (values.labels ?? (env.TURBOCI_RUNNER_LABELS ? [env.TURBOCI_RUNNER_LABELS] : [])).flatMap((s) => s.split(','))) {
     if (!spec.trim()) continue;

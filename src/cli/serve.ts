@@ -20,7 +20,7 @@ import { checkDatabaseDirectory, databaseError, FatalError, listenError } from '
 import { snapshotInWorker } from './snapshot.js';
 import { UsageError } from './usage-error.js';
 
-export const SERVE_HELP = `Usage: turboci serve [options]
+export const SERVE_HELP = `Usage: npx turboci serve [options]
 
 Starts the TurboCI-Lite gRPC server (TurboCIOrchestrator, grpc.health.v1.Health, server reflection) on an
 append-only SQLite event log. On start it rebuilds every read model from the log (from the read-model snapshot
@@ -50,7 +50,7 @@ Options (each has an environment variable; the flag wins):
   --advertise-address HOST:PORT
                      address async runners call back (callback_address) TURBOCI_ADVERTISE_ADDRESS
                                                                        (default: the bound address)
-Pull runners (turboci.v1.TurboCIRunnerPull, "turboci runner"); stages may override each in execution_policy:
+Pull runners (turboci.v1.TurboCIRunnerPull, "npx turboci runner"); stages may override each in execution_policy:
   --runner-limit TYPE=N  at most N leased attempts of runner type TYPE at once (repeatable; "*=N" for
                      every other type)                           TURBOCI_RUNNER_LIMITS (e.g. "shell=4,*=16"; default none)
   --heartbeat-interval MS  how often pull runners heartbeat; two missed
@@ -58,6 +58,13 @@ Pull runners (turboci.v1.TurboCIRunnerPull, "turboci runner"); stages may overri
   --pickup-timeout MS  how long an attempt may wait to be leased; 0 = forever  TURBOCI_PICKUP_TIMEOUT (default 0)
   --retry-backoff MS  delay before a retried attempt is offered  TURBOCI_RETRY_BACKOFF (default 0)
                      (the run timeout defaults to --attempt-timeout)
+Input limits, in bytes of UTF-8 (docs/configuration.md lists the fixed ones):
+  --max-value-bytes N  one Struct (args, options, result data, details)
+                     as JSON                                     TURBOCI_MAX_VALUE_BYTES (default 262144)
+  --max-metadata-bytes N  one metadata or labels map, keys + values  TURBOCI_MAX_METADATA_BYTES (default 65536)
+  --max-progress-bytes N  progress one attempt keeps; appends past it
+                     get RESOURCE_EXHAUSTED                      TURBOCI_MAX_PROGRESS_BYTES (default 1048576)
+  --max-ttl S        longest runner registration ttl_seconds     TURBOCI_MAX_TTL (default 86400)
   -h, --help         show this help
 
 When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051",...}. While the disk is full,
@@ -92,6 +99,10 @@ export async function serve(argv: string[]): Promise<number> {
       'snapshot-every': { type: 'string' },
       'evict-after': { type: 'string' },
       'accept-data-loss': { type: 'boolean' },
+      'max-value-bytes': { type: 'string' },
+      'max-metadata-bytes': { type: 'string' },
+      'max-progress-bytes': { type: 'string' },
+      'max-ttl': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -109,6 +120,12 @@ export async function serve(argv: string[]): Promise<number> {
   const evictAfter = integer('--evict-after', values['evict-after'] ?? env.TURBOCI_EVICT_AFTER ?? '900', 0, 365 * 24 * 3600);
   const snapshotEvery = integer('--snapshot-every', values['snapshot-every'] ?? env.TURBOCI_SNAPSHOT_EVERY ?? '100000', 0, 1_000_000_000);
   const retryBackoff = integer('--retry-backoff', values['retry-backoff'] ?? env.TURBOCI_RETRY_BACKOFF ?? '0', 0, 7 * 24 * 3600_000);
+  const inputLimits = {
+    maxValueBytes: integer('--max-value-bytes', values['max-value-bytes'] ?? env.TURBOCI_MAX_VALUE_BYTES ?? '262144', 1024, 64 * 1024 * 1024),
+    maxMetadataBytes: integer('--max-metadata-bytes', values['max-metadata-bytes'] ?? env.TURBOCI_MAX_METADATA_BYTES ?? '65536', 1024, 64 * 1024 * 1024),
+    maxProgressBytes: integer('--max-progress-bytes', values['max-progress-bytes'] ?? env.TURBOCI_MAX_PROGRESS_BYTES ?? '1048576', 1024, 1024 * 1024 * 1024),
+    maxTtlSeconds: integer('--max-ttl', values['max-ttl'] ?? env.TURBOCI_MAX_TTL ?? '86400', 1, 365 * 24 * 3600),
+  };
   const limitSpecs = values['runner-limit'] ?? (env.TURBOCI_RUNNER_LIMITS ? env.TURBOCI_RUNNER_LIMITS.split(',') : []);
   const limits = new Map<string, number>();
   let defaultLimit = 0;
@@ -203,7 +220,7 @@ export async function serve(argv: string[]): Promise<number> {
   const reaper = new Reaper(app, pull, log);
   reaper.start();
   setLogVerbosity(logVerbosity.NONE); // a failed bind is reported below in one line, not also by grpc-js
-  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull }).catch((err: unknown) => {
+  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull, limits: inputLimits }).catch((err: unknown) => {
     pull.stop();
     reaper.stop();
     app.close();
@@ -228,7 +245,7 @@ export async function serve(argv: string[]): Promise<number> {
   });
   // The ready line is printed at any level but silent: with --port 0 it is the only way to learn the port.
   const ready = level === 'silent' ? log : log.child({}, { level: 'info' });
-  ready.info({ address: server.address, port: server.port, db: dbPath }, 'listening');
+  ready.info({ address: server.address, port: server.port, db: dbPath, pid: process.pid }, 'listening');
   await stopped;
   pull.stop(); // answers long-polling Lease calls now, so the server's grace period is not spent waiting for them
   await server.shutdown();

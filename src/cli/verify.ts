@@ -12,7 +12,7 @@ import { stateJson } from './replay.js';
 import { storageDifferences } from './verify-storage.js';
 import { UsageError } from './usage-error.js';
 
-export const VERIFY_HELP = `Usage: turboci verify --db FILE [--server HOST:PORT] [--snapshot FILE]... [--progress] [--json]
+export const VERIFY_HELP = `Usage: npx turboci verify --db FILE [--server HOST:PORT] [--snapshot FILE]... [--progress] [--json]
 
 Replays the whole log through the projections (the code the server folds read models with) and checks it:
 
@@ -28,10 +28,11 @@ Replays the whole log through the projections (the code the server folds read mo
     ids); each is compared with the replay at the same version, so a server that keeps writing is not a
     difference. A workplan the server does not hold, or holds behind the log (events written behind its back),
     is one. For a mismatch the server's state is fetched and the differing fields are shown.
-  - the read-model snapshot beside the log (FILE.snapshot, written by "turboci serve" and "turboci snapshot"),
-    when there is one: every projection it holds equals the replay at its position. One the server would ignore
-    (damaged, of another schema) is reported on stderr, not as a difference: a start replays the whole log then.
-  - with --snapshot: a persisted projection, as written by "turboci replay --json" (one workplan per line, each
+  - the read-model snapshot beside the log (FILE.snapshot, written by "npx turboci serve" and "npx turboci
+    snapshot"), when there is one: every projection it holds equals the replay at its position. One the server
+    would ignore (damaged, of another schema) is reported on stderr, not as a difference: a start replays the whole
+    log then.
+  - with --snapshot: a persisted projection, as written by "npx turboci replay --json" (one workplan per line, each
     at its own version), equals the replay at that version.
 
 Any difference is reported and the exit status is 1; 0 means everything matched. A progress bar goes to stderr
@@ -40,16 +41,16 @@ on a terminal for logs of 10000 events or more (--progress forces it, --no-progr
 Options:
   --db FILE            the SQLite event log, opened read-only            (default: $TURBOCI_DB)
   --server HOST:PORT   compare with this running server's read models
-  --snapshot FILE      compare with this snapshot (NDJSON from "turboci replay --json"); repeatable
+  --snapshot FILE      compare with this snapshot (NDJSON from "npx turboci replay --json"); repeatable
   --progress           always show the progress bar; --no-progress: never
   --json               one JSON document: {events, workplans, compared, differences: [{workPlanId, against,
                        version, details}], ok}
   -h, --help           show this help
 
 Examples:
-  turboci verify --db turboci.db
-  turboci verify --db /var/lib/turboci/ci.db --server 127.0.0.1:50051
-  turboci replay --db turboci.db --all --json > snapshot.ndjson && turboci verify --db turboci.db --snapshot snapshot.ndjson`;
+  npx turboci verify --db turboci.db
+  npx turboci verify --db /var/lib/turboci/ci.db --server 127.0.0.1:50051
+  npx turboci replay --db turboci.db --all --json > snapshot.ndjson && npx turboci verify --db turboci.db --snapshot snapshot.ndjson`;
 
 interface Difference {
   readonly workPlanId: string;
@@ -247,7 +248,7 @@ function readSnapshot(path: string): SnapshotEntry[] {
     try {
       state = JSON.parse(line) as typeof state;
     } catch (err) {
-      throw new CliError(`--snapshot ${path}:${i + 1}: not JSON (${(err as Error).message}); expected "turboci replay --json" output`);
+      throw new CliError(`--snapshot ${path}:${i + 1}: not JSON (${(err as Error).message}); expected "npx turboci replay --json" output`);
     }
     const id = state.workPlan?.id;
     const version = Number(state.workPlan?.version);

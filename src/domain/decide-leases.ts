@@ -1,5 +1,6 @@
 // decide for the pull protocol: leasing an attempt, heartbeats, completions and the reaper's expiries. Pure: reads
 // and emits into the decision's draft, returns the events or throws a DomainError (and nothing is appended).
+import { checkProgressRoom, progressBytes } from './decide-write-nodes.js';
 import type { DecideContext } from './commands.js';
 import { decideRunnerAnswer, type ExecutionCompletion } from './decide-completion.js';
 import { failedPrecondition } from './errors.js';
@@ -103,6 +104,7 @@ export function decideHeartbeat(cmd: { readonly target: LeaseTarget; readonly he
   if (hb.lines.length > 0 || hb.message) {
     const details: JsonObject = { ...hb.details, ...(hb.lines.length ? { lines: [...hb.lines] } : {}) };
     const message = hb.message || `${hb.lines.length} line${hb.lines.length === 1 ? '' : 's'} of output`;
+    checkProgressRoom(stage.id, attempt, progressBytes({ message, details }), 'log_lines');
     events.push(draft.emit({ type: 'StageAttemptProgressAppended', data: { stageId: stage.id, idx: attempt.idx, message, timestamp: null, details } }));
   }
   const expiresAt = Math.min(hb.expiresAt, lease.runDeadline);

@@ -1,7 +1,8 @@
 // decide(WriteNodes, draft) → events. Pure: reads and folds into the decision's draft, returns the events the request
 // amounts to, or throws a DomainError and nothing happens. The resolver continues on the same draft.
 import type { AttemptWriteInput, CheckWriteInput, DecideContext, FailureInput, StageWriteInput, WriteNodes } from './commands.js';
-import { failedPrecondition, invalidArgument } from './errors.js';
+import { failedPrecondition, invalidArgument, resourceExhausted } from './errors.js';
+import { bytesText, capText, limits, utf8Bytes } from './limits.js';
 import type { DomainEvent, EventOf, PendingEvent } from './events.js';
 import {
   currentAttempt,
@@ -12,7 +13,9 @@ import {
   nodeKey,
   parseNodeKey,
   type AttemptState,
+  type Attempt,
   type Check,
+  type JsonObject,
   type CheckState,
   type DependencyGroup,
   type ExecutionPolicy,
@@ -296,6 +299,7 @@ class WriteNodesDecision {
     if (hasDetails) this.emit({ type: 'StageAttemptDetailsMerged', data: { stageId: stage.id, idx: attempt.idx, details: w.details! } });
     if (w.progress) {
       const p = w.progress;
+      checkProgressRoom(stage.id, attempt, progressBytes(p), `${f}.progress`);
       this.emit({
         type: 'StageAttemptProgressAppended',
         data: { stageId: stage.id, idx: attempt.idx, message: p.message, timestamp: p.timestamp ?? null, details: p.details },
@@ -370,7 +374,7 @@ class WriteNodesDecision {
     if (parent.state === 'FINAL') throw failedPrecondition(`parent stage "${parentId}" is FINAL`, f);
     const seen = new Set<string>([id]);
     for (let p: Stage | undefined = parent; p; p = p.parentStageId ? this.stage(p.parentStageId) : undefined) {
-      if (seen.has(p.id)) throw invalidArgument(`parent cycle: ${[...seen, p.id].join(' -> ')}`, f);
+      if (seen.has(p.id)) throw invalidArgument(`parent ${cycleText([...seen, p.id])}`, f);
       seen.add(p.id);
     }
   }
@@ -414,12 +418,43 @@ class WriteNodesDecision {
         if (onPath.has(next)) {
           const cycle = [...path.slice(path.indexOf(next)), next];
           const culprit = cycle.find((k) => fieldOf.has(k)) ?? cycle[0]!;
-          throw invalidArgument(`dependency cycle: ${cycle.join(' -> ')}`, fieldOf.get(culprit));
+          throw invalidArgument(`dependency ${cycleText(cycle)}`, fieldOf.get(culprit));
         }
         // Unchanged old nodes only lead to old nodes, which were acyclic, unless old edges changed.
         if (done.has(next) || (!this.oldEdgesChanged && !changed(next))) continue;
         enter(next);
       }
     }
+  }
+}
+
+/**
+ * "cycle: check:a -> check:b -> check:a"; a long one names its first nodes and its length, "cycle of 10000 nodes:
+ * check:a -> … 9994 more … -> check:a" (a 10,000-node cycle once made a 1.7 MB status message).
+ */
+export function cycleText(cycle: readonly string[], show = 6): string {
+  const nodes = cycle.length - 1; // the first node closes the cycle again at the end
+  const names = cycle.map((k) => capText(k, 80));
+  if (nodes <= show) return `cycle: ${names.join(' -> ')}`;
+  return `cycle of ${nodes} nodes: ${names.slice(0, show).join(' -> ')} -> … ${nodes - show} more … -> ${names[0]}`;
+}
+
+/** What a progress entry weighs against the per-attempt limit: message plus details as JSON, in bytes of UTF-8. */
+export const progressBytes = (p: { readonly message: string; readonly details: JsonObject }): number =>
+  utf8Bytes(p.message) + utf8Bytes(JSON.stringify(p.details));
+
+/**
+ * Progress per attempt is bounded (--max-progress-bytes): an append that would pass the limit is refused with
+ * RESOURCE_EXHAUSTED, and nothing already stored is dropped (live and replayed state stay equal whatever the limit).
+ */
+export function checkProgressRoom(stageId: string, attempt: Attempt, adding: number, field: string): void {
+  const max = limits().maxProgressBytes;
+  let used = 0;
+  for (const p of attempt.progress) used += progressBytes(p);
+  if (used + adding > max) {
+    throw resourceExhausted(
+      `attempt ${attempt.idx} of stage "${capText(stageId, 80)}" holds ${bytesText(used)} of progress; adding ${bytesText(adding)} would pass the ${bytesText(max)} an attempt may keep (--max-progress-bytes)`,
+      field,
+    );
   }
 }

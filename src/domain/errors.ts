@@ -18,3 +18,4 @@ export const invalidArgument = (message: string, field?: string) => new DomainEr
 export const failedPrecondition = (message: string, field?: string) =>
   new DomainError('FAILED_PRECONDITION', message, field);
 export const aborted = (message: string, field?: string) => new DomainError('ABORTED', message, field);
+export const resourceExhausted = (message: string, field?: string) => new DomainError('RESOURCE_EXHAUSTED', message, field);

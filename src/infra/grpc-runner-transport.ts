@@ -3,16 +3,19 @@ import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js'
 import type { RunnerCall, RunnerTransport } from '../app/dispatcher.js';
 import type { ExecutionCompletion } from '../domain/decide-completion.js';
 import { StageRunnerClient, type RunRequest } from '../gen/turboci/v1/stagerunner.js';
-import { toCompletion } from '../transport/runner-mapping.js';
+import { completionProblem, toCompletion } from '../transport/runner-mapping.js';
 
 export class GrpcRunnerTransport implements RunnerTransport {
   private readonly clients = new Map<string, StageRunnerClient>();
 
   run(address: string, call: RunnerCall): Promise<Omit<ExecutionCompletion, 'fingerprint'>> {
     return new Promise((resolve, reject) =>
-      this.client(address).run(toRequest(call), new Metadata(), { deadline: new Date(call.deadline) }, (err, res) =>
-        err ? reject(describe(err)) : resolve(toCompletion(res)),
-      ),
+      this.client(address).run(toRequest(call), new Metadata(), { deadline: new Date(call.deadline) }, (err, res) => {
+        if (err) return reject(describe(err));
+        // Bounded like a CompleteStageExecution: an answer that cannot be stored faithfully fails the attempt.
+        const problem = completionProblem(res);
+        return problem ? reject(new Error(`its answer was refused: ${problem}`)) : resolve(toCompletion(res));
+      }),
     );
   }
 

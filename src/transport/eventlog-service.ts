@@ -4,7 +4,10 @@ import { readEventPage, readModelDigests, workPlanAt } from '../app/eventlog/que
 import type { Orchestrator } from '../app/orchestrator.js';
 import { queryNodes } from '../app/queries.js';
 import { SCHEMA_VERSION, type RecordedEvent } from '../domain/events.js';
-import type { LoggedEvent, TurboCIEventLogServer } from '../gen/turboci/v1/eventlog.js';
+import { GetWorkPlanAtResponse, type LoggedEvent, type TurboCIEventLogServer } from '../gen/turboci/v1/eventlog.js';
+import { resourceExhausted } from '../domain/errors.js';
+import { bytesText } from '../domain/limits.js';
+import { QUERY_ANSWER_BYTES } from './orchestrator-service.js';
 import type { Logger } from '../logging.js';
 import { getReadModelDigestRequest, getWorkPlanAtRequest, pageToken, readEventsRequest } from './eventlog-validation.js';
 import { checkToProto, stageToProto, workPlanToProto } from './to-proto.js';
@@ -13,14 +16,14 @@ import { parseRequest } from './validation.js';
 
 export function eventToProto(rec: RecordedEvent): LoggedEvent {
   return {
-    position: rec.position,
+    position: BigInt(rec.position),
     workPlanId: rec.streamId,
-    version: rec.version,
+    version: BigInt(rec.version),
     type: rec.event.type,
     schemaVersion: SCHEMA_VERSION[rec.event.type],
     recordedAt: new Date(rec.recordedAt),
     requestId: rec.causation.requestId ?? '',
-    causedByVersion: rec.causation.causedByVersion ?? undefined,
+    causedByVersion: rec.causation.causedByVersion === null ? undefined : BigInt(rec.causation.causedByVersion),
     data: rec.event.data as Record<string, unknown>,
   };
 }
@@ -32,24 +35,32 @@ export function eventLogService(app: Orchestrator, log: Logger): TurboCIEventLog
     readEvents: unary('ReadEvents', (req) => {
       const q = parseRequest(readEventsRequest, req);
       const page = readEventPage(app, q);
-      return { events: page.events.map(eventToProto), nextPageToken: pageToken(page.next), workPlanVersion: page.version };
+      return { events: page.events.map(eventToProto), nextPageToken: pageToken(page.next), workPlanVersion: BigInt(page.version) };
     }),
     getWorkPlanAt: unary('GetWorkPlanAt', async (req) => {
       const q = parseRequest(getWorkPlanAtRequest, req);
       const model = await workPlanAt(app, q.workPlanId, q);
       const page = queryNodes(model, ALL_NODES);
-      return {
+      const answer = {
         workPlan: workPlanToProto(model.meta),
         checks: page.checks.map((c) => checkToProto(q.workPlanId, c)),
         stages: page.stages.map((s) => stageToProto(q.workPlanId, s)),
       };
+      // No paging in this answer: one a default client would refuse ("larger than max") is refused here, saying so.
+      const bytes = GetWorkPlanAtResponse.encode(answer).finish().length;
+      if (bytes > QUERY_ANSWER_BYTES) {
+        throw resourceExhausted(
+          `the workplan at that version is ${bytesText(bytes)}, more than one answer may carry (${bytesText(QUERY_ANSWER_BYTES)}); read its events with ReadEvents, or replay the log file (npx turboci replay --db)`,
+        );
+      }
+      return answer;
     }),
     getReadModelDigest: unary('GetReadModelDigest', (req) => {
       const q = parseRequest(getReadModelDigestRequest, req);
       return {
         digests: readModelDigests(app, q.workPlanIds).map((d) => ({
           workPlanId: d.workPlanId,
-          version: d.version,
+          version: BigInt(d.version),
           sha256: d.sha256,
           stateJson: q.includeState ? d.json : '',
         })),

@@ -2,10 +2,9 @@
 // INVALID_ARGUMENT mapping as the orchestrator's (parseRequest in validation.ts).
 import { z } from 'zod';
 import { SCHEMA_VERSION } from '../domain/events.js';
-import { ID_PATTERN, ID_RULE } from '../domain/ids.js';
+import { id, int64, millis } from './validation.js';
 
-const id = z.string().regex(ID_PATTERN, ID_RULE);
-const version = z.number().int().min(0, 'must not be negative');
+const version = int64(0, Number.MAX_SAFE_INTEGER);
 const eventType = z.string().refine((t) => Object.hasOwn(SCHEMA_VERSION, t), 'not an event type');
 
 export const MAX_PAGE_SIZE = 10_000;
@@ -40,7 +39,7 @@ export const readEventsRequest = z
 export const pageToken = (next: number | null): string => (next === null ? '' : `v${next}`);
 
 export const getWorkPlanAtRequest = z
-  .object({ workPlanId: id, version, at: z.date().optional().transform((d) => d?.getTime()) })
+  .object({ workPlanId: id, version, at: millis })
   .superRefine((r, ctx) => {
     if (r.version > 0 && r.at !== undefined) ctx.addIssue({ code: 'custom', path: ['at'], message: 'give a version or a time, not both' });
   });

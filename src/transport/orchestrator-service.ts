@@ -7,6 +7,9 @@ import { runnerHandlers } from './runner-handlers.js';
 import { unaryHandler } from './unary.js';
 import { WatchService, type WatchCall } from './watch-service.js';
 import { checkToProto, stageToProto, workPlanToProto } from './to-proto.js';
+import { Check } from '../gen/turboci/v1/check.js';
+import { Stage } from '../gen/turboci/v1/stage.js';
+import type { Check as DomainCheck, Stage as DomainStage } from '../domain/model.js';
 import {
   createWorkPlanRequest,
   parseRequest,
@@ -14,6 +17,11 @@ import {
   workPlanIdRequest,
   writeNodesRequest,
 } from './validation.js';
+
+/** A default gRPC client refuses messages over 4 MiB: a QueryNodes answer stays 64 KiB under that. */
+export const QUERY_ANSWER_BYTES = 4 * 1024 * 1024 - 64 * 1024;
+/** A node's field tag and length prefix in the answer. */
+const NODE_OVERHEAD = 8;
 
 const preEncoded = (bytes: Buffer): Buffer => bytes;
 
@@ -52,17 +60,29 @@ export function orchestratorService(
       return {
         checks: out.checks.map((c) => checkToProto(out.workPlanId, c)),
         stages: out.stages.map((s) => stageToProto(out.workPlanId, s)),
-        workPlanVersion: out.version,
+        workPlanVersion: BigInt(out.version),
       };
     }),
     queryNodes: unary('QueryNodes', (req) => {
       const q = parseRequest(queryNodesRequest, req);
-      const page = app.queryNodes(q.workPlanId, q);
+      // Pages end before the answer passes what a default client accepts: each node is mapped (and measured) once.
+      const mapped = new Map<object, Check | Stage>();
+      const sizeOf = (node: DomainCheck | DomainStage, kind: 'check' | 'stage'): number => {
+        if (kind === 'check') {
+          const m = checkToProto(q.workPlanId, node as DomainCheck);
+          mapped.set(node, m);
+          return Check.encode(m).finish().length + NODE_OVERHEAD;
+        }
+        const m = stageToProto(q.workPlanId, node as DomainStage);
+        mapped.set(node, m);
+        return Stage.encode(m).finish().length + NODE_OVERHEAD;
+      };
+      const page = app.queryNodes(q.workPlanId, { ...q, budget: { maxBytes: QUERY_ANSWER_BYTES, sizeOf } });
       return {
-        checks: page.checks.map((c) => checkToProto(q.workPlanId, c)),
-        stages: page.stages.map((s) => stageToProto(q.workPlanId, s)),
+        checks: page.checks.map((c) => (mapped.get(c) as Check | undefined) ?? checkToProto(q.workPlanId, c)),
+        stages: page.stages.map((s) => (mapped.get(s) as Stage | undefined) ?? stageToProto(q.workPlanId, s)),
         nextPageToken: page.nextPageToken,
-        workPlanVersion: page.version,
+        workPlanVersion: BigInt(page.version),
       };
     }),
     ...runnerHandlers(runners, unary),

@@ -5,12 +5,11 @@ import type { PullService } from '../app/pull-service.js';
 import type { JsonObject } from '../domain/model.js';
 import type { TurboCIRunnerPullServer } from '../gen/turboci/v1/pull.js';
 import type { Logger } from '../logging.js';
-import { toCompletion } from './runner-mapping.js';
+import { completionValues, toCompletion } from './runner-mapping.js';
 import { unaryHandler } from './unary.js';
-import { parseRequest } from './validation.js';
-import { ID_PATTERN, ID_RULE } from '../domain/ids.js';
+import { MAX_MESSAGE_BYTES } from '../domain/limits.js';
+import { parseRequest, requiredId, stringMap, struct, text } from './validation.js';
 
-const requiredId = (field: string) => z.string().min(1, `${field} is required`).regex(ID_PATTERN, ID_RULE);
 export const MAX_WAIT_MS = 60_000;
 export const MAX_LINES = 500;
 export const MAX_LINE_BYTES = 8 * 1024;
@@ -18,15 +17,15 @@ export const MAX_LINE_BYTES = 8 * 1024;
 const leaseRequest = z.object({
   runnerId: requiredId('runner_id'),
   runnerType: requiredId('runner_type'),
-  labels: z.record(z.string().max(256, 'label keys must be at most 256 characters'), z.string().max(1024, 'label values must be at most 1024 characters')),
+  labels: stringMap,
   waitMs: z.number().int().min(0, 'must not be negative').max(MAX_WAIT_MS, `must be at most ${MAX_WAIT_MS}`),
 });
 const token = z.string().min(1, 'lease_token is required').max(512, 'not a lease token this server issued');
 const heartbeatRequest = z.object({
   leaseToken: token,
-  logLines: z.array(z.string().max(MAX_LINE_BYTES, `lines must be at most ${MAX_LINE_BYTES} characters`)).max(MAX_LINES, `at most ${MAX_LINES} lines per heartbeat`),
-  message: z.string().max(64 * 1024, 'must be at most 64 KiB'),
-  details: z.record(z.string(), z.unknown()).optional(),
+  logLines: z.array(text(MAX_LINE_BYTES)).max(MAX_LINES, `at most ${MAX_LINES} lines per heartbeat`),
+  message: text(MAX_MESSAGE_BYTES),
+  details: struct,
 });
 const completeRequest = z.object({ leaseToken: token });
 
@@ -61,6 +60,7 @@ export function pullService(pull: PullService, log: Logger, durable: () => Promi
     }),
     completeLease: unary('CompleteLease', (req) => {
       const { leaseToken } = parseRequest(completeRequest, req);
+      parseRequest(completionValues, req);
       pull.complete(leaseToken, toCompletion(req));
       return { acknowledged: true };
     }),

@@ -4,19 +4,17 @@ import type { RunnerService } from '../app/runner-service.js';
 import type { ExecutionMode, JsonObject } from '../domain/model.js';
 import { ExecutionMode as PbExecutionMode } from '../gen/turboci/v1/common.js';
 import type { TurboCIOrchestratorServer } from '../gen/turboci/v1/service.js';
-import { toCompletion } from './runner-mapping.js';
+import { completionValues, toCompletion } from './runner-mapping.js';
 import type { unaryHandler } from './unary.js';
-import { parseRequest } from './validation.js';
-import { ID_PATTERN, ID_RULE } from '../domain/ids.js';
+import { limits, MAX_MESSAGE_BYTES } from '../domain/limits.js';
+import { parseRequest, requiredId, stringMap, struct, text } from './validation.js';
 
-const requiredId = (field: string) =>
-  z.string().min(1, `${field} is required`).regex(ID_PATTERN, ID_RULE);
 const MODE: Record<number, ExecutionMode> = { [PbExecutionMode.EXECUTION_MODE_SYNC]: 'SYNC', [PbExecutionMode.EXECUTION_MODE_ASYNC]: 'ASYNC' };
 
 const registerRequest = z.object({
   runnerId: requiredId('runner_id'),
   runnerType: requiredId('runner_type'),
-  address: z.string().min(1, 'address is required').max(1024, 'must be at most 1024 characters'),
+  address: text(1024).refine((a) => a.length > 0, 'address is required'),
   supportedModes: z.array(
     z.number().transform((n, ctx) => {
       const m = MODE[n];
@@ -24,15 +22,20 @@ const registerRequest = z.object({
       return m as ExecutionMode;
     }),
   ),
-  maxConcurrent: z.number().int(),
-  ttlSeconds: z.number().int(),
-  metadata: z.record(z.string(), z.string()),
+  maxConcurrent: z.number().int().max(1_000_000, 'must be at most 1000000'),
+  ttlSeconds: z.bigint().transform((n, ctx) => {
+    const max = limits().maxTtlSeconds;
+    // <= 0 means the default (300 s); past the limit is refused, not clamped: the runner would heartbeat too seldom.
+    if (n > BigInt(max)) ctx.addIssue({ code: 'custom', message: `${n.toString().slice(0, 40)} is more than ${max} seconds (--max-ttl); heartbeat more often instead` });
+    return n <= 0n ? 0 : Number(n);
+  }),
+  metadata: stringMap,
 });
 const executionId = z.object({ executionId: requiredId('execution_id') });
 const updateRequest = executionId.extend({
-  message: z.string().max(64 * 1024, 'must be at most 64 KiB'),
+  message: text(MAX_MESSAGE_BYTES),
   progressPercent: z.number().int().min(0, 'must be 0-100').max(100, 'must be 0-100'),
-  details: z.record(z.string(), z.unknown()).optional(),
+  details: struct,
 });
 
 const pbModes = (modes: readonly ExecutionMode[]) =>
@@ -75,6 +78,7 @@ export function runnerHandlers(runners: RunnerService, unary: ReturnType<typeof 
     }),
     completeStageExecution: unary('CompleteStageExecution', (req) => {
       const { executionId: id } = parseRequest(executionId, req);
+      parseRequest(completionValues, req);
       runners.complete(id, toCompletion(req));
       return { acknowledged: true };
     }),

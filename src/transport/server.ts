@@ -14,6 +14,8 @@ import { RunnerService } from '../app/runner-service.js';
 import { eventLogService } from './eventlog-service.js';
 import { ORCHESTRATOR_DEFINITION, orchestratorService } from './orchestrator-service.js';
 import { WatchService } from './watch-service.js';
+import { installTimestampCheck, tolerant } from './decode.js';
+import { configureLimits, type InputLimits } from '../domain/limits.js';
 
 const PROTO_ROOT = fileURLToPath(new URL('../../../proto', import.meta.url));
 const PROTO_FILES = ['common', 'check', 'workplan', 'stage', 'stagerunner', 'service', 'eventlog', 'pull'].map((f) => `turboci/v1/${f}.proto`);
@@ -35,15 +37,19 @@ export interface ServerOptions {
   readonly runners?: RunnerService;
   /** The pull protocol's scheduler (TurboCIRunnerPull is served when it is given). */
   readonly pull?: PullService;
+  /** Input limits (any not given keeps its default). */
+  readonly limits?: Partial<InputLimits>;
 }
 
 export async function startServer(app: Orchestrator, log: Logger, host: string, port: number, options: ServerOptions = {}): Promise<RunningServer> {
+  configureLimits(options.limits ?? {});
+  installTimestampCheck();
   const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
   const watch = new WatchService(app, log, { bufferSize: options.watchBuffer });
-  server.addService(ORCHESTRATOR_DEFINITION, orchestratorService(app, log, watch, options.runners ?? new RunnerService(app)));
+  server.addService(tolerant(ORCHESTRATOR_DEFINITION), orchestratorService(app, log, watch, options.runners ?? new RunnerService(app)));
 
-  server.addService(TurboCIEventLogService, eventLogService(app, log));
-  if (options.pull) server.addService(TurboCIRunnerPullService, pullService(options.pull, log, () => app.durable()));
+  server.addService(tolerant(TurboCIEventLogService), eventLogService(app, log));
+  if (options.pull) server.addService(tolerant(TurboCIRunnerPullService), pullService(options.pull, log, () => app.durable()));
 
   const health = new HealthImplementation({
     '': 'SERVING',

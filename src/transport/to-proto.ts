@@ -47,7 +47,7 @@ function dependencies(g: d.DependencyGroup | null): DependencyGroup | undefined 
 }
 
 export function workPlanToProto(m: d.WorkPlanMeta): WorkPlan {
-  return { id: m.id, createdAt: date(m.createdAt), updatedAt: date(m.updatedAt), version: m.version, metadata: { ...m.metadata } };
+  return { id: m.id, createdAt: date(m.createdAt), updatedAt: date(m.updatedAt), version: BigInt(m.version), metadata: { ...m.metadata } };
 }
 
 export function checkToProto(workPlanId: string, c: d.Check): Check {
@@ -58,7 +58,7 @@ export function checkToProto(workPlanId: string, c: d.Check): Check {
     kind: c.kind,
     options: c.options,
     results: c.results.map((r) => ({
-      id: r.id,
+      id: BigInt(r.id),
       ownerType: r.ownerType,
       ownerId: r.ownerId,
       data: r.data,
@@ -69,7 +69,7 @@ export function checkToProto(workPlanId: string, c: d.Check): Check {
     dependencies: dependencies(c.dependencies),
     createdAt: date(c.createdAt),
     updatedAt: date(c.updatedAt),
-    version: c.version,
+    version: BigInt(c.version),
   };
 }
 
@@ -111,7 +111,7 @@ export function stageToProto(workPlanId: string, s: d.Stage): Stage {
     dependencies: dependencies(s.dependencies),
     createdAt: date(s.createdAt),
     updatedAt: date(s.updatedAt),
-    version: s.version,
+    version: BigInt(s.version),
     executionMode: EXECUTION_MODE[s.executionMode],
     runnerType: s.runnerType,
     maxAttempts: s.maxAttempts,

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from '../logging.js';
+import { undecodable } from './decode.js';
 import { toServiceError } from './errors.js';
 
 export interface CallContext<Req, Res> {
@@ -44,7 +45,7 @@ export const unaryHandler =
         callback(null, res);
       }, fail);
     try {
-      const res = handle(call.request, { requestId, call });
+      const res = handle(undecodable(call.request), { requestId, call });
       if (res instanceof Promise) void res.then(answer, fail);
       else void answer(res);
     } catch (err) {

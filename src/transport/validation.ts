@@ -1,6 +1,7 @@
 // Edge validation: zod schemas over the decoded protobuf messages, producing domain commands. Every issue names
 // the request field (proto spelling) and the reason; the first one becomes the INVALID_ARGUMENT message.
 import { z } from 'zod';
+import type { WriteNodes } from '../domain/commands.js';
 import { invalidArgument } from '../domain/errors.js';
 import type {
   AttemptState,
@@ -11,12 +12,111 @@ import type {
   StageState,
 } from '../domain/model.js';
 import type { NodeQuery } from '../app/queries.js';
-import { ID_PATTERN, ID_RULE } from '../domain/ids.js';
+import { ID_RULE, isValidId } from '../domain/ids.js';
+import {
+  bytesText,
+  capText,
+  limits,
+  MAX_KEY_BYTES,
+  MAX_MESSAGE_BYTES,
+  MAX_METADATA_VALUE_BYTES,
+  MAX_STRUCT_DEPTH,
+  utf8Bytes,
+} from '../domain/limits.js';
 
-const id = z.string().regex(ID_PATTERN, ID_RULE);
-const optionalId = z.string().refine((s) => s === '' || ID_PATTERN.test(s), ID_RULE);
-const struct = z.record(z.string(), z.unknown()).optional() as z.ZodType<JsonObject | undefined>;
-const millis = z.date().optional().transform((d) => d?.getTime());
+export const id = z.string().refine(isValidId, ID_RULE);
+const optionalId = z.string().refine((s) => s === '' || isValidId(s), ID_RULE);
+/** A required id whose absence is worth its own message. */
+export const requiredId = (field: string) => z.string().min(1, `${field} is required`).refine(isValidId, ID_RULE);
+
+/** A string of at most `max` bytes of UTF-8. */
+export const text = (max: number) =>
+  z.string().superRefine((s, ctx) => {
+    if (s.length > max / 3 && utf8Bytes(s) > max) ctx.addIssue({ code: 'custom', message: `is ${bytesText(utf8Bytes(s))}; at most ${bytesText(max)} of UTF-8` });
+  });
+
+/**
+ * Why a decoded Struct cannot be stored as it is, or null: nested past MAX_STRUCT_DEPTH, a number JSON cannot hold
+ * (NaN, ±Infinity come back as null after a restart: refused, so the live and the replayed state are equal), or
+ * larger than the value limit as JSON.
+ */
+export function jsonProblem(value: unknown): { path: string; message: string } | null {
+  const walk = (v: unknown, depth: number, path: string): { path: string; message: string } | null => {
+    if (typeof v === 'number') return Number.isFinite(v) ? null : { path, message: `${v} is not a number JSON can hold; send a finite number (or a string)` };
+    if (v === null || typeof v !== 'object') return null;
+    if (depth > MAX_STRUCT_DEPTH) return { path, message: `nests deeper than ${MAX_STRUCT_DEPTH} levels` };
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const p = walk(v[i], depth + 1, `${path}[${i}]`);
+        if (p) return p;
+      }
+      return null;
+    }
+    for (const [k, x] of Object.entries(v)) {
+      const p = walk(x, depth + 1, `${path}.${capText(k, 64)}`);
+      if (p) return p;
+    }
+    return null;
+  };
+  const found = walk(value, 1, '');
+  if (found) return found;
+  const bytes = utf8Bytes(JSON.stringify(value));
+  const max = limits().maxValueBytes;
+  return bytes > max ? { path: '', message: `is ${bytesText(bytes)} as JSON; at most ${bytesText(max)} (--max-value-bytes)` } : null;
+}
+
+export const struct = z
+  .record(z.string(), z.unknown())
+  .optional()
+  .superRefine((v, ctx) => {
+    const p = v === undefined ? null : jsonProblem(v);
+    if (p) ctx.addIssue({ code: 'custom', message: p.path ? `${p.path.replace(/^\./, '')}: ${p.message}` : p.message });
+  }) as unknown as z.ZodType<JsonObject | undefined>;
+
+/** A Timestamp (decoding already refused nanos and seconds out of range; this catches anything left). */
+export const millis = z
+  .instanceof(Date)
+  .optional()
+  .transform((d, ctx) => {
+    if (d === undefined) return undefined;
+    const ms = d.getTime();
+    if (!Number.isFinite(ms)) ctx.addIssue({ code: 'custom', message: 'is not a time between the years 1 and 9999' });
+    return ms;
+  });
+
+/** An int64 field (decoded as bigint, without precision loss), range-checked, as a number. */
+export const int64 = (min: number, max: number, hint = '') =>
+  z.bigint().transform((n, ctx) => {
+    if (n < BigInt(min) || n > BigInt(max)) {
+      const message = min === 0 && n < 0n ? 'must not be negative' : `${capText(n.toString(), 40)} is out of range; must be from ${min} to ${max}${hint}`;
+      ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    }
+    return Number(n);
+  });
+
+/**
+ * A string map (metadata, labels): keys at most 256 bytes, values at most 4 KiB, all of it at most
+ * --max-metadata-bytes. Messages never quote a whole key: it may be the oversized thing.
+ */
+export const stringMap = z.record(z.string(), z.string()).superRefine((m, ctx) => {
+  let total = 0;
+  for (const [k, v] of Object.entries(m)) {
+    const kb = utf8Bytes(k);
+    const vb = utf8Bytes(v);
+    total += kb + vb;
+    if (kb > MAX_KEY_BYTES) {
+      ctx.addIssue({ code: 'custom', message: `key "${capText(k, 64)}" is ${bytesText(kb)}; keys must be at most ${MAX_KEY_BYTES} bytes of UTF-8` });
+      return;
+    }
+    if (vb > MAX_METADATA_VALUE_BYTES) {
+      ctx.addIssue({ code: 'custom', message: `the value of "${capText(k, 64)}" is ${bytesText(vb)}; values must be at most ${bytesText(MAX_METADATA_VALUE_BYTES)} of UTF-8` });
+      return;
+    }
+  }
+  const max = limits().maxMetadataBytes;
+  if (total > max) ctx.addIssue({ code: 'custom', message: `is ${bytesText(total)}; at most ${bytesText(max)} of keys and values (--max-metadata-bytes)` });
+});
 
 /** A protobuf enum: 0 (UNKNOWN) means "not set"; any number not in `values` is rejected. */
 const protoEnum = <T extends string>(what: string, values: Record<number, T>) =>
@@ -81,11 +181,11 @@ const dependencyGroup = z
 const checkWrite = z.object({
   id,
   state: checkState,
-  kind: z.string().transform((k) => k || undefined),
+  kind: text(MAX_KEY_BYTES).transform((k) => k || undefined),
   options: struct,
   dependencies: dependencyGroup,
   result: z
-    .object({ ownerType: z.string(), ownerId: z.string(), data: struct, finalize: z.boolean(), failure })
+    .object({ ownerType: text(MAX_KEY_BYTES), ownerId: text(MAX_KEY_BYTES), data: struct, finalize: z.boolean(), failure })
     .optional()
     .transform((r) => r && { ...r, data: r.data ?? {} }),
 });
@@ -93,10 +193,10 @@ const checkWrite = z.object({
 const attemptWrite = z
   .object({
     state: attemptState,
-    processUid: z.string().transform((u) => u || undefined),
+    processUid: text(MAX_KEY_BYTES).transform((u) => u || undefined),
     details: struct,
     progress: z
-      .object({ message: z.string(), timestamp: millis, details: struct })
+      .object({ message: text(MAX_MESSAGE_BYTES), timestamp: millis, details: struct })
       .optional()
       .transform((p) => p && { ...p, details: p.details ?? {} }),
     failure,
@@ -130,7 +230,7 @@ const stageWrite = z.object({
   dependencies: dependencyGroup,
   currentAttempt: attemptWrite,
   executionMode,
-  runnerType: z.string().transform((t) => t || undefined),
+  runnerType: text(MAX_KEY_BYTES).transform((t) => t || undefined),
   maxAttempts: z
     .number()
     .int()
@@ -157,14 +257,14 @@ export const writeNodesRequest = z.object({
   workPlanId: id,
   checks: z.array(checkWrite),
   stages: z.array(stageWrite),
-  requestId: z.string().max(256, 'must be at most 256 characters').transform((r) => r || null),
-  expectedVersion: z.number().int().min(0, 'must not be negative').optional(),
+  requestId: text(MAX_KEY_BYTES).transform((r) => r || null),
+  expectedVersion: int64(0, Number.MAX_SAFE_INTEGER).optional(),
 });
 
 export const workPlanIdRequest = z.object({ id });
 
 export const createWorkPlanRequest = z.object({
-  metadata: z.record(z.string().max(256, 'keys must be at most 256 characters'), z.string().max(4096, 'values must be at most 4096 characters')),
+  metadata: stringMap,
 });
 
 export const queryNodesRequest = z.object({
@@ -184,7 +284,7 @@ export function parseRequest<S extends z.ZodType>(schema: S, message: unknown): 
   const parsed = schema.safeParse(message);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
-  throw invalidArgument(issue.message, fieldPath(issue.path));
+  throw invalidArgument(capText(issue.message, 512), fieldPath(issue.path));
 }
 
 /** ['stages', 2, 'currentAttempt', 'processUid'] → 'stages[2].current_attempt.process_uid' */
@@ -192,8 +292,9 @@ export function fieldPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const part of path) {
     if (typeof part === 'number') out += `[${part}]`;
-    else out += (out ? '.' : '') + String(part).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    else out += (out ? '.' : '') + capText(String(part), 64).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
   }
   return out;
 }
 
+export type WriteNodesInput = z.output<typeof writeNodesRequest> & WriteNodes;

@@ -8,7 +8,8 @@ import { DEFAULT_WATCH_BUFFER, WatchHub, type WatchEnd, type WatchSubscription }
 import type { Orchestrator } from '../app/orchestrator.js';
 import type { WatchWorkPlanRequest } from '../gen/turboci/v1/service.js';
 import type { Logger } from '../logging.js';
-import { toServiceError } from './errors.js';
+import { statusText, toServiceError } from './errors.js';
+import { undecodable } from './decode.js';
 import { parseRequest } from './validation.js';
 import { batchFrame, watchItemToBytes } from './watch-to-proto.js';
 import { watchWorkPlanRequest } from './watch-validation.js';
@@ -84,7 +85,8 @@ export class WatchService {
       return true;
     };
     /** Ends the call with a status, after the messages already written (grpc-js sends it once they are flushed). */
-    const fail = (code: status, details: string) => {
+    const fail = (code: status, message: string) => {
+      const details = statusText(message);
       if (!finish(code, details)) return;
       call.emit('error', { code, details, message: details, metadata: new Metadata() });
     };
@@ -153,7 +155,7 @@ export class WatchService {
     const open = () => {
       if (finished) return;
       try {
-        const req = parseRequest(watchWorkPlanRequest, call.request);
+        const req = parseRequest(watchWorkPlanRequest, undecodable(call.request));
         sub = this.hub.open(req, { wake, ended });
       } catch (err) {
         const { error, internal } = toServiceError(err);

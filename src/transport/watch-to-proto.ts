@@ -13,7 +13,7 @@ export function watchItemToProto(workPlanId: string, item: WatchItem): WorkPlanE
   if (c?.kind === 'check') {
     out.push({
       timestamp,
-      version: item.version,
+      version: BigInt(item.version),
       snapshot: item.snapshot,
       checkEvent: {
         checkId: c.after.id,
@@ -25,7 +25,7 @@ export function watchItemToProto(workPlanId: string, item: WatchItem): WorkPlanE
   } else if (c?.kind === 'stage') {
     out.push({
       timestamp,
-      version: item.version,
+      version: BigInt(item.version),
       snapshot: item.snapshot,
       stageEvent: {
         stageId: c.after.id,
@@ -36,7 +36,7 @@ export function watchItemToProto(workPlanId: string, item: WatchItem): WorkPlanE
     });
   }
   if (item.completed) {
-    out.push({ timestamp, version: item.version,
+    out.push({ timestamp, version: BigInt(item.version),
       snapshot: item.snapshot, completedEvent: { ...item.completed } });
   }
   return out;

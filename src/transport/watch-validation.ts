@@ -1,11 +1,9 @@
 // WatchWorkPlanRequest validation: a zod schema over the decoded message, producing the application's WatchRequest.
-// Same rules as QueryNodes filters: ids 1-256 printable characters without spaces, state filters name real states.
+// Same rules as QueryNodes filters: ids follow src/domain/ids.ts, state filters name real states.
 import { z } from 'zod';
 import type { CheckState, StageState } from '../domain/model.js';
 import type { WatchRequest } from '../app/watch.js';
-import { ID_PATTERN, ID_RULE } from '../domain/ids.js';
-
-const id = z.string().regex(ID_PATTERN, ID_RULE);
+import { id, int64 } from './validation.js';
 
 /** A protobuf enum in a filter: UNKNOWN (0) and numbers that are not in `values` are rejected. */
 const stateFilter = <T extends string>(what: string, values: Record<number, T>) =>
@@ -28,7 +26,7 @@ export const watchWorkPlanRequest = z.object({
   stageStateFilter: stateFilter<StageState>('stage state', { 10: 'PLANNED', 20: 'ATTEMPTING', 30: 'AWAITING_GROUP', 40: 'FINAL' }),
   checkIdFilter: z.array(id),
   stageIdFilter: z.array(id),
-  afterVersion: z.number().int('must be a whole number').min(0, 'must not be negative').optional(),
+  afterVersion: int64(0, Number.MAX_SAFE_INTEGER).optional(),
 }).transform(
   (r): WatchRequest => ({
     workPlanId: r.workPlanId,

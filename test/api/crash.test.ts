@@ -51,7 +51,7 @@ test('SIGKILL at random moments loses no acknowledged write, and takes back no e
     }
 
     // A watcher follows from the current version; four writers in flight; the server is killed at a random moment.
-    const from = (await conn.api.getWorkPlan({ id: workPlanId })).workPlan!.version;
+    const from = Number((await conn.api.getWorkPlan({ id: workPlanId })).workPlan!.version);
     const watching = watch(conn.client, workPlanId, from, watched);
     let stop = false;
     let ackedThisRound = 0;
@@ -97,18 +97,18 @@ test('SIGKILL at random moments loses no acknowledged write, and takes back no e
     const live = await conn.api.queryNodes({ workPlanId });
     const replayed = ReadModels.replay(new SqliteEventStore(dbPath, { readonly: true }).readAll()).workplan(workPlanId)!;
     assert.deepEqual(
-      live.checks.map((c) => [c.id, c.state, c.version, c.results.length]),
+      live.checks.map((c) => [c.id, c.state, Number(c.version), c.results.length]),
       [...replayed.checks.values()].map((c) => [c.id, CHECK_STATE[c.state], c.version, c.results.length]),
     );
     assert.deepEqual(
-      live.stages.map((s) => [s.id, s.state, s.version, s.attempts.length]),
+      live.stages.map((s) => [s.id, s.state, Number(s.version), s.attempts.length]),
       [...replayed.stages.values()].map((s) => [s.id, STAGE_STATE[s.state], s.version, s.attempts.length]),
     );
-    assert.equal(live.workPlanVersion, replayed.meta.version);
+    assert.equal(Number(live.workPlanVersion), replayed.meta.version);
 
     // The log's own account of every change, streamed from version 0: it holds everything the watchers were sent.
     const history = new Set<string>();
-    await watch(conn.client, workPlanId, 0, history, live.workPlanVersion);
+    await watch(conn.client, workPlanId, 0, history, Number(live.workPlanVersion));
     const lost = [...watched].filter((k) => !history.has(k));
     assert.deepEqual(lost, [], 'changes a watcher was sent that the log does not hold');
     assert.ok(watched.size > 0, 'the watchers received nothing; the test did not exercise much');

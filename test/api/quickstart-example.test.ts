@@ -1,4 +1,4 @@
-// The README's example session runs as documented against a real server.
+// The README's example session (README.md, "An example session") runs as documented against a real server.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

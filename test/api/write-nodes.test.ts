@@ -8,7 +8,7 @@ import { connect, serverPerFile } from '../support/server.js';
 const suite = serverPerFile('writes');
 
 const newWorkPlan = async () => (await suite.api.createWorkPlan({})).workPlan!.id;
-const version = async (id: string) => (await suite.api.getWorkPlan({ id })).workPlan!.version;
+const version = async (id: string) => Number((await suite.api.getWorkPlan({ id })).workPlan!.version);
 const onCheck = (...ids: string[]) => ({
   predicate: PredicateType.PREDICATE_TYPE_AND,
   dependencies: ids.map((targetId) => ({ targetType: NodeType.NODE_TYPE_CHECK, targetId })),
@@ -57,13 +57,13 @@ test('expected_version: a stale version is ABORTED and appends nothing; the curr
   const id = await newWorkPlan();
   const v = await version(id);
   await rejects(
-    suite.api.writeNodes({ workPlanId: id, expectedVersion: v + 3, checks: [{ id: 'c' }] }),
+    suite.api.writeNodes({ workPlanId: id, expectedVersion: BigInt(v + 3), checks: [{ id: 'c' }] }),
     status.ABORTED,
     /expected_version: workplan is at version 1, not 4/,
   );
   assert.equal(await version(id), v);
-  const ok = await suite.api.writeNodes({ workPlanId: id, expectedVersion: v, checks: [{ id: 'c' }] });
-  assert.equal(ok.workPlanVersion, v + 1);
+  const ok = await suite.api.writeNodes({ workPlanId: id, expectedVersion: BigInt(v), checks: [{ id: 'c' }] });
+  assert.equal(ok.workPlanVersion, BigInt(v + 1));
 });
 
 test('unknown workplan is NOT_FOUND; malformed requests are INVALID_ARGUMENT naming the field', async () => {
@@ -97,7 +97,7 @@ test('concurrent writers on one workplan: every acknowledged write is there, ver
           workPlanId: id,
           checks: [{ id: `w${w}-c${i}`, state: CheckState.CHECK_STATE_PLANNED, dependencies: i > 0 ? onCheck(`w${w}-c${i - 1}`) : undefined }],
         });
-        versions.push(res.workPlanVersion);
+        versions.push(Number(res.workPlanVersion));
       }
       return versions;
     }),
@@ -107,7 +107,7 @@ test('concurrent writers on one workplan: every acknowledged write is there, ver
   assert.equal(new Set(all).size, all.length, 'no two writes got the same version');
   const nodes = await suite.api.queryNodes({ workPlanId: id, includeChecks: true });
   assert.equal(nodes.checks.length, writers * perWriter);
-  assert.equal(nodes.workPlanVersion, await version(id));
+  assert.equal(Number(nodes.workPlanVersion), await version(id));
 });
 
 test('QueryNodes: filters combine with AND, creation order, paging', async () => {
@@ -143,7 +143,7 @@ test('metadata given at creation is kept and returned; the server logs one line 
   const { workPlan } = await suite.api.createWorkPlan({ metadata: { repo: 'turboci', change: '42' } });
   const got = await suite.api.getWorkPlan({ id: workPlan!.id });
   assert.deepEqual(got.workPlan!.metadata, { repo: 'turboci', change: '42' });
-  assert.equal(got.workPlan!.version, 1);
+  assert.equal(got.workPlan!.version, 1n);
   const line = await suite.server.waitForLog((l) => l.msg === 'rpc' && l.method === 'GetWorkPlan' && l.workPlanId === workPlan!.id);
   assert.equal(line.code, 'OK');
   assert.equal(typeof line.durationMs, 'number');

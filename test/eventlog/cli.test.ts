@@ -39,8 +39,8 @@ before(async () => {
   const record = async () => {
     const res = await api.queryNodes({ workPlanId: wp });
     const json = QueryNodesResponse.toJSON(res) as { checks?: unknown[]; stages?: unknown[] };
-    seen.set(res.workPlanVersion, { checks: json.checks ?? [], stages: json.stages ?? [] });
-    finalVersion = res.workPlanVersion;
+    seen.set(Number(res.workPlanVersion), { checks: json.checks ?? [], stages: json.stages ?? [] });
+    finalVersion = Number(res.workPlanVersion);
   };
   await record();
   const dep = (kind: NodeType, id: string) => ({ predicate: PredicateType.PREDICATE_TYPE_AND, dependencies: [{ targetType: kind, targetId: id }] });
@@ -135,6 +135,8 @@ test('events lists the log, and each filter narrows it', () => {
   const typeColumn = lines[0]!.indexOf('TYPE');
   assert.ok(lines.slice(1).every((l) => /^[A-Z]/.test(l.slice(typeColumn))), 'TYPE column aligned');
   assert.match(lines[2]!, /CheckCreated\s+check:build\s+r-plan\s+check build was created/);
+  // An event without a request id has an empty REQUEST cell, not a literal "".
+  assert.ok(lines.every((l) => !l.includes('""')), table.stdout);
 });
 
 test('events over gRPC (ReadEvents) match the file, and the RPC validates and maps errors like the rest', async () => {
@@ -156,7 +158,7 @@ test('events over gRPC (ReadEvents) match the file, and the RPC validates and ma
   for (let pages = 0; pages < 100; pages++) {
     const page = await read({ workPlanId: wp, pageSize: 3, pageToken });
     assert.ok(page.events.length <= 3);
-    versions.push(...page.events.map((e) => e.version));
+    versions.push(...page.events.map((e) => Number(e.version)));
     pageToken = page.nextPageToken;
     if (!pageToken) break;
   }
@@ -170,17 +172,17 @@ test('events over gRPC (ReadEvents) match the file, and the RPC validates and ma
   assert.equal((await code({ workPlanId: 'nope' })).code, status.NOT_FOUND);
   assert.deepEqual(await code({ workPlanId: wp, pageToken: 'garbage' }), { code: status.INVALID_ARGUMENT, details: 'page_token: not a page token this server issued' });
   assert.deepEqual(await code({ workPlanId: wp, types: ['CheckExploded'] }), { code: status.INVALID_ARGUMENT, details: 'types[0]: not an event type' });
-  assert.equal((await code({ workPlanId: wp, afterVersion: 5, toVersion: 3 })).details, 'to_version: must be greater than after_version (5) or 0');
+  assert.equal((await code({ workPlanId: wp, afterVersion: 5n, toVersion: 3n })).details, 'to_version: must be greater than after_version (5) or 0');
   assert.equal((await code({ workPlanId: '' })).code, status.INVALID_ARGUMENT);
 
   const at = (req: Partial<GetWorkPlanAtRequest>) =>
     new Promise<GetWorkPlanAtResponse>((resolve, reject) =>
       client.getWorkPlanAt(GetWorkPlanAtRequest.fromPartial(req), new Metadata(), { deadline: Date.now() + 10_000 }, (e, r) => (e ? reject(e) : resolve(r))),
     );
-  const tooFar = await at({ workPlanId: wp, version: finalVersion + 1 }).then(() => null, (e: ServiceError) => e);
+  const tooFar = await at({ workPlanId: wp, version: BigInt(finalVersion + 1) }).then(() => null, (e: ServiceError) => e);
   assert.equal(tooFar?.code, status.INVALID_ARGUMENT);
   assert.equal(tooFar?.details, `version: the workplan is at version ${finalVersion}`);
-  const both = await at({ workPlanId: wp, version: 2, at: new Date() }).then(() => null, (e: ServiceError) => e);
+  const both = await at({ workPlanId: wp, version: 2n, at: new Date() }).then(() => null, (e: ServiceError) => e);
   assert.equal(both?.details, 'at: give a version or a time, not both');
   client.close();
 });
@@ -190,8 +192,9 @@ test('replay at several versions equals what QueryNodes returned at that moment 
   for (const [version, answered] of seen) {
     const res = run('replay', '--db', db, '-w', wp, '--at-version', String(version), '--json');
     assert.equal(res.status, 0, res.stderr);
-    const state = JSON.parse(res.stdout) as { workPlan: { version: number }; checks?: unknown[]; stages?: unknown[] };
-    assert.equal(state.workPlan.version, version);
+    // proto3 JSON: int64 fields are strings.
+    const state = JSON.parse(res.stdout) as { workPlan: { version: string }; checks?: unknown[]; stages?: unknown[] };
+    assert.equal(state.workPlan.version, String(version));
     assert.deepEqual({ checks: state.checks ?? [], stages: state.stages ?? [] }, answered, `file at v${version}`);
 
     const remote = run('replay', '--server', server.address, '-w', wp, '--at-version', String(version), '--json');
@@ -202,12 +205,12 @@ test('replay at several versions equals what QueryNodes returned at that moment 
   // --at-time: the time of the write that finalized build gives the state right after that write.
   const written = ndjson(run('events', '--db', db, '-w', wp, '--json').stdout).filter((e) => e.requestId === 'r-build-done');
   const byTime = JSON.parse(run('replay', '--db', db, '-w', wp, '--at-time', written[0]!.recordedAt, '--json').stdout) as {
-    workPlan: { version: number };
+    workPlan: { version: string };
     checks: unknown[];
     stages: unknown[];
   };
   const afterWrite = written.at(-1)!.version as number;
-  assert.equal(byTime.workPlan.version, afterWrite);
+  assert.equal(byTime.workPlan.version, String(afterWrite));
   assert.deepEqual({ checks: byTime.checks, stages: byTime.stages }, seen.get(afterWrite));
   assert.deepEqual(run('replay', '--db', db, '-w', wp, '--at-time', '2000-01-01').status, 1);
 
@@ -338,11 +341,13 @@ test('export → import into another database gives identical QueryNodes output'
 });
 
 test('every subcommand has --help with examples; usage errors exit 2', () => {
-  for (const cmd of ['events', 'replay', 'explain', 'verify', 'export', 'import']) {
+  for (const cmd of ['serve', 'runner', 'events', 'replay', 'explain', 'verify', 'export', 'import']) {
     const help = run(cmd, '--help');
     assert.equal(help.status, 0, cmd);
-    assert.match(help.stdout, new RegExp(`^Usage: turboci ${cmd} `), cmd);
-    assert.match(help.stdout, /\nExamples:\n {2}turboci /, cmd);
+    // `turboci` is not on PATH after `npm ci`: every command shown is runnable as written, through npx.
+    assert.match(help.stdout, new RegExp(`^Usage: npx turboci ${cmd} `), cmd);
+    assert.match(help.stdout, /\nExamples:\n {2}(\S+=\S+ )?npx turboci /, cmd);
+    assert.doesNotMatch(help.stdout, /(?<![\w./-])(?<!npx )turboci (serve|runner|events|replay|explain|verify|export|import)\b/, `${cmd}: a bare "turboci" command`);
   }
   const top = run('--help');
   for (const cmd of ['events', 'replay', 'explain', 'verify', 'export', 'import']) assert.match(top.stdout, new RegExp(`\\n  ${cmd} `));
@@ -358,8 +363,13 @@ test('every subcommand has --help with examples; usage errors exit 2', () => {
   ]) {
     const res = run(...args);
     assert.equal(res.status, 2, `${args.join(' ')}: ${res.stderr}`);
-    assert.match(res.stderr, /Run "turboci \w+ --help" for usage/);
+    assert.match(res.stderr, /Run "npx turboci \w+ --help" for usage/);
   }
+  // --server without --workplan is a usage error before anything is printed (no table header).
+  const noWorkplan = run('events', '--server', server.address);
+  assert.equal(noWorkplan.status, 2);
+  assert.equal(noWorkplan.stdout, '');
+  assert.match(noWorkplan.stderr, /^turboci: --workplan is required with --server\n/);
   const missing = run('events', '--db', `${dir.path}/nope.db`);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /no such database file/);

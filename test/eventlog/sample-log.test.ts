@@ -1,4 +1,4 @@
-// The sample log behind the README's "Debugging a workplan" section: the script writes it, and the walkthrough's commands say what the
+// The sample log behind docs/debugging.md: the script writes it, and the walkthrough's commands say what the
 // document says they say.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

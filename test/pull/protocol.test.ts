@@ -238,7 +238,7 @@ describe('pull protocol', () => {
     e = await code(api.writeNodes({ workPlanId, stages: [{ id: 's', priority: 2_000_000 }] }));
     assert.equal(e.code, status.INVALID_ARGUMENT);
     assert.match(e.details, /stages\[0\]\.priority/);
-    assert.equal((await api.getWorkPlan({ id: workPlanId })).workPlan!.version, 1, 'nothing was written');
+    assert.equal((await api.getWorkPlan({ id: workPlanId })).workPlan!.version, 1n, 'nothing was written');
 
     e = await code(pull.lease({ runnerId: 'r', runnerType: 't', waitMs: 600_000 }));
     assert.equal(e.code, status.INVALID_ARGUMENT);

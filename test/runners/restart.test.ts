@@ -17,7 +17,7 @@ test('SIGKILL with executions in flight: callbacks still accepted, overdue ones 
     address: runner.address,
     supportedModes: [ExecutionMode.EXECUTION_MODE_ASYNC],
     maxConcurrent: 5,
-    ttlSeconds: 3600,
+    ttlSeconds: 3600n,
   });
   const workPlanId = (await conn.api.createWorkPlan({})).workPlan!.id;
   await conn.api.writeNodes({

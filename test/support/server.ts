@@ -93,7 +93,7 @@ export async function startServer(dbPath: string, extraArgs: string[] = []): Pro
   };
 }
 
-type DeepPartial<T> = T extends Date | Function
+type DeepPartial<T> = T extends Date | Function | bigint
   ? T
   : T extends readonly (infer U)[]
     ? DeepPartial<U>[]

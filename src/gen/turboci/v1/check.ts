@@ -27,11 +27,11 @@ export interface Check {
     | Date
     | undefined;
   /** Number of changes made to this check. */
-  version: number;
+  version: bigint;
 }
 
 export interface CheckResult {
-  id: number;
+  id: bigint;
   ownerType: string;
   ownerId: string;
   data: { [key: string]: any } | undefined;
@@ -68,7 +68,7 @@ function createBaseCheck(): Check {
     dependencies: undefined,
     createdAt: undefined,
     updatedAt: undefined,
-    version: 0,
+    version: 0n,
   };
 }
 
@@ -101,7 +101,10 @@ export const Check: MessageFns<Check> = {
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(74).fork()).join();
     }
-    if (message.version !== 0) {
+    if (message.version !== 0n) {
+      if (BigInt.asIntN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type int64 too large");
+      }
       writer.uint32(80).int64(message.version);
     }
     return writer;
@@ -197,7 +200,7 @@ export const Check: MessageFns<Check> = {
               break;
             }
 
-            message.version = longToNumber(reader.int64());
+            message.version = reader.int64() as bigint;
             continue;
           }
         }
@@ -235,7 +238,7 @@ export const Check: MessageFns<Check> = {
         : isSet(object.updated_at)
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
-      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      version: isSet(object.version) ? BigInt(object.version) : 0n,
     };
   },
 
@@ -268,8 +271,8 @@ export const Check: MessageFns<Check> = {
     if (message.updatedAt !== undefined) {
       obj.updatedAt = message.updatedAt.toISOString();
     }
-    if (message.version !== 0) {
-      obj.version = Math.round(message.version);
+    if (message.version !== 0n) {
+      obj.version = message.version.toString();
     }
     return obj;
   },
@@ -290,14 +293,14 @@ export const Check: MessageFns<Check> = {
       : undefined;
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
-    message.version = object.version ?? 0;
+    message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
     return message;
   },
 };
 
 function createBaseCheckResult(): CheckResult {
   return {
-    id: 0,
+    id: 0n,
     ownerType: "",
     ownerId: "",
     data: undefined,
@@ -309,7 +312,10 @@ function createBaseCheckResult(): CheckResult {
 
 export const CheckResult: MessageFns<CheckResult> = {
   encode(message: CheckResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.id !== 0) {
+    if (message.id !== 0n) {
+      if (BigInt.asIntN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type int64 too large");
+      }
       writer.uint32(8).int64(message.id);
     }
     if (message.ownerType !== "") {
@@ -351,7 +357,7 @@ export const CheckResult: MessageFns<CheckResult> = {
               break;
             }
 
-            message.id = longToNumber(reader.int64());
+            message.id = reader.int64() as bigint;
             continue;
           }
           case 2: {
@@ -416,7 +422,7 @@ export const CheckResult: MessageFns<CheckResult> = {
 
   fromJSON(object: any): CheckResult {
     return {
-      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      id: isSet(object.id) ? BigInt(object.id) : 0n,
       ownerType: isSet(object.ownerType)
         ? globalThis.String(object.ownerType)
         : isSet(object.owner_type)
@@ -444,8 +450,8 @@ export const CheckResult: MessageFns<CheckResult> = {
 
   toJSON(message: CheckResult): unknown {
     const obj: any = {};
-    if (message.id !== 0) {
-      obj.id = Math.round(message.id);
+    if (message.id !== 0n) {
+      obj.id = message.id.toString();
     }
     if (message.ownerType !== "") {
       obj.ownerType = message.ownerType;
@@ -473,7 +479,7 @@ export const CheckResult: MessageFns<CheckResult> = {
   },
   fromPartial<I extends Exact<DeepPartial<CheckResult>, I>>(object: I): CheckResult {
     const message = createBaseCheckResult();
-    message.id = object.id ?? 0;
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
     message.ownerType = object.ownerType ?? "";
     message.ownerId = object.ownerId ?? "";
     message.data = object.data ?? undefined;
@@ -782,10 +788,10 @@ export const CheckResultWrite: MessageFns<CheckResultWrite> = {
   },
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
@@ -795,13 +801,13 @@ export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
 function toTimestamp(date: Date): Timestamp {
-  const seconds = Math.trunc(date.getTime() / 1_000);
+  const seconds = BigInt(Math.trunc(date.getTime() / 1_000));
   const nanos = (date.getTime() % 1_000) * 1_000_000;
   return { seconds, nanos };
 }
 
 function fromTimestamp(t: Timestamp): Date {
-  let millis = (t.seconds || 0) * 1_000;
+  let millis = (globalThis.Number(t.seconds.toString()) || 0) * 1_000;
   millis += (t.nanos || 0) / 1_000_000;
   return new globalThis.Date(millis);
 }
@@ -814,17 +820,6 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
-}
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
 }
 
 function isObject(value: any): boolean {

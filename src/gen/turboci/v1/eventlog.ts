@@ -34,10 +34,10 @@ export const protobufFileName = "turboci/v1/eventlog.proto";
  */
 export interface LoggedEvent {
   /** Global position in the log (commit order across workplans). */
-  position: number;
+  position: bigint;
   workPlanId: string;
   /** Stream version: 1 for WorkPlanCreated, +1 per event. */
-  version: number;
+  version: bigint;
   /** The event type, e.g. "CheckStateChanged". */
   type: string;
   schemaVersion: number;
@@ -47,16 +47,16 @@ export interface LoggedEvent {
   /** The client request that carried the event; empty when none was given. */
   requestId: string;
   /** The stream version of the event that made the resolver emit this one; unset for what a client wrote. */
-  causedByVersion?: number | undefined;
+  causedByVersion?: bigint | undefined;
   data: { [key: string]: any } | undefined;
 }
 
 export interface ReadEventsRequest {
   workPlanId: string;
   /** Events with a version greater than this (0: from the start). */
-  afterVersion: number;
+  afterVersion: bigint;
   /** Events with a version up to this one (0: to the end). */
-  toVersion: number;
+  toVersion: bigint;
   /** Only these event types (empty: every type). */
   types: string[];
   /** At most this many events per page; 0 means 1000; at most 10000. */
@@ -70,13 +70,13 @@ export interface ReadEventsResponse {
   /** Set when more events may follow within the range; pass it as page_token. */
   nextPageToken: string;
   /** The workplan's version when the page was read. */
-  workPlanVersion: number;
+  workPlanVersion: bigint;
 }
 
 export interface GetWorkPlanAtRequest {
   workPlanId: string;
   /** The stream version to rebuild the workplan at; 0 means its current version. */
-  version: number;
+  version: bigint;
   /** Instead of a version: the last version recorded at or before this time. */
   at: Date | undefined;
 }
@@ -104,7 +104,7 @@ export interface GetReadModelDigestRequest {
 export interface WorkPlanDigest {
   workPlanId: string;
   /** The version the read model is at. */
-  version: number;
+  version: bigint;
   /** Lower-case hex sha256 of the canonical JSON of the read model (nodes, dependency indexes, request ids). */
   sha256: string;
   /** The canonical JSON itself, when include_state was set. */
@@ -117,9 +117,9 @@ export interface GetReadModelDigestResponse {
 
 function createBaseLoggedEvent(): LoggedEvent {
   return {
-    position: 0,
+    position: 0n,
     workPlanId: "",
-    version: 0,
+    version: 0n,
     type: "",
     schemaVersion: 0,
     recordedAt: undefined,
@@ -131,13 +131,19 @@ function createBaseLoggedEvent(): LoggedEvent {
 
 export const LoggedEvent: MessageFns<LoggedEvent> = {
   encode(message: LoggedEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.position !== 0) {
+    if (message.position !== 0n) {
+      if (BigInt.asIntN(64, message.position) !== message.position) {
+        throw new globalThis.Error("value provided for field message.position of type int64 too large");
+      }
       writer.uint32(8).int64(message.position);
     }
     if (message.workPlanId !== "") {
       writer.uint32(18).string(message.workPlanId);
     }
-    if (message.version !== 0) {
+    if (message.version !== 0n) {
+      if (BigInt.asIntN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type int64 too large");
+      }
       writer.uint32(24).int64(message.version);
     }
     if (message.type !== "") {
@@ -153,6 +159,9 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
       writer.uint32(58).string(message.requestId);
     }
     if (message.causedByVersion !== undefined) {
+      if (BigInt.asIntN(64, message.causedByVersion) !== message.causedByVersion) {
+        throw new globalThis.Error("value provided for field message.causedByVersion of type int64 too large");
+      }
       writer.uint32(64).int64(message.causedByVersion);
     }
     if (message.data !== undefined) {
@@ -179,7 +188,7 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
               break;
             }
 
-            message.position = longToNumber(reader.int64());
+            message.position = reader.int64() as bigint;
             continue;
           }
           case 2: {
@@ -195,7 +204,7 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
               break;
             }
 
-            message.version = longToNumber(reader.int64());
+            message.version = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -235,7 +244,7 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
               break;
             }
 
-            message.causedByVersion = longToNumber(reader.int64());
+            message.causedByVersion = reader.int64() as bigint;
             continue;
           }
           case 9: {
@@ -260,13 +269,13 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
 
   fromJSON(object: any): LoggedEvent {
     return {
-      position: isSet(object.position) ? globalThis.Number(object.position) : 0,
+      position: isSet(object.position) ? BigInt(object.position) : 0n,
       workPlanId: isSet(object.workPlanId)
         ? globalThis.String(object.workPlanId)
         : isSet(object.work_plan_id)
         ? globalThis.String(object.work_plan_id)
         : "",
-      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      version: isSet(object.version) ? BigInt(object.version) : 0n,
       type: isSet(object.type) ? globalThis.String(object.type) : "",
       schemaVersion: isSet(object.schemaVersion)
         ? globalThis.Number(object.schemaVersion)
@@ -284,9 +293,9 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
         ? globalThis.String(object.request_id)
         : "",
       causedByVersion: isSet(object.causedByVersion)
-        ? globalThis.Number(object.causedByVersion)
+        ? BigInt(object.causedByVersion)
         : isSet(object.caused_by_version)
-        ? globalThis.Number(object.caused_by_version)
+        ? BigInt(object.caused_by_version)
         : undefined,
       data: isObject(object.data) ? object.data : undefined,
     };
@@ -294,14 +303,14 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
 
   toJSON(message: LoggedEvent): unknown {
     const obj: any = {};
-    if (message.position !== 0) {
-      obj.position = Math.round(message.position);
+    if (message.position !== 0n) {
+      obj.position = message.position.toString();
     }
     if (message.workPlanId !== "") {
       obj.workPlanId = message.workPlanId;
     }
-    if (message.version !== 0) {
-      obj.version = Math.round(message.version);
+    if (message.version !== 0n) {
+      obj.version = message.version.toString();
     }
     if (message.type !== "") {
       obj.type = message.type;
@@ -316,7 +325,7 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
       obj.requestId = message.requestId;
     }
     if (message.causedByVersion !== undefined) {
-      obj.causedByVersion = Math.round(message.causedByVersion);
+      obj.causedByVersion = message.causedByVersion.toString();
     }
     if (message.data !== undefined) {
       obj.data = message.data;
@@ -329,21 +338,23 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
   },
   fromPartial<I extends Exact<DeepPartial<LoggedEvent>, I>>(object: I): LoggedEvent {
     const message = createBaseLoggedEvent();
-    message.position = object.position ?? 0;
+    message.position = (object.position !== undefined && object.position !== null) ? BigInt(object.position) : 0n;
     message.workPlanId = object.workPlanId ?? "";
-    message.version = object.version ?? 0;
+    message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
     message.type = object.type ?? "";
     message.schemaVersion = object.schemaVersion ?? 0;
     message.recordedAt = object.recordedAt ?? undefined;
     message.requestId = object.requestId ?? "";
-    message.causedByVersion = object.causedByVersion ?? undefined;
+    message.causedByVersion = (object.causedByVersion !== undefined && object.causedByVersion !== null)
+      ? BigInt(object.causedByVersion)
+      : undefined;
     message.data = object.data ?? undefined;
     return message;
   },
 };
 
 function createBaseReadEventsRequest(): ReadEventsRequest {
-  return { workPlanId: "", afterVersion: 0, toVersion: 0, types: [], pageSize: 0, pageToken: "" };
+  return { workPlanId: "", afterVersion: 0n, toVersion: 0n, types: [], pageSize: 0, pageToken: "" };
 }
 
 export const ReadEventsRequest: MessageFns<ReadEventsRequest> = {
@@ -351,10 +362,16 @@ export const ReadEventsRequest: MessageFns<ReadEventsRequest> = {
     if (message.workPlanId !== "") {
       writer.uint32(10).string(message.workPlanId);
     }
-    if (message.afterVersion !== 0) {
+    if (message.afterVersion !== 0n) {
+      if (BigInt.asIntN(64, message.afterVersion) !== message.afterVersion) {
+        throw new globalThis.Error("value provided for field message.afterVersion of type int64 too large");
+      }
       writer.uint32(16).int64(message.afterVersion);
     }
-    if (message.toVersion !== 0) {
+    if (message.toVersion !== 0n) {
+      if (BigInt.asIntN(64, message.toVersion) !== message.toVersion) {
+        throw new globalThis.Error("value provided for field message.toVersion of type int64 too large");
+      }
       writer.uint32(24).int64(message.toVersion);
     }
     for (const v of message.types) {
@@ -395,7 +412,7 @@ export const ReadEventsRequest: MessageFns<ReadEventsRequest> = {
               break;
             }
 
-            message.afterVersion = longToNumber(reader.int64());
+            message.afterVersion = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -403,7 +420,7 @@ export const ReadEventsRequest: MessageFns<ReadEventsRequest> = {
               break;
             }
 
-            message.toVersion = longToNumber(reader.int64());
+            message.toVersion = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -450,15 +467,15 @@ export const ReadEventsRequest: MessageFns<ReadEventsRequest> = {
         ? globalThis.String(object.work_plan_id)
         : "",
       afterVersion: isSet(object.afterVersion)
-        ? globalThis.Number(object.afterVersion)
+        ? BigInt(object.afterVersion)
         : isSet(object.after_version)
-        ? globalThis.Number(object.after_version)
-        : 0,
+        ? BigInt(object.after_version)
+        : 0n,
       toVersion: isSet(object.toVersion)
-        ? globalThis.Number(object.toVersion)
+        ? BigInt(object.toVersion)
         : isSet(object.to_version)
-        ? globalThis.Number(object.to_version)
-        : 0,
+        ? BigInt(object.to_version)
+        : 0n,
       types: globalThis.Array.isArray(object?.types) ? object.types.map((e: any) => globalThis.String(e)) : [],
       pageSize: isSet(object.pageSize)
         ? globalThis.Number(object.pageSize)
@@ -478,11 +495,11 @@ export const ReadEventsRequest: MessageFns<ReadEventsRequest> = {
     if (message.workPlanId !== "") {
       obj.workPlanId = message.workPlanId;
     }
-    if (message.afterVersion !== 0) {
-      obj.afterVersion = Math.round(message.afterVersion);
+    if (message.afterVersion !== 0n) {
+      obj.afterVersion = message.afterVersion.toString();
     }
-    if (message.toVersion !== 0) {
-      obj.toVersion = Math.round(message.toVersion);
+    if (message.toVersion !== 0n) {
+      obj.toVersion = message.toVersion.toString();
     }
     if (message.types?.length) {
       obj.types = message.types;
@@ -502,8 +519,10 @@ export const ReadEventsRequest: MessageFns<ReadEventsRequest> = {
   fromPartial<I extends Exact<DeepPartial<ReadEventsRequest>, I>>(object: I): ReadEventsRequest {
     const message = createBaseReadEventsRequest();
     message.workPlanId = object.workPlanId ?? "";
-    message.afterVersion = object.afterVersion ?? 0;
-    message.toVersion = object.toVersion ?? 0;
+    message.afterVersion = (object.afterVersion !== undefined && object.afterVersion !== null)
+      ? BigInt(object.afterVersion)
+      : 0n;
+    message.toVersion = (object.toVersion !== undefined && object.toVersion !== null) ? BigInt(object.toVersion) : 0n;
     message.types = object.types?.map((e) => e) || [];
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
@@ -512,7 +531,7 @@ export const ReadEventsRequest: MessageFns<ReadEventsRequest> = {
 };
 
 function createBaseReadEventsResponse(): ReadEventsResponse {
-  return { events: [], nextPageToken: "", workPlanVersion: 0 };
+  return { events: [], nextPageToken: "", workPlanVersion: 0n };
 }
 
 export const ReadEventsResponse: MessageFns<ReadEventsResponse> = {
@@ -523,7 +542,10 @@ export const ReadEventsResponse: MessageFns<ReadEventsResponse> = {
     if (message.nextPageToken !== "") {
       writer.uint32(18).string(message.nextPageToken);
     }
-    if (message.workPlanVersion !== 0) {
+    if (message.workPlanVersion !== 0n) {
+      if (BigInt.asIntN(64, message.workPlanVersion) !== message.workPlanVersion) {
+        throw new globalThis.Error("value provided for field message.workPlanVersion of type int64 too large");
+      }
       writer.uint32(24).int64(message.workPlanVersion);
     }
     return writer;
@@ -563,7 +585,7 @@ export const ReadEventsResponse: MessageFns<ReadEventsResponse> = {
               break;
             }
 
-            message.workPlanVersion = longToNumber(reader.int64());
+            message.workPlanVersion = reader.int64() as bigint;
             continue;
           }
         }
@@ -587,10 +609,10 @@ export const ReadEventsResponse: MessageFns<ReadEventsResponse> = {
         ? globalThis.String(object.next_page_token)
         : "",
       workPlanVersion: isSet(object.workPlanVersion)
-        ? globalThis.Number(object.workPlanVersion)
+        ? BigInt(object.workPlanVersion)
         : isSet(object.work_plan_version)
-        ? globalThis.Number(object.work_plan_version)
-        : 0,
+        ? BigInt(object.work_plan_version)
+        : 0n,
     };
   },
 
@@ -602,8 +624,8 @@ export const ReadEventsResponse: MessageFns<ReadEventsResponse> = {
     if (message.nextPageToken !== "") {
       obj.nextPageToken = message.nextPageToken;
     }
-    if (message.workPlanVersion !== 0) {
-      obj.workPlanVersion = Math.round(message.workPlanVersion);
+    if (message.workPlanVersion !== 0n) {
+      obj.workPlanVersion = message.workPlanVersion.toString();
     }
     return obj;
   },
@@ -615,13 +637,15 @@ export const ReadEventsResponse: MessageFns<ReadEventsResponse> = {
     const message = createBaseReadEventsResponse();
     message.events = object.events?.map((e) => LoggedEvent.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
-    message.workPlanVersion = object.workPlanVersion ?? 0;
+    message.workPlanVersion = (object.workPlanVersion !== undefined && object.workPlanVersion !== null)
+      ? BigInt(object.workPlanVersion)
+      : 0n;
     return message;
   },
 };
 
 function createBaseGetWorkPlanAtRequest(): GetWorkPlanAtRequest {
-  return { workPlanId: "", version: 0, at: undefined };
+  return { workPlanId: "", version: 0n, at: undefined };
 }
 
 export const GetWorkPlanAtRequest: MessageFns<GetWorkPlanAtRequest> = {
@@ -629,7 +653,10 @@ export const GetWorkPlanAtRequest: MessageFns<GetWorkPlanAtRequest> = {
     if (message.workPlanId !== "") {
       writer.uint32(10).string(message.workPlanId);
     }
-    if (message.version !== 0) {
+    if (message.version !== 0n) {
+      if (BigInt.asIntN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type int64 too large");
+      }
       writer.uint32(16).int64(message.version);
     }
     if (message.at !== undefined) {
@@ -664,7 +691,7 @@ export const GetWorkPlanAtRequest: MessageFns<GetWorkPlanAtRequest> = {
               break;
             }
 
-            message.version = longToNumber(reader.int64());
+            message.version = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -694,7 +721,7 @@ export const GetWorkPlanAtRequest: MessageFns<GetWorkPlanAtRequest> = {
         : isSet(object.work_plan_id)
         ? globalThis.String(object.work_plan_id)
         : "",
-      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      version: isSet(object.version) ? BigInt(object.version) : 0n,
       at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
     };
   },
@@ -704,8 +731,8 @@ export const GetWorkPlanAtRequest: MessageFns<GetWorkPlanAtRequest> = {
     if (message.workPlanId !== "") {
       obj.workPlanId = message.workPlanId;
     }
-    if (message.version !== 0) {
-      obj.version = Math.round(message.version);
+    if (message.version !== 0n) {
+      obj.version = message.version.toString();
     }
     if (message.at !== undefined) {
       obj.at = message.at.toISOString();
@@ -719,7 +746,7 @@ export const GetWorkPlanAtRequest: MessageFns<GetWorkPlanAtRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetWorkPlanAtRequest>, I>>(object: I): GetWorkPlanAtRequest {
     const message = createBaseGetWorkPlanAtRequest();
     message.workPlanId = object.workPlanId ?? "";
-    message.version = object.version ?? 0;
+    message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
     message.at = object.at ?? undefined;
     return message;
   },
@@ -926,7 +953,7 @@ export const GetReadModelDigestRequest: MessageFns<GetReadModelDigestRequest> = 
 };
 
 function createBaseWorkPlanDigest(): WorkPlanDigest {
-  return { workPlanId: "", version: 0, sha256: "", stateJson: "" };
+  return { workPlanId: "", version: 0n, sha256: "", stateJson: "" };
 }
 
 export const WorkPlanDigest: MessageFns<WorkPlanDigest> = {
@@ -934,7 +961,10 @@ export const WorkPlanDigest: MessageFns<WorkPlanDigest> = {
     if (message.workPlanId !== "") {
       writer.uint32(10).string(message.workPlanId);
     }
-    if (message.version !== 0) {
+    if (message.version !== 0n) {
+      if (BigInt.asIntN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type int64 too large");
+      }
       writer.uint32(16).int64(message.version);
     }
     if (message.sha256 !== "") {
@@ -972,7 +1002,7 @@ export const WorkPlanDigest: MessageFns<WorkPlanDigest> = {
               break;
             }
 
-            message.version = longToNumber(reader.int64());
+            message.version = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -1010,7 +1040,7 @@ export const WorkPlanDigest: MessageFns<WorkPlanDigest> = {
         : isSet(object.work_plan_id)
         ? globalThis.String(object.work_plan_id)
         : "",
-      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      version: isSet(object.version) ? BigInt(object.version) : 0n,
       sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
       stateJson: isSet(object.stateJson)
         ? globalThis.String(object.stateJson)
@@ -1025,8 +1055,8 @@ export const WorkPlanDigest: MessageFns<WorkPlanDigest> = {
     if (message.workPlanId !== "") {
       obj.workPlanId = message.workPlanId;
     }
-    if (message.version !== 0) {
-      obj.version = Math.round(message.version);
+    if (message.version !== 0n) {
+      obj.version = message.version.toString();
     }
     if (message.sha256 !== "") {
       obj.sha256 = message.sha256;
@@ -1043,7 +1073,7 @@ export const WorkPlanDigest: MessageFns<WorkPlanDigest> = {
   fromPartial<I extends Exact<DeepPartial<WorkPlanDigest>, I>>(object: I): WorkPlanDigest {
     const message = createBaseWorkPlanDigest();
     message.workPlanId = object.workPlanId ?? "";
-    message.version = object.version ?? 0;
+    message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
     message.sha256 = object.sha256 ?? "";
     message.stateJson = object.stateJson ?? "";
     return message;
@@ -1232,10 +1262,10 @@ export const TurboCIEventLogClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
@@ -1245,13 +1275,13 @@ export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
 function toTimestamp(date: Date): Timestamp {
-  const seconds = Math.trunc(date.getTime() / 1_000);
+  const seconds = BigInt(Math.trunc(date.getTime() / 1_000));
   const nanos = (date.getTime() % 1_000) * 1_000_000;
   return { seconds, nanos };
 }
 
 function fromTimestamp(t: Timestamp): Date {
-  let millis = (t.seconds || 0) * 1_000;
+  let millis = (globalThis.Number(t.seconds.toString()) || 0) * 1_000;
   millis += (t.nanos || 0) / 1_000_000;
   return new globalThis.Date(millis);
 }
@@ -1264,17 +1294,6 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
-}
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
 }
 
 function isObject(value: any): boolean {

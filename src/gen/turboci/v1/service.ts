@@ -50,7 +50,7 @@ export interface WriteNodesRequest {
   /** Extension: a retry carrying the same request_id returns the first answer and appends nothing. */
   requestId: string;
   /** Extension: when set, the write is ABORTED unless the workplan's version equals it. */
-  expectedVersion?: number | undefined;
+  expectedVersion?: bigint | undefined;
 }
 
 export interface WriteNodesResponse {
@@ -59,7 +59,7 @@ export interface WriteNodesResponse {
   /** Every written stage, as it stands after the write; then any other stage the resolver changed because of it. */
   stages: Stage[];
   /** Extension: the workplan's version after the write. */
-  workPlanVersion: number;
+  workPlanVersion: bigint;
 }
 
 export interface QueryNodesRequest {
@@ -82,7 +82,7 @@ export interface QueryNodesResponse {
   /** Extension: set when more nodes match; pass it as page_token to get them. */
   nextPageToken: string;
   /** Extension: the workplan's version the answer was read at. */
-  workPlanVersion: number;
+  workPlanVersion: bigint;
 }
 
 export interface RegisterStageRunnerRequest {
@@ -91,7 +91,7 @@ export interface RegisterStageRunnerRequest {
   address: string;
   supportedModes: ExecutionMode[];
   maxConcurrent: number;
-  ttlSeconds: number;
+  ttlSeconds: bigint;
   metadata: { [key: string]: string };
 }
 
@@ -175,7 +175,7 @@ export interface WatchWorkPlanRequest {
    * stream starts with a snapshot: one event per matching node, old_state == new_state, version = the workplan's
    * current version. Must be from 0 to the workplan's current version.
    */
-  afterVersion?: number | undefined;
+  afterVersion?: bigint | undefined;
 }
 
 export interface WorkPlanEvent {
@@ -190,7 +190,7 @@ export interface WorkPlanEvent {
    * completed_event carries the version of the change that completed the workplan. Pass the last one received as
    * after_version to resume.
    */
-  version: number;
+  version: bigint;
   /**
    * Extension: true on the events of the initial snapshot (a watch without after_version); the first event without
    * it is a live change. Snapshot events have old_state == new_state.
@@ -242,6 +242,9 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
       writer.uint32(34).string(message.requestId);
     }
     if (message.expectedVersion !== undefined) {
+      if (BigInt.asIntN(64, message.expectedVersion) !== message.expectedVersion) {
+        throw new globalThis.Error("value provided for field message.expectedVersion of type int64 too large");
+      }
       writer.uint32(40).int64(message.expectedVersion);
     }
     return writer;
@@ -297,7 +300,7 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
               break;
             }
 
-            message.expectedVersion = longToNumber(reader.int64());
+            message.expectedVersion = reader.int64() as bigint;
             continue;
           }
         }
@@ -327,9 +330,9 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
         ? globalThis.String(object.request_id)
         : "",
       expectedVersion: isSet(object.expectedVersion)
-        ? globalThis.Number(object.expectedVersion)
+        ? BigInt(object.expectedVersion)
         : isSet(object.expected_version)
-        ? globalThis.Number(object.expected_version)
+        ? BigInt(object.expected_version)
         : undefined,
     };
   },
@@ -349,7 +352,7 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
       obj.requestId = message.requestId;
     }
     if (message.expectedVersion !== undefined) {
-      obj.expectedVersion = Math.round(message.expectedVersion);
+      obj.expectedVersion = message.expectedVersion.toString();
     }
     return obj;
   },
@@ -363,13 +366,15 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
     message.checks = object.checks?.map((e) => CheckWrite.fromPartial(e)) || [];
     message.stages = object.stages?.map((e) => StageWrite.fromPartial(e)) || [];
     message.requestId = object.requestId ?? "";
-    message.expectedVersion = object.expectedVersion ?? undefined;
+    message.expectedVersion = (object.expectedVersion !== undefined && object.expectedVersion !== null)
+      ? BigInt(object.expectedVersion)
+      : undefined;
     return message;
   },
 };
 
 function createBaseWriteNodesResponse(): WriteNodesResponse {
-  return { checks: [], stages: [], workPlanVersion: 0 };
+  return { checks: [], stages: [], workPlanVersion: 0n };
 }
 
 export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
@@ -380,7 +385,10 @@ export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
     for (const v of message.stages) {
       Stage.encode(v!, writer.uint32(18).fork()).join();
     }
-    if (message.workPlanVersion !== 0) {
+    if (message.workPlanVersion !== 0n) {
+      if (BigInt.asIntN(64, message.workPlanVersion) !== message.workPlanVersion) {
+        throw new globalThis.Error("value provided for field message.workPlanVersion of type int64 too large");
+      }
       writer.uint32(24).int64(message.workPlanVersion);
     }
     return writer;
@@ -420,7 +428,7 @@ export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
               break;
             }
 
-            message.workPlanVersion = longToNumber(reader.int64());
+            message.workPlanVersion = reader.int64() as bigint;
             continue;
           }
         }
@@ -440,10 +448,10 @@ export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
       checks: globalThis.Array.isArray(object?.checks) ? object.checks.map((e: any) => Check.fromJSON(e)) : [],
       stages: globalThis.Array.isArray(object?.stages) ? object.stages.map((e: any) => Stage.fromJSON(e)) : [],
       workPlanVersion: isSet(object.workPlanVersion)
-        ? globalThis.Number(object.workPlanVersion)
+        ? BigInt(object.workPlanVersion)
         : isSet(object.work_plan_version)
-        ? globalThis.Number(object.work_plan_version)
-        : 0,
+        ? BigInt(object.work_plan_version)
+        : 0n,
     };
   },
 
@@ -455,8 +463,8 @@ export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
     if (message.stages?.length) {
       obj.stages = message.stages.map((e) => Stage.toJSON(e));
     }
-    if (message.workPlanVersion !== 0) {
-      obj.workPlanVersion = Math.round(message.workPlanVersion);
+    if (message.workPlanVersion !== 0n) {
+      obj.workPlanVersion = message.workPlanVersion.toString();
     }
     return obj;
   },
@@ -468,7 +476,9 @@ export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
     const message = createBaseWriteNodesResponse();
     message.checks = object.checks?.map((e) => Check.fromPartial(e)) || [];
     message.stages = object.stages?.map((e) => Stage.fromPartial(e)) || [];
-    message.workPlanVersion = object.workPlanVersion ?? 0;
+    message.workPlanVersion = (object.workPlanVersion !== undefined && object.workPlanVersion !== null)
+      ? BigInt(object.workPlanVersion)
+      : 0n;
     return message;
   },
 };
@@ -745,7 +755,7 @@ export const QueryNodesRequest: MessageFns<QueryNodesRequest> = {
 };
 
 function createBaseQueryNodesResponse(): QueryNodesResponse {
-  return { checks: [], stages: [], nextPageToken: "", workPlanVersion: 0 };
+  return { checks: [], stages: [], nextPageToken: "", workPlanVersion: 0n };
 }
 
 export const QueryNodesResponse: MessageFns<QueryNodesResponse> = {
@@ -759,7 +769,10 @@ export const QueryNodesResponse: MessageFns<QueryNodesResponse> = {
     if (message.nextPageToken !== "") {
       writer.uint32(26).string(message.nextPageToken);
     }
-    if (message.workPlanVersion !== 0) {
+    if (message.workPlanVersion !== 0n) {
+      if (BigInt.asIntN(64, message.workPlanVersion) !== message.workPlanVersion) {
+        throw new globalThis.Error("value provided for field message.workPlanVersion of type int64 too large");
+      }
       writer.uint32(32).int64(message.workPlanVersion);
     }
     return writer;
@@ -807,7 +820,7 @@ export const QueryNodesResponse: MessageFns<QueryNodesResponse> = {
               break;
             }
 
-            message.workPlanVersion = longToNumber(reader.int64());
+            message.workPlanVersion = reader.int64() as bigint;
             continue;
           }
         }
@@ -832,10 +845,10 @@ export const QueryNodesResponse: MessageFns<QueryNodesResponse> = {
         ? globalThis.String(object.next_page_token)
         : "",
       workPlanVersion: isSet(object.workPlanVersion)
-        ? globalThis.Number(object.workPlanVersion)
+        ? BigInt(object.workPlanVersion)
         : isSet(object.work_plan_version)
-        ? globalThis.Number(object.work_plan_version)
-        : 0,
+        ? BigInt(object.work_plan_version)
+        : 0n,
     };
   },
 
@@ -850,8 +863,8 @@ export const QueryNodesResponse: MessageFns<QueryNodesResponse> = {
     if (message.nextPageToken !== "") {
       obj.nextPageToken = message.nextPageToken;
     }
-    if (message.workPlanVersion !== 0) {
-      obj.workPlanVersion = Math.round(message.workPlanVersion);
+    if (message.workPlanVersion !== 0n) {
+      obj.workPlanVersion = message.workPlanVersion.toString();
     }
     return obj;
   },
@@ -864,7 +877,9 @@ export const QueryNodesResponse: MessageFns<QueryNodesResponse> = {
     message.checks = object.checks?.map((e) => Check.fromPartial(e)) || [];
     message.stages = object.stages?.map((e) => Stage.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
-    message.workPlanVersion = object.workPlanVersion ?? 0;
+    message.workPlanVersion = (object.workPlanVersion !== undefined && object.workPlanVersion !== null)
+      ? BigInt(object.workPlanVersion)
+      : 0n;
     return message;
   },
 };
@@ -876,7 +891,7 @@ function createBaseRegisterStageRunnerRequest(): RegisterStageRunnerRequest {
     address: "",
     supportedModes: [],
     maxConcurrent: 0,
-    ttlSeconds: 0,
+    ttlSeconds: 0n,
     metadata: {},
   };
 }
@@ -902,7 +917,10 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
     if (message.maxConcurrent !== 0) {
       writer.uint32(40).int32(message.maxConcurrent);
     }
-    if (message.ttlSeconds !== 0) {
+    if (message.ttlSeconds !== 0n) {
+      if (BigInt.asIntN(64, message.ttlSeconds) !== message.ttlSeconds) {
+        throw new globalThis.Error("value provided for field message.ttlSeconds of type int64 too large");
+      }
       writer.uint32(48).int64(message.ttlSeconds);
     }
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
@@ -979,7 +997,7 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
               break;
             }
 
-            message.ttlSeconds = longToNumber(reader.int64());
+            message.ttlSeconds = reader.int64() as bigint;
             continue;
           }
           case 7: {
@@ -1029,10 +1047,10 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
         ? globalThis.Number(object.max_concurrent)
         : 0,
       ttlSeconds: isSet(object.ttlSeconds)
-        ? globalThis.Number(object.ttlSeconds)
+        ? BigInt(object.ttlSeconds)
         : isSet(object.ttl_seconds)
-        ? globalThis.Number(object.ttl_seconds)
-        : 0,
+        ? BigInt(object.ttl_seconds)
+        : 0n,
       metadata: isObject(object.metadata)
         ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
           (acc: { [key: string]: string }, [key, value]: [string, any]) => {
@@ -1067,8 +1085,8 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
     if (message.maxConcurrent !== 0) {
       obj.maxConcurrent = Math.round(message.maxConcurrent);
     }
-    if (message.ttlSeconds !== 0) {
-      obj.ttlSeconds = Math.round(message.ttlSeconds);
+    if (message.ttlSeconds !== 0n) {
+      obj.ttlSeconds = message.ttlSeconds.toString();
     }
     if (message.metadata) {
       const entries = globalThis.Object.entries(message.metadata) as [string, string][];
@@ -1092,7 +1110,9 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
     message.address = object.address ?? "";
     message.supportedModes = object.supportedModes?.map((e) => e) || [];
     message.maxConcurrent = object.maxConcurrent ?? 0;
-    message.ttlSeconds = object.ttlSeconds ?? 0;
+    message.ttlSeconds = (object.ttlSeconds !== undefined && object.ttlSeconds !== null)
+      ? BigInt(object.ttlSeconds)
+      : 0n;
     message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
         if (value !== undefined) {
@@ -2405,6 +2425,9 @@ export const WatchWorkPlanRequest: MessageFns<WatchWorkPlanRequest> = {
       writer.uint32(58).string(v!);
     }
     if (message.afterVersion !== undefined) {
+      if (BigInt.asIntN(64, message.afterVersion) !== message.afterVersion) {
+        throw new globalThis.Error("value provided for field message.afterVersion of type int64 too large");
+      }
       writer.uint32(64).int64(message.afterVersion);
     }
     return writer;
@@ -2504,7 +2527,7 @@ export const WatchWorkPlanRequest: MessageFns<WatchWorkPlanRequest> = {
               break;
             }
 
-            message.afterVersion = longToNumber(reader.int64());
+            message.afterVersion = reader.int64() as bigint;
             continue;
           }
         }
@@ -2557,9 +2580,9 @@ export const WatchWorkPlanRequest: MessageFns<WatchWorkPlanRequest> = {
         ? object.stage_id_filter.map((e: any) => globalThis.String(e))
         : [],
       afterVersion: isSet(object.afterVersion)
-        ? globalThis.Number(object.afterVersion)
+        ? BigInt(object.afterVersion)
         : isSet(object.after_version)
-        ? globalThis.Number(object.after_version)
+        ? BigInt(object.after_version)
         : undefined,
     };
   },
@@ -2588,7 +2611,7 @@ export const WatchWorkPlanRequest: MessageFns<WatchWorkPlanRequest> = {
       obj.stageIdFilter = message.stageIdFilter;
     }
     if (message.afterVersion !== undefined) {
-      obj.afterVersion = Math.round(message.afterVersion);
+      obj.afterVersion = message.afterVersion.toString();
     }
     return obj;
   },
@@ -2605,7 +2628,9 @@ export const WatchWorkPlanRequest: MessageFns<WatchWorkPlanRequest> = {
     message.stageStateFilter = object.stageStateFilter?.map((e) => e) || [];
     message.checkIdFilter = object.checkIdFilter?.map((e) => e) || [];
     message.stageIdFilter = object.stageIdFilter?.map((e) => e) || [];
-    message.afterVersion = object.afterVersion ?? undefined;
+    message.afterVersion = (object.afterVersion !== undefined && object.afterVersion !== null)
+      ? BigInt(object.afterVersion)
+      : undefined;
     return message;
   },
 };
@@ -2616,7 +2641,7 @@ function createBaseWorkPlanEvent(): WorkPlanEvent {
     checkEvent: undefined,
     stageEvent: undefined,
     completedEvent: undefined,
-    version: 0,
+    version: 0n,
     snapshot: false,
   };
 }
@@ -2635,7 +2660,10 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
     if (message.completedEvent !== undefined) {
       WorkPlanCompletedEvent.encode(message.completedEvent, writer.uint32(34).fork()).join();
     }
-    if (message.version !== 0) {
+    if (message.version !== 0n) {
+      if (BigInt.asIntN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type int64 too large");
+      }
       writer.uint32(40).int64(message.version);
     }
     if (message.snapshot !== false) {
@@ -2694,7 +2722,7 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
               break;
             }
 
-            message.version = longToNumber(reader.int64());
+            message.version = reader.int64() as bigint;
             continue;
           }
           case 6: {
@@ -2735,7 +2763,7 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
         : isSet(object.completed_event)
         ? WorkPlanCompletedEvent.fromJSON(object.completed_event)
         : undefined,
-      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      version: isSet(object.version) ? BigInt(object.version) : 0n,
       snapshot: isSet(object.snapshot) ? globalThis.Boolean(object.snapshot) : false,
     };
   },
@@ -2754,8 +2782,8 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
     if (message.completedEvent !== undefined) {
       obj.completedEvent = WorkPlanCompletedEvent.toJSON(message.completedEvent);
     }
-    if (message.version !== 0) {
-      obj.version = Math.round(message.version);
+    if (message.version !== 0n) {
+      obj.version = message.version.toString();
     }
     if (message.snapshot !== false) {
       obj.snapshot = message.snapshot;
@@ -2778,7 +2806,7 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
     message.completedEvent = (object.completedEvent !== undefined && object.completedEvent !== null)
       ? WorkPlanCompletedEvent.fromPartial(object.completedEvent)
       : undefined;
-    message.version = object.version ?? 0;
+    message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
     message.snapshot = object.snapshot ?? false;
     return message;
   },
@@ -3531,10 +3559,10 @@ export const TurboCIOrchestratorClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
@@ -3544,13 +3572,13 @@ export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
 function toTimestamp(date: Date): Timestamp {
-  const seconds = Math.trunc(date.getTime() / 1_000);
+  const seconds = BigInt(Math.trunc(date.getTime() / 1_000));
   const nanos = (date.getTime() % 1_000) * 1_000_000;
   return { seconds, nanos };
 }
 
 function fromTimestamp(t: Timestamp): Date {
-  let millis = (t.seconds || 0) * 1_000;
+  let millis = (globalThis.Number(t.seconds.toString()) || 0) * 1_000;
   millis += (t.nanos || 0) / 1_000_000;
   return new globalThis.Date(millis);
 }
@@ -3563,17 +3591,6 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
-}
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
 }
 
 function isObject(value: any): boolean {

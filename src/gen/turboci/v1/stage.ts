@@ -42,7 +42,7 @@ export interface Stage {
     | Date
     | undefined;
   /** Number of changes made to this stage. */
-  version: number;
+  version: bigint;
   executionMode: ExecutionMode;
   runnerType: string;
   /** Extension: how many attempts the stage may use before it goes FINAL as failed. */
@@ -165,7 +165,7 @@ function createBaseStage(): Stage {
     dependencies: undefined,
     createdAt: undefined,
     updatedAt: undefined,
-    version: 0,
+    version: 0n,
     executionMode: 0,
     runnerType: "",
     maxAttempts: 0,
@@ -206,7 +206,10 @@ export const Stage: MessageFns<Stage> = {
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(74).fork()).join();
     }
-    if (message.version !== 0) {
+    if (message.version !== 0n) {
+      if (BigInt.asIntN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type int64 too large");
+      }
       writer.uint32(80).int64(message.version);
     }
     if (message.executionMode !== 0) {
@@ -326,7 +329,7 @@ export const Stage: MessageFns<Stage> = {
               break;
             }
 
-            message.version = longToNumber(reader.int64());
+            message.version = reader.int64() as bigint;
             continue;
           }
           case 11: {
@@ -430,7 +433,7 @@ export const Stage: MessageFns<Stage> = {
         : isSet(object.updated_at)
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
-      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      version: isSet(object.version) ? BigInt(object.version) : 0n,
       executionMode: isSet(object.executionMode)
         ? executionModeFromJSON(object.executionMode)
         : isSet(object.execution_mode)
@@ -495,8 +498,8 @@ export const Stage: MessageFns<Stage> = {
     if (message.updatedAt !== undefined) {
       obj.updatedAt = message.updatedAt.toISOString();
     }
-    if (message.version !== 0) {
-      obj.version = Math.round(message.version);
+    if (message.version !== 0n) {
+      obj.version = message.version.toString();
     }
     if (message.executionMode !== 0) {
       obj.executionMode = executionModeToJSON(message.executionMode);
@@ -541,7 +544,7 @@ export const Stage: MessageFns<Stage> = {
       : undefined;
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
-    message.version = object.version ?? 0;
+    message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
     message.executionMode = object.executionMode ?? 0;
     message.runnerType = object.runnerType ?? "";
     message.maxAttempts = object.maxAttempts ?? 0;
@@ -1879,10 +1882,10 @@ export const AttemptWrite: MessageFns<AttemptWrite> = {
   },
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
@@ -1892,13 +1895,13 @@ export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
 function toTimestamp(date: Date): Timestamp {
-  const seconds = Math.trunc(date.getTime() / 1_000);
+  const seconds = BigInt(Math.trunc(date.getTime() / 1_000));
   const nanos = (date.getTime() % 1_000) * 1_000_000;
   return { seconds, nanos };
 }
 
 function fromTimestamp(t: Timestamp): Date {
-  let millis = (t.seconds || 0) * 1_000;
+  let millis = (globalThis.Number(t.seconds.toString()) || 0) * 1_000;
   millis += (t.nanos || 0) / 1_000_000;
   return new globalThis.Date(millis);
 }
@@ -1911,17 +1914,6 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
-}
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
 }
 
 function isObject(value: any): boolean {
