@@ -8,6 +8,8 @@ import { GrpcRunnerTransport } from '../infra/grpc-runner-transport.js';
 import { SqliteEventStore } from '../infra/sqlite-event-store.js';
 import { createLogger } from '../logging.js';
 import { startServer } from '../transport/server.js';
+import { startHttpServer } from '../http/server.js';
+import { MeteredEventStore, readModelRebuild } from '../metrics.js';
 import { UsageError } from './usage-error.js';
 
 export const SERVE_HELP = `Usage: turboci serve [options]
@@ -19,6 +21,8 @@ taking calls, lets running ones finish and closes the database.
 Options (each has an environment variable; the flag wins):
   --port N           port to listen on; 0 picks a free one            TURBOCI_PORT       (default 50051)
   --host ADDR        address to bind                                   TURBOCI_HOST       (default 127.0.0.1)
+  --http-port N      HTTP port on the same host: web UI, JSON API, SSE,
+                     /metrics, /healthz, /readyz; 0 picks a free one   TURBOCI_HTTP_PORT  (default 8080)
   --db PATH          SQLite event log file, created if missing         TURBOCI_DB         (default ./turboci.db)
   --log-level LEVEL  trace, debug, info, warn, error or silent         TURBOCI_LOG_LEVEL  (default info)
   --max-attempts N   attempts a stage gets unless it sets max_attempts TURBOCI_MAX_ATTEMPTS (default 3)
@@ -41,7 +45,8 @@ Pull runners (turboci.v1.TurboCIRunnerPull, "turboci runner"); stages may overri
                      (the run timeout defaults to --attempt-timeout)
   -h, --help         show this help
 
-When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051",...}.
+When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051","httpAddress":"127.0.0.1:8080",...}.
+The web UI is at http://HOST:HTTP_PORT/ (read-only; writes stay on gRPC).
 
 Examples:
   npx turboci serve
@@ -54,6 +59,7 @@ export async function serve(argv: string[]): Promise<number> {
     args: argv,
     options: {
       port: { type: 'string' },
+      'http-port': { type: 'string' },
       host: { type: 'string' },
       db: { type: 'string' },
       'log-level': { type: 'string' },
@@ -75,6 +81,7 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const env = process.env;
   const port = integer('--port', values.port ?? env.TURBOCI_PORT ?? '50051', 0, 65535);
+  const httpPort = integer('--http-port', values['http-port'] ?? env.TURBOCI_HTTP_PORT ?? '8080', 0, 65535);
   const maxAttempts = integer('--max-attempts', values['max-attempts'] ?? env.TURBOCI_MAX_ATTEMPTS ?? '3', 1, 1000);
   const watchBuffer = integer('--watch-buffer', values['watch-buffer'] ?? env.TURBOCI_WATCH_BUFFER ?? '10000', 1, 10_000_000);
   const attemptTimeout = integer('--attempt-timeout', values['attempt-timeout'] ?? env.TURBOCI_ATTEMPT_TIMEOUT ?? '600', 1, 7 * 24 * 3600);
@@ -107,9 +114,12 @@ export async function serve(argv: string[]): Promise<number> {
     log.fatal({ err }, 'fatal error; exiting (a restart rebuilds every read model from the log)');
     process.exit(1);
   });
-  const store = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true });
+  // HTTP first: /healthz answers during the rebuild and /readyz says when it is done.
+  const http = await startHttpServer(log, host, httpPort);
+  const store = new MeteredEventStore(new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true }));
   const startedAt = Date.now();
   const app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts });
+  readModelRebuild.set((Date.now() - startedAt) / 1000);
   log.info({ db: dbPath, workplans: [...app.models.workplanIds()].length, rebuildMs: Date.now() - startedAt }, 'read models rebuilt from the log');
   const runners = new RunnerService(app);
   const pull = new PullService(app, log, {
@@ -129,9 +139,10 @@ export async function serve(argv: string[]): Promise<number> {
     defaultAttemptTimeoutMs: attemptTimeout * 1000,
   });
   dispatcher.start();
+  http.attach(app, { watchBuffer, pull });
   // The ready line is printed at any level but silent: with --port 0 it is the only way to learn the port.
   const ready = level === 'silent' ? log : log.child({}, { level: 'info' });
-  ready.info({ address: server.address, port: server.port, db: dbPath }, 'listening');
+  ready.info({ address: server.address, port: server.port, httpAddress: http.address, httpPort: http.port, db: dbPath }, 'listening');
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -142,9 +153,11 @@ export async function serve(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   pull.stop(); // answers long-polling Lease calls now, so the server's grace period is not spent waiting for them
+  http.drain(); // ends live streams, telling each browser where to resume
   await server.shutdown();
   reaper.stop();
   dispatcher.stop();
+  await http.close();
   app.close();
   store.close();
   log.info('stopped');
