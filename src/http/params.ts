@@ -58,7 +58,7 @@ export const listQuery = z.object({
   limit: one(whole(1, 10_000)).optional().transform((n) => n ?? 200),
 });
 
-export const stateQuery = z.object({ version: one(whole(1, Number.MAX_SAFE_INTEGER)).optional() });
+export const stateQuery = z.object({ version: one(whole(1, Number.MAX_SAFE_INTEGER)).optional(), summary: one(flag).optional() });
 
 export const eventsQuery = z.object({
   after: one(whole(0, Number.MAX_SAFE_INTEGER)).optional().transform((n) => n ?? 0),

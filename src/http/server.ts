@@ -15,7 +15,7 @@ import type { Logger } from '../logging.js';
 import { httpTotal, observeApp, registry } from '../metrics.js';
 import { eventsQuery, explainQuery, listQuery, parse, queryOf, stateQuery, watchQuery, watchRequest, workPlanId } from './params.js';
 import { RunnersFeed, WorkPlansFeed, WorkPlanStreams } from './sse.js';
-import { eventPage, explain, listWorkPlans, runnersView, workPlanState } from './views.js';
+import { eventPage, explain, listWorkPlans, runnersView, workPlanState, workPlanSummary } from './views.js';
 
 /** Where the front-end build is (dist/web, next to dist/src). */
 const WEB_DIR = fileURLToPath(new URL('../../web/', import.meta.url));
@@ -132,7 +132,11 @@ export async function startHttpServer(log: Logger, host: string, port: number): 
         const id = parse(workPlanId, { work_plan_id: decode(m[1]!) }).work_plan_id;
         switch (m[3]) {
           case undefined: {
-            const { version } = parse(stateQuery, q);
+            const { version, summary } = parse(stateQuery, q);
+            if (summary) {
+              await app.durable();
+              return json(res, 200, { workPlan: workPlanSummary(app, id) });
+            }
             const state = await workPlanState(app, id, version);
             await app.durable();
             return json(res, 200, state);

@@ -68,6 +68,11 @@ export function listWorkPlans(app: Orchestrator, filter: MetadataFilter, limit: 
   return { workPlans: models.slice(0, limit).map(summarize), total: models.length };
 }
 
+export function workPlanSummary(app: Orchestrator, id: string): WorkPlanSummary {
+  app.getWorkPlan(id); // NOT_FOUND for an unknown workplan
+  return summarize(app.models.workplan(id)!);
+}
+
 export interface WorkPlanState {
   readonly workPlan: WorkPlanSummary;
   /** The workplan's current version (the state may be older). */
