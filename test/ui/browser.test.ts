@@ -132,6 +132,9 @@ test('3a. the stream is cut (the browser loses its connection): the page resumes
     await page.waitForFunction(`window.__turboci?.version === ${workPlan!.version} && document.querySelectorAll('#timeline li').length >= ${workPlan!.version}`);
     const versions = await timelineVersions(page);
     assert.deepEqual(versions, Array.from({ length: workPlan!.version }, (_, i) => workPlan!.version - i), 'every event once, in order');
+    // It resumed (after_version / Last-Event-ID), it did not start over with a snapshot.
+    const resumed = await file.server.waitForLog((l) => l.msg === 'watch subscription opened' && l.transport === 'sse' && l.workPlanId === id && l.afterVersion !== null);
+    assert.ok(Number(resumed.afterVersion) > 1);
   } finally {
     await page.close();
   }
@@ -263,7 +266,9 @@ test('5. clicking a stage shows its attempts and the "why" chain; screenshot for
     await page.click('#graph g.node[data-node="stage:run-integration"]');
     await page.waitForSelector('#node-panel tr.attempt[data-state="RUNNING"]');
     await page.waitForFunction(`[...document.querySelectorAll('#why .because')].some((e) => e.textContent.includes('stage run-integration went ATTEMPTING'))`);
-    await page.screenshot({ path: fileURLToPath(new URL('../../../docs/web-ui.png', import.meta.url)), fullPage: false });
+    // The README's picture: docs/web-ui.png is replaced only when asked (it differs on every run).
+    const shot = process.env.TURBOCI_UPDATE_SCREENSHOT ? '../../../docs/web-ui.png' : '../web-ui.png';
+    await page.screenshot({ path: fileURLToPath(new URL(shot, import.meta.url)), fullPage: false });
   } finally {
     await page.close();
   }
