@@ -115,7 +115,10 @@ export async function serve(argv: string[]): Promise<number> {
     process.exit(1);
   });
   // HTTP first: /healthz answers during the rebuild and /readyz says when it is done.
-  const http = await startHttpServer(log, host, httpPort);
+  const http = await startHttpServer(log, host, httpPort).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EADDRINUSE' || err.code === 'EACCES') throw new UsageError(`--http-port: cannot listen on ${host}:${httpPort} (${err.code})`);
+    throw err;
+  });
   const store = new MeteredEventStore(new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true }));
   const startedAt = Date.now();
   const app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts });

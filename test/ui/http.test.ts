@@ -209,3 +209,15 @@ test('/metrics: runners, pending attempts, dispatches in flight and watch subscr
     await runner.close();
   }
 });
+
+test('serve: a bad or busy --http-port is a usage error naming it', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { BIN } = await import('../support/server.js');
+  const bad = spawnSync(process.execPath, [BIN, 'serve', '--http-port', 'web'], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--http-port: "web" is not a whole number/);
+  const busyPort = file.server.httpAddress.split(':')[1]!;
+  const busy = spawnSync(process.execPath, [BIN, 'serve', '--port', '0', '--http-port', busyPort, '--db', `${file.server.dbPath}.other`], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(busy.status, 2);
+  assert.match(busy.stderr, new RegExp(`--http-port: cannot listen on 127\\.0\\.0\\.1:${busyPort} \\(EADDRINUSE\\)`));
+});
