@@ -221,3 +221,60 @@ test('serve: a bad or busy --http-port is a usage error naming it', async () => 
   assert.equal(busy.status, 2);
   assert.match(busy.stderr, new RegExp(`--http-port: cannot listen on 127\\.0\\.0\\.1:${busyPort} \\(EADDRINUSE\\)`));
 });
+
+test('SSE follows the slow-consumer rule of WatchWorkPlan: more live events waiting than --watch-buffer ends the stream with where to resume', async () => {
+  const { join } = await import('node:path');
+  const { startServer, connect, tempDir } = await import('../support/server.js');
+  const dir = tempDir();
+  const server = await startServer(join(dir.path, 'slow.db'), ['--watch-buffer', '8']);
+  const conn = connect(server.address);
+  try {
+    const id = (await conn.api.createWorkPlan({})).workPlan!.id;
+    const stream = await openSse(`http://${server.httpAddress}/api/workplans/${id}/stream`);
+    assert.deepEqual(JSON.parse((await take(stream, (e) => e.event === 'synced')).at(-1)!.data), { version: 1 });
+    // One write of 5 checks is 15 live events at once: more than 8 waiting.
+    await conn.api.writeNodes({ workPlanId: id, checks: Array.from({ length: 5 }, (_, i) => ({ id: `c${i}`, state: CheckState.CHECK_STATE_PLANNED })) });
+    const ended = await take(stream, (e) => e.event === 'end');
+    const end = JSON.parse(ended.at(-1)!.data) as { reason: string; message: string; lastVersion: number };
+    assert.deepEqual([end.reason, end.lastVersion], ['overflow', 1]);
+    assert.equal(end.message, 'subscriber too slow (more than 8 events waiting); last version sent: 1; resume with after_version=1');
+    assert.equal(await stream.next(), undefined, 'the server closed the stream');
+    // Resuming reads the rest from the log (catch-up is not bounded by the buffer): every change once, in order.
+    const resumed = await openSse(`http://${server.httpAddress}/api/workplans/${id}/stream`, { 'last-event-id': String(end.lastVersion) });
+    const rest = await take(resumed, (e) => e.event === 'synced');
+    assert.deepEqual(rest.filter((e) => e.event === 'change').map((e) => Number(e.id)), Array.from({ length: 15 }, (_, i) => i + 2));
+    resumed.close();
+    const closed = await server.waitForLog((l) => l.msg === 'watch subscription closed' && l.transport === 'sse' && l.reason === 'overflow');
+    assert.equal(closed.lastVersion, 1);
+  } finally {
+    conn.close();
+    await server.stop();
+    dir.remove();
+  }
+});
+
+test('/api/runners: a pull agent (turboci runner) with its labels, and the lease it holds while it runs a stage', async () => {
+  const { startAgent } = await import('../pull/support.js');
+  type Pull = { runnerId: string; runnerType: string; labels: Record<string, string>; waiting: boolean; leases: { stageId: string; idx: number }[] };
+  const agents = async () => ((await getJson('/api/runners')).body.pull as Pull[]).filter((a) => a.runnerType === 'ui-shell');
+  const until = async (ok: (a: Pull[]) => boolean, what: string) => {
+    for (let i = 0; i < 400; i++) {
+      const a = await agents();
+      if (ok(a)) return a;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`timed out waiting for ${what}: ${JSON.stringify(await agents())}`);
+  };
+  const agent = startAgent(file.server.address, ['--type', 'ui-shell', '--labels', 'os=linux,zone=a', '--concurrency', '1']);
+  try {
+    const [idle] = await until((a) => a.length === 1 && a[0]!.waiting, 'the agent waiting for work');
+    assert.deepEqual([idle!.labels, idle!.leases], [{ os: 'linux', zone: 'a' }, []]);
+    const id = (await file.api.createWorkPlan({})).workPlan!.id;
+    await file.api.writeNodes({ workPlanId: id, stages: [{ id: 'sleepy', runnerType: 'ui-shell', args: { command: 'sleep 1' } }] });
+    const [busy] = await until((a) => a[0]?.leases.length === 1, 'the lease');
+    assert.deepEqual(busy!.leases.map((l) => [l.stageId, l.idx]), [['sleepy', 1]]);
+    await until((a) => a[0]?.leases.length === 0, 'the lease to end');
+  } finally {
+    await agent.stop();
+  }
+});
