@@ -11,7 +11,7 @@ import type { Page } from 'playwright-core';
 import { CheckState, NodeType, PredicateType, StageState, AttemptState } from '../../src/gen/turboci/v1/common.js';
 import { startTestRunner, type TestRunner } from '../support/runner.js';
 import { BIN, connect, serverPerFile, startServer, tempDir } from '../support/server.js';
-import { freePort, graphStates, launchBrowser, skipBrowser, timelineVersions, type Browser } from './support.js';
+import { freePort, graphAttemptStates, graphStates, launchBrowser, skipBrowser, timelineVersions, type Browser } from './support.js';
 
 const skip = skipBrowser;
 if (skip) console.log(`# ${skip}`);
@@ -191,17 +191,25 @@ test('4. the version slider shows the graph exactly as `turboci replay --at-vers
     await page.goto(`${web()}/workplans/${id}`);
     await page.waitForFunction(`window.__turboci?.version === ${workPlan!.version}`);
     const checked: number[] = [];
-    for (let n = 2; n <= workPlan!.version; n += 3) {
+    for (let n = 2; n <= workPlan!.version; n += 2) {
       await page.locator('#version-slider').fill(String(n));
       await page.waitForSelector(`#shown-version[data-mode="past"][data-version="${n}"]`);
       const shown = await graphStates(page);
       const replay = spawnSync(process.execPath, [BIN, 'replay', '--db', file.server.dbPath, '-w', id, '--at-version', String(n), '--json'], { encoding: 'utf8' });
       assert.equal(replay.status, 0, replay.stderr);
-      const state = JSON.parse(replay.stdout) as { checks?: { id: string; state: string }[]; stages?: { id: string; state: string }[] };
+      const state = JSON.parse(replay.stdout) as {
+        checks?: { id: string; state: string }[];
+        stages?: { id: string; state: string; attempts?: { state: string }[] }[];
+      };
       const expected: Record<string, string> = {};
+      const attempts: Record<string, string> = {};
       for (const c of state.checks ?? []) expected[`check:${c.id}`] = c.state.replace('CHECK_STATE_', '');
-      for (const s of state.stages ?? []) expected[`stage:${s.id}`] = s.state.replace('STAGE_STATE_', '');
+      for (const s of state.stages ?? []) {
+        expected[`stage:${s.id}`] = s.state.replace('STAGE_STATE_', '');
+        attempts[`stage:${s.id}`] = s.attempts?.at(-1)?.state.replace('ATTEMPT_STATE_', '') ?? '';
+      }
       assert.deepEqual(shown, expected, `version ${n}`);
+      assert.deepEqual(await graphAttemptStates(page), attempts, `attempts at version ${n}`);
       checked.push(n);
     }
     assert.ok(checked.length >= 3);

@@ -67,6 +67,11 @@ export async function graphStates(page: Page): Promise<Record<string, string>> {
   return page.$$eval('#graph g.node', (els) => Object.fromEntries(els.map((e) => [e.getAttribute('data-node')!, e.getAttribute('data-state')!])));
 }
 
+/** The graph's stages as the page shows them: node key → the state of its current attempt ('' when none). */
+export async function graphAttemptStates(page: Page): Promise<Record<string, string>> {
+  return page.$$eval('#graph g.node.stage', (els) => Object.fromEntries(els.map((e) => [e.getAttribute('data-node')!, e.getAttribute('data-attempt-state')!])));
+}
+
 /** Timeline versions as listed (newest first). */
 export async function timelineVersions(page: Page): Promise<number[]> {
   return page.$$eval('#timeline li', (els) => els.map((e) => Number(e.getAttribute('data-version'))));
