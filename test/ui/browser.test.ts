@@ -277,6 +277,19 @@ test('5. clicking a stage shows its attempts and the "why" chain; screenshot for
     // The README's picture: docs/web-ui.png is replaced only when asked (it differs on every run).
     const shot = process.env.TURBOCI_UPDATE_SCREENSHOT ? '../../../docs/web-ui.png' : '../web-ui.png';
     await page.screenshot({ path: fileURLToPath(new URL(shot, import.meta.url)), fullPage: false });
+
+    // The timeline filters by type and by node; an entry shows the graph as of its version.
+    const types = async () => page.$$eval('#timeline li .type', (els) => [...new Set(els.map((e) => e.textContent))]);
+    await page.selectOption('#timeline-type', 'StageStateChanged');
+    await page.waitForFunction(`[...document.querySelectorAll('#timeline li .type')].every((e) => e.textContent === 'StageStateChanged')`);
+    assert.deepEqual(await types(), ['StageStateChanged']);
+    await page.fill('#timeline-node', 'stage:run-unit');
+    await page.waitForFunction(`document.querySelectorAll('#timeline li').length === 2`);
+    assert.match(await page.locator('#timeline').innerText(), /stage run-unit went FINAL[\s\S]*stage run-unit went ATTEMPTING/);
+    const version = Number(await page.locator('#timeline li').last().getAttribute('data-version'));
+    await page.locator('#timeline li').last().locator('a').click();
+    await page.waitForSelector(`#shown-version[data-mode="past"][data-version="${version}"]`);
+    await page.waitForSelector('#graph g.node.highlighted[data-node="stage:run-unit"][data-state="ATTEMPTING"]');
   } finally {
     await page.close();
   }
