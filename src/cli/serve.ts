@@ -119,6 +119,7 @@ export async function serve(argv: string[]): Promise<number> {
     if (err.code === 'EADDRINUSE' || err.code === 'EACCES') throw new UsageError(`--http-port: cannot listen on ${host}:${httpPort} (${err.code})`);
     throw err;
   });
+  log.info({ httpAddress: http.address }, 'http listening; /readyz answers 200 once the read models are rebuilt');
   const store = new MeteredEventStore(new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true }));
   const startedAt = Date.now();
   const app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts });
