@@ -175,6 +175,10 @@ export async function startHttpServer(log: Logger, host: string, port: number): 
     })().catch(fail);
   });
 
+  // Idle keep-alive connections are closed by the client first (undici after 4 s): a server closing one just as
+  // the client reuses it would fail that request.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   const bound = await new Promise<number>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve((server.address() as AddressInfo).port));

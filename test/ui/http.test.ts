@@ -10,7 +10,11 @@ import { openSse, type SseEvent } from './sse-client.js';
 const file = serverPerFile('ui-http');
 const url = (path: string) => `http://${file.server.httpAddress}${path}`;
 const getJson = async (path: string, init?: RequestInit) => {
-  const res = await fetch(url(path), init);
+  const res = await fetch(url(path), init).catch((err: Error) => {
+    // Say why: is the server still there, and what did it log last?
+    const problems = file.server.logs.filter((l) => Number(l.level) >= 50).map((l) => JSON.stringify(l));
+    throw new Error(`GET ${path}: ${err.message} (${String((err as { cause?: unknown }).cause)}); server exit code ${file.server.child.exitCode}, signal ${file.server.child.signalCode}; errors logged: ${problems.join(' | ') || 'none'}`);
+  });
   return { status: res.status, type: res.headers.get('content-type') ?? '', body: (await res.json()) as Record<string, unknown> };
 };
 
@@ -211,13 +215,21 @@ test('/metrics: runners, pending attempts, dispatches in flight and watch subscr
 });
 
 test('serve: a bad or busy --http-port is a usage error naming it', async () => {
-  const { spawnSync } = await import('node:child_process');
+  // Asynchronously: a blocked event loop would let the server drop this process's idle keep-alive connections
+  // unnoticed, and the next fetch would fail on one of them.
+  const { execFile } = await import('node:child_process');
   const { BIN } = await import('../support/server.js');
-  const bad = spawnSync(process.execPath, [BIN, 'serve', '--http-port', 'web'], { encoding: 'utf8', timeout: 20_000 });
+  const run = (...argv: string[]) =>
+    new Promise<{ status: number | null; stderr: string }>((resolve) =>
+      execFile(process.execPath, [BIN, ...argv], { encoding: 'utf8', timeout: 20_000 }, (err, _out, stderr) =>
+        resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stderr }),
+      ),
+    );
+  const bad = await run('serve', '--http-port', 'web');
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--http-port: "web" is not a whole number/);
   const busyPort = file.server.httpAddress.split(':')[1]!;
-  const busy = spawnSync(process.execPath, [BIN, 'serve', '--port', '0', '--http-port', busyPort, '--db', `${file.server.dbPath}.other`], { encoding: 'utf8', timeout: 20_000 });
+  const busy = await run('serve', '--port', '0', '--http-port', busyPort, '--db', `${file.server.dbPath}.other`);
   assert.equal(busy.status, 2);
   assert.match(busy.stderr, new RegExp(`--http-port: cannot listen on 127\\.0\\.0\\.1:${busyPort} \\(EADDRINUSE\\)`));
 });
