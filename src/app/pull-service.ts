@@ -69,6 +69,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class PullService {
   private readonly waiters: Waiter[] = [];
+  /** Pull agents by runner id, as of their last Lease call (what the runners page shows). */
+  private readonly seen = new Map<string, { runnerType: string; labels: Readonly<Record<string, string>>; lastSeen: number }>();
   private subscription: Subscription | null = null;
   /** A retry backoff ended: waiters may be served now. */
   private readonly backoffEnded = new Subject<void>();
@@ -100,12 +102,25 @@ export class PullService {
     }
   }
 
+  /** Pull agents that called Lease in the last 10 minutes (for the runners page), and whether one is waiting now. */
+  agents(): Map<string, { runnerType: string; labels: Readonly<Record<string, string>>; lastSeen: number; waiting: boolean }> {
+    const waiting = new Set(this.waiters.map((w) => w.req.runnerId));
+    const out = new Map<string, { runnerType: string; labels: Readonly<Record<string, string>>; lastSeen: number; waiting: boolean }>();
+    const since = this.app.now() - 600_000;
+    for (const [id, a] of this.seen) {
+      if (a.lastSeen < since) this.seen.delete(id);
+      else out.set(id, { ...a, waiting: waiting.has(id) });
+    }
+    return out;
+  }
+
   limit(runnerType: string): number {
     return this.config.limits.get(runnerType) ?? this.config.defaultLimit;
   }
 
   /** Leases the best offerable attempt now, or waits (up to waitMs) for one; null when none came. */
   lease(req: LeaseRequest, cancelled: { onCancel(f: () => void): void }): Promise<LeasedAttempt | null> {
+    this.seen.set(req.runnerId, { runnerType: req.runnerType, labels: req.labels, lastSeen: this.app.now() });
     const now = this.tryLease(req);
     if (now || req.waitMs <= 0 || !this.subscription) return Promise.resolve(now);
     return new Promise((resolve) => {

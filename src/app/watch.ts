@@ -107,6 +107,13 @@ export class WatchHub {
     return this.subs.size;
   }
 
+  /** Live events waiting in every subscriber's queue right now (metrics). */
+  get queuedCount(): number {
+    let n = 0;
+    for (const sub of this.subs) n += sub.queued;
+    return n;
+  }
+
   /**
    * Opens a subscription (synchronously, from Orchestrator.afterFlush: see the handover note at the top). NOT_FOUND for an unknown workplan,
    * INVALID_ARGUMENT for an after_version beyond the workplan's current version.
@@ -252,6 +259,11 @@ export class WatchSubscription {
 
   get count(): number {
     return this.itemsSent;
+  }
+
+  /** Live items waiting to be pulled. */
+  get queued(): number {
+    return this.live.length;
   }
 
   get isClosed(): boolean {

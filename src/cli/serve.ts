@@ -16,6 +16,8 @@ import { SnapshotFile, snapshotPathFor } from '../infra/snapshot-file.js';
 import { SqliteEventStore } from '../infra/sqlite-event-store.js';
 import { createLogger } from '../logging.js';
 import { startServer } from '../transport/server.js';
+import { startHttpServer } from '../http/server.js';
+import { MeteredEventStore, readModelRebuild } from '../metrics.js';
 import { checkDatabaseDirectory, databaseError, FatalError, listenError } from './fatal.js';
 import { snapshotInWorker } from './snapshot.js';
 import { UsageError } from './usage-error.js';
@@ -30,6 +32,8 @@ lets running ones finish and closes the database.
 Options (each has an environment variable; the flag wins):
   --port N           port to listen on; 0 picks a free one            TURBOCI_PORT       (default 50051)
   --host ADDR        address to bind                                   TURBOCI_HOST       (default 127.0.0.1)
+  --http-port N      HTTP port on the same host: web UI, JSON API, SSE,
+                     /metrics, /healthz, /readyz; 0 picks a free one   TURBOCI_HTTP_PORT  (default 8080)
   --db PATH          SQLite event log file, created if missing         TURBOCI_DB         (default ./turboci.db)
                      (one server per file: a second one refuses to start; next to it the server keeps
                      PATH.lock, its lock, and PATH.position, the last position it committed)
@@ -67,11 +71,12 @@ Input limits, in bytes of UTF-8 (docs/configuration.md lists the fixed ones):
   --max-ttl S        longest runner registration ttl_seconds     TURBOCI_MAX_TTL (default 86400)
   -h, --help         show this help
 
-When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051",...}. While the disk is full,
+When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051","httpAddress":"127.0.0.1:8080",...}.
+The web UI is at http://HOST:HTTP_PORT/ (read-only; writes stay on gRPC). While the disk is full,
 writes get RESOURCE_EXHAUSTED and health service "turboci.writes" says NOT_SERVING (reads and watches go on); it
 takes writes again by itself once space returns. A fatal error at start (missing directory, port in use, read-only
 file system, damaged database, database in use) is one line on stderr and exit status 1.
-Operations (disk full, hash chain, commit marker, backup and restore): docs/operations.md.
+Operations (disk full, hash chain, commit marker, snapshots, backup and restore): docs/operations.md.
 
 Examples:
   npx turboci serve
@@ -84,6 +89,7 @@ export async function serve(argv: string[]): Promise<number> {
     args: argv,
     options: {
       port: { type: 'string' },
+      'http-port': { type: 'string' },
       host: { type: 'string' },
       db: { type: 'string' },
       'log-level': { type: 'string' },
@@ -112,6 +118,7 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const env = process.env;
   const port = integer('--port', values.port ?? env.TURBOCI_PORT ?? '50051', 0, 65535);
+  const httpPort = integer('--http-port', values['http-port'] ?? env.TURBOCI_HTTP_PORT ?? '8080', 0, 65535);
   const maxAttempts = integer('--max-attempts', values['max-attempts'] ?? env.TURBOCI_MAX_ATTEMPTS ?? '3', 1, 1000);
   const watchBuffer = integer('--watch-buffer', values['watch-buffer'] ?? env.TURBOCI_WATCH_BUFFER ?? '10000', 1, 10_000_000);
   const attemptTimeout = integer('--attempt-timeout', values['attempt-timeout'] ?? env.TURBOCI_ATTEMPT_TIMEOUT ?? '600', 1, 7 * 24 * 3600);
@@ -155,28 +162,37 @@ export async function serve(argv: string[]): Promise<number> {
   });
   // Fatal at start: one line naming the path or port and the cause (main prints it and exits 1).
   checkDatabaseDirectory(dbPath);
+  // HTTP first: /healthz answers during the rebuild and /readyz says when it is done.
+  const http = await startHttpServer(log, host, httpPort).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EADDRINUSE' || err.code === 'EACCES') throw new UsageError(`--http-port: cannot listen on ${host}:${httpPort} (${err.code})`);
+    throw err;
+  });
+  log.info({ httpAddress: http.address }, 'http listening; /readyz answers 200 once the read models are rebuilt');
   let lock: ReturnType<typeof acquireOwnerLock>;
-  let store: SqliteEventStore;
+  let sqlite: SqliteEventStore;
   try {
     lock = acquireOwnerLock(dbPath);
     // Rows already in the current schema are the server's own: only upcast rows are validated again on start.
-    store = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true, commitMarker: true, validate: 'upcast' });
+    sqlite = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true, commitMarker: true, validate: 'upcast' });
   } catch (err) {
+    await http.close();
     throw databaseError(dbPath, err);
   }
+  const store = new MeteredEventStore(sqlite);
   const marker = readCommitMarker(dbPath);
-  const last = store.lastPosition();
+  const last = sqlite.lastPosition();
   if (marker && last < marker.position) {
     const missing = marker.position - last;
     const what = `the event log ${dbPath} ends at position ${last}, but the server that last served it committed up to position ${marker.position} (${markerPath(dbPath)}): ${missing} acknowledged event${missing === 1 ? ' is' : 's are'} missing`;
     if (!values['accept-data-loss']) {
       store.close();
       lock.release();
+      await http.close();
       throw new FatalError(`${what}. Restore the database from a backup, or start with --accept-data-loss to serve what is left`);
     }
     log.warn({ db: dbPath, lastPosition: last, committedPosition: marker.position, missing }, `${what}; serving what is left (--accept-data-loss)`);
   }
-  store.writeCommitMarker(); // this server owns the log now, from this position
+  sqlite.writeCommitMarker(); // this server owns the log now, from this position
   const startedAt = Date.now();
   let app: Orchestrator;
   let loaded: ReturnType<typeof loadReadModels>;
@@ -187,6 +203,7 @@ export async function serve(argv: string[]): Promise<number> {
     const e = databaseError(dbPath, err);
     throw e instanceof FatalError ? e : new FatalError(`cannot rebuild the read models from ${dbPath}: ${(err as Error).message}`);
   }
+  readModelRebuild.set((Date.now() - startedAt) / 1000);
   if (loaded.ignored) log.warn({ why: loaded.ignored }, 'snapshot ignored; the whole log was replayed');
   log.info(
     {
@@ -223,9 +240,12 @@ export async function serve(argv: string[]): Promise<number> {
   const server = await startServer(app, log, host, port, { watchBuffer, runners, pull, limits: inputLimits }).catch((err: unknown) => {
     pull.stop();
     reaper.stop();
+    snapshots.stop();
+    evictor.stop();
     app.close();
     store.close();
     lock.release();
+    void http.close();
     throw listenError(host, port, err);
   });
   setLogVerbosity(logVerbosity.ERROR);
@@ -234,6 +254,7 @@ export async function serve(argv: string[]): Promise<number> {
     defaultAttemptTimeoutMs: attemptTimeout * 1000,
   });
   dispatcher.start();
+  http.attach(app, { watchBuffer, pull });
   // Signal handlers first: a supervisor (or a test) may send SIGTERM as soon as it reads the ready line.
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -245,14 +266,16 @@ export async function serve(argv: string[]): Promise<number> {
   });
   // The ready line is printed at any level but silent: with --port 0 it is the only way to learn the port.
   const ready = level === 'silent' ? log : log.child({}, { level: 'info' });
-  ready.info({ address: server.address, port: server.port, db: dbPath, pid: process.pid }, 'listening');
+  ready.info({ address: server.address, port: server.port, httpAddress: http.address, httpPort: http.port, db: dbPath, pid: process.pid }, 'listening');
   await stopped;
   pull.stop(); // answers long-polling Lease calls now, so the server's grace period is not spent waiting for them
+  http.drain(); // ends live streams, telling each browser where to resume
   await server.shutdown();
   reaper.stop();
   dispatcher.stop();
   snapshots.stop();
   evictor.stop();
+  await http.close();
   app.close();
   store.close();
   lock.release();

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from '../logging.js';
+import { observeRpc } from '../metrics.js';
 import { undecodable } from './decode.js';
 import { toServiceError } from './errors.js';
 
@@ -27,7 +28,11 @@ export const unaryHandler =
     const header = call.metadata.get('x-request-id')[0];
     const requestId = req.requestId || (typeof header === 'string' ? header : '') || randomUUID();
     const line = { method, workPlanId: req.workPlanId ?? req.id, executionId: req.executionId, requestId };
-    const done = (code: status) => ({ ...line, code: status[code], durationMs: Number(process.hrtime.bigint() - started) / 1e6 });
+    const done = (code: status) => {
+      const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      observeRpc(method, status[code], durationMs / 1000);
+      return { ...line, code: status[code], durationMs };
+    };
     const fail = (err: unknown): Promise<void> => {
       const send = () => {
         const { error, internal } = toServiceError(err);

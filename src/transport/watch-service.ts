@@ -8,6 +8,7 @@ import { DEFAULT_WATCH_BUFFER, WatchHub, type WatchEnd, type WatchSubscription }
 import type { Orchestrator } from '../app/orchestrator.js';
 import type { WatchWorkPlanRequest } from '../gen/turboci/v1/service.js';
 import type { Logger } from '../logging.js';
+import { observeRpc, observeWatches } from '../metrics.js';
 import { statusText, toServiceError } from './errors.js';
 import { undecodable } from './decode.js';
 import { parseRequest } from './validation.js';
@@ -50,6 +51,7 @@ export class WatchService {
         ),
       onError: (err, workPlanId) => log.error({ err, workPlanId }, 'watch projection failed; its subscriptions were ended'),
     });
+    observeWatches('grpc', () => ({ subscriptions: this.hub.subscriptionCount, queued: this.hub.queuedCount }));
   }
 
   get subscriptionCount(): number {
@@ -81,6 +83,7 @@ export class WatchService {
       if (finished) return false;
       finished = true;
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      observeRpc(line.method, status[code], durationMs / 1000);
       this.log.info({ ...line, code: status[code], durationMs, events: sub?.count ?? 0, ...(details ? { error: details } : {}) }, 'rpc');
       return true;
     };

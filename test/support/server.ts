@@ -37,6 +37,8 @@ export const BIN = fileURLToPath(new URL('../../../bin/turboci.js', import.meta.
 export interface ServerProcess {
   readonly child: ChildProcess;
   readonly address: string;
+  /** The HTTP port's host:port (web UI, JSON API, /metrics). */
+  readonly httpAddress: string;
   readonly dbPath: string;
   /** Every JSON log line the server printed so far. */
   readonly logs: Record<string, unknown>[];
@@ -51,20 +53,24 @@ export function tempDir(prefix = 'turboci-test-'): { path: string; remove(): voi
 }
 
 export async function startServer(dbPath: string, extraArgs: string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--db', dbPath, '--log-level', 'info', ...extraArgs], {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--http-port', '0', '--db', dbPath, '--log-level', 'info', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let httpAddress = '';
   const address = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
-        if (entry.msg === 'listening') resolve(String(entry.address));
+        if (entry.msg === 'listening') {
+          httpAddress = String(entry.httpAddress);
+          resolve(String(entry.address));
+        }
       } catch {
         // not a log line
       }
@@ -83,6 +89,7 @@ export async function startServer(dbPath: string, extraArgs: string[] = []): Pro
   return {
     child,
     address,
+    httpAddress,
     dbPath,
     logs,
     waitForLog,

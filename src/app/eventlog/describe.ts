@@ -1,5 +1,5 @@
 // What an event says, in words, and what it changed on its node, as `path: old → new` lines.
-import { eventNode, type DomainEvent } from '../../domain/events.js';
+import { eventNode, type DomainEvent, type RecordedEvent } from '../../domain/events.js';
 import type { NodeSnapshot } from './replay.js';
 
 /**
@@ -102,4 +102,10 @@ export function describeEvent(event: DomainEvent): string {
     case 'RunnerExpired':
       return `registration ${String(d.registrationId)} expired`;
   }
+}
+
+/** "written by request r-1" or "resolver, within request r-1": who put an event in the log. */
+export function describeOrigin(rec: RecordedEvent): string {
+  const req = rec.causation.requestId ? `request ${rec.causation.requestId}` : 'no request id';
+  return rec.causation.causedByVersion === null ? `written by ${req}` : `resolver, within ${req}`;
 }
