@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { ApprovalTimer } from '../app/approvals.js';
 import { Dispatcher } from '../app/dispatcher.js';
 import { Orchestrator } from '../app/orchestrator.js';
 import { PullService } from '../app/pull-service.js';
@@ -123,6 +124,8 @@ export async function serve(argv: string[]): Promise<number> {
   pull.start();
   const reaper = new Reaper(app, pull, log);
   reaper.start();
+  const approvals = new ApprovalTimer(app, log);
+  approvals.start();
   const server = await startServer(app, log, host, port, { watchBuffer, runners, pull });
   const dispatcher = new Dispatcher(app, runners, new GrpcRunnerTransport(), log, {
     callbackAddress: values['advertise-address'] ?? env.TURBOCI_ADVERTISE_ADDRESS ?? server.address,
@@ -144,6 +147,7 @@ export async function serve(argv: string[]): Promise<number> {
   pull.stop(); // answers long-polling Lease calls now, so the server's grace period is not spent waiting for them
   await server.shutdown();
   reaper.stop();
+  approvals.stop();
   dispatcher.stop();
   app.close();
   store.close();

@@ -7,7 +7,10 @@ import { runnerHandlers } from './runner-handlers.js';
 import { unaryHandler } from './unary.js';
 import { WatchService, type WatchCall } from './watch-service.js';
 import { checkToProto, stageToProto, workPlanToProto } from './to-proto.js';
+import { approve } from '../app/approvals.js';
+import { principalOf } from './request-context.js';
 import {
+  approveRequest,
   createWorkPlanRequest,
   parseRequest,
   queryNodesRequest,
@@ -58,6 +61,11 @@ export function orchestratorService(
         nextPageToken: page.nextPageToken,
         workPlanVersion: page.version,
       };
+    }),
+    approve: unary('Approve', (req, ctx) => {
+      const input = parseRequest(approveRequest, req);
+      const out = approve(app, { ...input, principal: principalOf(ctx.call) });
+      return { check: checkToProto(input.workPlanId, out.check), workPlanVersion: out.version };
     }),
     ...runnerHandlers(runners, unary),
     watchWorkPlan: watch.handler,

@@ -8,7 +8,15 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Struct } from "../../google/protobuf/struct.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
-import { CheckState, checkStateFromJSON, checkStateToJSON, DependencyGroup, Failure } from "./common.js";
+import {
+  Approval,
+  ApprovalGate,
+  CheckState,
+  checkStateFromJSON,
+  checkStateToJSON,
+  DependencyGroup,
+  Failure,
+} from "./common.js";
 
 export const protobufPackage = "turboci.v1";
 
@@ -28,6 +36,14 @@ export interface Check {
     | undefined;
   /** Number of changes made to this check. */
   version: number;
+  /** Extension: set when the check is an approval gate. */
+  approvalGate:
+    | ApprovalGate
+    | undefined;
+  /** Extension: the approvals and rejections given to the gate, oldest first. */
+  approvals: Approval[];
+  /** Extension: the workplan stream version of the last change to this check (compare with a write's read_version). */
+  changedAtVersion: number;
 }
 
 export interface CheckResult {
@@ -46,7 +62,11 @@ export interface CheckWrite {
   kind: string;
   options: { [key: string]: any } | undefined;
   dependencies: DependencyGroup | undefined;
-  result: CheckResultWrite | undefined;
+  result:
+    | CheckResultWrite
+    | undefined;
+  /** Extension: makes a new check an approval gate (only when it is created; resending the same gate is a no-op). */
+  approvalGate: ApprovalGate | undefined;
 }
 
 export interface CheckResultWrite {
@@ -69,6 +89,9 @@ function createBaseCheck(): Check {
     createdAt: undefined,
     updatedAt: undefined,
     version: 0,
+    approvalGate: undefined,
+    approvals: [],
+    changedAtVersion: 0,
   };
 }
 
@@ -103,6 +126,15 @@ export const Check: MessageFns<Check> = {
     }
     if (message.version !== 0) {
       writer.uint32(80).int64(message.version);
+    }
+    if (message.approvalGate !== undefined) {
+      ApprovalGate.encode(message.approvalGate, writer.uint32(802).fork()).join();
+    }
+    for (const v of message.approvals) {
+      Approval.encode(v!, writer.uint32(810).fork()).join();
+    }
+    if (message.changedAtVersion !== 0) {
+      writer.uint32(816).int64(message.changedAtVersion);
     }
     return writer;
   },
@@ -200,6 +232,30 @@ export const Check: MessageFns<Check> = {
             message.version = longToNumber(reader.int64());
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.approvalGate = ApprovalGate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 101: {
+            if (tag !== 810) {
+              break;
+            }
+
+            message.approvals.push(Approval.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 102: {
+            if (tag !== 816) {
+              break;
+            }
+
+            message.changedAtVersion = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -236,6 +292,19 @@ export const Check: MessageFns<Check> = {
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      approvalGate: isSet(object.approvalGate)
+        ? ApprovalGate.fromJSON(object.approvalGate)
+        : isSet(object.approval_gate)
+        ? ApprovalGate.fromJSON(object.approval_gate)
+        : undefined,
+      approvals: globalThis.Array.isArray(object?.approvals)
+        ? object.approvals.map((e: any) => Approval.fromJSON(e))
+        : [],
+      changedAtVersion: isSet(object.changedAtVersion)
+        ? globalThis.Number(object.changedAtVersion)
+        : isSet(object.changed_at_version)
+        ? globalThis.Number(object.changed_at_version)
+        : 0,
     };
   },
 
@@ -271,6 +340,15 @@ export const Check: MessageFns<Check> = {
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
     }
+    if (message.approvalGate !== undefined) {
+      obj.approvalGate = ApprovalGate.toJSON(message.approvalGate);
+    }
+    if (message.approvals?.length) {
+      obj.approvals = message.approvals.map((e) => Approval.toJSON(e));
+    }
+    if (message.changedAtVersion !== 0) {
+      obj.changedAtVersion = Math.round(message.changedAtVersion);
+    }
     return obj;
   },
 
@@ -291,6 +369,11 @@ export const Check: MessageFns<Check> = {
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
     message.version = object.version ?? 0;
+    message.approvalGate = (object.approvalGate !== undefined && object.approvalGate !== null)
+      ? ApprovalGate.fromPartial(object.approvalGate)
+      : undefined;
+    message.approvals = object.approvals?.map((e) => Approval.fromPartial(e)) || [];
+    message.changedAtVersion = object.changedAtVersion ?? 0;
     return message;
   },
 };
@@ -487,7 +570,15 @@ export const CheckResult: MessageFns<CheckResult> = {
 };
 
 function createBaseCheckWrite(): CheckWrite {
-  return { id: "", state: 0, kind: "", options: undefined, dependencies: undefined, result: undefined };
+  return {
+    id: "",
+    state: 0,
+    kind: "",
+    options: undefined,
+    dependencies: undefined,
+    result: undefined,
+    approvalGate: undefined,
+  };
 }
 
 export const CheckWrite: MessageFns<CheckWrite> = {
@@ -509,6 +600,9 @@ export const CheckWrite: MessageFns<CheckWrite> = {
     }
     if (message.result !== undefined) {
       CheckResultWrite.encode(message.result, writer.uint32(50).fork()).join();
+    }
+    if (message.approvalGate !== undefined) {
+      ApprovalGate.encode(message.approvalGate, writer.uint32(802).fork()).join();
     }
     return writer;
   },
@@ -574,6 +668,14 @@ export const CheckWrite: MessageFns<CheckWrite> = {
             message.result = CheckResultWrite.decode(reader, reader.uint32());
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.approvalGate = ApprovalGate.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -594,6 +696,11 @@ export const CheckWrite: MessageFns<CheckWrite> = {
       options: isObject(object.options) ? object.options : undefined,
       dependencies: isSet(object.dependencies) ? DependencyGroup.fromJSON(object.dependencies) : undefined,
       result: isSet(object.result) ? CheckResultWrite.fromJSON(object.result) : undefined,
+      approvalGate: isSet(object.approvalGate)
+        ? ApprovalGate.fromJSON(object.approvalGate)
+        : isSet(object.approval_gate)
+        ? ApprovalGate.fromJSON(object.approval_gate)
+        : undefined,
     };
   },
 
@@ -617,6 +724,9 @@ export const CheckWrite: MessageFns<CheckWrite> = {
     if (message.result !== undefined) {
       obj.result = CheckResultWrite.toJSON(message.result);
     }
+    if (message.approvalGate !== undefined) {
+      obj.approvalGate = ApprovalGate.toJSON(message.approvalGate);
+    }
     return obj;
   },
 
@@ -634,6 +744,9 @@ export const CheckWrite: MessageFns<CheckWrite> = {
       : undefined;
     message.result = (object.result !== undefined && object.result !== null)
       ? CheckResultWrite.fromPartial(object.result)
+      : undefined;
+    message.approvalGate = (object.approvalGate !== undefined && object.approvalGate !== null)
+      ? ApprovalGate.fromPartial(object.approvalGate)
       : undefined;
     return message;
   },

@@ -58,7 +58,11 @@ export interface Stage {
   /** Extension: scheduling priority for pull runners; higher is leased first (then the oldest attempt). */
   priority: number;
   /** Extension: how attempts are executed by pull runners (0 fields = the server's defaults). */
-  executionPolicy: StageExecutionPolicy | undefined;
+  executionPolicy:
+    | StageExecutionPolicy
+    | undefined;
+  /** Extension: the workplan stream version of the last change to this stage (compare with a write's read_version). */
+  changedAtVersion: number;
 }
 
 /**
@@ -174,6 +178,7 @@ function createBaseStage(): Stage {
     attemptTimeoutSeconds: 0,
     priority: 0,
     executionPolicy: undefined,
+    changedAtVersion: 0,
   };
 }
 
@@ -232,6 +237,9 @@ export const Stage: MessageFns<Stage> = {
     }
     if (message.executionPolicy !== undefined) {
       StageExecutionPolicy.encode(message.executionPolicy, writer.uint32(146).fork()).join();
+    }
+    if (message.changedAtVersion !== 0) {
+      writer.uint32(800).int64(message.changedAtVersion);
     }
     return writer;
   },
@@ -393,6 +401,14 @@ export const Stage: MessageFns<Stage> = {
             message.executionPolicy = StageExecutionPolicy.decode(reader, reader.uint32());
             continue;
           }
+          case 100: {
+            if (tag !== 800) {
+              break;
+            }
+
+            message.changedAtVersion = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -463,6 +479,11 @@ export const Stage: MessageFns<Stage> = {
         : isSet(object.execution_policy)
         ? StageExecutionPolicy.fromJSON(object.execution_policy)
         : undefined,
+      changedAtVersion: isSet(object.changedAtVersion)
+        ? globalThis.Number(object.changedAtVersion)
+        : isSet(object.changed_at_version)
+        ? globalThis.Number(object.changed_at_version)
+        : 0,
     };
   },
 
@@ -522,6 +543,9 @@ export const Stage: MessageFns<Stage> = {
     if (message.executionPolicy !== undefined) {
       obj.executionPolicy = StageExecutionPolicy.toJSON(message.executionPolicy);
     }
+    if (message.changedAtVersion !== 0) {
+      obj.changedAtVersion = Math.round(message.changedAtVersion);
+    }
     return obj;
   },
 
@@ -554,6 +578,7 @@ export const Stage: MessageFns<Stage> = {
     message.executionPolicy = (object.executionPolicy !== undefined && object.executionPolicy !== null)
       ? StageExecutionPolicy.fromPartial(object.executionPolicy)
       : undefined;
+    message.changedAtVersion = object.changedAtVersion ?? 0;
     return message;
   },
 };
