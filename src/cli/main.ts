@@ -1,3 +1,4 @@
+import { approveCommand } from './approve.js';
 import { events } from './events.js';
 import { explain } from './explain.js';
 import { exportCommand } from './export.js';
@@ -15,6 +16,7 @@ TurboCI-Lite: an event-sourced CI workflow orchestrator (checks, stages, depende
 Commands:
   serve     start the gRPC server on a SQLite event log
   runner    a pull runner agent: leases attempts of its runner type and runs their args.command
+  approve   approve or reject an approval gate (a check written with approval_gate)
 
 Event log tools (read a database file read-only, safe while a server runs; most also work with --server):
   events    list events, filtered by workplan, node, type, version, position or time (table or NDJSON)
@@ -29,6 +31,7 @@ Run "turboci <command> --help" for a command's options and examples.`;
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve,
   runner,
+  approve: approveCommand,
   events,
   replay,
   explain,

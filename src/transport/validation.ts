@@ -55,15 +55,16 @@ const groupLevel = z
     dependencies: z.array(
       z.object({ targetType: required(nodeType, 'target_type is required'), targetId: id }),
     ),
+    /** Validated level by level by dependencyGroup; counted here as members. */
+    groups: z.array(z.unknown()).optional(),
   })
   .superRefine((g, ctx) => {
-    const raw = ctx.value as { groups?: unknown[] };
-    const members = g.dependencies.length + (raw.groups?.length ?? 0);
+    const members = g.dependencies.length + (g.groups?.length ?? 0);
     if (members > 0 && g.threshold === 0 && g.predicate === undefined) {
       ctx.addIssue({ code: 'custom', path: ['predicate'], message: 'AND or OR is required when there are members' });
     }
     if (g.threshold > members) {
-      ctx.addIssue({ code: 'custom', path: ['threshold'], message: `${g.threshold} exceeds the ${members} members (dependencies and groups)` });
+      ctx.addIssue({ code: 'custom', path: ['threshold'], message: `${g.threshold} exceeds the ${members} member${members === 1 ? '' : 's'} (dependencies and groups)` });
     }
     const seen = new Set<string>();
     g.dependencies.forEach((d, j) => {
