@@ -1,7 +1,7 @@
 // Issue 17 over real gRPC against a real server process: nested dependency groups, transactions against what the
 // writer read, approval gates (Approve RPC and the `turboci approve` CLI).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import {
@@ -54,7 +54,19 @@ test('(linux AND linux-tests) OR (mac AND mac-tests): the stage starts when one 
   const deploy = done.stages.find((s) => s.id === 'deploy')!;
   assert.equal(deploy.state, StageState.STAGE_STATE_ATTEMPTING, 'started in the write that completed the mac group');
   assert.equal(deploy.attempts[0]!.state, AttemptState.ATTEMPT_STATE_PENDING);
+
+  // explain names the member that completed the group.
+  const text = explain(workPlanId, 'stage:deploy');
+  assert.match(text, /stage deploy went ATTEMPTING at v\d+ because check mac-tests went FINAL at v\d+/);
+  assert.match(text, /\n  group 2 of 2 satisfied by check mac-tests\n/);
 });
+
+/** `turboci explain --server` against the test server. */
+function explain(workPlanId: string, node: string): string {
+  const r = spawnSync(process.execPath, [BIN, 'explain', '--server', suite.server.address, '-w', workPlanId, node], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+}
 
 test('nesting deeper than 16 is INVALID_ARGUMENT naming the path; so is a threshold above the member count', async () => {
   const workPlanId = await newWorkPlan();
@@ -178,6 +190,10 @@ test('release gate: deploy waits on an approval and on a nested group of two pla
   );
   assert.equal(res.check!.results.at(-1)!.failure, undefined);
   assert.equal((await stageOf(workPlanId, 'deploy')).state, StageState.STAGE_STATE_ATTEMPTING);
+  const why = explain(workPlanId, 'check:release');
+  assert.match(why, /anonymous approved check release \("ship it"\) at v\d+/);
+  assert.match(why, /check release went FINAL at v\d+ because anonymous approved check release/);
+  assert.match(explain(workPlanId, 'stage:deploy'), /dependencies satisfied by check release/);
 });
 
 test('without authentication every caller is the same principal: a second approval does not count twice', async () => {
