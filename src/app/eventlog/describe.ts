@@ -16,7 +16,7 @@ export function describeChange(before: NodeSnapshot | undefined, after: NodeSnap
   return out;
 }
 
-const BOOKKEEPING = new Set(['updatedAt', 'version']);
+const BOOKKEEPING = new Set(['updatedAt', 'version', 'changedAtVersion']);
 function strip(node: unknown): unknown {
   if (!node || typeof node !== 'object' || Array.isArray(node)) return node;
   return Object.fromEntries(Object.entries(node).filter(([k]) => !BOOKKEEPING.has(k)));
