@@ -13,6 +13,7 @@ import {
   StageState,
   type DependencyGroup,
 } from '../../src/gen/turboci/v1/common.js';
+import { WatchWorkPlanRequest, type WorkPlanEvent } from '../../src/gen/turboci/v1/service.js';
 import { BIN, serverPerFile } from '../support/server.js';
 
 const suite = serverPerFile('graph');
@@ -194,6 +195,29 @@ test('release gate: deploy waits on an approval and on a nested group of two pla
   assert.match(why, /anonymous approved check release \("ship it"\) at v\d+/);
   assert.match(why, /check release went FINAL at v\d+ because anonymous approved check release/);
   assert.match(explain(workPlanId, 'stage:deploy'), /dependencies satisfied by check release/);
+});
+
+test('Watch shows who approved: the approval is a change of the gate, with the principal and the comment', async () => {
+  const workPlanId = await newWorkPlan();
+  await suite.api.writeNodes({ workPlanId, checks: [{ id: 'g', state: CheckState.CHECK_STATE_PLANNED, approvalGate: {} }] });
+  const from = await read(workPlanId);
+  const call = suite.client.watchWorkPlan(WatchWorkPlanRequest.fromPartial({ workPlanId, afterVersion: from, includeChecks: true }));
+  const seen: WorkPlanEvent[] = [];
+  const ended = new Promise<void>((resolve) => {
+    call.on('data', (e: WorkPlanEvent) => {
+      seen.push(e);
+      if (e.completedEvent) call.cancel();
+    });
+    call.on('error', () => resolve());
+    call.on('end', () => resolve());
+  });
+  await suite.api.approve({ workPlanId, checkId: 'g', decision: APPROVE, comment: 'lgtm' });
+  await ended;
+  const first = seen[0]!.checkEvent!;
+  assert.equal(seen[0]!.version, from + 1);
+  assert.equal(first.newState, CheckState.CHECK_STATE_WAITING, 'the approval itself, before the gate goes FINAL');
+  assert.deepEqual(first.check!.approvals.map((a) => [a.principal, a.comment]), [['anonymous', 'lgtm']]);
+  assert.equal(seen.filter((e) => e.checkEvent?.newState === CheckState.CHECK_STATE_FINAL).length, 1);
 });
 
 test('without authentication every caller is the same principal: a second approval does not count twice', async () => {
