@@ -230,6 +230,15 @@ test('without authentication every caller is the same principal: a second approv
   assert.equal(again.workPlanVersion, v + 1, 'the repeat appended nothing');
 });
 
+test('Approve with a request_id: a retry answers again and appends nothing, even after the gate went FINAL', async () => {
+  const workPlanId = await newWorkPlan();
+  await suite.api.writeNodes({ workPlanId, checks: [{ id: 'g', state: CheckState.CHECK_STATE_PLANNED, approvalGate: {} }] });
+  const first = await suite.api.approve({ workPlanId, checkId: 'g', decision: ApprovalDecision.APPROVAL_DECISION_REJECT, comment: 'no', requestId: 'r-1' });
+  const retry = await suite.api.approve({ workPlanId, checkId: 'g', decision: ApprovalDecision.APPROVAL_DECISION_REJECT, comment: 'no', requestId: 'r-1' });
+  assert.equal(retry.workPlanVersion, first.workPlanVersion);
+  assert.deepEqual(retry.check, first.check);
+});
+
 test.todo('with authentication on, only tokens with the approver role for the realm may approve, and the event records the principal (needs the identity work)');
 
 test('turboci approve --reject: the gate goes FINAL with a failure naming the principal and the comment', async () => {
