@@ -5,7 +5,7 @@ import type { Orchestrator, WriteNodesResult } from '../src/app/orchestrator.js'
 import type { CheckWriteInput, StageWriteInput } from '../src/domain/commands.js';
 import { currentAttempt, type DependencyGroup, type Stage } from '../src/domain/model.js';
 
-export const SHAPES = ['chain', 'fan', 'dag'] as const;
+export const SHAPES = ['chain', 'fan', 'dag', 'nested'] as const;
 export type Shape = (typeof SHAPES)[number];
 
 /** Nodes (checks + stages) per creating WriteNodes: large enough to amortize, small enough to be a real request. */
@@ -28,7 +28,8 @@ const stageId = (i: number) => `stage-${i}`;
 
 /**
  * Which earlier pairs pair i waits for (by index). chain: the one before; fan: pair 0 fans out to every middle pair,
- * and the last pair fans in on all of them; dag: up to 3 distinct earlier pairs picked at random.
+ * and the last pair fans in on all of them; dag: up to 3 distinct earlier pairs picked at random; nested: up to 8, in a
+ * 3-level nested group (nestedOnChecks).
  */
 function predecessors(shape: Shape, i: number, pairs: number, random: () => number): number[] {
   if (i === 0) return [];
@@ -37,9 +38,10 @@ function predecessors(shape: Shape, i: number, pairs: number, random: () => numb
       return [i - 1];
     case 'fan':
       return i < pairs - 1 || pairs === 2 ? [0] : Array.from({ length: pairs - 2 }, (_, k) => k + 1);
-    case 'dag': {
+    case 'dag':
+    case 'nested': {
       const picked = new Set<number>();
-      const want = Math.min(3, i);
+      const want = Math.min(shape === 'nested' ? 8 : 3, i);
       while (picked.size < want) picked.add(Math.floor(random() * i));
       return [...picked].sort((x, y) => x - y);
     }
@@ -50,10 +52,21 @@ const onChecks = (pairs: readonly number[]): DependencyGroup | undefined =>
   pairs.length === 0 ? undefined : { predicate: 'AND', threshold: 0, edges: pairs.map((p) => ({ kind: 'check', id: checkId(p) })) };
 
 /**
+ * The nested shape's 3-level group of 8 edges: (p0 AND p1) OR (p2 AND p3), AND, (p4 AND p5) OR (p6 AND p7). Pairs
+ * with fewer than 8 predecessors wait for all of them, flat.
+ */
+const nestedOnChecks = (pairs: readonly number[]): DependencyGroup | undefined => {
+  if (pairs.length < 8) return onChecks(pairs);
+  const edges = (a: number, b: number) => ({ predicate: 'AND' as const, threshold: 0, edges: [pairs[a]!, pairs[b]!].map((p) => ({ kind: 'check' as const, id: checkId(p) })) });
+  const either = (a: number) => ({ predicate: 'OR' as const, threshold: 0, edges: [], groups: [edges(a, a + 1), edges(a + 2, a + 3)] });
+  return { predicate: 'AND', threshold: 0, edges: [], groups: [either(0), either(4)] };
+};
+
+/**
  * One unit of work as a CI system writes it: a check (the objective, e.g. "//pkg/3:test passes on linux") and the
  * stage assigned to it, which waits for the checks of its predecessors. Payloads are the size real clients send.
  */
-function pair(i: number, deps: readonly number[]): { check: CheckWriteInput; stage: StageWriteInput } {
+function pair(i: number, deps: readonly number[], nested: boolean): { check: CheckWriteInput; stage: StageWriteInput } {
   const target = `//pkg/${i % 97}:target_${i}`;
   return {
     check: { id: checkId(i), state: 'PLANNED', kind: 'build', options: { target, platform: 'linux-x86_64' } },
@@ -61,7 +74,7 @@ function pair(i: number, deps: readonly number[]): { check: CheckWriteInput; sta
       id: stageId(i),
       args: { command: ['bazel', 'test', target], env: { CI: 'true' }, timeoutSeconds: 900 },
       assignments: [{ checkId: checkId(i), goalState: 'FINAL' }],
-      dependencies: onChecks(deps),
+      dependencies: nested ? nestedOnChecks(deps) : onChecks(deps),
     },
   };
 }
@@ -74,7 +87,7 @@ export function creationBatches(shape: Shape, nodes: number, seed = 42): { check
   const perBatch = WRITE_BATCH_NODES / 2;
   for (let i = 0; i < pairs; i++) {
     if (i % perBatch === 0) batches.push({ checks: [], stages: [] });
-    const { check, stage } = pair(i, predecessors(shape, i, pairs, random));
+    const { check, stage } = pair(i, predecessors(shape, i, pairs, random), shape === 'nested');
     batches.at(-1)!.checks.push(check);
     batches.at(-1)!.stages.push(stage);
   }

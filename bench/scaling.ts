@@ -90,7 +90,7 @@ function main(): void {
       ratios,
       notes: [
         'in-process through the application layer (Orchestrator.writeNodes on a real SqliteEventStore file, synchronous NORMAL); gRPC costs are measured by the transport benchmark, fsync costs by the append benchmark',
-        'N counts nodes = checks + stages: N/2 checks and N/2 stages, each stage assigned its own check and depending on the checks of its predecessors (chain: the previous one; fan: one root fans out to N/2-2 stages that one sink waits for; dag: 3 distinct earlier ones, seeded PRNG)',
+        'N counts nodes = checks + stages: N/2 checks and N/2 stages, each stage assigned its own check and depending on the checks of its predecessors (chain: the previous one; fan: one root fans out to N/2-2 stages that one sink waits for; dag: 3 distinct earlier ones, seeded PRNG; nested: 8 distinct earlier ones in a 3-level group, (a AND b) OR (c AND d), AND, (e AND f) OR (g AND h), the nested dependency groups of issue 17)',
         `time = create (WriteNodes of ${WRITE_BATCH_NODES} nodes each) + drive (per stage: one WriteNodes claiming its attempt with a process_uid, one completing it: check result + FINAL, attempt COMPLETE); ready stages are learnt from the WriteNodes answers, no polling`,
         `each (shape, N) in a fresh process after a ${WARMUP_NODES}-node warm-up of the same shape (JIT); peak RSS is the process's getrusage maximum; RSS at rest = after global.gc() with every read model loaded, minus the RSS before the run`,
         linearity(),

@@ -2,11 +2,14 @@
 // can affect (through the reverse dependency index) and emits the state-advance events that follow from it.
 // It runs inside the write that caused the events, on the decision's own draft, to a fixpoint, so every
 // consequence is appended atomically with its cause, and records which event caused each consequence.
+import { holds, parseGroupKey } from '../src/domain/dependency-groups.js';
 import type { DomainEvent } from '../src/domain/events.js';
 import {
   currentAttempt,
   nodeKey,
   parseNodeKey,
+  type Check,
+  type CheckResult,
   type DependencyGroup,
   type NodeKey,
   type Stage,
@@ -55,6 +58,10 @@ export function react(view: WorkPlanView, event: DomainEvent, now: number, emit:
     case 'StageAttemptStateChanged':
       if (event.data.to === 'INCOMPLETE') retryOrFail(view.stage(event.data.stageId)!, now, emit);
       return;
+    case 'CheckApprovalGiven':
+    case 'CheckApprovalTimedOut':
+      settleGate(view.check(event.data.checkId)!, event, now, emit);
+      return;
     case 'WorkPlanCreated':
     case 'CheckResultAdded':
     case 'StageAttemptCreated':
@@ -75,11 +82,9 @@ export function react(view: WorkPlanView, event: DomainEvent, now: number, emit:
   }
 }
 
+/** Whether a node's dependencies hold: its root group, from the count of satisfied members the index keeps. */
 export function isSatisfied(view: WorkPlanView, node: NodeKey, group: DependencyGroup | null): boolean {
-  if (!group || group.edges.length === 0) return true;
-  const final = view.finalTargets(node);
-  if (group.threshold > 0) return final >= group.threshold;
-  return group.predicate === 'OR' ? final > 0 : final === group.edges.length;
+  return !group || holds(group, view.finalTargets(node));
 }
 
 /** PLANNED check → WAITING; PLANNED stage → ATTEMPTING with a first attempt; when the dependencies are satisfied. */
@@ -99,9 +104,52 @@ function advance(view: WorkPlanView, key: NodeKey, emit: Emit): void {
   }
 }
 
+/** The nodes with a group holding an edge to `key` (each once, in index order) are looked at again. */
 function advanceDependents(view: WorkPlanView, key: NodeKey, emit: Emit): void {
-  for (const dependent of [...view.dependents(key)]) advance(view, dependent, emit);
+  const nodes = new Set<NodeKey>();
+  for (const group of view.dependents(key)) nodes.add(parseGroupKey(group).node);
+  for (const dependent of nodes) advance(view, dependent, emit);
 }
+
+/**
+ * An approval gate goes FINAL on the first reject, on approvals from enough distinct principals, or at its
+ * deadline; the result says which.
+ */
+function settleGate(check: Check, event: Extract<DomainEvent, { type: 'CheckApprovalGiven' | 'CheckApprovalTimedOut' }>, now: number, emit: Emit): void {
+  if (!check.gate || check.state === 'FINAL') return;
+  const result = (data: CheckResult['data'], failure: string | null, ownerId: string) => {
+    emit({
+      type: 'CheckResultAdded',
+      data: {
+        checkId: check.id,
+        resultId: check.results.length + 1,
+        ownerType: 'approval',
+        ownerId,
+        data,
+        failure: failure === null ? null : { message: failure, occurredAt: now },
+        finalized: true,
+      },
+    });
+    emit({ type: 'CheckStateChanged', data: { checkId: check.id, from: check.state, to: 'FINAL' } });
+  };
+  if (event.type === 'CheckApprovalTimedOut') {
+    const approvers = distinctApprovers(check);
+    result({ approvedBy: approvers }, `approval timed out (${approvers.length} of ${check.gate.approvalsRequired} approvals)`, 'deadline');
+    return;
+  }
+  const d = event.data;
+  if (d.decision === 'REJECT') {
+    result({ rejectedBy: d.principal, comment: d.comment }, `rejected by ${d.principal}${d.comment ? `: ${d.comment}` : ''}`, d.principal);
+    return;
+  }
+  const approvers = distinctApprovers(check);
+  if (approvers.length >= check.gate.approvalsRequired) result({ approvedBy: approvers }, null, d.principal);
+}
+
+/** Principals who approved the gate, each once, in the order of their first approval. */
+export const distinctApprovers = (check: Check): string[] => [
+  ...new Set(check.approvals.filter((a) => a.decision === 'APPROVE').map((a) => a.principal)),
+];
 
 /** A FINAL stage leaves no assigned check unfinished, so no workplan waits forever. */
 function finalizeAssignedChecks(view: WorkPlanView, stage: Stage, now: number, emit: Emit): void {

@@ -8,10 +8,11 @@ import type { RunnerRegistry } from '../../projections/runner-registry.js';
 import type { WorkPlanModel } from '../../projections/workplan-model.js';
 import type { DecideContext, WriteNodes } from '../domain/commands.js';
 import { decideWriteNodes } from '../domain/decide-write-nodes.js';
+import { checkReadSet } from '../domain/decide-transaction.js';
 import { WorkPlanDraft } from '../domain/workplan-draft.js';
 import { aborted, notFound } from '../domain/errors.js';
 import { eventNode, RUNNER_REGISTRY_STREAM, type PendingEvent, type RecordedEvent } from '../domain/events.js';
-import type { Check, Stage, WorkPlanMeta } from '../domain/model.js';
+import type { Check, NodeRef, Stage, WorkPlanMeta } from '../domain/model.js';
 import { EventBus } from './event-bus.js';
 import { coalescePerTurn } from './next-turn.js';
 import { StorageFailure, VersionConflict, type EventStore } from './event-store.js';
@@ -37,6 +38,9 @@ export interface WriteNodesRequest extends WriteNodes {
   readonly workPlanId: string;
   readonly requestId: string | null;
   readonly expectedVersion?: number | undefined;
+  /** A transaction (extension): refused if a node of `reads` changed after this version. */
+  readonly readVersion?: number | undefined;
+  readonly reads?: readonly NodeRef[] | undefined;
 }
 
 export interface WriteNodesResult {
@@ -110,6 +114,7 @@ export class Orchestrator {
     if (req.expectedVersion !== undefined && req.expectedVersion !== model.meta.version) {
       throw aborted(`workplan is at version ${model.meta.version}, not ${req.expectedVersion}`, 'expected_version');
     }
+    if (req.readVersion !== undefined) checkReadSet(model, { readVersion: req.readVersion, reads: req.reads ?? [] });
     const recorded = this.decideAndCommit(req.workPlanId, req.requestId, (draft, ctx) => decideWriteNodes(req, draft, ctx));
     return answer(model, req, recorded);
   }

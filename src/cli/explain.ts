@@ -74,6 +74,7 @@ export const explain = command(async (argv) => {
     for (const h of x.history) {
       await out(`\nv${h.version}  ${h.recordedAt}  ${h.type}  (position ${h.position})`);
       await out(`  ${h.because}`);
+      if (h.satisfiedBy) await out(`  ${h.satisfiedBy}`);
       for (const c of h.changes) await out(`    ${c}`);
     }
     return 0;

@@ -1,4 +1,5 @@
 import { backup } from './backup.js';
+import { approveCommand } from './approve.js';
 import { events } from './events.js';
 import { FatalError } from './fatal.js';
 import { explain } from './explain.js';
@@ -18,6 +19,7 @@ TurboCI-Lite: an event-sourced CI workflow orchestrator (checks, stages, depende
 Commands:
   serve     start the gRPC server on a SQLite event log
   runner    a pull runner agent: leases attempts of its runner type and runs their args.command
+  approve   approve or reject an approval gate (a check written with approval_gate)
 
 Event log tools (read a database file read-only, safe while a server runs; most also work with --server):
   events    list events, filtered by workplan, node, type, version, position or time (table or NDJSON)
@@ -34,6 +36,7 @@ Run "npx turboci <command> --help" for a command's options and examples.`;
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve,
   runner,
+  approve: approveCommand,
   events,
   replay,
   explain,

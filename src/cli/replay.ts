@@ -3,7 +3,7 @@ import type { WorkPlanModel } from '../../projections/workplan-model.js';
 import { describeChange, describeEvent } from '../app/eventlog/describe.js';
 import { replayWorkPlan, type NodeSnapshot, type ReplayTarget } from '../app/eventlog/replay.js';
 import { queryNodes } from '../app/queries.js';
-import type { Check, Stage } from '../domain/model.js';
+import type { Check, DependencyGroup, Stage } from '../domain/model.js';
 import { eventNode, type RecordedEvent } from '../domain/events.js';
 import { GetWorkPlanAtResponse } from '../gen/turboci/v1/eventlog.js';
 import { ALL_NODES } from '../transport/eventlog-service.js';
@@ -141,9 +141,15 @@ async function print(model: WorkPlanModel, current: number, json: boolean): Prom
 
 function deps(n: Check | Stage): string {
   const g = n.dependencies;
-  if (!g || g.edges.length === 0) return '';
+  if (!g || (g.edges.length === 0 && !g.groups?.length)) return '';
+  return group(g);
+}
+
+/** `AND check:a, (OR check:b, check:c)`: nested groups in parentheses. */
+function group(g: DependencyGroup): string {
   const rule = g.threshold > 0 ? `${g.threshold} of` : g.predicate;
-  return `${rule} ${g.edges.map((e) => `${e.kind}:${e.id}`).join(', ')}`;
+  const members = [...g.edges.map((e) => `${e.kind}:${e.id}`), ...(g.groups ?? []).map((sub) => `(${group(sub)})`)];
+  return `${rule} ${members.join(', ')}`;
 }
 
 function checkRow(c: Check): string[] {

@@ -2,6 +2,7 @@ import { statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
+import { ApprovalTimer } from '../app/approvals.js';
 import { Dispatcher } from '../app/dispatcher.js';
 import { Evictor } from '../app/evictor.js';
 import { Orchestrator } from '../app/orchestrator.js';
@@ -236,10 +237,13 @@ export async function serve(argv: string[]): Promise<number> {
   pull.start();
   const reaper = new Reaper(app, pull, log);
   reaper.start();
+  const approvals = new ApprovalTimer(app, log);
+  approvals.start();
   setLogVerbosity(logVerbosity.NONE); // a failed bind is reported below in one line, not also by grpc-js
   const server = await startServer(app, log, host, port, { watchBuffer, runners, pull, limits: inputLimits }).catch((err: unknown) => {
     pull.stop();
     reaper.stop();
+    approvals.stop();
     snapshots.stop();
     evictor.stop();
     app.close();
@@ -272,6 +276,7 @@ export async function serve(argv: string[]): Promise<number> {
   http.drain(); // ends live streams, telling each browser where to resume
   await server.shutdown();
   reaper.stop();
+  approvals.stop();
   dispatcher.stop();
   snapshots.stop();
   evictor.stop();

@@ -1,5 +1,6 @@
 // What clients ask of a workplan, in domain terms. Absent (undefined) fields mean "not set" in the request.
 import type {
+  ApprovalGate,
   AttemptState,
   ExecutionPolicy,
   CheckState,
@@ -30,6 +31,8 @@ export interface CheckWriteInput {
   readonly options?: JsonObject | undefined;
   readonly dependencies?: DependencyGroup | undefined;
   readonly result?: CheckResultInput | undefined;
+  /** Makes a new check an approval gate. */
+  readonly gate?: ApprovalGate | undefined;
 }
 
 export interface ProgressInput {

@@ -1,6 +1,7 @@
 // decide(WriteNodes, draft) → events. Pure: reads and folds into the decision's draft, returns the events the request
 // amounts to, or throws a DomainError and nothing happens. The resolver continues on the same draft.
 import type { AttemptWriteInput, CheckWriteInput, DecideContext, FailureInput, StageWriteInput, WriteNodes } from './commands.js';
+import { allEdges, groupField, walkGroups } from './dependency-groups.js';
 import { failedPrecondition, invalidArgument, resourceExhausted } from './errors.js';
 import { bytesText, capText, limits, utf8Bytes } from './limits.js';
 import type { DomainEvent, EventOf, PendingEvent } from './events.js';
@@ -112,11 +113,20 @@ class WriteNodesDecision {
       }
       this.emit({
         type: 'CheckCreated',
-        data: { checkId: w.id, kind: w.kind ?? '', options: w.options ?? {}, dependencies: w.dependencies ?? null },
+        data: {
+          checkId: w.id,
+          kind: w.kind ?? '',
+          options: w.options ?? {},
+          dependencies: w.dependencies ?? null,
+          ...(w.gate ? { gate: w.gate } : {}),
+        },
       });
       if (w.dependencies) this.dependencySources.push({ key: nodeKey({ kind: 'check', id: w.id }), field: `${f}.dependencies` });
     } else {
       if (check.state === 'FINAL') throw failedPrecondition(`check "${w.id}" is FINAL and takes no more writes`, f);
+      if (w.gate && !jsonEqual(w.gate, check.gate)) {
+        throw failedPrecondition(`approval_gate of check "${w.id}" may be set only when the check is created`, `${f}.approval_gate`);
+      }
       this.amendCheck(check, w, f);
     }
     check = this.check(w.id)!;
@@ -168,6 +178,12 @@ class WriteNodesDecision {
   }
 
   private moveCheck(check: Check, to: CheckState, f: string): void {
+    if (to === 'FINAL' && check.gate) {
+      throw failedPrecondition(
+        `check "${check.id}" is an approval gate: only Approve (or its deadline) makes it FINAL`,
+        f,
+      );
+    }
     if (!CLIENT_CHECK_TRANSITIONS.has(`${check.state}>${to}`)) {
       const hint = to === 'WAITING' ? ' (the resolver moves a PLANNED check to WAITING when its dependencies are satisfied)' : '';
       throw failedPrecondition(`check "${check.id}" cannot move from ${check.state} to ${to}${hint}`, f);
@@ -349,19 +365,29 @@ class WriteNodesDecision {
 
   private validateReferences(command: WriteNodes): void {
     const exists = (kind: 'check' | 'stage', id: string) => (kind === 'check' ? this.check(id) : this.stage(id)) !== undefined;
-    const checkGroup = (group: DependencyGroup | undefined, f: string) =>
-      group?.edges.forEach((e, j) => {
-        if (!exists(e.kind, e.id)) {
-          throw invalidArgument(`no ${e.kind} "${e.id}" in this workplan`, `${f}.dependencies.dependencies[${j}].target_id`);
-        }
-      });
+    const checkGroup = (root: DependencyGroup | undefined, f: string) => {
+      for (const { group, path } of walkGroups(root ?? null)) {
+        group.edges.forEach((e, j) => {
+          if (!exists(e.kind, e.id)) {
+            throw invalidArgument(`no ${e.kind} "${e.id}" in this workplan`, `${groupField(`${f}.dependencies`, path)}.dependencies[${j}].target_id`);
+          }
+        });
+      }
+    };
     command.checks.forEach((w, i) => checkGroup(w.dependencies, `checks[${i}]`));
     command.stages.forEach((w, i) => {
       const f = `stages[${i}]`;
       checkGroup(w.dependencies, f);
       w.assignments?.forEach((a, j) => {
-        if (!this.check(a.checkId)) {
+        const check = this.check(a.checkId);
+        if (!check) {
           throw invalidArgument(`no check "${a.checkId}" in this workplan`, `${f}.assignments[${j}].target_check_id`);
+        }
+        if (check.gate) {
+          throw failedPrecondition(
+            `check "${a.checkId}" is an approval gate: only Approve (or its deadline) makes it FINAL, so no stage may be assigned to it`,
+            `${f}.assignments[${j}].target_check_id`,
+          );
         }
       });
       if (w.parentStageId) this.validateParent(w.id, w.parentStageId, `${f}.parent_stage_id`);
@@ -387,7 +413,7 @@ class WriteNodesDecision {
     const waitsFor = (key: NodeKey): NodeKey[] => {
       const ref = parseNodeKey(key);
       const node = ref.kind === 'check' ? this.check(ref.id) : this.stage(ref.id);
-      const out: NodeKey[] = node?.dependencies?.edges.map(nodeKey) ?? [];
+      const out: NodeKey[] = [...allEdges(node?.dependencies ?? null)].map(nodeKey);
       if (ref.kind === 'stage') for (const c of this.draft.children(ref.id)) out.push(nodeKey({ kind: 'stage', id: c }));
       return out;
     };

@@ -9,6 +9,7 @@ import {
   LEASE_EXPIRY_REASONS,
   NODE_KINDS,
   STAGE_STATES,
+  type DependencyGroup,
   type JsonObject,
 } from './model.js';
 
@@ -19,11 +20,17 @@ const stageState = z.enum(STAGE_STATES);
 const attemptState = z.enum(ATTEMPT_STATES);
 
 const failure = z.object({ message: z.string(), occurredAt: z.number().int() });
-const dependencyGroup = z.object({
-  predicate: z.enum(['AND', 'OR']),
-  threshold: z.number().int().min(0),
-  edges: z.array(z.object({ kind: z.enum(NODE_KINDS), id })).readonly(),
-});
+/** `groups` (nested sub-groups) came later without a bump: optional, so events written before read unchanged. */
+const dependencyGroup: z.ZodType<DependencyGroup> = z.lazy(() =>
+  z.object({
+    predicate: z.enum(['AND', 'OR']),
+    threshold: z.number().int().min(0),
+    edges: z.array(z.object({ kind: z.enum(NODE_KINDS), id })).readonly(),
+    groups: z.array(dependencyGroup).readonly().optional(),
+  }),
+);
+/** An approval gate: approvals required from distinct principals, and the deadline (epoch ms) if any. */
+const approvalGate = z.object({ approvalsRequired: z.number().int().positive(), deadline: z.number().int().nullable() });
 const assignment = z.object({ checkId: id, goalState: checkState });
 const ms = z.number().int().min(0);
 const policy = z.object({ pickupTimeoutMs: ms, runTimeoutMs: ms, heartbeatIntervalMs: ms, retryBackoffMs: ms });
@@ -45,6 +52,8 @@ export const CheckCreated = event('CheckCreated', {
   kind: z.string(),
   options: json,
   dependencies: dependencyGroup.nullable(),
+  /** Added without a bump (extension): absent means the check is not an approval gate. */
+  gate: approvalGate.optional(),
 });
 /** Fields a client changed while the check was PLANNING. Absent fields are unchanged; options merge. */
 export const CheckAmended = event('CheckAmended', {
@@ -63,6 +72,18 @@ export const CheckResultAdded = event('CheckResultAdded', {
   failure: failure.nullable(),
   finalized: z.boolean(),
 });
+/**
+ * Someone approved or rejected an approval gate (the Approve RPC). `principal` is the caller's identity ('anonymous'
+ * while the server runs without authentication). The resolver finalizes the gate when this completes it.
+ */
+export const CheckApprovalGiven = event('CheckApprovalGiven', {
+  checkId: id,
+  principal: z.string().min(1),
+  decision: z.enum(['APPROVE', 'REJECT']),
+  comment: z.string(),
+});
+/** An approval gate reached its deadline before it was approved; the resolver finalizes it as failed. */
+export const CheckApprovalTimedOut = event('CheckApprovalTimedOut', { checkId: id, deadline: z.number().int() });
 
 export const StageCreated = event('StageCreated', {
   stageId: id,
@@ -213,6 +234,8 @@ export const DomainEvent = z.discriminatedUnion('type', [
   CheckAmended,
   CheckStateChanged,
   CheckResultAdded,
+  CheckApprovalGiven,
+  CheckApprovalTimedOut,
   StageCreated,
   StageAmended,
   StageStateChanged,
@@ -243,6 +266,8 @@ export const SCHEMA_VERSION: Record<EventType, number> = {
   CheckAmended: 1,
   CheckStateChanged: 1,
   CheckResultAdded: 1,
+  CheckApprovalGiven: 1,
+  CheckApprovalTimedOut: 1,
   StageCreated: 1,
   StageAmended: 1,
   StageStateChanged: 1,
@@ -311,6 +336,8 @@ export const eventNode = (event: DomainEvent): { kind: 'check' | 'stage'; id: st
     case 'CheckAmended':
     case 'CheckStateChanged':
     case 'CheckResultAdded':
+    case 'CheckApprovalGiven':
+    case 'CheckApprovalTimedOut':
       return { kind: 'check', id: event.data.checkId };
     case 'StageCreated':
     case 'StageAmended':

@@ -1,11 +1,13 @@
 // evolve(state, event): the one fold of a workplan's events, used by the decision's draft and by the read model
 // alike. Pure: the per-node functions return new nodes; `evolve` writes them, and the dependency indexes, into a
 // WorkPlanState (the committed model or a copy-on-write draft over it).
+import { groupAt, groupKey, holds, parseGroupKey, subGroups, type GroupKey } from './dependency-groups.js';
 import type { DomainEvent } from './events.js';
 import {
   mergeJson,
   NO_POLICY,
   nodeKey,
+  parseNodeKey,
   type Attempt,
   type Check,
   type DependencyGroup,
@@ -39,9 +41,10 @@ export function evolve(state: WorkPlanState, event: DomainEvent, at: EventPoint)
 }
 
 /**
- * The dependency indexes: target → dependents (so resolution touches only the nodes a change can affect), per node
- * the count of its edges whose target is FINAL (so checking a fan-in of N is O(1), not O(N)), and parent → child
- * stages.
+ * The dependency indexes: target → the groups that hold an edge to it (so resolution touches only the groups a
+ * change can affect), per group the count of its satisfied members (edges whose target is FINAL, sub-groups that
+ * hold), so checking a fan-in of N is O(1), not O(N), and parent → child stages. A node's root group is keyed by
+ * the node's own key; sub-groups by the node key and their path (src/domain/dependency-groups.ts).
  */
 function evolveDependencies(state: WorkPlanState, e: DomainEvent): void {
   switch (e.type) {
@@ -77,19 +80,55 @@ function evolveDependencies(state: WorkPlanState, e: DomainEvent): void {
 }
 
 function relink(state: WorkPlanState, self: NodeKey, before: DependencyGroup | null, after: DependencyGroup | null): void {
-  for (const edge of before?.edges ?? []) state.unlink(nodeKey(edge), self);
-  let final = 0;
-  for (const edge of after?.edges ?? []) {
-    state.link(nodeKey(edge), self);
-    const target = edge.kind === 'check' ? state.check(edge.id) : state.stage(edge.id);
-    if (target?.state === 'FINAL') final += 1;
-  }
-  state.setFinalTargets(self, final);
+  unlinkGroup(state, self, before, []);
+  if (after) linkGroup(state, self, after, []);
+  else state.setFinalTargets(self, 0);
 }
 
-/** Nothing leaves FINAL, so each dependent's count goes up exactly once per target. */
+function unlinkGroup(state: WorkPlanState, self: NodeKey, group: DependencyGroup | null, path: number[]): void {
+  if (!group) return;
+  const key = groupKey(self, path);
+  for (const edge of group.edges) state.unlink(nodeKey(edge), key);
+  subGroups(group).forEach((g, i) => unlinkGroup(state, self, g, [...path, i]));
+}
+
+/** Links every edge of the group and counts its satisfied members, sub-groups first; returns whether it holds. */
+function linkGroup(state: WorkPlanState, self: NodeKey, group: DependencyGroup, path: number[]): boolean {
+  const key = groupKey(self, path);
+  let satisfied = 0;
+  for (const edge of group.edges) {
+    state.link(nodeKey(edge), key);
+    const target = edge.kind === 'check' ? state.check(edge.id) : state.stage(edge.id);
+    if (target?.state === 'FINAL') satisfied += 1;
+  }
+  subGroups(group).forEach((g, i) => {
+    if (linkGroup(state, self, g, [...path, i])) satisfied += 1;
+  });
+  state.setFinalTargets(key, satisfied);
+  return holds(group, satisfied);
+}
+
+/**
+ * Nothing leaves FINAL, so each group's count goes up exactly once per target; a sub-group that starts to hold
+ * counts once in its parent. Only the groups holding an edge to `target`, and their ancestors when they flip, are
+ * touched.
+ */
 function countFinal(state: WorkPlanState, target: NodeKey): void {
-  for (const dependent of state.dependents(target)) state.setFinalTargets(dependent, state.finalTargets(dependent) + 1);
+  for (const key of [...state.dependents(target)]) countSatisfied(state, key);
+}
+
+function countSatisfied(state: WorkPlanState, key: GroupKey): void {
+  const count = state.finalTargets(key) + 1;
+  state.setFinalTargets(key, count);
+  const { node, path } = parseGroupKey(key);
+  if (path.length === 0) return;
+  const group = groupAt(dependenciesOf(state, node), path);
+  if (group && !holds(group, count - 1) && holds(group, count)) countSatisfied(state, groupKey(node, path.slice(0, -1)));
+}
+
+function dependenciesOf(state: WorkPlanState, key: NodeKey): DependencyGroup | null {
+  const ref = parseNodeKey(key);
+  return (ref.kind === 'check' ? state.check(ref.id) : state.stage(ref.id))?.dependencies ?? null;
 }
 
 export function evolveWorkPlan(meta: WorkPlanMeta | undefined, event: DomainEvent, at: EventPoint, streamId: string): WorkPlanMeta {
@@ -110,14 +149,17 @@ export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: 
       options: d.options,
       results: [],
       dependencies: d.dependencies,
+      gate: d.gate ?? null,
+      approvals: [],
       createdAt: at.recordedAt,
       updatedAt: at.recordedAt,
       version: 1,
       createdAtVersion: at.version,
+      changedAtVersion: at.version,
     };
   }
   if (!prev) throw new Error(`${event.type} for unknown check ${event.data.checkId} at version ${at.version}`);
-  const touched = { updatedAt: at.recordedAt, version: prev.version + 1 };
+  const touched = { updatedAt: at.recordedAt, version: prev.version + 1, changedAtVersion: at.version };
   switch (event.type) {
     case 'CheckAmended': {
       const d = event.data;
@@ -144,6 +186,13 @@ export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: 
       };
       return { ...prev, ...touched, results: [...prev.results, result] };
     }
+    case 'CheckApprovalGiven': {
+      const d = event.data;
+      const approval = { principal: d.principal, decision: d.decision, comment: d.comment, at: at.recordedAt };
+      return { ...prev, ...touched, approvals: [...prev.approvals, approval] };
+    }
+    case 'CheckApprovalTimedOut':
+      return { ...prev, ...touched };
   }
 }
 
@@ -169,10 +218,11 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
       updatedAt: at.recordedAt,
       version: 1,
       createdAtVersion: at.version,
+      changedAtVersion: at.version,
     };
   }
   if (!prev) throw new Error(`${event.type} for unknown stage ${event.data.stageId} at version ${at.version}`);
-  const touched = { updatedAt: at.recordedAt, version: prev.version + 1 };
+  const touched = { updatedAt: at.recordedAt, version: prev.version + 1, changedAtVersion: at.version };
   switch (event.type) {
     case 'StageAmended': {
       const d = event.data;
@@ -281,7 +331,7 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
 
 function withAttempt(
   stage: Stage,
-  touched: { updatedAt: number; version: number },
+  touched: { updatedAt: number; version: number; changedAtVersion: number },
   idx: number,
   change: (a: Attempt) => Attempt,
 ): Stage {

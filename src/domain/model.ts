@@ -32,11 +32,32 @@ export const parseNodeKey = (key: NodeKey): NodeRef => {
 };
 
 export interface DependencyGroup {
-  /** AND: every edge; OR: at least one. Ignored when threshold > 0. */
+  /** AND: every member; OR: at least one. Ignored when threshold > 0. */
   readonly predicate: 'AND' | 'OR';
-  /** When > 0: at least this many edges. */
+  /** When > 0: at least this many members. */
   readonly threshold: number;
+  /** Members that are edges: satisfied when their target is FINAL. */
   readonly edges: readonly NodeRef[];
+  /**
+   * Members that are sub-groups (extension): satisfied when their own predicate holds. Absent means none (groups
+   * written before nesting existed, and every flat group, leave it out).
+   */
+  readonly groups?: readonly DependencyGroup[];
+}
+
+/** An approval gate (extension): a check that only the Approve RPC, or its deadline, makes FINAL. */
+export interface ApprovalGate {
+  /** Approvals from distinct principals needed. */
+  readonly approvalsRequired: number;
+  /** Epoch ms at which the gate goes FINAL with "approval timed out"; null = none. */
+  readonly deadline: number | null;
+}
+
+export interface Approval {
+  readonly principal: string;
+  readonly decision: 'APPROVE' | 'REJECT';
+  readonly comment: string;
+  readonly at: number;
 }
 
 export interface Failure {
@@ -63,6 +84,11 @@ interface NodeCommon {
   readonly version: number;
   /** Stream version of the event that created the node: orders nodes by creation. */
   readonly createdAtVersion: number;
+  /**
+   * Stream version of the last event that changed the node (extension): a transaction's read of the node is stale
+   * when this is above its read_version.
+   */
+  readonly changedAtVersion: number;
 }
 
 export interface Check extends NodeCommon {
@@ -70,6 +96,10 @@ export interface Check extends NodeCommon {
   readonly kind: string;
   readonly options: JsonObject;
   readonly results: readonly CheckResult[];
+  /** Set when the check is an approval gate; null otherwise. */
+  readonly gate: ApprovalGate | null;
+  /** Approvals and rejections given to a gate, in order. */
+  readonly approvals: readonly Approval[];
 }
 
 export interface ProgressEntry {

@@ -10,7 +10,10 @@ import { checkToProto, stageToProto, workPlanToProto } from './to-proto.js';
 import { Check } from '../gen/turboci/v1/check.js';
 import { Stage } from '../gen/turboci/v1/stage.js';
 import type { Check as DomainCheck, Stage as DomainStage } from '../domain/model.js';
+import { approve } from '../app/approvals.js';
+import { principalOf } from './request-context.js';
 import {
+  approveRequest,
   createWorkPlanRequest,
   parseRequest,
   queryNodesRequest,
@@ -84,6 +87,11 @@ export function orchestratorService(
         nextPageToken: page.nextPageToken,
         workPlanVersion: BigInt(page.version),
       };
+    }),
+    approve: unary('Approve', (req, ctx) => {
+      const input = parseRequest(approveRequest, req);
+      const out = approve(app, { ...input, principal: principalOf(ctx.call) });
+      return { check: checkToProto(input.workPlanId, out.check), workPlanVersion: out.version };
     }),
     ...runnerHandlers(runners, unary),
     watchWorkPlan: watch.handler,

@@ -1,6 +1,6 @@
 // Domain → protobuf messages (ts-proto shapes).
 import type * as d from '../domain/model.js';
-import { AttemptState, CheckState, ExecutionMode, NodeType, PredicateType, StageState } from '../gen/turboci/v1/common.js';
+import { ApprovalDecision, AttemptState, CheckState, ExecutionMode, NodeType, PredicateType, StageState } from '../gen/turboci/v1/common.js';
 import type { DependencyGroup, Failure } from '../gen/turboci/v1/common.js';
 import type { Check } from '../gen/turboci/v1/check.js';
 import type { Stage } from '../gen/turboci/v1/stage.js';
@@ -35,7 +35,10 @@ const date = (ms: number) => new Date(ms);
 const failure = (f: d.Failure | null): Failure | undefined => (f ? { message: f.message, occurredAt: date(f.occurredAt) } : undefined);
 
 function dependencies(g: d.DependencyGroup | null): DependencyGroup | undefined {
-  if (!g) return undefined;
+  return g ? group(g) : undefined;
+}
+
+function group(g: d.DependencyGroup): DependencyGroup {
   return {
     predicate: g.predicate === 'OR' ? PredicateType.PREDICATE_TYPE_OR : PredicateType.PREDICATE_TYPE_AND,
     threshold: g.threshold,
@@ -43,6 +46,7 @@ function dependencies(g: d.DependencyGroup | null): DependencyGroup | undefined 
       targetType: e.kind === 'check' ? NodeType.NODE_TYPE_CHECK : NodeType.NODE_TYPE_STAGE,
       targetId: e.id,
     })),
+    groups: (g.groups ?? []).map(group),
   };
 }
 
@@ -70,6 +74,16 @@ export function checkToProto(workPlanId: string, c: d.Check): Check {
     createdAt: date(c.createdAt),
     updatedAt: date(c.updatedAt),
     version: BigInt(c.version),
+    approvalGate: c.gate
+      ? { approvalsRequired: c.gate.approvalsRequired, deadline: c.gate.deadline === null ? undefined : date(c.gate.deadline) }
+      : undefined,
+    approvals: c.approvals.map((a) => ({
+      principal: a.principal,
+      decision: a.decision === 'REJECT' ? ApprovalDecision.APPROVAL_DECISION_REJECT : ApprovalDecision.APPROVAL_DECISION_APPROVE,
+      comment: a.comment,
+      givenAt: date(a.at),
+    })),
+    changedAtVersion: BigInt(c.changedAtVersion),
   };
 }
 
@@ -120,5 +134,6 @@ export function stageToProto(workPlanId: string, s: d.Stage): Stage {
     priority: s.priority,
     executionPolicy: { ...s.policy },
     failure: failure(s.failure),
+    changedAtVersion: BigInt(s.changedAtVersion),
   };
 }

@@ -12,6 +12,7 @@ import type {
   StageState,
 } from '../domain/model.js';
 import type { NodeQuery } from '../app/queries.js';
+import { MAX_GROUP_DEPTH } from '../domain/dependency-groups.js';
 import { ID_RULE, isValidId } from '../domain/ids.js';
 import {
   bytesText,
@@ -146,22 +147,24 @@ const failure = z
   .object({ message: z.string().min(1, 'a failure needs a message'), occurredAt: millis })
   .optional();
 
-const dependencyGroup = z
+/** One level of a DependencyGroup (its sub-groups are validated level by level, with their path). */
+const groupLevel = z
   .object({
     predicate,
     threshold: z.number().int().min(0, 'must not be negative'),
     dependencies: z.array(
       z.object({ targetType: required(nodeType, 'target_type is required'), targetId: id }),
     ),
+    /** Validated level by level by dependencyGroup; counted here as members. */
+    groups: z.array(z.unknown()).optional(),
   })
-  .optional()
   .superRefine((g, ctx) => {
-    if (!g) return;
-    if (g.dependencies.length > 0 && g.threshold === 0 && g.predicate === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['predicate'], message: 'AND or OR is required when there are dependencies' });
+    const members = g.dependencies.length + (g.groups?.length ?? 0);
+    if (members > 0 && g.threshold === 0 && g.predicate === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['predicate'], message: 'AND or OR is required when there are members' });
     }
-    if (g.threshold > g.dependencies.length) {
-      ctx.addIssue({ code: 'custom', path: ['threshold'], message: `${g.threshold} exceeds the ${g.dependencies.length} dependencies` });
+    if (g.threshold > members) {
+      ctx.addIssue({ code: 'custom', path: ['threshold'], message: `${g.threshold} exceeds the ${members} member${members === 1 ? '' : 's'} (dependencies and groups)` });
     }
     const seen = new Set<string>();
     g.dependencies.forEach((d, j) => {
@@ -169,14 +172,56 @@ const dependencyGroup = z
       if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['dependencies', j], message: `duplicate dependency on ${key}` });
       seen.add(key);
     });
+  });
+
+interface ProtoGroup {
+  readonly groups?: readonly ProtoGroup[];
+}
+
+/**
+ * A DependencyGroup and its nested sub-groups (extension), at most MAX_GROUP_DEPTH deep: each level validated by
+ * `groupLevel`, every issue naming its path (`dependencies.groups[1].groups[0].threshold`).
+ */
+const dependencyGroup = z
+  .custom<ProtoGroup | undefined>((v) => v === undefined || (typeof v === 'object' && v !== null), 'must be a DependencyGroup')
+  .transform((g, ctx): DomainDependencyGroup | undefined => {
+    if (!g) return undefined;
+    const toGroup = (raw: ProtoGroup, path: (string | number)[], depth: number): DomainDependencyGroup | undefined => {
+      if (depth > MAX_GROUP_DEPTH) {
+        ctx.addIssue({ code: 'custom', path, message: `dependency groups nest at most ${MAX_GROUP_DEPTH} deep` });
+        return undefined;
+      }
+      const level = groupLevel.safeParse(raw);
+      if (!level.success) {
+        for (const issue of level.error.issues) ctx.addIssue({ code: 'custom', path: [...path, ...issue.path], message: issue.message });
+        return undefined;
+      }
+      const groups: DomainDependencyGroup[] = [];
+      for (const [i, sub] of (raw.groups ?? []).entries()) {
+        const parsed = toGroup(sub, [...path, 'groups', i], depth + 1);
+        if (!parsed) return undefined;
+        groups.push(parsed);
+      }
+      const l = level.data;
+      return {
+        predicate: l.predicate ?? 'AND',
+        threshold: l.threshold,
+        edges: l.dependencies.map((d) => ({ kind: d.targetType, id: d.targetId })),
+        // Flat groups leave `groups` out: they stay exactly what they were before nesting existed.
+        ...(groups.length > 0 ? { groups } : {}),
+      };
+    };
+    return toGroup(g, [], 1) ?? z.NEVER;
+  });
+
+
+const approvalGate = z
+  .object({
+    approvalsRequired: z.number().int().min(0, 'must not be negative').max(100, 'must be at most 100'),
+    deadline: millis,
   })
-  .transform((g): DomainDependencyGroup | undefined =>
-    g && {
-      predicate: g.predicate ?? 'AND',
-      threshold: g.threshold,
-      edges: g.dependencies.map((d) => ({ kind: d.targetType, id: d.targetId })),
-    },
-  );
+  .optional()
+  .transform((g) => g && { approvalsRequired: g.approvalsRequired || 1, deadline: g.deadline ?? null });
 
 const checkWrite = z.object({
   id,
@@ -184,6 +229,7 @@ const checkWrite = z.object({
   kind: text(MAX_KEY_BYTES).transform((k) => k || undefined),
   options: struct,
   dependencies: dependencyGroup,
+  approvalGate,
   result: z
     .object({ ownerType: text(MAX_KEY_BYTES), ownerId: text(MAX_KEY_BYTES), data: struct, finalize: z.boolean(), failure })
     .optional()
@@ -253,12 +299,33 @@ const stageWrite = z.object({
   executionPolicy,
 }).transform(({ executionPolicy: policy, ...rest }) => ({ ...rest, policy }));
 
-export const writeNodesRequest = z.object({
+export const writeNodesRequest = z
+  .object({
   workPlanId: id,
   checks: z.array(checkWrite),
   stages: z.array(stageWrite),
   requestId: text(MAX_KEY_BYTES).transform((r) => r || null),
   expectedVersion: int64(0, Number.MAX_SAFE_INTEGER).optional(),
+  readVersion: int64(0, Number.MAX_SAFE_INTEGER).optional(),
+  readNodes: z.array(z.object({ nodeType: required(nodeType, 'node_type is required'), nodeId: id })),
+})
+  .superRefine((r, ctx) => {
+    if (r.readNodes.length > 0 && r.readVersion === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['readVersion'], message: 'required when read_nodes is set' });
+    }
+  })
+  .transform(({ checks, readNodes, ...rest }) => ({
+    ...rest,
+    checks: checks.map(({ approvalGate: gate, ...c }) => ({ ...c, gate })),
+    reads: readNodes.map((n) => ({ kind: n.nodeType, id: n.nodeId })),
+  }));
+
+export const approveRequest = z.object({
+  workPlanId: id,
+  checkId: id,
+  decision: required(protoEnum<'APPROVE' | 'REJECT'>('approval decision', { 1: 'APPROVE', 2: 'REJECT' }), 'APPROVE or REJECT is required'),
+  comment: text(4096),
+  requestId: text(MAX_KEY_BYTES).transform((r) => r || null),
 });
 
 export const workPlanIdRequest = z.object({ id });

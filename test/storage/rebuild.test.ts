@@ -18,15 +18,25 @@ after(() => dir.remove());
 
 const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
 const id = fc.constantFrom(...ids);
-const deps = fc.option(
-  fc.record({
-    predicate: fc.constantFrom('AND' as const, 'OR' as const),
-    threshold: fc.constant(0),
-    edges: fc.uniqueArray(fc.record({ kind: fc.constantFrom('check' as const, 'stage' as const), id }), {
-      maxLength: 3,
-      selector: (e) => `${e.kind}:${e.id}`,
-    }),
+const flatGroup = fc.record({
+  predicate: fc.constantFrom('AND' as const, 'OR' as const),
+  threshold: fc.constant(0),
+  edges: fc.uniqueArray(fc.record({ kind: fc.constantFrom('check' as const, 'stage' as const), id }), {
+    maxLength: 3,
+    selector: (e) => `${e.kind}:${e.id}`,
   }),
+});
+// Flat groups, and groups nesting flat sub-groups (the index keeps a count per sub-group: it must rebuild too).
+const deps = fc.option(
+  fc.oneof(
+    flatGroup,
+    fc.record({
+      predicate: fc.constantFrom('AND' as const, 'OR' as const),
+      threshold: fc.constant(0),
+      edges: flatGroup.map((g) => g.edges.slice(0, 1)),
+      groups: fc.array(flatGroup, { minLength: 1, maxLength: 2 }),
+    }),
+  ),
   { nil: undefined },
 );
 const checkWrite: fc.Arbitrary<CheckWriteInput> = fc.record(
@@ -35,6 +45,7 @@ const checkWrite: fc.Arbitrary<CheckWriteInput> = fc.record(
     state: fc.constantFrom('PLANNING' as const, 'PLANNED' as const, 'FINAL' as const),
     options: fc.dictionary(fc.constantFrom('x', 'y'), fc.integer({ min: 0, max: 3 }), { noNullPrototype: true }),
     dependencies: deps,
+    gate: fc.constant({ approvalsRequired: 1, deadline: null }),
     result: fc.record({
       ownerType: fc.constant('test'),
       ownerId: fc.constant('t'),
@@ -85,6 +96,11 @@ function snapshot(model: WorkPlanModel) {
     dependents: keys.map((k) => [nodeKey(k), [...model.dependents(nodeKey(k))]]),
     children: [...model.stages.keys()].map((s) => [s, [...model.children(s)]]),
     finalTargets: keys.map((k) => [nodeKey(k), model.finalTargets(nodeKey(k))]),
+    // Every group key the index holds (sub-groups too) with its count of satisfied members.
+    groupCounts: keys
+      .flatMap((k) => [...model.dependents(nodeKey(k))])
+      .sort()
+      .map((g) => [g, model.finalTargets(g)]),
     requests: [...model.requests.entries()],
     }),
   ) as unknown;

@@ -9,6 +9,7 @@ import { after, before } from 'node:test';
 import { credentials } from '@grpc/grpc-js';
 import { unary, type UnaryMethod } from '../../src/client/unary.js';
 import {
+  ApproveRequest,
   CompleteStageExecutionRequest,
   ListStageRunnersRequest,
   QueryNodesRequest,
@@ -17,6 +18,7 @@ import {
   UnregisterStageRunnerRequest,
   UpdateStageExecutionRequest,
   WriteNodesRequest,
+  type ApproveResponse,
   type CompleteStageExecutionResponse,
   type ListStageRunnersResponse,
   type RegisterStageRunnerResponse,
@@ -118,6 +120,7 @@ export interface Api {
   listStageRunners(req: DeepPartial<ListStageRunnersRequest>): Promise<ListStageRunnersResponse>;
   updateStageExecution(req: DeepPartial<UpdateStageExecutionRequest>): Promise<object>;
   completeStageExecution(req: DeepPartial<CompleteStageExecutionRequest>): Promise<CompleteStageExecutionResponse>;
+  approve(req: DeepPartial<ApproveRequest>): Promise<ApproveResponse>;
 }
 
 export function connect(address: string): { api: Api; client: TurboCIOrchestratorClient; close(): void } {
@@ -136,6 +139,7 @@ export function connect(address: string): { api: Api; client: TurboCIOrchestrato
     listStageRunners: call(client.listStageRunners, (r) => ListStageRunnersRequest.fromPartial(r)),
     updateStageExecution: call(client.updateStageExecution, (r) => UpdateStageExecutionRequest.fromPartial(r)),
     completeStageExecution: call(client.completeStageExecution, (r) => CompleteStageExecutionRequest.fromPartial(r)),
+    approve: call(client.approve, (r) => ApproveRequest.fromPartial(r)),
   };
   return { api, client, close: () => client.close() };
 }

@@ -16,7 +16,7 @@ export function describeChange(before: NodeSnapshot | undefined, after: NodeSnap
   return out;
 }
 
-const BOOKKEEPING = new Set(['updatedAt', 'version']);
+const BOOKKEEPING = new Set(['updatedAt', 'version', 'changedAtVersion']);
 function strip(node: unknown): unknown {
   if (!node || typeof node !== 'object' || Array.isArray(node)) return node;
   return Object.fromEntries(Object.entries(node).filter(([k]) => !BOOKKEEPING.has(k)));
@@ -71,6 +71,10 @@ export function describeEvent(event: DomainEvent): string {
       return `${node} went ${String(d.to)}${failure(d.failure)}`;
     case 'CheckResultAdded':
       return `result ${String(d.resultId)} was added to ${node}${d.finalized ? ' (finalized)' : ''}${failure(d.failure)}`;
+    case 'CheckApprovalGiven':
+      return `${String(d.principal)} ${d.decision === 'REJECT' ? 'rejected' : 'approved'} ${node}${d.comment ? ` ("${compact(d.comment, 60)}")` : ''}`;
+    case 'CheckApprovalTimedOut':
+      return `${node} reached its approval deadline ${new Date(Number(d.deadline)).toISOString()}`;
     case 'StageAttemptCreated':
       return `${attempt} was opened`;
     case 'StageAttemptStateChanged':

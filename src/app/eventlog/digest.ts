@@ -23,7 +23,7 @@ function sortKeys(v: unknown): unknown {
 
 /**
  * Everything a workplan's read model holds, in a canonical form: the header, every node, the dependency indexes
- * (dependents of each node, FINAL targets counted per node, children of each stage) and the request ids answered.
+ * (dependents of each node, satisfied members counted per node and per nested sub-group, children of each stage) and the request ids answered.
  */
 export function readModelState(model: WorkPlanModel): unknown {
   const keys = new Set<NodeKey>();
@@ -32,11 +32,18 @@ export function readModelState(model: WorkPlanModel): unknown {
   for (const n of [...model.checks.values(), ...model.stages.values()]) for (const e of n.dependencies?.edges ?? []) keys.add(nodeKey(e));
   const dependents: Record<string, string[]> = {};
   const finalTargets: Record<string, number> = {};
+  const groups = new Set<NodeKey>();
   for (const k of [...keys].sort()) {
     const deps = [...model.dependents(k)].sort();
     if (deps.length) dependents[k] = deps;
+    for (const g of deps) if (g.includes(' ')) groups.add(g); // a nested sub-group's key (node key, space, path)
     const n = model.finalTargets(k);
     if (n) finalTargets[k] = n;
+  }
+  // Nested sub-groups count their satisfied members too (only those holding an edge are listed as dependents).
+  for (const g of [...groups].sort()) {
+    const n = model.finalTargets(g);
+    if (n) finalTargets[g] = n;
   }
   const children: Record<string, string[]> = {};
   for (const s of model.stages.values()) {

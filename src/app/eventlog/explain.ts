@@ -1,7 +1,9 @@
 // Explaining a node: its history, and for every transition the chain of causes back to a client request.
 import { ReadModels } from '../../../projections/read-models.js';
-import { eventNode, type RecordedEvent } from '../../domain/events.js';
-import type { Check, Stage } from '../../domain/model.js';
+import { groupKey, holds, subGroups, walkGroups } from '../../domain/dependency-groups.js';
+import { eventNode, type DomainEvent, type RecordedEvent } from '../../domain/events.js';
+import { nodeKey, type Check, type DependencyGroup, type NodeRef, type Stage } from '../../domain/model.js';
+import type { WorkPlanView } from '../../domain/view.js';
 import { matchesNode } from '../event-filter.js';
 import { describeChange, describeEvent } from './describe.js';
 import { nodeOf } from './replay.js';
@@ -22,6 +24,11 @@ export interface ExplainedEvent extends CauseLink {
   readonly causedBy: CauseLink[];
   /** The sentence: "stage deploy went ATTEMPTING at v15 because check build went FINAL at v14, written by request r-1". */
   readonly because: string;
+  /**
+   * When the node's dependencies became satisfied by this event's cause: the member that completed them, e.g.
+   * "group 2 of 3 satisfied by stage build-mac" (a nested group) or "dependencies satisfied by check build".
+   */
+  readonly satisfiedBy?: string;
 }
 
 export interface Explanation {
@@ -46,10 +53,10 @@ export async function explainNode(
   const models = new ReadModels();
   const history: ExplainedEvent[] = [];
   let ref: { kind: 'check' | 'stage'; id: string } | undefined;
-  const seenEvents = new Map<number, CauseLink & { causedByVersion: number | null }>();
+  const seenEvents = new Map<number, CauseLink & { causedByVersion: number | null; finalNode: NodeRef | null }>();
   for await (const rec of events) {
     if (rec.streamId !== workPlanId) continue;
-    seenEvents.set(rec.version, { ...link(rec), causedByVersion: rec.causation.causedByVersion });
+    seenEvents.set(rec.version, { ...link(rec), causedByVersion: rec.causation.causedByVersion, finalNode: wentFinal(rec.event) });
     const model = models.workplan(workPlanId);
     const about = matchesNode(rec, node) ? eventNode(rec.event)! : undefined;
     const before = about && model ? nodeOf(model, rec) : undefined;
@@ -63,12 +70,24 @@ export async function explainNode(
       seen.add(v);
       const cause = seenEvents.get(v);
       if (!cause) break;
-      const { causedByVersion, ...causeLink } = cause;
+      const { causedByVersion, finalNode: _, ...causeLink } = cause;
       causedBy.push(causeLink);
       v = causedByVersion;
     }
     const self = link(rec);
-    history.push({ ...self, position: rec.position, changes: describeChange(before, after), causedBy, because: because(self, causedBy) });
+    const cause = rec.causation.causedByVersion === null ? undefined : seenEvents.get(rec.causation.causedByVersion);
+    const satisfiedBy =
+      advanced(rec.event) && cause?.finalNode && after && 'dependencies' in after
+        ? completedBy(models.workplan(workPlanId)!, about, after.dependencies, cause.finalNode)
+        : undefined;
+    history.push({
+      ...self,
+      position: rec.position,
+      changes: describeChange(before, after),
+      causedBy,
+      because: because(self, causedBy),
+      ...(satisfiedBy ? { satisfiedBy } : {}),
+    });
   }
   const model = models.workplan(workPlanId);
   if (!model || !ref) return model && !ref ? { workPlanId, node: guessRef(node), version: model.meta.version, current: null, history } : undefined;
@@ -99,4 +118,34 @@ function because(self: CauseLink, chain: readonly CauseLink[]): string {
   if (chain.length === 0) return `${self.summary} at v${self.version}, ${request} (a client write)`;
   const causes = chain.map((c) => `${c.summary} at v${c.version}`).join(', because ');
   return `${self.summary} at v${self.version} because ${causes}, ${request}`;
+}
+
+/** The node an event made FINAL, if it did. */
+function wentFinal(e: DomainEvent): NodeRef | null {
+  if (e.type === 'CheckStateChanged' && e.data.to === 'FINAL') return { kind: 'check', id: e.data.checkId };
+  if (e.type === 'StageStateChanged' && e.data.to === 'FINAL') return { kind: 'stage', id: e.data.stageId };
+  return null;
+}
+
+/** The resolver's advances that happen when dependencies become satisfied. */
+const advanced = (e: DomainEvent): boolean =>
+  (e.type === 'CheckStateChanged' && e.data.from === 'PLANNED' && e.data.to === 'WAITING') ||
+  (e.type === 'StageStateChanged' && e.data.from === 'PLANNED' && e.data.to === 'ATTEMPTING');
+
+/**
+ * Which member completed the node's dependencies when `target` went FINAL: the top-level sub-group holding it
+ * (satisfied now), "group 2 of 3 satisfied by stage build-mac", or the target itself when it is a direct edge.
+ */
+function completedBy(view: WorkPlanView, node: NodeRef, root: DependencyGroup | null, target: NodeRef): string | undefined {
+  if (!root) return undefined;
+  const what = `${target.kind} ${target.id}`;
+  const is = (e: NodeRef) => e.kind === target.kind && e.id === target.id;
+  if (root.edges.some(is)) return `dependencies satisfied by ${what}`;
+  const groups = subGroups(root);
+  for (let i = 0; i < groups.length; i++) {
+    const g = groups[i]!;
+    const holdsTarget = [...walkGroups(g)].some(({ group }) => group.edges.some(is));
+    if (holdsTarget && holds(g, view.finalTargets(groupKey(nodeKey(node), [i])))) return `group ${i + 1} of ${groups.length} satisfied by ${what}`;
+  }
+  return undefined;
 }

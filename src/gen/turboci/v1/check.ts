@@ -8,7 +8,15 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Struct } from "../../google/protobuf/struct.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
-import { CheckState, checkStateFromJSON, checkStateToJSON, DependencyGroup, Failure } from "./common.js";
+import {
+  Approval,
+  ApprovalGate,
+  CheckState,
+  checkStateFromJSON,
+  checkStateToJSON,
+  DependencyGroup,
+  Failure,
+} from "./common.js";
 
 export const protobufPackage = "turboci.v1";
 
@@ -28,6 +36,14 @@ export interface Check {
     | undefined;
   /** Number of changes made to this check. */
   version: bigint;
+  /** Extension: set when the check is an approval gate. */
+  approvalGate:
+    | ApprovalGate
+    | undefined;
+  /** Extension: the approvals and rejections given to the gate, oldest first. */
+  approvals: Approval[];
+  /** Extension: the workplan stream version of the last change to this check (compare with a write's read_version). */
+  changedAtVersion: bigint;
 }
 
 export interface CheckResult {
@@ -46,7 +62,11 @@ export interface CheckWrite {
   kind: string;
   options: { [key: string]: any } | undefined;
   dependencies: DependencyGroup | undefined;
-  result: CheckResultWrite | undefined;
+  result:
+    | CheckResultWrite
+    | undefined;
+  /** Extension: makes a new check an approval gate (only when it is created; resending the same gate is a no-op). */
+  approvalGate: ApprovalGate | undefined;
 }
 
 export interface CheckResultWrite {
@@ -69,6 +89,9 @@ function createBaseCheck(): Check {
     createdAt: undefined,
     updatedAt: undefined,
     version: 0n,
+    approvalGate: undefined,
+    approvals: [],
+    changedAtVersion: 0n,
   };
 }
 
@@ -106,6 +129,18 @@ export const Check: MessageFns<Check> = {
         throw new globalThis.Error("value provided for field message.version of type int64 too large");
       }
       writer.uint32(80).int64(message.version);
+    }
+    if (message.approvalGate !== undefined) {
+      ApprovalGate.encode(message.approvalGate, writer.uint32(802).fork()).join();
+    }
+    for (const v of message.approvals) {
+      Approval.encode(v!, writer.uint32(810).fork()).join();
+    }
+    if (message.changedAtVersion !== 0n) {
+      if (BigInt.asIntN(64, message.changedAtVersion) !== message.changedAtVersion) {
+        throw new globalThis.Error("value provided for field message.changedAtVersion of type int64 too large");
+      }
+      writer.uint32(816).int64(message.changedAtVersion);
     }
     return writer;
   },
@@ -203,6 +238,30 @@ export const Check: MessageFns<Check> = {
             message.version = reader.int64() as bigint;
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.approvalGate = ApprovalGate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 101: {
+            if (tag !== 810) {
+              break;
+            }
+
+            message.approvals.push(Approval.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 102: {
+            if (tag !== 816) {
+              break;
+            }
+
+            message.changedAtVersion = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -239,6 +298,19 @@ export const Check: MessageFns<Check> = {
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
       version: isSet(object.version) ? BigInt(object.version) : 0n,
+      approvalGate: isSet(object.approvalGate)
+        ? ApprovalGate.fromJSON(object.approvalGate)
+        : isSet(object.approval_gate)
+        ? ApprovalGate.fromJSON(object.approval_gate)
+        : undefined,
+      approvals: globalThis.Array.isArray(object?.approvals)
+        ? object.approvals.map((e: any) => Approval.fromJSON(e))
+        : [],
+      changedAtVersion: isSet(object.changedAtVersion)
+        ? BigInt(object.changedAtVersion)
+        : isSet(object.changed_at_version)
+        ? BigInt(object.changed_at_version)
+        : 0n,
     };
   },
 
@@ -274,6 +346,15 @@ export const Check: MessageFns<Check> = {
     if (message.version !== 0n) {
       obj.version = message.version.toString();
     }
+    if (message.approvalGate !== undefined) {
+      obj.approvalGate = ApprovalGate.toJSON(message.approvalGate);
+    }
+    if (message.approvals?.length) {
+      obj.approvals = message.approvals.map((e) => Approval.toJSON(e));
+    }
+    if (message.changedAtVersion !== 0n) {
+      obj.changedAtVersion = message.changedAtVersion.toString();
+    }
     return obj;
   },
 
@@ -294,6 +375,13 @@ export const Check: MessageFns<Check> = {
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
     message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
+    message.approvalGate = (object.approvalGate !== undefined && object.approvalGate !== null)
+      ? ApprovalGate.fromPartial(object.approvalGate)
+      : undefined;
+    message.approvals = object.approvals?.map((e) => Approval.fromPartial(e)) || [];
+    message.changedAtVersion = (object.changedAtVersion !== undefined && object.changedAtVersion !== null)
+      ? BigInt(object.changedAtVersion)
+      : 0n;
     return message;
   },
 };
@@ -493,7 +581,15 @@ export const CheckResult: MessageFns<CheckResult> = {
 };
 
 function createBaseCheckWrite(): CheckWrite {
-  return { id: "", state: 0, kind: "", options: undefined, dependencies: undefined, result: undefined };
+  return {
+    id: "",
+    state: 0,
+    kind: "",
+    options: undefined,
+    dependencies: undefined,
+    result: undefined,
+    approvalGate: undefined,
+  };
 }
 
 export const CheckWrite: MessageFns<CheckWrite> = {
@@ -515,6 +611,9 @@ export const CheckWrite: MessageFns<CheckWrite> = {
     }
     if (message.result !== undefined) {
       CheckResultWrite.encode(message.result, writer.uint32(50).fork()).join();
+    }
+    if (message.approvalGate !== undefined) {
+      ApprovalGate.encode(message.approvalGate, writer.uint32(802).fork()).join();
     }
     return writer;
   },
@@ -580,6 +679,14 @@ export const CheckWrite: MessageFns<CheckWrite> = {
             message.result = CheckResultWrite.decode(reader, reader.uint32());
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.approvalGate = ApprovalGate.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -600,6 +707,11 @@ export const CheckWrite: MessageFns<CheckWrite> = {
       options: isObject(object.options) ? object.options : undefined,
       dependencies: isSet(object.dependencies) ? DependencyGroup.fromJSON(object.dependencies) : undefined,
       result: isSet(object.result) ? CheckResultWrite.fromJSON(object.result) : undefined,
+      approvalGate: isSet(object.approvalGate)
+        ? ApprovalGate.fromJSON(object.approvalGate)
+        : isSet(object.approval_gate)
+        ? ApprovalGate.fromJSON(object.approval_gate)
+        : undefined,
     };
   },
 
@@ -623,6 +735,9 @@ export const CheckWrite: MessageFns<CheckWrite> = {
     if (message.result !== undefined) {
       obj.result = CheckResultWrite.toJSON(message.result);
     }
+    if (message.approvalGate !== undefined) {
+      obj.approvalGate = ApprovalGate.toJSON(message.approvalGate);
+    }
     return obj;
   },
 
@@ -640,6 +755,9 @@ export const CheckWrite: MessageFns<CheckWrite> = {
       : undefined;
     message.result = (object.result !== undefined && object.result !== null)
       ? CheckResultWrite.fromPartial(object.result)
+      : undefined;
+    message.approvalGate = (object.approvalGate !== undefined && object.approvalGate !== null)
+      ? ApprovalGate.fromPartial(object.approvalGate)
       : undefined;
     return message;
   },

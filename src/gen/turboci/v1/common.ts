@@ -264,6 +264,42 @@ export function executionModeToJSON(object: ExecutionMode): string {
   }
 }
 
+/** Extension: whether an Approve call approves or rejects. */
+export enum ApprovalDecision {
+  APPROVAL_DECISION_UNKNOWN = 0,
+  APPROVAL_DECISION_APPROVE = 1,
+  APPROVAL_DECISION_REJECT = 2,
+}
+
+export function approvalDecisionFromJSON(object: any): ApprovalDecision {
+  switch (object) {
+    case 0:
+    case "APPROVAL_DECISION_UNKNOWN":
+      return ApprovalDecision.APPROVAL_DECISION_UNKNOWN;
+    case 1:
+    case "APPROVAL_DECISION_APPROVE":
+      return ApprovalDecision.APPROVAL_DECISION_APPROVE;
+    case 2:
+    case "APPROVAL_DECISION_REJECT":
+      return ApprovalDecision.APPROVAL_DECISION_REJECT;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum ApprovalDecision");
+  }
+}
+
+export function approvalDecisionToJSON(object: ApprovalDecision): string {
+  switch (object) {
+    case ApprovalDecision.APPROVAL_DECISION_UNKNOWN:
+      return "APPROVAL_DECISION_UNKNOWN";
+    case ApprovalDecision.APPROVAL_DECISION_APPROVE:
+      return "APPROVAL_DECISION_APPROVE";
+    case ApprovalDecision.APPROVAL_DECISION_REJECT:
+      return "APPROVAL_DECISION_REJECT";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum ApprovalDecision");
+  }
+}
+
 /** An edge to a check or a stage. It is satisfied when its target is FINAL, whatever the outcome. */
 export interface Dependency {
   targetType: NodeType;
@@ -275,9 +311,38 @@ export interface DependencyGroup {
   dependencies: Dependency[];
   /**
    * Extension: when > 0, the group is satisfied once at least `threshold` edges are satisfied; the predicate is
-   * then ignored. Must not exceed the number of dependencies.
+   * then ignored. Must not exceed the number of members (dependencies and groups).
    */
   threshold: number;
+  /**
+   * Extension: nested sub-groups. Each is a member of this group like an edge, satisfied when its own predicate
+   * holds: AND needs every member (edges and groups), OR at least one, threshold at least N. An empty group is
+   * satisfied. Groups nest at most 16 deep (the top group is depth 1).
+   */
+  groups: DependencyGroup[];
+}
+
+/** Extension: a check that is an approval gate goes FINAL only through the Approve RPC (or its deadline). */
+export interface ApprovalGate {
+  /** Approvals from distinct principals needed; 0 means 1. */
+  approvalsRequired: number;
+  /** When set, the gate goes FINAL with the failure "approval timed out" at this time unless approved or rejected. */
+  deadline: Date | undefined;
+}
+
+/** Extension: one approval or rejection given to a gate. */
+export interface Approval {
+  /** Who gave it: the caller's identity ("anonymous" while the server runs without authentication). */
+  principal: string;
+  decision: ApprovalDecision;
+  comment: string;
+  givenAt: Date | undefined;
+}
+
+/** Extension: a node a transactional write read (WriteNodesRequest.read_nodes). */
+export interface ReadNode {
+  nodeType: NodeType;
+  nodeId: string;
 }
 
 export interface Failure {
@@ -379,7 +444,7 @@ export const Dependency: MessageFns<Dependency> = {
 };
 
 function createBaseDependencyGroup(): DependencyGroup {
-  return { predicate: 0, dependencies: [], threshold: 0 };
+  return { predicate: 0, dependencies: [], threshold: 0, groups: [] };
 }
 
 export const DependencyGroup: MessageFns<DependencyGroup> = {
@@ -392,6 +457,9 @@ export const DependencyGroup: MessageFns<DependencyGroup> = {
     }
     if (message.threshold !== 0) {
       writer.uint32(24).int32(message.threshold);
+    }
+    for (const v of message.groups) {
+      DependencyGroup.encode(v!, writer.uint32(802).fork()).join();
     }
     return writer;
   },
@@ -433,6 +501,14 @@ export const DependencyGroup: MessageFns<DependencyGroup> = {
             message.threshold = reader.int32();
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.groups.push(DependencyGroup.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -452,6 +528,9 @@ export const DependencyGroup: MessageFns<DependencyGroup> = {
         ? object.dependencies.map((e: any) => Dependency.fromJSON(e))
         : [],
       threshold: isSet(object.threshold) ? globalThis.Number(object.threshold) : 0,
+      groups: globalThis.Array.isArray(object?.groups)
+        ? object.groups.map((e: any) => DependencyGroup.fromJSON(e))
+        : [],
     };
   },
 
@@ -466,6 +545,9 @@ export const DependencyGroup: MessageFns<DependencyGroup> = {
     if (message.threshold !== 0) {
       obj.threshold = Math.round(message.threshold);
     }
+    if (message.groups?.length) {
+      obj.groups = message.groups.map((e) => DependencyGroup.toJSON(e));
+    }
     return obj;
   },
 
@@ -477,6 +559,310 @@ export const DependencyGroup: MessageFns<DependencyGroup> = {
     message.predicate = object.predicate ?? 0;
     message.dependencies = object.dependencies?.map((e) => Dependency.fromPartial(e)) || [];
     message.threshold = object.threshold ?? 0;
+    message.groups = object.groups?.map((e) => DependencyGroup.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseApprovalGate(): ApprovalGate {
+  return { approvalsRequired: 0, deadline: undefined };
+}
+
+export const ApprovalGate: MessageFns<ApprovalGate> = {
+  encode(message: ApprovalGate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.approvalsRequired !== 0) {
+      writer.uint32(8).int32(message.approvalsRequired);
+    }
+    if (message.deadline !== undefined) {
+      Timestamp.encode(toTimestamp(message.deadline), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApprovalGate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApprovalGate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.approvalsRequired = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApprovalGate {
+    return {
+      approvalsRequired: isSet(object.approvalsRequired)
+        ? globalThis.Number(object.approvalsRequired)
+        : isSet(object.approvals_required)
+        ? globalThis.Number(object.approvals_required)
+        : 0,
+      deadline: isSet(object.deadline) ? fromJsonTimestamp(object.deadline) : undefined,
+    };
+  },
+
+  toJSON(message: ApprovalGate): unknown {
+    const obj: any = {};
+    if (message.approvalsRequired !== 0) {
+      obj.approvalsRequired = Math.round(message.approvalsRequired);
+    }
+    if (message.deadline !== undefined) {
+      obj.deadline = message.deadline.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApprovalGate>, I>>(base?: I): ApprovalGate {
+    return ApprovalGate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApprovalGate>, I>>(object: I): ApprovalGate {
+    const message = createBaseApprovalGate();
+    message.approvalsRequired = object.approvalsRequired ?? 0;
+    message.deadline = object.deadline ?? undefined;
+    return message;
+  },
+};
+
+function createBaseApproval(): Approval {
+  return { principal: "", decision: 0, comment: "", givenAt: undefined };
+}
+
+export const Approval: MessageFns<Approval> = {
+  encode(message: Approval, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.principal !== "") {
+      writer.uint32(10).string(message.principal);
+    }
+    if (message.decision !== 0) {
+      writer.uint32(16).int32(message.decision);
+    }
+    if (message.comment !== "") {
+      writer.uint32(26).string(message.comment);
+    }
+    if (message.givenAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.givenAt), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Approval {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApproval();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.principal = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.decision = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.comment = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.givenAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Approval {
+    return {
+      principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
+      decision: isSet(object.decision) ? approvalDecisionFromJSON(object.decision) : 0,
+      comment: isSet(object.comment) ? globalThis.String(object.comment) : "",
+      givenAt: isSet(object.givenAt)
+        ? fromJsonTimestamp(object.givenAt)
+        : isSet(object.given_at)
+        ? fromJsonTimestamp(object.given_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Approval): unknown {
+    const obj: any = {};
+    if (message.principal !== "") {
+      obj.principal = message.principal;
+    }
+    if (message.decision !== 0) {
+      obj.decision = approvalDecisionToJSON(message.decision);
+    }
+    if (message.comment !== "") {
+      obj.comment = message.comment;
+    }
+    if (message.givenAt !== undefined) {
+      obj.givenAt = message.givenAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Approval>, I>>(base?: I): Approval {
+    return Approval.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Approval>, I>>(object: I): Approval {
+    const message = createBaseApproval();
+    message.principal = object.principal ?? "";
+    message.decision = object.decision ?? 0;
+    message.comment = object.comment ?? "";
+    message.givenAt = object.givenAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseReadNode(): ReadNode {
+  return { nodeType: 0, nodeId: "" };
+}
+
+export const ReadNode: MessageFns<ReadNode> = {
+  encode(message: ReadNode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeType !== 0) {
+      writer.uint32(8).int32(message.nodeType);
+    }
+    if (message.nodeId !== "") {
+      writer.uint32(18).string(message.nodeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadNode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadNode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nodeType = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReadNode {
+    return {
+      nodeType: isSet(object.nodeType)
+        ? nodeTypeFromJSON(object.nodeType)
+        : isSet(object.node_type)
+        ? nodeTypeFromJSON(object.node_type)
+        : 0,
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ReadNode): unknown {
+    const obj: any = {};
+    if (message.nodeType !== 0) {
+      obj.nodeType = nodeTypeToJSON(message.nodeType);
+    }
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReadNode>, I>>(base?: I): ReadNode {
+    return ReadNode.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReadNode>, I>>(object: I): ReadNode {
+    const message = createBaseReadNode();
+    message.nodeType = object.nodeType ?? 0;
+    message.nodeId = object.nodeId ?? "";
     return message;
   },
 };

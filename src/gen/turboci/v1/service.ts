@@ -24,6 +24,9 @@ import { Struct } from "../../google/protobuf/struct.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { Check, CheckWrite } from "./check.js";
 import {
+  ApprovalDecision,
+  approvalDecisionFromJSON,
+  approvalDecisionToJSON,
   CheckState,
   checkStateFromJSON,
   checkStateToJSON,
@@ -31,6 +34,7 @@ import {
   executionModeFromJSON,
   executionModeToJSON,
   Failure,
+  ReadNode,
   StageState,
   stageStateFromJSON,
   stageStateToJSON,
@@ -50,7 +54,19 @@ export interface WriteNodesRequest {
   /** Extension: a retry carrying the same request_id returns the first answer and appends nothing. */
   requestId: string;
   /** Extension: when set, the write is ABORTED unless the workplan's version equals it. */
-  expectedVersion?: bigint | undefined;
+  expectedVersion?:
+    | bigint
+    | undefined;
+  /**
+   * Extension: a transaction against what the writer read. The version the writer read `read_nodes` at: the write
+   * is ABORTED, naming the first of them that changed, if any changed after this version; other nodes may have
+   * changed meanwhile. Required when read_nodes is set; at most the workplan's version.
+   */
+  readVersion?:
+    | bigint
+    | undefined;
+  /** Extension: the nodes the writer's decision depended on (checks and stages by id). */
+  readNodes: ReadNode[];
 }
 
 export interface WriteNodesResponse {
@@ -223,8 +239,32 @@ export interface WorkPlanCompletedEvent {
   hasFailures: boolean;
 }
 
+/** Extension: approve or reject an approval gate. */
+export interface ApproveRequest {
+  workPlanId: string;
+  checkId: string;
+  decision: ApprovalDecision;
+  comment: string;
+  /** A retry carrying the same request_id returns the first answer and appends nothing. */
+  requestId: string;
+}
+
+export interface ApproveResponse {
+  /** The gate as it stands after the call (FINAL when this approval completed it or this was a reject). */
+  check: Check | undefined;
+  workPlanVersion: bigint;
+}
+
 function createBaseWriteNodesRequest(): WriteNodesRequest {
-  return { workPlanId: "", checks: [], stages: [], requestId: "", expectedVersion: undefined };
+  return {
+    workPlanId: "",
+    checks: [],
+    stages: [],
+    requestId: "",
+    expectedVersion: undefined,
+    readVersion: undefined,
+    readNodes: [],
+  };
 }
 
 export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
@@ -246,6 +286,15 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
         throw new globalThis.Error("value provided for field message.expectedVersion of type int64 too large");
       }
       writer.uint32(40).int64(message.expectedVersion);
+    }
+    if (message.readVersion !== undefined) {
+      if (BigInt.asIntN(64, message.readVersion) !== message.readVersion) {
+        throw new globalThis.Error("value provided for field message.readVersion of type int64 too large");
+      }
+      writer.uint32(800).int64(message.readVersion);
+    }
+    for (const v of message.readNodes) {
+      ReadNode.encode(v!, writer.uint32(810).fork()).join();
     }
     return writer;
   },
@@ -303,6 +352,22 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
             message.expectedVersion = reader.int64() as bigint;
             continue;
           }
+          case 100: {
+            if (tag !== 800) {
+              break;
+            }
+
+            message.readVersion = reader.int64() as bigint;
+            continue;
+          }
+          case 101: {
+            if (tag !== 810) {
+              break;
+            }
+
+            message.readNodes.push(ReadNode.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -334,6 +399,16 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
         : isSet(object.expected_version)
         ? BigInt(object.expected_version)
         : undefined,
+      readVersion: isSet(object.readVersion)
+        ? BigInt(object.readVersion)
+        : isSet(object.read_version)
+        ? BigInt(object.read_version)
+        : undefined,
+      readNodes: globalThis.Array.isArray(object?.readNodes)
+        ? object.readNodes.map((e: any) => ReadNode.fromJSON(e))
+        : globalThis.Array.isArray(object?.read_nodes)
+        ? object.read_nodes.map((e: any) => ReadNode.fromJSON(e))
+        : [],
     };
   },
 
@@ -354,6 +429,12 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
     if (message.expectedVersion !== undefined) {
       obj.expectedVersion = message.expectedVersion.toString();
     }
+    if (message.readVersion !== undefined) {
+      obj.readVersion = message.readVersion.toString();
+    }
+    if (message.readNodes?.length) {
+      obj.readNodes = message.readNodes.map((e) => ReadNode.toJSON(e));
+    }
     return obj;
   },
 
@@ -369,6 +450,10 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
     message.expectedVersion = (object.expectedVersion !== undefined && object.expectedVersion !== null)
       ? BigInt(object.expectedVersion)
       : undefined;
+    message.readVersion = (object.readVersion !== undefined && object.readVersion !== null)
+      ? BigInt(object.readVersion)
+      : undefined;
+    message.readNodes = object.readNodes?.map((e) => ReadNode.fromPartial(e)) || [];
     return message;
   },
 };
@@ -3252,6 +3337,245 @@ export const WorkPlanCompletedEvent: MessageFns<WorkPlanCompletedEvent> = {
   },
 };
 
+function createBaseApproveRequest(): ApproveRequest {
+  return { workPlanId: "", checkId: "", decision: 0, comment: "", requestId: "" };
+}
+
+export const ApproveRequest: MessageFns<ApproveRequest> = {
+  encode(message: ApproveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workPlanId !== "") {
+      writer.uint32(10).string(message.workPlanId);
+    }
+    if (message.checkId !== "") {
+      writer.uint32(18).string(message.checkId);
+    }
+    if (message.decision !== 0) {
+      writer.uint32(24).int32(message.decision);
+    }
+    if (message.comment !== "") {
+      writer.uint32(34).string(message.comment);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(42).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApproveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApproveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workPlanId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.checkId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.decision = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.comment = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApproveRequest {
+    return {
+      workPlanId: isSet(object.workPlanId)
+        ? globalThis.String(object.workPlanId)
+        : isSet(object.work_plan_id)
+        ? globalThis.String(object.work_plan_id)
+        : "",
+      checkId: isSet(object.checkId)
+        ? globalThis.String(object.checkId)
+        : isSet(object.check_id)
+        ? globalThis.String(object.check_id)
+        : "",
+      decision: isSet(object.decision) ? approvalDecisionFromJSON(object.decision) : 0,
+      comment: isSet(object.comment) ? globalThis.String(object.comment) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ApproveRequest): unknown {
+    const obj: any = {};
+    if (message.workPlanId !== "") {
+      obj.workPlanId = message.workPlanId;
+    }
+    if (message.checkId !== "") {
+      obj.checkId = message.checkId;
+    }
+    if (message.decision !== 0) {
+      obj.decision = approvalDecisionToJSON(message.decision);
+    }
+    if (message.comment !== "") {
+      obj.comment = message.comment;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApproveRequest>, I>>(base?: I): ApproveRequest {
+    return ApproveRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApproveRequest>, I>>(object: I): ApproveRequest {
+    const message = createBaseApproveRequest();
+    message.workPlanId = object.workPlanId ?? "";
+    message.checkId = object.checkId ?? "";
+    message.decision = object.decision ?? 0;
+    message.comment = object.comment ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseApproveResponse(): ApproveResponse {
+  return { check: undefined, workPlanVersion: 0n };
+}
+
+export const ApproveResponse: MessageFns<ApproveResponse> = {
+  encode(message: ApproveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.check !== undefined) {
+      Check.encode(message.check, writer.uint32(10).fork()).join();
+    }
+    if (message.workPlanVersion !== 0n) {
+      if (BigInt.asIntN(64, message.workPlanVersion) !== message.workPlanVersion) {
+        throw new globalThis.Error("value provided for field message.workPlanVersion of type int64 too large");
+      }
+      writer.uint32(16).int64(message.workPlanVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApproveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApproveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.check = Check.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.workPlanVersion = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApproveResponse {
+    return {
+      check: isSet(object.check) ? Check.fromJSON(object.check) : undefined,
+      workPlanVersion: isSet(object.workPlanVersion)
+        ? BigInt(object.workPlanVersion)
+        : isSet(object.work_plan_version)
+        ? BigInt(object.work_plan_version)
+        : 0n,
+    };
+  },
+
+  toJSON(message: ApproveResponse): unknown {
+    const obj: any = {};
+    if (message.check !== undefined) {
+      obj.check = Check.toJSON(message.check);
+    }
+    if (message.workPlanVersion !== 0n) {
+      obj.workPlanVersion = message.workPlanVersion.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApproveResponse>, I>>(base?: I): ApproveResponse {
+    return ApproveResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApproveResponse>, I>>(object: I): ApproveResponse {
+    const message = createBaseApproveResponse();
+    message.check = (object.check !== undefined && object.check !== null) ? Check.fromPartial(object.check) : undefined;
+    message.workPlanVersion = (object.workPlanVersion !== undefined && object.workPlanVersion !== null)
+      ? BigInt(object.workPlanVersion)
+      : 0n;
+    return message;
+  },
+};
+
 export type TurboCIOrchestratorService = typeof TurboCIOrchestratorService;
 export const TurboCIOrchestratorService = {
   createWorkPlan: {
@@ -3371,6 +3695,16 @@ export const TurboCIOrchestratorService = {
     responseSerialize: (value: WorkPlanEventBatch): Buffer => Buffer.from(WorkPlanEventBatch.encode(value).finish()),
     responseDeserialize: (value: Buffer): WorkPlanEventBatch => WorkPlanEventBatch.decode(value),
   },
+  /** Extension: approve or reject an approval gate (a check with approval_gate set). */
+  approve: {
+    path: "/turboci.v1.TurboCIOrchestrator/Approve" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ApproveRequest): Buffer => Buffer.from(ApproveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ApproveRequest => ApproveRequest.decode(value),
+    responseSerialize: (value: ApproveResponse): Buffer => Buffer.from(ApproveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApproveResponse => ApproveResponse.decode(value),
+  },
 } as const;
 
 export interface TurboCIOrchestratorServer extends UntypedServiceImplementation {
@@ -3390,6 +3724,8 @@ export interface TurboCIOrchestratorServer extends UntypedServiceImplementation 
    * was written (at most 512 events), so a busy watcher gets fewer, larger messages.
    */
   watchWorkPlanBatched: handleServerStreamingCall<WatchWorkPlanRequest, WorkPlanEventBatch>;
+  /** Extension: approve or reject an approval gate (a check with approval_gate set). */
+  approve: handleUnaryCall<ApproveRequest, ApproveResponse>;
 }
 
 export interface TurboCIOrchestratorClient extends Client {
@@ -3548,6 +3884,22 @@ export interface TurboCIOrchestratorClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WorkPlanEventBatch>;
+  /** Extension: approve or reject an approval gate (a check with approval_gate set). */
+  approve(
+    request: ApproveRequest,
+    callback: (error: ServiceError | null, response: ApproveResponse) => void,
+  ): ClientUnaryCall;
+  approve(
+    request: ApproveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ApproveResponse) => void,
+  ): ClientUnaryCall;
+  approve(
+    request: ApproveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ApproveResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const TurboCIOrchestratorClient = makeGenericClientConstructor(

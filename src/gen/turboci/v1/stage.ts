@@ -58,7 +58,11 @@ export interface Stage {
   /** Extension: scheduling priority for pull runners; higher is leased first (then the oldest attempt). */
   priority: number;
   /** Extension: how attempts are executed by pull runners (0 fields = the server's defaults). */
-  executionPolicy: StageExecutionPolicy | undefined;
+  executionPolicy:
+    | StageExecutionPolicy
+    | undefined;
+  /** Extension: the workplan stream version of the last change to this stage (compare with a write's read_version). */
+  changedAtVersion: bigint;
 }
 
 /**
@@ -174,6 +178,7 @@ function createBaseStage(): Stage {
     attemptTimeoutSeconds: 0,
     priority: 0,
     executionPolicy: undefined,
+    changedAtVersion: 0n,
   };
 }
 
@@ -235,6 +240,12 @@ export const Stage: MessageFns<Stage> = {
     }
     if (message.executionPolicy !== undefined) {
       StageExecutionPolicy.encode(message.executionPolicy, writer.uint32(146).fork()).join();
+    }
+    if (message.changedAtVersion !== 0n) {
+      if (BigInt.asIntN(64, message.changedAtVersion) !== message.changedAtVersion) {
+        throw new globalThis.Error("value provided for field message.changedAtVersion of type int64 too large");
+      }
+      writer.uint32(800).int64(message.changedAtVersion);
     }
     return writer;
   },
@@ -396,6 +407,14 @@ export const Stage: MessageFns<Stage> = {
             message.executionPolicy = StageExecutionPolicy.decode(reader, reader.uint32());
             continue;
           }
+          case 100: {
+            if (tag !== 800) {
+              break;
+            }
+
+            message.changedAtVersion = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -466,6 +485,11 @@ export const Stage: MessageFns<Stage> = {
         : isSet(object.execution_policy)
         ? StageExecutionPolicy.fromJSON(object.execution_policy)
         : undefined,
+      changedAtVersion: isSet(object.changedAtVersion)
+        ? BigInt(object.changedAtVersion)
+        : isSet(object.changed_at_version)
+        ? BigInt(object.changed_at_version)
+        : 0n,
     };
   },
 
@@ -525,6 +549,9 @@ export const Stage: MessageFns<Stage> = {
     if (message.executionPolicy !== undefined) {
       obj.executionPolicy = StageExecutionPolicy.toJSON(message.executionPolicy);
     }
+    if (message.changedAtVersion !== 0n) {
+      obj.changedAtVersion = message.changedAtVersion.toString();
+    }
     return obj;
   },
 
@@ -557,6 +584,9 @@ export const Stage: MessageFns<Stage> = {
     message.executionPolicy = (object.executionPolicy !== undefined && object.executionPolicy !== null)
       ? StageExecutionPolicy.fromPartial(object.executionPolicy)
       : undefined;
+    message.changedAtVersion = (object.changedAtVersion !== undefined && object.changedAtVersion !== null)
+      ? BigInt(object.changedAtVersion)
+      : 0n;
     return message;
   },
 };
