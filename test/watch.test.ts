@@ -452,16 +452,16 @@ describe('completion', () => {
 
 describe('batched', () => {
   /** The events of a WatchWorkPlanBatched stream up to `version`, and how many messages carried them. */
-  async function watchBatched(req: DeepPartial<WatchWorkPlanRequest>, version: number): Promise<{ events: WorkPlanEvent[]; messages: number }> {
+  async function watchBatched(req: DeepPartial<WatchWorkPlanRequest>, version: number): Promise<{ events: Ev[]; messages: number }> {
     const stream = suite.client.watchWorkPlanBatched(WatchWorkPlanRequest.fromPartial(req as WatchWorkPlanRequest), new Metadata(), {
       deadline: Date.now() + WAIT_MS,
     });
-    const events: WorkPlanEvent[] = [];
+    const events: Ev[] = [];
     let messages = 0;
     await new Promise<void>((resolve, reject) => {
       stream.on('data', (batch: WorkPlanEventBatch) => {
         messages++;
-        events.push(...batch.events);
+        events.push(...batch.events.map((e) => ({ ...e, version: Number(e.version) })));
         if (events.some((e) => e.version >= version && !e.snapshot)) resolve();
       });
       stream.on('error', (err: Error) => reject(err));
