@@ -33,7 +33,7 @@ Event log tools (read a database file read-only, safe while a server runs; most 
 
 Run "npx turboci <command> --help" for a command's options and examples.`;
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+export const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve,
   runner,
   approve: approveCommand,

@@ -5,10 +5,12 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { COMMANDS } from '../../src/cli/main.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const DOCS = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
-const SUBCOMMANDS = new Set(['serve', 'runner', 'events', 'replay', 'explain', 'verify', 'export', 'import']);
+/** The subcommands `turboci` dispatches (src/cli/main.ts). */
+const SUBCOMMANDS = new Set(Object.keys(COMMANDS));
 
 test('every command in README.md and docs/ runs as written', () => {
   for (const doc of DOCS) {
