@@ -20,8 +20,9 @@ const show = (label: string, res: WriteNodesResponse) => {
   console.log(`${label} -> v${res.workPlanVersion}: ${nodes.join(', ')}`);
 };
 
-const { workPlan } = await call<{ metadata: Record<string, string> }, CreateWorkPlanResponse>(client.createWorkPlan, {
+const { workPlan } = await call<{ metadata: Record<string, string>; realm: string }, CreateWorkPlanResponse>(client.createWorkPlan, {
   metadata: { repo: 'example' },
+  realm: '',
 });
 const workPlanId = workPlan!.id;
 console.log(`created workplan ${workPlanId}`);

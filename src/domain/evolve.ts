@@ -3,6 +3,7 @@
 // WorkPlanState (the committed model or a copy-on-write draft over it).
 import type { DomainEvent } from './events.js';
 import {
+  DEFAULT_REALM,
   mergeJson,
   NO_POLICY,
   nodeKey,
@@ -94,7 +95,14 @@ function countFinal(state: WorkPlanState, target: NodeKey): void {
 
 export function evolveWorkPlan(meta: WorkPlanMeta | undefined, event: DomainEvent, at: EventPoint, streamId: string): WorkPlanMeta {
   if (event.type === 'WorkPlanCreated') {
-    return { id: streamId, metadata: event.data.metadata, createdAt: at.recordedAt, updatedAt: at.recordedAt, version: at.version };
+    return {
+      id: streamId,
+      metadata: event.data.metadata,
+      createdAt: at.recordedAt,
+      updatedAt: at.recordedAt,
+      version: at.version,
+      realm: event.data.realm ?? DEFAULT_REALM,
+    };
   }
   if (!meta) throw new Error(`event ${event.type} at version ${at.version} before WorkPlanCreated`);
   return { ...meta, updatedAt: at.recordedAt, version: at.version };

@@ -33,6 +33,20 @@ CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
   BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 `;
 
+/**
+ * Columns added after the table was first created (ALTER TABLE ADD COLUMN when missing): who caused an event
+ * (a token name, `anonymous`, `system`) and the reason the caller gave. NULL in rows written before.
+ */
+const ADDED_COLUMNS: readonly [name: string, decl: string][] = [
+  ['principal', 'TEXT'],
+  ['reason', 'TEXT'],
+];
+
+function migrate(db: Database.Database): void {
+  const have = new Set((db.prepare('PRAGMA table_info(events)').all() as { name: string }[]).map((c) => c.name));
+  for (const [name, decl] of ADDED_COLUMNS) if (!have.has(name)) db.exec(`ALTER TABLE events ADD COLUMN ${name} ${decl}`);
+}
+
 interface EventRow extends StoredEventRow {
   readonly position: number;
   readonly stream_id: string;
@@ -40,6 +54,8 @@ interface EventRow extends StoredEventRow {
   readonly recorded_at: number;
   readonly request_id: string | null;
   readonly caused_by_version: number | null;
+  readonly principal?: string | null;
+  readonly reason?: string | null;
 }
 
 export interface SqliteEventStoreOptions {
@@ -75,10 +91,11 @@ export class SqliteEventStore implements EventStore {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
       this.db.exec(EVENTS_SCHEMA);
+      migrate(this.db);
     }
     this.insert = this.db.prepare(
-      `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version, principal, reason)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.currentVersion = this.db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM events WHERE stream_id = ?');
     this.appendTx = this.db.transaction((streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => {
@@ -87,13 +104,15 @@ export class SqliteEventStore implements EventStore {
       return events.map((p, i): RecordedEvent => {
         const version = expected + i + 1;
         const { type, schemaVersion, data } = encodeEvent(p.event);
-        const info = this.insert.run(streamId, version, type, schemaVersion, data, o.recordedAt, o.requestId, p.causedByVersion);
+        const principal = o.principal ?? null;
+        const reason = o.reason ?? null;
+        const info = this.insert.run(streamId, version, type, schemaVersion, data, o.recordedAt, o.requestId, p.causedByVersion, principal, reason);
         return {
           position: Number(info.lastInsertRowid),
           streamId,
           version,
           recordedAt: o.recordedAt,
-          causation: { requestId: o.requestId, causedByVersion: p.causedByVersion },
+          causation: { requestId: o.requestId, causedByVersion: p.causedByVersion, principal, reason },
           event: p.event,
         };
       });
@@ -176,7 +195,8 @@ export class SqliteEventStore implements EventStore {
         if (this.currentVersion.get(streamId)!.v !== 0) throw new StreamExists(streamId);
         for (const e of events) {
           const { type, schemaVersion, data } = encodeEvent(e.event);
-          this.insert.run(streamId, e.version, type, schemaVersion, data, e.recordedAt, e.causation.requestId, e.causation.causedByVersion);
+          const c = e.causation;
+          this.insert.run(streamId, e.version, type, schemaVersion, data, e.recordedAt, c.requestId, c.causedByVersion, c.principal ?? null, c.reason ?? null);
         }
       })
       .immediate();
@@ -202,7 +222,7 @@ function toRecorded(row: EventRow): RecordedEvent {
     streamId: row.stream_id,
     version: row.version,
     recordedAt: row.recorded_at,
-    causation: { requestId: row.request_id, causedByVersion: row.caused_by_version },
+    causation: { requestId: row.request_id, causedByVersion: row.caused_by_version, principal: row.principal ?? null, reason: row.reason ?? null },
     event,
   };
 }

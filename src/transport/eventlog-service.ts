@@ -22,6 +22,8 @@ export function eventToProto(rec: RecordedEvent): LoggedEvent {
     requestId: rec.causation.requestId ?? '',
     causedByVersion: rec.causation.causedByVersion ?? undefined,
     data: rec.event.data as Record<string, unknown>,
+    principal: rec.causation.principal ?? '',
+    reason: rec.causation.reason ?? '',
   };
 }
 

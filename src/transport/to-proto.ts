@@ -47,7 +47,7 @@ function dependencies(g: d.DependencyGroup | null): DependencyGroup | undefined 
 }
 
 export function workPlanToProto(m: d.WorkPlanMeta): WorkPlan {
-  return { id: m.id, createdAt: date(m.createdAt), updatedAt: date(m.updatedAt), version: m.version, metadata: { ...m.metadata } };
+  return { id: m.id, createdAt: date(m.createdAt), updatedAt: date(m.updatedAt), version: m.version, metadata: { ...m.metadata }, realm: m.realm };
 }
 
 export function checkToProto(workPlanId: string, c: d.Check): Check {

@@ -50,7 +50,11 @@ export interface WriteNodesRequest {
   /** Extension: a retry carrying the same request_id returns the first answer and appends nothing. */
   requestId: string;
   /** Extension: when set, the write is ABORTED unless the workplan's version equals it. */
-  expectedVersion?: number | undefined;
+  expectedVersion?:
+    | number
+    | undefined;
+  /** Extension: why the write is made; recorded (with the caller's principal) on every event the write produced. */
+  reason: string;
 }
 
 export interface WriteNodesResponse {
@@ -93,6 +97,12 @@ export interface RegisterStageRunnerRequest {
   maxConcurrent: number;
   ttlSeconds: number;
   metadata: { [key: string]: string };
+  /**
+   * Extension: the registration this call refreshes (the id RegisterStageRunner answered). A live runner_id may be
+   * re-registered from a new address only by the identity that registered it: the same token when auth is on, the
+   * holder of its registration_id when it is off.
+   */
+  registrationId: string;
 }
 
 export interface RegisterStageRunnerRequest_MetadataEntry {
@@ -196,6 +206,12 @@ export interface WorkPlanEvent {
    * it is a live change. Snapshot events have old_state == new_state.
    */
   snapshot: boolean;
+  /**
+   * Extension: who made the change (a token name; "anonymous" when auth is off; "system" for the server's own
+   * decisions) and the reason the write gave. Empty on snapshot events.
+   */
+  principal: string;
+  reason: string;
 }
 
 export interface CheckEvent {
@@ -219,7 +235,7 @@ export interface WorkPlanCompletedEvent {
 }
 
 function createBaseWriteNodesRequest(): WriteNodesRequest {
-  return { workPlanId: "", checks: [], stages: [], requestId: "", expectedVersion: undefined };
+  return { workPlanId: "", checks: [], stages: [], requestId: "", expectedVersion: undefined, reason: "" };
 }
 
 export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
@@ -238,6 +254,9 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
     }
     if (message.expectedVersion !== undefined) {
       writer.uint32(40).int64(message.expectedVersion);
+    }
+    if (message.reason !== "") {
+      writer.uint32(1602).string(message.reason);
     }
     return writer;
   },
@@ -295,6 +314,14 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
             message.expectedVersion = longToNumber(reader.int64());
             continue;
           }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -326,6 +353,7 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
         : isSet(object.expected_version)
         ? globalThis.Number(object.expected_version)
         : undefined,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
     };
   },
 
@@ -346,6 +374,9 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
     if (message.expectedVersion !== undefined) {
       obj.expectedVersion = Math.round(message.expectedVersion);
     }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
@@ -359,6 +390,7 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
     message.stages = object.stages?.map((e) => StageWrite.fromPartial(e)) || [];
     message.requestId = object.requestId ?? "";
     message.expectedVersion = object.expectedVersion ?? undefined;
+    message.reason = object.reason ?? "";
     return message;
   },
 };
@@ -873,6 +905,7 @@ function createBaseRegisterStageRunnerRequest(): RegisterStageRunnerRequest {
     maxConcurrent: 0,
     ttlSeconds: 0,
     metadata: {},
+    registrationId: "",
   };
 }
 
@@ -903,6 +936,9 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       RegisterStageRunnerRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
     });
+    if (message.registrationId !== "") {
+      writer.uint32(1602).string(message.registrationId);
+    }
     return writer;
   },
 
@@ -988,6 +1024,14 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
             }
             continue;
           }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.registrationId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1042,6 +1086,11 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
           {},
         )
         : {},
+      registrationId: isSet(object.registrationId)
+        ? globalThis.String(object.registrationId)
+        : isSet(object.registration_id)
+        ? globalThis.String(object.registration_id)
+        : "",
     };
   },
 
@@ -1074,6 +1123,9 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
         });
       }
     }
+    if (message.registrationId !== "") {
+      obj.registrationId = message.registrationId;
+    }
     return obj;
   },
 
@@ -1097,6 +1149,7 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
       },
       {},
     );
+    message.registrationId = object.registrationId ?? "";
     return message;
   },
 };
@@ -2613,6 +2666,8 @@ function createBaseWorkPlanEvent(): WorkPlanEvent {
     completedEvent: undefined,
     version: 0,
     snapshot: false,
+    principal: "",
+    reason: "",
   };
 }
 
@@ -2635,6 +2690,12 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
     }
     if (message.snapshot !== false) {
       writer.uint32(48).bool(message.snapshot);
+    }
+    if (message.principal !== "") {
+      writer.uint32(1602).string(message.principal);
+    }
+    if (message.reason !== "") {
+      writer.uint32(1610).string(message.reason);
     }
     return writer;
   },
@@ -2700,6 +2761,22 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
             message.snapshot = reader.bool();
             continue;
           }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.principal = reader.string();
+            continue;
+          }
+          case 201: {
+            if (tag !== 1610) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2732,6 +2809,8 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
         : undefined,
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
       snapshot: isSet(object.snapshot) ? globalThis.Boolean(object.snapshot) : false,
+      principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
     };
   },
 
@@ -2755,6 +2834,12 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
     if (message.snapshot !== false) {
       obj.snapshot = message.snapshot;
     }
+    if (message.principal !== "") {
+      obj.principal = message.principal;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
@@ -2775,6 +2860,8 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
       : undefined;
     message.version = object.version ?? 0;
     message.snapshot = object.snapshot ?? false;
+    message.principal = object.principal ?? "";
+    message.reason = object.reason ?? "";
     return message;
   },
 };

@@ -22,6 +22,11 @@ export interface WorkPlan {
   version: number;
   /** Extension: the metadata given at creation. */
   metadata: { [key: string]: string };
+  /**
+   * Extension: the realm the workplan belongs to, given at creation ("default" when none was). Tokens name the
+   * realms they may use.
+   */
+  realm: string;
 }
 
 export interface WorkPlan_MetadataEntry {
@@ -31,6 +36,8 @@ export interface WorkPlan_MetadataEntry {
 
 export interface CreateWorkPlanRequest {
   metadata: { [key: string]: string };
+  /** Extension: the realm of the new workplan; empty means "default". The caller's token must name it. */
+  realm: string;
 }
 
 export interface CreateWorkPlanRequest_MetadataEntry {
@@ -51,7 +58,7 @@ export interface GetWorkPlanResponse {
 }
 
 function createBaseWorkPlan(): WorkPlan {
-  return { id: "", createdAt: undefined, updatedAt: undefined, version: 0, metadata: {} };
+  return { id: "", createdAt: undefined, updatedAt: undefined, version: 0, metadata: {}, realm: "" };
 }
 
 export const WorkPlan: MessageFns<WorkPlan> = {
@@ -71,6 +78,9 @@ export const WorkPlan: MessageFns<WorkPlan> = {
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       WorkPlan_MetadataEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
     });
+    if (message.realm !== "") {
+      writer.uint32(1602).string(message.realm);
+    }
     return writer;
   },
 
@@ -130,6 +140,14 @@ export const WorkPlan: MessageFns<WorkPlan> = {
             }
             continue;
           }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.realm = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -170,6 +188,7 @@ export const WorkPlan: MessageFns<WorkPlan> = {
           {},
         )
         : {},
+      realm: isSet(object.realm) ? globalThis.String(object.realm) : "",
     };
   },
 
@@ -196,6 +215,9 @@ export const WorkPlan: MessageFns<WorkPlan> = {
         });
       }
     }
+    if (message.realm !== "") {
+      obj.realm = message.realm;
+    }
     return obj;
   },
 
@@ -217,6 +239,7 @@ export const WorkPlan: MessageFns<WorkPlan> = {
       },
       {},
     );
+    message.realm = object.realm ?? "";
     return message;
   },
 };
@@ -307,7 +330,7 @@ export const WorkPlan_MetadataEntry: MessageFns<WorkPlan_MetadataEntry> = {
 };
 
 function createBaseCreateWorkPlanRequest(): CreateWorkPlanRequest {
-  return { metadata: {} };
+  return { metadata: {}, realm: "" };
 }
 
 export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
@@ -315,6 +338,9 @@ export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       CreateWorkPlanRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
     });
+    if (message.realm !== "") {
+      writer.uint32(1602).string(message.realm);
+    }
     return writer;
   },
 
@@ -340,6 +366,14 @@ export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
             if (entry1.value !== undefined) {
               message.metadata[entry1.key] = entry1.value;
             }
+            continue;
+          }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.realm = reader.string();
             continue;
           }
         }
@@ -370,6 +404,7 @@ export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
           {},
         )
         : {},
+      realm: isSet(object.realm) ? globalThis.String(object.realm) : "",
     };
   },
 
@@ -383,6 +418,9 @@ export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
           obj.metadata[k] = v;
         });
       }
+    }
+    if (message.realm !== "") {
+      obj.realm = message.realm;
     }
     return obj;
   },
@@ -401,6 +439,7 @@ export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
       },
       {},
     );
+    message.realm = object.realm ?? "";
     return message;
   },
 };
