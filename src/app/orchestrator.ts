@@ -10,7 +10,7 @@ import type { DecideContext, WriteNodes } from '../domain/commands.js';
 import { decideWriteNodes } from '../domain/decide-write-nodes.js';
 import { WorkPlanDraft } from '../domain/workplan-draft.js';
 import { aborted, notFound } from '../domain/errors.js';
-import { eventNode, RUNNER_REGISTRY_STREAM, type PendingEvent, type RecordedEvent } from '../domain/events.js';
+import { eventNode, RUNNER_REGISTRY_STREAM, SYSTEM_PRINCIPAL, type Actor, type PendingEvent, type RecordedEvent } from '../domain/events.js';
 import type { Check, Stage, WorkPlanMeta } from '../domain/model.js';
 import { EventBus } from './event-bus.js';
 import { coalescePerTurn } from './next-turn.js';
@@ -33,7 +33,12 @@ export interface WriteNodesRequest extends WriteNodes {
   readonly workPlanId: string;
   readonly requestId: string | null;
   readonly expectedVersion?: number | undefined;
+  /** Who writes, and why (recorded on every event of the write); the server itself when absent. */
+  readonly actor?: Actor | undefined;
 }
+
+/** The server's own decisions (dispatch, expiries) are recorded as made by `system`. */
+const SYSTEM: Actor = { principal: SYSTEM_PRINCIPAL };
 
 export interface WriteNodesResult {
   readonly workPlanId: string;
@@ -71,9 +76,10 @@ export class Orchestrator {
     this.bus.complete();
   }
 
-  createWorkPlan(metadata: Record<string, string>): WorkPlanMeta {
+  createWorkPlan(metadata: Record<string, string>, options: { realm?: string; actor?: Actor } = {}): WorkPlanMeta {
     const id = this.config.newWorkPlanId();
-    this.commit(id, 0, [{ event: { type: 'WorkPlanCreated', data: { metadata } }, causedByVersion: null }], null, this.config.clock());
+    const data = { metadata, ...(options.realm ? { realm: options.realm } : {}) };
+    this.commit(id, 0, [{ event: { type: 'WorkPlanCreated', data }, causedByVersion: null }], null, this.config.clock(), options.actor);
     return this.workplan(id).meta;
   }
 
@@ -90,7 +96,7 @@ export class Orchestrator {
     if (req.expectedVersion !== undefined && req.expectedVersion !== model.meta.version) {
       throw aborted(`workplan is at version ${model.meta.version}, not ${req.expectedVersion}`, 'expected_version');
     }
-    const recorded = this.decideAndCommit(req.workPlanId, req.requestId, (draft, ctx) => decideWriteNodes(req, draft, ctx));
+    const recorded = this.decideAndCommit(req.workPlanId, req.requestId, (draft, ctx) => decideWriteNodes(req, draft, ctx), req.actor);
     return answer(model, req, recorded);
   }
 
@@ -99,21 +105,26 @@ export class Orchestrator {
    * resolver continue on the same draft with every consequence, append it all atomically, publish. Throws the
    * decision's DomainError with nothing appended (the draft is dropped).
    */
-  decideAndCommit(workPlanId: string, requestId: string | null, decide: (draft: WorkPlanDraft, ctx: DecideContext) => unknown): RecordedEvent[] {
+  decideAndCommit(
+    workPlanId: string,
+    requestId: string | null,
+    decide: (draft: WorkPlanDraft, ctx: DecideContext) => unknown,
+    actor: Actor = SYSTEM,
+  ): RecordedEvent[] {
     const model = this.workplan(workPlanId);
     const ctx: DecideContext = { now: this.config.clock(), defaultMaxAttempts: this.config.defaultMaxAttempts };
     const draft = new WorkPlanDraft(model, ctx.now);
     decide(draft, ctx);
     if (draft.events.length === 0) return [];
     resolve(draft);
-    return this.commit(workPlanId, draft.baseVersion, draft.events, requestId, ctx.now);
+    return this.commit(workPlanId, draft.baseVersion, draft.events, requestId, ctx.now, actor);
   }
 
   /** Appends to the runner registry stream: decide gets the registry as it stands. */
-  commitRunnerEvents(decide: (registry: RunnerRegistry, now: number) => PendingEvent[]): RecordedEvent[] {
+  commitRunnerEvents(decide: (registry: RunnerRegistry, now: number) => PendingEvent[], actor: Actor = SYSTEM): RecordedEvent[] {
     const now = this.config.clock();
     const events = decide(this.models.runners, now);
-    return this.commit(RUNNER_REGISTRY_STREAM, this.models.runners.version, events, null, now);
+    return this.commit(RUNNER_REGISTRY_STREAM, this.models.runners.version, events, null, now, actor);
   }
 
   /**
@@ -167,10 +178,11 @@ export class Orchestrator {
     events: Parameters<EventStore['append']>[2],
     requestId: string | null,
     now: number,
+    actor: Actor = SYSTEM,
   ): RecordedEvent[] {
     let recorded: RecordedEvent[];
     try {
-      recorded = this.store.append(streamId, expectedVersion, events, { requestId, recordedAt: now });
+      recorded = this.store.append(streamId, expectedVersion, events, { requestId, recordedAt: now, principal: actor.principal, reason: actor.reason ?? null });
     } catch (err) {
       if (err instanceof VersionConflict) throw aborted(err.message);
       throw err;

@@ -8,6 +8,8 @@ const CODE: Record<DomainErrorKind, status> = {
   FAILED_PRECONDITION: status.FAILED_PRECONDITION,
   ABORTED: status.ABORTED,
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
 };
 
 export interface MappedError {

@@ -7,6 +7,7 @@ import type { TurboCIRunnerPullServer } from '../gen/turboci/v1/pull.js';
 import type { Logger } from '../logging.js';
 import { toCompletion } from './runner-mapping.js';
 import { unaryHandler } from './unary.js';
+import type { Authenticator } from '../auth/authenticator.js';
 import { parseRequest } from './validation.js';
 import { ID_PATTERN, ID_RULE } from '../domain/ids.js';
 
@@ -31,12 +32,13 @@ const heartbeatRequest = z.object({
 const completeRequest = z.object({ leaseToken: token });
 
 /** `durable`: see unaryHandler. */
-export function pullService(pull: PullService, log: Logger, durable: () => Promise<void>): TurboCIRunnerPullServer {
-  const unary = unaryHandler(log, durable);
+export function pullService(pull: PullService, log: Logger, durable: () => Promise<void>, auth?: Authenticator): TurboCIRunnerPullServer {
+  const unary = unaryHandler(log, durable, auth);
   return {
-    lease: unary('Lease', async (req, { call }) => {
+    lease: unary('Lease', async (req, { call, principal }) => {
       const r = parseRequest(leaseRequest, req);
-      const leased = await pull.lease(r, { onCancel: (f) => call.once('cancelled', f) });
+      principal.requireRunnerType('runners.lease', r.runnerType);
+      const leased = await pull.lease(r, { onCancel: (f) => call.once('cancelled', f) }, principal.caller);
       if (!leased) return { attempt: undefined };
       return {
         attempt: {
@@ -54,14 +56,14 @@ export function pullService(pull: PullService, log: Logger, durable: () => Promi
         },
       };
     }),
-    heartbeat: unary('Heartbeat', (req) => {
+    heartbeat: unary('Heartbeat', (req, { principal }) => {
       const hb = parseRequest(heartbeatRequest, req);
-      const out = pull.heartbeat(hb.leaseToken, { lines: hb.logLines, message: hb.message, details: (hb.details ?? {}) as JsonObject });
+      const out = pull.heartbeat(hb.leaseToken, { lines: hb.logLines, message: hb.message, details: (hb.details ?? {}) as JsonObject }, principal.caller);
       return { expiresAt: new Date(out.expiresAt), cancelRequested: out.cancelRequested };
     }),
-    completeLease: unary('CompleteLease', (req) => {
+    completeLease: unary('CompleteLease', (req, { principal }) => {
       const { leaseToken } = parseRequest(completeRequest, req);
-      pull.complete(leaseToken, toCompletion(req));
+      pull.complete(leaseToken, toCompletion(req), principal.caller);
       return { acknowledged: true };
     }),
   };

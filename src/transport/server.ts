@@ -12,7 +12,14 @@ import type { Logger } from '../logging.js';
 import { RunnerService } from '../app/runner-service.js';
 import { eventLogService } from './eventlog-service.js';
 import { ORCHESTRATOR_DEFINITION, orchestratorService } from './orchestrator-service.js';
-import { WatchService } from './watch-service.js';
+import { WatchService, type WatchCall } from './watch-service.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import { requireWorkPlan } from './auth.js';
+
+function serverCredentials(tls: ServerOptions['tls']): ServerCredentials {
+  if (!tls) return ServerCredentials.createInsecure();
+  return ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== undefined);
+}
 
 const PROTO_ROOT = fileURLToPath(new URL('../../../proto', import.meta.url));
 const PROTO_FILES = ['common', 'check', 'workplan', 'stage', 'stagerunner', 'service', 'eventlog', 'pull'].map((f) => `turboci/v1/${f}.proto`);
@@ -31,15 +38,23 @@ export interface ServerOptions {
   readonly runners?: RunnerService;
   /** The pull protocol's scheduler (TurboCIRunnerPull is served when it is given). */
   readonly pull?: PullService;
+  /** Authenticates and authorizes every call (bearer tokens); without it every caller is `anonymous`. */
+  readonly auth?: Authenticator;
+  /** Serve TLS with this certificate and key; with clientCa, require client certificates it signed (mTLS). */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa?: Buffer };
 }
 
 export async function startServer(app: Orchestrator, log: Logger, host: string, port: number, options: ServerOptions = {}): Promise<RunningServer> {
   const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
-  const watch = new WatchService(app, log, { bufferSize: options.watchBuffer });
-  server.addService(ORCHESTRATOR_DEFINITION, orchestratorService(app, log, watch, options.runners ?? new RunnerService(app)));
+  const auth = options.auth;
+  const authorize = auth
+    ? (call: WatchCall) => requireWorkPlan(app, auth.authorize(call.metadata, 'WatchWorkPlan'), 'workplans.read', call.request.workPlanId)
+    : undefined;
+  const watch = new WatchService(app, log, { bufferSize: options.watchBuffer, authorize });
+  server.addService(ORCHESTRATOR_DEFINITION, orchestratorService(app, log, watch, options.runners ?? new RunnerService(app), auth));
 
-  server.addService(TurboCIEventLogService, eventLogService(app, log));
-  if (options.pull) server.addService(TurboCIRunnerPullService, pullService(options.pull, log, () => app.durable()));
+  server.addService(TurboCIEventLogService, eventLogService(app, log, auth));
+  if (options.pull) server.addService(TurboCIRunnerPullService, pullService(options.pull, log, () => app.durable(), auth));
 
   const health = new HealthImplementation({
     '': 'SERVING',
@@ -52,7 +67,7 @@ export async function startServer(app: Orchestrator, log: Logger, host: string, 
   new ReflectionService(definitions).addToServer(server);
 
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`${host}:${port}`, serverCredentials(options.tls), (err, p) => (err ? reject(err) : resolve(p))),
   );
   const address = `${host.includes(':') ? `[${host}]` : host}:${bound}`;
   return {

@@ -73,7 +73,11 @@ export function checkToProto(workPlanId: string, c: d.Check): Check {
   };
 }
 
-export function stageToProto(workPlanId: string, s: d.Stage): Stage {
+/**
+ * `revealCapabilities`: an attempt's execution and registration ids let their holder act as its runner (with auth
+ * off they are the only proof), so they are blanked unless the caller may use them (an admin).
+ */
+export function stageToProto(workPlanId: string, s: d.Stage, revealCapabilities = false): Stage {
   return {
     id: s.id,
     workPlanId,
@@ -90,8 +94,8 @@ export function stageToProto(workPlanId: string, s: d.Stage): Stage {
       failure: failure(a.failure),
       execution: a.execution
         ? {
-            executionId: a.execution.executionId,
-            registrationId: a.execution.registrationId,
+            executionId: revealCapabilities ? a.execution.executionId : '',
+            registrationId: revealCapabilities ? a.execution.registrationId : '',
             runnerId: a.execution.runnerId,
             mode: EXECUTION_MODE[a.execution.mode],
             deadline: date(a.execution.deadline),
