@@ -5,6 +5,7 @@ import { importCommand } from './import.js';
 import { replay } from './replay.js';
 import { runner } from './runner.js';
 import { serve } from './serve.js';
+import { token } from './token.js';
 import { verify } from './verify.js';
 import { UsageError } from './usage-error.js';
 
@@ -15,6 +16,7 @@ TurboCI-Lite: an event-sourced CI workflow orchestrator (checks, stages, depende
 Commands:
   serve     start the gRPC server on a SQLite event log
   runner    a pull runner agent: leases attempts of its runner type and runs their args.command
+  token     create, list and revoke API tokens (for serve --auth on)
 
 Event log tools (read a database file read-only, safe while a server runs; most also work with --server):
   events    list events, filtered by workplan, node, type, version, position or time (table or NDJSON)
@@ -29,6 +31,7 @@ Run "turboci <command> --help" for a command's options and examples.`;
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve,
   runner,
+  token,
   events,
   replay,
   explain,

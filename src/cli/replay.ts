@@ -1,3 +1,4 @@
+import { CLIENT_ARG_HELP, CLIENT_ARG_OPTIONS } from '../client/connect.js';
 import { parseArgs } from 'node:util';
 import type { WorkPlanModel } from '../../projections/workplan-model.js';
 import { describeChange, describeEvent } from '../app/eventlog/describe.js';
@@ -21,6 +22,7 @@ stage with its state and attempts. --step also prints, for every event up to the
 Options:
   --db FILE            the SQLite event log, opened read-only                (default: $TURBOCI_DB)
   --server HOST:PORT   a running server (TurboCIEventLog.GetWorkPlanAt; --step reads the events)
+${CLIENT_ARG_HELP}
   -w, --workplan ID    the workplan
   --all                every workplan in the file (--db only; not with --at-version or --step)
   --at-version N       as of stream version N
@@ -46,6 +48,7 @@ export const replay = command(async (argv) => {
     options: {
       db: { type: 'string' },
       server: { type: 'string' },
+      ...CLIENT_ARG_OPTIONS,
       workplan: { type: 'string', short: 'w' },
       all: { type: 'boolean' },
       'at-version': { type: 'string' },

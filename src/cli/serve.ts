@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { Authenticator } from '../auth/authenticator.js';
+import { TOKEN_STREAM } from '../domain/events.js';
 import { Dispatcher } from '../app/dispatcher.js';
 import { Orchestrator } from '../app/orchestrator.js';
 import { PullService } from '../app/pull-service.js';
@@ -39,6 +42,17 @@ Pull runners (turboci.v1.TurboCIRunnerPull, "turboci runner"); stages may overri
   --pickup-timeout MS  how long an attempt may wait to be leased; 0 = forever  TURBOCI_PICKUP_TIMEOUT (default 0)
   --retry-backoff MS  delay before a retried attempt is offered  TURBOCI_RETRY_BACKOFF (default 0)
                      (the run timeout defaults to --attempt-timeout)
+Identity and TLS (README "Security"):
+  --auth on|off      require a bearer token on every call (turboci token create)  TURBOCI_AUTH (default off)
+                     off is refused on a non-loopback --host unless --insecure-no-auth says so
+  --insecure-no-auth serve without auth on a non-loopback address anyway (logs a warning)
+  --runner-type-realms TYPE=REALM[|REALM...]  stages of runner type TYPE may be written only into workplans of
+                     these realms (repeatable)                   TURBOCI_RUNNER_TYPE_REALMS (e.g. "shell=trusted")
+  --tls-cert FILE    serve TLS with this certificate chain (PEM)  TURBOCI_TLS_CERT
+  --tls-key FILE     ... and this private key (PEM)              TURBOCI_TLS_KEY
+  --tls-client-ca FILE  require client certificates signed by this CA (mTLS)  TURBOCI_TLS_CLIENT_CA
+  --runner-tls-ca FILE  CA to verify push runners registered with a tls:// address (default: system roots)
+                                                                 TURBOCI_RUNNER_TLS_CA
   -h, --help         show this help
 
 When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051",...}.
@@ -66,6 +80,13 @@ export async function serve(argv: string[]): Promise<number> {
       'heartbeat-interval': { type: 'string' },
       'pickup-timeout': { type: 'string' },
       'retry-backoff': { type: 'string' },
+      auth: { type: 'string' },
+      'insecure-no-auth': { type: 'boolean' },
+      'runner-type-realms': { type: 'string', multiple: true },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-client-ca': { type: 'string' },
+      'runner-tls-ca': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -100,7 +121,36 @@ export async function serve(argv: string[]): Promise<number> {
   const sync = (values.sync ?? env.TURBOCI_SYNC ?? 'FULL').toUpperCase();
   if (sync !== 'FULL' && sync !== 'NORMAL') throw new UsageError(`--sync: "${sync}" is not FULL or NORMAL`);
 
+  const authMode = (values.auth ?? env.TURBOCI_AUTH ?? 'off').toLowerCase();
+  if (authMode !== 'on' && authMode !== 'off') throw new UsageError(`--auth: "${authMode}" is not on or off`);
+  const insecureNoAuth = values['insecure-no-auth'] === true;
+  if (authMode === 'off' && !isLoopback(host) && !insecureNoAuth) {
+    console.error(`turboci serve: refusing to listen on ${host} with --auth off: anyone who can reach the port could run commands on your runners; use --auth on (or --insecure-no-auth)`);
+    return 2;
+  }
+  const runnerTypeRealms = new Map<string, Set<string>>();
+  for (const spec of values['runner-type-realms'] ?? (env.TURBOCI_RUNNER_TYPE_REALMS ? env.TURBOCI_RUNNER_TYPE_REALMS.split(',') : [])) {
+    const m = /^([^=\s]+)=([^=\s]+)$/.exec(spec.trim());
+    if (!m) throw new UsageError(`--runner-type-realms: "${spec}" is not TYPE=REALM[|REALM...]`);
+    const set = runnerTypeRealms.get(m[1]!) ?? new Set<string>();
+    for (const r of m[2]!.split('|')) if (r) set.add(r);
+    runnerTypeRealms.set(m[1]!, set);
+  }
+  const tlsCert = values['tls-cert'] ?? env.TURBOCI_TLS_CERT;
+  const tlsKey = values['tls-key'] ?? env.TURBOCI_TLS_KEY;
+  const tlsClientCa = values['tls-client-ca'] ?? env.TURBOCI_TLS_CLIENT_CA;
+  if (!tlsCert !== !tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
+  if (tlsClientCa && !tlsCert) throw new UsageError('--tls-client-ca needs --tls-cert and --tls-key');
+  const tls = tlsCert && tlsKey
+    ? { cert: readFileSync(tlsCert), key: readFileSync(tlsKey), ...(tlsClientCa ? { clientCa: readFileSync(tlsClientCa) } : {}) }
+    : undefined;
+  const runnerTlsCaPath = values['runner-tls-ca'] ?? env.TURBOCI_RUNNER_TLS_CA;
+  const runnerTlsCa = runnerTlsCaPath ? readFileSync(runnerTlsCaPath) : undefined;
+
   const log = createLogger(level);
+  if (authMode === 'off' && !isLoopback(host)) {
+    log.warn({ host }, 'auth is off on a non-loopback address (--insecure-no-auth): anyone who can reach the port can read, write and run commands on runners');
+  }
   // A failed group commit (disk full, I/O error) leaves read models ahead of the log: the only safe way on is a
   // restart, which rebuilds them from the log. The same for any other bug that escapes: say so, then exit.
   process.on('uncaughtException', (err) => {
@@ -123,15 +173,16 @@ export async function serve(argv: string[]): Promise<number> {
   pull.start();
   const reaper = new Reaper(app, pull, log);
   reaper.start();
-  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull });
-  const dispatcher = new Dispatcher(app, runners, new GrpcRunnerTransport(), log, {
+  const auth = new Authenticator({ enabled: authMode === 'on', runnerTypeRealms }, (after) => app.readStream(TOKEN_STREAM, { afterVersion: after }));
+  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull, auth, ...(tls ? { tls } : {}) });
+  const dispatcher = new Dispatcher(app, runners, new GrpcRunnerTransport({ ...(runnerTlsCa ? { tlsCa: runnerTlsCa } : {}) }), log, {
     callbackAddress: values['advertise-address'] ?? env.TURBOCI_ADVERTISE_ADDRESS ?? server.address,
     defaultAttemptTimeoutMs: attemptTimeout * 1000,
   });
   dispatcher.start();
   // The ready line is printed at any level but silent: with --port 0 it is the only way to learn the port.
   const ready = level === 'silent' ? log : log.child({}, { level: 'info' });
-  ready.info({ address: server.address, port: server.port, db: dbPath }, 'listening');
+  ready.info({ address: server.address, port: server.port, db: dbPath, auth: authMode, tls: tls ? (tls.clientCa ? 'mtls' : 'tls') : 'off' }, 'listening');
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -149,6 +200,12 @@ export async function serve(argv: string[]): Promise<number> {
   store.close();
   log.info('stopped');
   return 0;
+}
+
+/** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::ffff:127.0.0.1';
 }
 
 function integer(flag: string, raw: string, min: number, max: number): number {
