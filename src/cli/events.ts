@@ -1,3 +1,4 @@
+import { byWhom } from '../app/eventlog/explain.js';
 import { CLIENT_ARG_HELP, CLIENT_ARG_OPTIONS } from '../client/connect.js';
 import { parseArgs } from 'node:util';
 import type { EventFilter } from '../app/event-filter.js';
@@ -104,7 +105,7 @@ export const events = command(async (argv) => {
         node ? `${node.kind}:${node.id}` : '',
         rec.causation.causedByVersion === null ? '' : `v${rec.causation.causedByVersion}`,
         compact(rec.causation.requestId ?? '', 40),
-        describeEvent(rec.event),
+        describeEvent(rec.event) + byWhom(rec.causation.principal, rec.causation.reason),
       ];
       await out(pad(oneWorkPlan ? cells.filter((_, i) => i !== 1) : cells, widths));
     }

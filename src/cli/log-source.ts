@@ -157,7 +157,7 @@ function fromProto(e: ProtoEvent): LoggedEvent {
     streamId: e.workPlanId,
     version: e.version,
     recordedAt: e.recordedAt?.getTime() ?? 0,
-    causation: { requestId: e.requestId || null, causedByVersion: e.causedByVersion ?? null },
+    causation: { requestId: e.requestId || null, causedByVersion: e.causedByVersion ?? null, principal: e.principal || null, reason: e.reason || null },
     event: DomainEvent.parse({ type: e.type, data: e.data ?? {} }),
   };
 }

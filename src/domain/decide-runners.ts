@@ -84,9 +84,6 @@ export function decideRegisterRunner(
     }
     return [pending({ type: 'RunnerRefreshed', data: { ...fields, registrationId: reg.registrationId, expiresAt } })];
   }
-  if (cmd.registrationId) {
-    throw failedPrecondition(`no live registration "${cmd.registrationId}" of runner "${cmd.runnerId}"; register without registration_id`, 'registration_id');
-  }
   return [pending({ type: 'RunnerRegistered', data: { ...fields, registrationId: newRegistrationId(), expiresAt } })];
 }
 

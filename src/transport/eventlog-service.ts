@@ -15,12 +15,14 @@ import { parseRequest } from './validation.js';
 
 /** Data fields that are capabilities (an execution id lets its holder act as the runner): blanked unless revealed. */
 const CAPABILITY_FIELDS = ['executionId', 'registrationId'];
+/** What a hidden capability reads as (a valid id, so the event still decodes). */
+export const HIDDEN = '(hidden)';
 
 export function eventToProto(rec: RecordedEvent, revealCapabilities = false): LoggedEvent {
   let data = rec.event.data as Record<string, unknown>;
   if (!revealCapabilities && CAPABILITY_FIELDS.some((f) => typeof data[f] === 'string')) {
     data = { ...data };
-    for (const f of CAPABILITY_FIELDS) if (typeof data[f] === 'string') data[f] = '';
+    for (const f of CAPABILITY_FIELDS) if (typeof data[f] === 'string') data[f] = HIDDEN;
   }
   return {
     position: rec.position,

@@ -47,10 +47,11 @@ describe('runner registry', () => {
 
   test('auth off: a live runner_id cannot be moved to another address without its registration id', () => {
     const owned = { registration: runner, owner: 'anonymous' };
-    assert.throws(() => decideRegisterRunner(owned, { ...runner, address: 'evil:1' }, NOW + 1000, () => 'x'), /already registered from another address/);
-    assert.throws(() => decideRegisterRunner(owned, { ...runner, runnerType: 'other' }, NOW + 1000, () => 'x'), /already registered/);
-    assert.throws(() => decideRegisterRunner(owned, { ...runner, address: 'evil:1', registrationId: 'guess' }, NOW + 1000, () => 'x'), /does not match/);
-    const moved = decideRegisterRunner(owned, { ...runner, address: 'new:2', registrationId: 'reg-1' }, NOW + 1000, () => 'x');
+    const { registrationId: _, ...cmd } = runner;
+    assert.throws(() => decideRegisterRunner(owned, { ...cmd, address: 'evil:1' }, NOW + 1000, () => 'x'), /already registered from another address/);
+    assert.throws(() => decideRegisterRunner(owned, { ...cmd, runnerType: 'other' }, NOW + 1000, () => 'x'), /already registered/);
+    assert.throws(() => decideRegisterRunner(owned, { ...cmd, address: 'evil:1', registrationId: 'guess' }, NOW + 1000, () => 'x'), /does not match/);
+    const moved = decideRegisterRunner(owned, { ...cmd, address: 'new:2', registrationId: 'reg-1' }, NOW + 1000, () => 'x');
     assert.equal((moved[0]!.event.data as { address: string }).address, 'new:2');
   });
 
