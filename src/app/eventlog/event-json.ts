@@ -33,8 +33,9 @@ export function eventToJson(rec: LoggedEvent, schemaVersion: number): EventJson 
     recordedAt: new Date(rec.recordedAt).toISOString(),
     requestId: rec.causation.requestId,
     causedByVersion: rec.causation.causedByVersion,
-    principal: rec.causation.principal ?? null,
-    reason: rec.causation.reason ?? null,
+    // Absent in rows recorded before principals were (their JSON reads as it always did).
+    ...(rec.causation.principal ? { principal: rec.causation.principal } : {}),
+    ...(rec.causation.reason ? { reason: rec.causation.reason } : {}),
     data: rec.event.data,
   };
 }

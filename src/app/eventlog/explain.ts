@@ -1,4 +1,5 @@
 // Explaining a node: its history, and for every transition the chain of causes back to a client request.
+import { ANONYMOUS_PRINCIPAL } from '../../domain/events.js';
 import { ReadModels } from '../../../projections/read-models.js';
 import { eventNode, type RecordedEvent } from '../../domain/events.js';
 import type { Check, Stage } from '../../domain/model.js';
@@ -98,8 +99,12 @@ function link(rec: RecordedEvent): CauseLink {
   };
 }
 
-/** " by ci-bot (reason: \"...\")", or nothing when no principal was recorded. */
+/**
+ * " by ci-bot (reason: \"...\")" for the human-readable outputs; nothing when no principal was recorded, and
+ * nothing for `anonymous` (auth off: everyone is; the JSON outputs still say so).
+ */
 export function byWhom(principal: string | null | undefined, reason: string | null | undefined): string {
+  if (principal === ANONYMOUS_PRINCIPAL) principal = null;
   if (!principal && !reason) return '';
   return `${principal ? ` by ${principal}` : ''}${reason ? ` (reason: ${JSON.stringify(reason)})` : ''}`;
 }
