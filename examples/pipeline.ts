@@ -10,7 +10,8 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { channel, CLIENT_ARG_OPTIONS, connectOptionsFrom } from '../src/client/connect.js';
 import { AttemptState, CheckState, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import { QueryNodesRequest, TurboCIOrchestratorClient, WriteNodesRequest, type QueryNodesResponse } from '../src/gen/turboci/v1/service.js';
 import type { CreateWorkPlanResponse } from '../src/gen/turboci/v1/workplan.js';
@@ -24,10 +25,12 @@ const { values, positionals } = parseArgs({
     test: { type: 'string', default: 'npm test' },
     lint: { type: 'string', default: 'npx --no-install tsc -p tsconfig.json --noEmit' },
     'poll-ms': { type: 'string', default: '500' },
+    ...CLIENT_ARG_OPTIONS, // --token (or TURBOCI_TOKEN), --tls-ca, --tls-cert, --tls-key
   },
 });
 const [command, workPlanArg] = positionals;
-const client = new TurboCIOrchestratorClient(values.server!, credentials.createInsecure());
+const ch = channel(connectOptionsFrom(values));
+const client = new TurboCIOrchestratorClient(values.server!, ch.credentials, ch.options);
 const call = <Res>(method: Function, req: unknown) =>
   new Promise<Res>((res, rej) => method.call(client, req, new Metadata(), (e: ServiceError | null, r: Res) => (e ? rej(e) : res(r))));
 const after = (checkId: string) => ({

@@ -1,13 +1,18 @@
 // A short session against a running server: create a workplan, write a check and a stage that depends on it,
 // then play the runner of the builder stage: claim its attempt, finish the check, and see the dependent
 // stage start. Run: node dist/examples/quickstart.js [host:port]   (default 127.0.0.1:50051)
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { parseArgs } from 'node:util';
+import { channel, CLIENT_ARG_OPTIONS, connectOptionsFrom } from '../src/client/connect.js';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { AttemptState, CheckState, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import { TurboCIOrchestratorClient, WriteNodesRequest, type DeepPartial, type WriteNodesResponse } from '../src/gen/turboci/v1/service.js';
 import type { CreateWorkPlanResponse } from '../src/gen/turboci/v1/workplan.js';
 
-const address = process.argv[2] ?? '127.0.0.1:50051';
-const client = new TurboCIOrchestratorClient(address, credentials.createInsecure());
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { ...CLIENT_ARG_OPTIONS } });
+const address = positionals[0] ?? '127.0.0.1:50051';
+// With a server started with --auth on: --token or TURBOCI_TOKEN (a writer token); --tls-ca etc. for TLS.
+const ch = channel(connectOptionsFrom(values));
+const client = new TurboCIOrchestratorClient(address, ch.credentials, ch.options);
 
 const call = <Req, Res>(method: (req: Req, md: Metadata, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req) =>
   new Promise<Res>((resolve, reject) => method.call(client, req, new Metadata(), (e, r) => (e ? reject(e) : resolve(r))));

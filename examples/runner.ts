@@ -5,7 +5,8 @@
 //
 // Stages with runner_type "echo" are sent here; the runner answers with {echo: args.message} on each check.
 import { parseArgs } from 'node:util';
-import { credentials, Metadata, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { channel, CLIENT_ARG_OPTIONS, connectOptionsFrom } from '../src/client/connect.js';
+import { Metadata, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { CheckState, ExecutionMode, StageState } from '../src/gen/turboci/v1/common.js';
 import { RegisterStageRunnerRequest, TurboCIOrchestratorClient } from '../src/gen/turboci/v1/service.js';
 import { StageRunnerService, type RunRequest, type RunResponse } from '../src/gen/turboci/v1/stagerunner.js';
@@ -17,6 +18,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '0' },
     concurrency: { type: 'string', default: '2' },
     id: { type: 'string', default: `echo-runner-${process.pid}` },
+    ...CLIENT_ARG_OPTIONS, // --token (or TURBOCI_TOKEN: a runner token for --type), --tls-ca, --tls-cert, --tls-key
   },
 });
 
@@ -48,7 +50,8 @@ const port = await new Promise<number>((resolve, reject) =>
   server.bindAsync(`127.0.0.1:${values.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
 );
 
-const orchestrator = new TurboCIOrchestratorClient(values.server!, credentials.createInsecure());
+const ch = channel(connectOptionsFrom(values));
+const orchestrator = new TurboCIOrchestratorClient(values.server!, ch.credentials, ch.options);
 const ttlSeconds = 30;
 const register = () =>
   new Promise<string>((resolve, reject) =>

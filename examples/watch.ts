@@ -5,7 +5,8 @@
 //
 // It exits 0 on the WorkPlanCompletedEvent, 1 on an error it cannot resume from (NOT_FOUND, INVALID_ARGUMENT...).
 import { parseArgs } from 'node:util';
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { channel, CLIENT_ARG_OPTIONS, connectOptionsFrom } from '../src/client/connect.js';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { AttemptState, CheckState, StageState } from '../src/gen/turboci/v1/common.js';
 import { TurboCIOrchestratorClient, WatchWorkPlanRequest, type WorkPlanEvent } from '../src/gen/turboci/v1/service.js';
 
@@ -15,6 +16,7 @@ const { values, positionals } = parseArgs({
     'after-version': { type: 'string' },
     checks: { type: 'boolean', default: false },
     stages: { type: 'boolean', default: false },
+    ...CLIENT_ARG_OPTIONS, // --token (or TURBOCI_TOKEN), --tls-ca, --tls-cert, --tls-key
   },
 });
 const [address, workPlanId] = positionals;
@@ -23,7 +25,8 @@ if (!address || !workPlanId) {
   process.exit(2);
 }
 
-const client = new TurboCIOrchestratorClient(address, credentials.createInsecure());
+const ch = channel(connectOptionsFrom(values));
+const client = new TurboCIOrchestratorClient(address, ch.credentials, ch.options);
 /**
  * The resume point: the version of the last change received (undefined: start with a snapshot). Snapshot events do
  * not move it until a live change arrives: a stream cut inside the snapshot is simply watched again from scratch.
