@@ -6,11 +6,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
 import { CheckState, StageState } from '../../src/gen/turboci/v1/common.js';
 import type { WorkPlanEvent } from '../../src/gen/turboci/v1/service.js';
 import { startAgent } from '../pull/support.js';
-import { eventually } from '../support/runner.js';
+import { eventually, startTestRunner } from '../support/runner.js';
 import { BIN, connect, startServer, tempDir } from '../support/server.js';
 import { clients, createToken, outcome, turboci } from './support.js';
 
@@ -149,6 +149,28 @@ test('TLS + mTLS + auth end to end: the agent over TLS runs a shell stage; a cli
     writer.close();
     await agent.stop();
     await server.stop();
+  }
+});
+
+test('push runners registered with a tls:// address are dialed over TLS (verified with --runner-tls-ca)', async () => {
+  const runner = await startTestRunner(
+    { run: async (req) => ({ stageState: StageState.STAGE_STATE_FINAL, checkUpdates: [{ checkId: req.assignedCheckIds[0]!, state: CheckState.CHECK_STATE_FINAL, finalize: true, resultData: { over: 'tls' }, failure: undefined }] }) },
+    ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(pki['server.crt']!), private_key: readFileSync(pki['server.key']!) }], false),
+  );
+  const server = await startServer(join(dir.path, 'push-tls.db'), ['--runner-tls-ca', pki['ca.crt']!]);
+  const api = connect(server.address).api;
+  try {
+    await api.registerStageRunner({ runnerId: 'tls-runner', runnerType: 'secure', address: `tls://${runner.address}` });
+    const wp = (await api.createWorkPlan({ metadata: {} })).workPlan!.id;
+    await api.writeNodes({ workPlanId: wp, checks: [{ id: 'ran', state: CheckState.CHECK_STATE_PLANNED }], stages: [{ ...shellStage('unused'), runnerType: 'secure' }] });
+    const check = await eventually(async () => {
+      const c = (await api.queryNodes({ workPlanId: wp })).checks[0]!;
+      return c.state === CheckState.CHECK_STATE_FINAL ? c : undefined;
+    }, 'the TLS push runner\'s answer');
+    assert.deepEqual(check.results[0]!.data, { over: 'tls' });
+  } finally {
+    await server.stop();
+    await runner.close();
   }
 });
 
