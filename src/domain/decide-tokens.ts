@@ -1,7 +1,7 @@
 // decide for API tokens (the `tokens` stream): create and revoke. Pure: the caller hashes the secret and gives
 // the time; the secret itself never reaches the domain, the log or the logs.
 import { failedPrecondition, invalidArgument, notFound } from './errors.js';
-import { pending, type EventOf, type PendingEvent } from './events.js';
+import { ANONYMOUS_PRINCIPAL, pending, SYSTEM_PRINCIPAL, type EventOf, type PendingEvent } from './events.js';
 import { isValidId } from './ids.js';
 
 export const ROLES = ['reader', 'writer', 'runner', 'approver', 'admin'] as const;
@@ -38,6 +38,10 @@ export const ANY = '*';
 
 export function decideCreateToken(view: TokenView, cmd: CreateToken, now: number): PendingEvent[] {
   if (!isValidId(cmd.name)) throw invalidArgument('1-256 printable characters, no spaces', 'name');
+  // Principals the server records by itself: a token must not pass for them in the audit trail.
+  if (cmd.name === ANONYMOUS_PRINCIPAL || cmd.name === SYSTEM_PRINCIPAL || cmd.name.startsWith('cli:')) {
+    throw invalidArgument(`"${cmd.name}" is reserved (anonymous, system, cli:*)`, 'name');
+  }
   if (!(ROLES as readonly string[]).includes(cmd.role)) throw invalidArgument(`"${cmd.role}" is not one of ${ROLES.join(', ')}`, 'role');
   const role = cmd.role as Role;
   const existing = view.token(cmd.name);
