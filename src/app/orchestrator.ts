@@ -10,7 +10,7 @@ import type { DecideContext, WriteNodes } from '../domain/commands.js';
 import { decideWriteNodes } from '../domain/decide-write-nodes.js';
 import { WorkPlanDraft } from '../domain/workplan-draft.js';
 import { aborted, notFound } from '../domain/errors.js';
-import { eventNode, RUNNER_REGISTRY_STREAM, SYSTEM_PRINCIPAL, type Actor, type PendingEvent, type RecordedEvent } from '../domain/events.js';
+import { ANONYMOUS_PRINCIPAL, eventNode, RUNNER_REGISTRY_STREAM, SYSTEM_PRINCIPAL, type Actor, type PendingEvent, type RecordedEvent } from '../domain/events.js';
 import type { Check, Stage, WorkPlanMeta } from '../domain/model.js';
 import { EventBus } from './event-bus.js';
 import { coalescePerTurn } from './next-turn.js';
@@ -33,12 +33,14 @@ export interface WriteNodesRequest extends WriteNodes {
   readonly workPlanId: string;
   readonly requestId: string | null;
   readonly expectedVersion?: number | undefined;
-  /** Who writes, and why (recorded on every event of the write); the server itself when absent. */
+  /** Who writes, and why (recorded on every event of the write); `anonymous` when absent. */
   readonly actor?: Actor | undefined;
 }
 
 /** The server's own decisions (dispatch, expiries) are recorded as made by `system`. */
 const SYSTEM: Actor = { principal: SYSTEM_PRINCIPAL };
+/** A client write that names nobody (in-process callers; the transport always says who). */
+const ANONYMOUS: Actor = { principal: ANONYMOUS_PRINCIPAL };
 
 export interface WriteNodesResult {
   readonly workPlanId: string;
@@ -79,7 +81,7 @@ export class Orchestrator {
   createWorkPlan(metadata: Record<string, string>, options: { realm?: string; actor?: Actor } = {}): WorkPlanMeta {
     const id = this.config.newWorkPlanId();
     const data = { metadata, ...(options.realm ? { realm: options.realm } : {}) };
-    this.commit(id, 0, [{ event: { type: 'WorkPlanCreated', data }, causedByVersion: null }], null, this.config.clock(), options.actor);
+    this.commit(id, 0, [{ event: { type: 'WorkPlanCreated', data }, causedByVersion: null }], null, this.config.clock(), options.actor ?? ANONYMOUS);
     return this.workplan(id).meta;
   }
 
@@ -96,7 +98,7 @@ export class Orchestrator {
     if (req.expectedVersion !== undefined && req.expectedVersion !== model.meta.version) {
       throw aborted(`workplan is at version ${model.meta.version}, not ${req.expectedVersion}`, 'expected_version');
     }
-    const recorded = this.decideAndCommit(req.workPlanId, req.requestId, (draft, ctx) => decideWriteNodes(req, draft, ctx), req.actor);
+    const recorded = this.decideAndCommit(req.workPlanId, req.requestId, (draft, ctx) => decideWriteNodes(req, draft, ctx), req.actor ?? ANONYMOUS);
     return answer(model, req, recorded);
   }
 
