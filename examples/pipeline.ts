@@ -9,7 +9,8 @@
 // check passed, 1 otherwise.
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { channel, CLIENT_ARG_OPTIONS, connectOptionsFrom } from '../src/client/connect.js';
 import { AttemptState, CheckState, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import { QueryNodesRequest, TurboCIOrchestratorClient, WriteNodesRequest, type QueryNodesResponse } from '../src/gen/turboci/v1/service.js';
 import type { CreateWorkPlanResponse } from '../src/gen/turboci/v1/workplan.js';
@@ -29,12 +30,14 @@ const { values, positionals } = exampleArgs(
     test: { type: 'string', default: 'npm test' },
     lint: { type: 'string', default: 'npx --no-install tsc -p tsconfig.json --noEmit' },
     'poll-ms': { type: 'string', default: '500' },
+    ...CLIENT_ARG_OPTIONS, // --token (or TURBOCI_TOKEN), --tls-ca, --tls-cert, --tls-key
   },
   true,
 );
 const [command, workPlanArg] = positionals;
 if (!(command === 'create' || (command === 'follow' && workPlanArg))) usageError(USAGE, command ? `cannot "${positionals.join(' ')}"` : 'create or follow?');
-const client = new TurboCIOrchestratorClient(values.server!, credentials.createInsecure());
+const ch = channel(connectOptionsFrom(values));
+const client = new TurboCIOrchestratorClient(values.server!, ch.credentials, ch.options);
 await reachable(client, values.server!);
 const call = <Res>(method: Function, req: unknown) =>
   new Promise<Res>((res, rej) => method.call(client, req, new Metadata(), (e: ServiceError | null, r: Res) => (e ? rej(e) : res(r))));

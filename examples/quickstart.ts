@@ -1,7 +1,8 @@
 // A short session against a running server: create a workplan, write a check and a stage that depends on it,
 // then play the runner of the builder stage: claim its attempt, finish the check, and see the dependent
 // stage start. Run: node dist/examples/quickstart.js [host:port]   (default 127.0.0.1:50051)
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { channel, CLIENT_ARG_OPTIONS, connectOptionsFrom } from '../src/client/connect.js';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { AttemptState, CheckState, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import { TurboCIOrchestratorClient, WriteNodesRequest, type DeepPartial, type WriteNodesResponse } from '../src/gen/turboci/v1/service.js';
 import type { CreateWorkPlanResponse } from '../src/gen/turboci/v1/workplan.js';
@@ -10,10 +11,12 @@ import { exampleArgs, reachable, runMain, usageError } from './support.js';
 const USAGE = `usage: node dist/examples/quickstart.js [HOST:PORT]   (default 127.0.0.1:50051)
 
 Creates a workplan with a check and two stages on a running server (npx turboci serve) and plays the runner of one.`;
-const { positionals } = exampleArgs(USAGE, {}, true);
+const { values, positionals } = exampleArgs(USAGE, { ...CLIENT_ARG_OPTIONS }, true);
 if (positionals.length > 1) usageError(USAGE, `unexpected arguments: ${positionals.slice(1).join(' ')}`);
 const address = positionals[0] ?? '127.0.0.1:50051';
-const client = new TurboCIOrchestratorClient(address, credentials.createInsecure());
+// With a server started with --auth on: --token or TURBOCI_TOKEN (a writer token); --tls-ca etc. for TLS.
+const ch = channel(connectOptionsFrom(values));
+const client = new TurboCIOrchestratorClient(address, ch.credentials, ch.options);
 await reachable(client, address);
 
 const call = <Req, Res>(method: (req: Req, md: Metadata, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req) =>
@@ -28,8 +31,9 @@ const show = (label: string, res: WriteNodesResponse) => {
 };
 
 runMain(async () => {
-  const { workPlan } = await call<{ metadata: Record<string, string> }, CreateWorkPlanResponse>(client.createWorkPlan, {
+  const { workPlan } = await call<{ metadata: Record<string, string>; realm: string }, CreateWorkPlanResponse>(client.createWorkPlan, {
     metadata: { repo: 'example' },
+    realm: '',
   });
   const workPlanId = workPlan!.id;
   console.log(`created workplan ${workPlanId}`);

@@ -4,7 +4,8 @@
 //   node dist/examples/runner.js --server 127.0.0.1:50051 [--type echo] [--port 0] [--concurrency 2]
 //
 // Stages with runner_type "echo" are sent here; the runner answers with {echo: args.message} on each check.
-import { credentials, Metadata, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Metadata, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { channel, CLIENT_ARG_OPTIONS, connectOptionsFrom } from '../src/client/connect.js';
 import { CheckState, ExecutionMode, StageState } from '../src/gen/turboci/v1/common.js';
 import { RegisterStageRunnerRequest, TurboCIOrchestratorClient } from '../src/gen/turboci/v1/service.js';
 import { StageRunnerService, type RunRequest, type RunResponse } from '../src/gen/turboci/v1/stagerunner.js';
@@ -20,6 +21,7 @@ const { values } = exampleArgs(USAGE, {
     port: { type: 'string', default: '0' },
     concurrency: { type: 'string', default: '2' },
     id: { type: 'string', default: `echo-runner-${process.pid}` },
+    ...CLIENT_ARG_OPTIONS, // --token (or TURBOCI_TOKEN: a runner token for --type), --tls-ca, --tls-cert, --tls-key
 });
 
 async function run(req: RunRequest): Promise<RunResponse> {
@@ -50,7 +52,8 @@ const port = await new Promise<number>((resolve, reject) =>
   server.bindAsync(`127.0.0.1:${values.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
 );
 
-const orchestrator = new TurboCIOrchestratorClient(values.server!, credentials.createInsecure());
+const ch = channel(connectOptionsFrom(values));
+const orchestrator = new TurboCIOrchestratorClient(values.server!, ch.credentials, ch.options);
 await reachable(orchestrator, values.server!);
 const ttlSeconds = 30;
 const register = () =>

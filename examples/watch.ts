@@ -5,7 +5,8 @@
 //
 // It exits 0 on the WorkPlanCompletedEvent, 1 on an error it cannot resume from (NOT_FOUND, INVALID_ARGUMENT...),
 // when the server is not there to begin with, or after the server stayed away for about half a minute.
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { channel, CLIENT_ARG_OPTIONS, connectOptionsFrom } from '../src/client/connect.js';
 import { AttemptState, CheckState, StageState } from '../src/gen/turboci/v1/common.js';
 import { TurboCIOrchestratorClient, WatchWorkPlanRequest, type WorkPlanEvent } from '../src/gen/turboci/v1/service.js';
 import { exampleArgs, reachable, usageError } from './support.js';
@@ -21,6 +22,7 @@ const { values, positionals } = exampleArgs(
     checks: { type: 'boolean', default: false },
     stages: { type: 'boolean', default: false },
     'give-up-after': { type: 'string', default: '30' },
+    ...CLIENT_ARG_OPTIONS, // --token (or TURBOCI_TOKEN), --tls-ca, --tls-cert, --tls-key
   },
   true,
 );
@@ -30,7 +32,8 @@ const [address, workPlanId] = positionals;
 if (!address || !workPlanId) usageError(USAGE, 'an address and a workplan id are required');
 if (values['after-version'] !== undefined && !/^\d{1,15}$/.test(values['after-version'])) usageError(USAGE, `--after-version: "${values['after-version']}" is not a version`);
 
-const client = new TurboCIOrchestratorClient(address, credentials.createInsecure());
+const ch = channel(connectOptionsFrom(values));
+const client = new TurboCIOrchestratorClient(address, ch.credentials, ch.options);
 await reachable(client, address);
 /** Resumes in a row without a single event in between, and since when: past --give-up-after the server is gone. */
 let retries = 0;

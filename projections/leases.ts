@@ -31,6 +31,8 @@ export interface LeaseRef {
   readonly runnerId: string;
   readonly expiresAt: number;
   readonly runDeadline: number;
+  /** The principal that leased it (null: recorded before principals were). */
+  readonly owner: string | null;
 }
 
 /** Offerable attempts of one runner type in one workplan, per priority, each in position order (oldest first). */
@@ -142,6 +144,7 @@ export class LeaseIndex implements SnapshotProjection {
           runnerId: d.runnerId,
           expiresAt: d.expiresAt,
           runDeadline: d.runDeadline,
+          owner: rec.causation.principal ?? null,
         };
         this.byToken.set(d.tokenHash, ref);
         this.active.set(d.leaseId, ref);

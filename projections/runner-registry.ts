@@ -8,6 +8,8 @@ export class RunnerRegistry implements SnapshotProjection {
   readonly handles = RUNNER_EVENT_TYPES;
   private readonly live = new Map<string, RunnerRegistration>();
   private readonly byRunnerId = new Map<string, string>();
+  /** registration id → the principal that registered it (kept after the registration ends, for late callbacks). */
+  private readonly owners = new Map<string, string | null>();
   /** Version of the registry stream (for appends with an expected version). */
   version = 0;
 
@@ -27,6 +29,11 @@ export class RunnerRegistry implements SnapshotProjection {
     return id === undefined ? undefined : this.live.get(id);
   }
 
+  /** The principal that made a registration (null: recorded before principals were, or unknown). */
+  ownerOf(registrationId: string): string | null {
+    return this.owners.get(registrationId) ?? null;
+  }
+
   registrations(): IterableIterator<RunnerRegistration> {
     return this.live.values();
   }
@@ -38,6 +45,7 @@ export class RunnerRegistry implements SnapshotProjection {
       case 'RunnerRegistered':
         this.live.set(e.data.registrationId, { ...e.data, registeredAt: rec.recordedAt, lastHeartbeat: rec.recordedAt });
         this.byRunnerId.set(e.data.runnerId, e.data.registrationId);
+        this.owners.set(e.data.registrationId, rec.causation.principal ?? null);
         return;
       case 'RunnerRefreshed': {
         const prev = this.live.get(e.data.registrationId);

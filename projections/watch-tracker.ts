@@ -22,6 +22,9 @@ export type NodeChange =
 export interface WatchStep {
   readonly version: number;
   readonly recordedAt: number;
+  /** Who made the change and why (causation). */
+  readonly principal?: string | null;
+  readonly reason?: string | null;
   /** Null for the workplan's own events (WorkPlanCreated). */
   readonly change: NodeChange | null;
   /** Set when this event made every node of the workplan FINAL (it was not so right before). */
@@ -108,7 +111,7 @@ export class WatchTracker implements Projection {
     this.meta = evolveWorkPlan(this.meta, e, rec, rec.streamId);
     const completed = !wasComplete && this.complete ? this.completion() : null;
     if (completed) this.completedAt = rec.recordedAt;
-    return { version: rec.version, recordedAt: rec.recordedAt, change, completed };
+    return { version: rec.version, recordedAt: rec.recordedAt, change, completed, principal: rec.causation.principal ?? null, reason: rec.causation.reason ?? null };
   }
 
   private putCheck(check: Check): void {

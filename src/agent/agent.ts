@@ -2,8 +2,9 @@
 // directory, stream output lines as progress with its heartbeats, honour cancellation, and complete. It rides out
 // server restarts (retries with backoff, keeps its leases) and drains on request.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
-import { credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { join } from 'node:path';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { channel, type ConnectOptions } from '../client/connect.js';
 import type { Logger } from '../logging.js';
 import { CheckState, StageState } from '../gen/turboci/v1/common.js';
 import {
@@ -14,7 +15,7 @@ import {
   type LeasedAttempt,
 } from '../gen/turboci/v1/pull.js';
 import { startUnary, unary } from '../client/unary.js';
-import { parseCommandArgs, RunningCommand } from './command.js';
+import { containedCwd, parseCommandArgs, RunningCommand, scrubbedEnv } from './command.js';
 
 export interface AgentOptions {
   readonly server: string;
@@ -30,6 +31,10 @@ export interface AgentOptions {
   /** Give up completing (server unreachable) after this long. */
   readonly completeRetryMs: number;
   readonly log: Logger;
+  /** Token and TLS settings for reaching the server. */
+  readonly connect?: ConnectOptions;
+  /** Variables of the agent's environment passed to commands besides the allowlist (ENV_ALLOWLIST). */
+  readonly passEnv?: readonly string[];
 }
 
 const MAX_LINES_PER_HEARTBEAT = 500;
@@ -55,10 +60,8 @@ export class Agent {
   private wake: (() => void) | null = null;
 
   constructor(private readonly o: AgentOptions) {
-    this.client = new TurboCIRunnerPullClient(o.server, credentials.createInsecure(), {
-      'grpc.initial_reconnect_backoff_ms': 200,
-      'grpc.max_reconnect_backoff_ms': 2000,
-    });
+    const ch = channel(o.connect, { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2000 });
+    this.client = new TurboCIRunnerPullClient(o.server, ch.credentials, ch.options);
   }
 
   start(): void {
@@ -138,7 +141,14 @@ export class Agent {
       return;
     }
     const dir = mkdtempSync(join(this.o.workdir, `${l.stageId.replace(/[^\w.-]/g, '_').slice(0, 40)}-${l.attemptIdx}-`));
-    const cwd = parsed.cwd ? (isAbsolute(parsed.cwd) ? parsed.cwd : resolve(dir, parsed.cwd)) : dir;
+    let cwd: string;
+    try {
+      cwd = containedCwd(this.o.workdir, dir, parsed.cwd);
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      await this.complete(at, l.leaseToken, { stageState: StageState.STAGE_STATE_FINAL, failure: { message: (err as Error).message } });
+      return;
+    }
     try {
       mkdirSync(cwd, { recursive: true });
       const cmd = new RunningCommand(
@@ -147,6 +157,7 @@ export class Agent {
           args: parsed.argv,
           cwd,
           env: {
+            ...scrubbedEnv(process.env, this.o.passEnv ?? []),
             ...parsed.env,
             TURBOCI_WORK_PLAN_ID: l.workPlanId,
             TURBOCI_STAGE_ID: l.stageId,

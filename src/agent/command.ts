@@ -1,12 +1,15 @@
 // Runs one stage command in its own process group, collecting output lines (bounded) and a tail of them, and can
 // stop the whole group: SIGTERM, then SIGKILL after a grace period.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 
 export interface CommandSpec {
   readonly file: string;
   readonly args: readonly string[];
   readonly cwd: string;
+  /** The command's whole environment: nothing of the agent's is added (see scrubbedEnv). */
   readonly env: Readonly<Record<string, string>>;
   /** Seconds; 0 = no limit of its own. */
   readonly timeoutSeconds: number;
@@ -49,6 +52,47 @@ export function parseCommandArgs(args: Record<string, unknown>): { file: string;
   return { file: file!, argv, env, cwd: (args.cwd as string | undefined) ?? '', timeoutSeconds: timeout };
 }
 
+/** What a command inherits of the agent's environment, besides what --pass-env names. */
+export const ENV_ALLOWLIST = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR'] as const;
+
+/**
+ * The agent runs other people's commands: they get the allowlist and the variables the operator passes
+ * explicitly (--pass-env), never the rest of the agent's environment (its token, cloud credentials, ...).
+ */
+export function scrubbedEnv(agentEnv: NodeJS.ProcessEnv, passEnv: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of [...ENV_ALLOWLIST, ...passEnv]) {
+    const v = agentEnv[name];
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}
+
+/**
+ * Where a stage's command runs: args.cwd relative to its fresh directory, or absolute, but always inside `root`
+ * (--workdir); `../../..` or `/` is refused. Symlinks are resolved before the check.
+ */
+export function containedCwd(root: string, dir: string, cwd: string): string {
+  const target = resolve(dir, cwd || '.');
+  const realRoot = realpathSync(root);
+  const within = (p: string) => {
+    const rel = relative(realRoot, p);
+    return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+  };
+  // Resolve what exists of the path (symlinks), then check the rest lexically.
+  let existing = target;
+  const rest: string[] = [];
+  while (!existsSync(existing)) {
+    rest.unshift(basename(existing));
+    const up = dirname(existing);
+    if (up === existing) break;
+    existing = up;
+  }
+  const real = join(realpathSync(existing), ...rest);
+  if (!within(real)) throw new Error(`args.cwd "${cwd}" is outside the agent's --workdir ${root}`);
+  return real;
+}
+
 const TAIL_LINES = 40;
 const TAIL_CHARS = 4000;
 
@@ -71,7 +115,7 @@ export class RunningCommand {
     const started = Date.now();
     this.child = spawn(spec.file, [...spec.args], {
       cwd: spec.cwd,
-      env: { ...process.env, ...spec.env },
+      env: { ...spec.env },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // its own process group, so the whole tree can be signalled
     });

@@ -7,6 +7,7 @@ import type { RecordedEvent } from '../domain/events.js';
 import type { Check } from '../domain/model.js';
 import type { Logger } from '../logging.js';
 import type { Orchestrator } from './orchestrator.js';
+import type { Actor } from '../domain/events.js';
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -21,10 +22,11 @@ export interface ApproveResult {
 }
 
 /** The Approve call: one decide-and-commit; the resolver finalizes the gate in the same write when it completes it. */
-export function approve(app: Orchestrator, req: ApproveRequest): ApproveResult {
+/** Records an approval or rejection by `actor` (whose principal is the approver). */
+export function approve(app: Orchestrator, req: ApproveRequest, actor?: Actor): ApproveResult {
   const answered = req.requestId !== null && app.models.workplan(req.workPlanId)?.requests.has(req.requestId);
   // A retry of an answered request appends nothing and answers with the gate as it stands.
-  if (!answered) app.decideAndCommit(req.workPlanId, req.requestId, (draft) => decideApprove(req, draft));
+  if (!answered) app.decideAndCommit(req.workPlanId, req.requestId, (draft) => decideApprove(req, draft), actor ?? { principal: req.principal });
   const model = app.models.workplan(req.workPlanId)!;
   return { check: model.check(req.checkId)!, version: model.meta.version };
 }

@@ -174,7 +174,11 @@ export class Dispatcher {
     const durable = this.app.durable();
     if (ref.mode === 'SYNC') {
       durable.then(() => this.transport.run(runner.address, call)).then(
-        (completion) => done(this.apply(() => this.runners.complete(ref.executionId, completion), completion.failure ? 'failed' : 'completed')),
+        (completion) => {
+          const outcome = this.apply(() => this.runners.complete(ref.executionId, completion), completion.failure ? 'failed' : 'completed', true);
+          // An answer the domain refuses (a check not assigned to the stage, say) fails the attempt rather than leave it hanging.
+          done(outcome.startsWith('refused: ') ? this.fail(ref, `runner ${runner.runnerId} answered with ${outcome}`) : outcome);
+        },
         (err: Error) => done(this.fail(ref, `runner ${runner.runnerId} at ${runner.address}: ${err.message}`)),
       );
     } else {
@@ -186,11 +190,12 @@ export class Dispatcher {
   }
 
   /** Applies a runner's answer; one that comes too late (cancelled, timed out) is discarded and says why. */
-  private apply(write: () => void, outcome: string): string {
+  private apply(write: () => void, outcome: string, invalidIsRefused = false): string {
     try {
       write();
       return outcome;
     } catch (err) {
+      if (err instanceof DomainError && invalidIsRefused && err.kind === 'INVALID_ARGUMENT') return `refused: ${err.message}`;
       if (err instanceof DomainError) return `discarded: ${err.message}`;
       this.log.error({ err }, 'applying a runner answer failed');
       return 'error';

@@ -32,6 +32,9 @@ export class StorageFailure extends Error {
 export interface AppendOptions {
   readonly requestId: string | null;
   readonly recordedAt: number;
+  /** Who caused the events (causation.principal) and why (causation.reason). */
+  readonly principal?: string | null;
+  readonly reason?: string | null;
 }
 
 /** Thrown by importStream when the stream already has events. */

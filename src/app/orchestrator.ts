@@ -11,7 +11,7 @@ import { decideWriteNodes } from '../domain/decide-write-nodes.js';
 import { checkReadSet } from '../domain/decide-transaction.js';
 import { WorkPlanDraft } from '../domain/workplan-draft.js';
 import { aborted, notFound } from '../domain/errors.js';
-import { eventNode, RUNNER_REGISTRY_STREAM, type PendingEvent, type RecordedEvent } from '../domain/events.js';
+import { ANONYMOUS_PRINCIPAL, eventNode, RUNNER_REGISTRY_STREAM, SYSTEM_PRINCIPAL, type Actor, type PendingEvent, type RecordedEvent } from '../domain/events.js';
 import type { Check, NodeRef, Stage, WorkPlanMeta } from '../domain/model.js';
 import { EventBus } from './event-bus.js';
 import { coalescePerTurn } from './next-turn.js';
@@ -41,7 +41,14 @@ export interface WriteNodesRequest extends WriteNodes {
   /** A transaction (extension): refused if a node of `reads` changed after this version. */
   readonly readVersion?: number | undefined;
   readonly reads?: readonly NodeRef[] | undefined;
+  /** Who writes, and why (recorded on every event of the write); `anonymous` when absent. */
+  readonly actor?: Actor | undefined;
 }
+
+/** The server's own decisions (dispatch, expiries) are recorded as made by `system`. */
+const SYSTEM: Actor = { principal: SYSTEM_PRINCIPAL };
+/** A client write that names nobody (in-process callers; the transport always says who). */
+const ANONYMOUS: Actor = { principal: ANONYMOUS_PRINCIPAL };
 
 export interface WriteNodesResult {
   readonly workPlanId: string;
@@ -92,9 +99,10 @@ export class Orchestrator {
     this.bus.complete();
   }
 
-  createWorkPlan(metadata: Record<string, string>): WorkPlanMeta {
+  createWorkPlan(metadata: Record<string, string>, options: { realm?: string; actor?: Actor } = {}): WorkPlanMeta {
     const id = this.config.newWorkPlanId();
-    this.commit(id, 0, [{ event: { type: 'WorkPlanCreated', data: { metadata } }, causedByVersion: null }], null, this.config.clock());
+    const data = { metadata, ...(options.realm ? { realm: options.realm } : {}) };
+    this.commit(id, 0, [{ event: { type: 'WorkPlanCreated', data }, causedByVersion: null }], null, this.config.clock(), options.actor ?? ANONYMOUS);
     return this.workplan(id).meta;
   }
 
@@ -115,7 +123,7 @@ export class Orchestrator {
       throw aborted(`workplan is at version ${model.meta.version}, not ${req.expectedVersion}`, 'expected_version');
     }
     if (req.readVersion !== undefined) checkReadSet(model, { readVersion: req.readVersion, reads: req.reads ?? [] });
-    const recorded = this.decideAndCommit(req.workPlanId, req.requestId, (draft, ctx) => decideWriteNodes(req, draft, ctx));
+    const recorded = this.decideAndCommit(req.workPlanId, req.requestId, (draft, ctx) => decideWriteNodes(req, draft, ctx), req.actor ?? ANONYMOUS);
     return answer(model, req, recorded);
   }
 
@@ -124,21 +132,26 @@ export class Orchestrator {
    * resolver continue on the same draft with every consequence, append it all atomically, publish. Throws the
    * decision's DomainError with nothing appended (the draft is dropped).
    */
-  decideAndCommit(workPlanId: string, requestId: string | null, decide: (draft: WorkPlanDraft, ctx: DecideContext) => unknown): RecordedEvent[] {
+  decideAndCommit(
+    workPlanId: string,
+    requestId: string | null,
+    decide: (draft: WorkPlanDraft, ctx: DecideContext) => unknown,
+    actor: Actor = SYSTEM,
+  ): RecordedEvent[] {
     const model = this.workplan(workPlanId);
     const ctx: DecideContext = { now: this.config.clock(), defaultMaxAttempts: this.config.defaultMaxAttempts };
     const draft = new WorkPlanDraft(model, ctx.now);
     decide(draft, ctx);
     if (draft.events.length === 0) return [];
     resolve(draft);
-    return this.commit(workPlanId, draft.baseVersion, draft.events, requestId, ctx.now);
+    return this.commit(workPlanId, draft.baseVersion, draft.events, requestId, ctx.now, actor);
   }
 
   /** Appends to the runner registry stream: decide gets the registry as it stands. */
-  commitRunnerEvents(decide: (registry: RunnerRegistry, now: number) => PendingEvent[]): RecordedEvent[] {
+  commitRunnerEvents(decide: (registry: RunnerRegistry, now: number) => PendingEvent[], actor: Actor = SYSTEM): RecordedEvent[] {
     const now = this.config.clock();
     const events = decide(this.models.runners, now);
-    return this.commit(RUNNER_REGISTRY_STREAM, this.models.runners.version, events, null, now);
+    return this.commit(RUNNER_REGISTRY_STREAM, this.models.runners.version, events, null, now, actor);
   }
 
   /**
@@ -201,10 +214,11 @@ export class Orchestrator {
     events: Parameters<EventStore['append']>[2],
     requestId: string | null,
     now: number,
+    actor: Actor = SYSTEM,
   ): RecordedEvent[] {
     let recorded: RecordedEvent[];
     try {
-      recorded = this.store.append(streamId, expectedVersion, events, { requestId, recordedAt: now });
+      recorded = this.store.append(streamId, expectedVersion, events, { requestId, recordedAt: now, principal: actor.principal, reason: actor.reason ?? null });
       // While the log fails, each write commits alone before anything is folded: a failure costs no rebuild.
       if (this.storage.failure && recorded.length > 0) this.store.flush();
     } catch (err) {

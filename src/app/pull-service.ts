@@ -11,7 +11,9 @@ import {
   type LeaseGrant,
 } from '../domain/decide-leases.js';
 import type { ExecutionCompletion } from '../domain/decide-completion.js';
-import { DomainError, failedPrecondition } from '../domain/errors.js';
+import { DomainError, failedPrecondition, permissionDenied } from '../domain/errors.js';
+import type { Caller } from '../domain/commands.js';
+import { ANONYMOUS_PRINCIPAL, type Actor } from '../domain/events.js';
 import type { RecordedEvent } from '../domain/events.js';
 import type { JsonObject, Stage } from '../domain/model.js';
 import type { Logger } from '../logging.js';
@@ -59,6 +61,7 @@ export interface LeasedAttempt {
 
 interface Waiter {
   readonly req: LeaseRequest;
+  readonly caller: Caller;
   readonly resolve: (leased: LeasedAttempt | null) => void;
   readonly timer: NodeJS.Timeout;
 }
@@ -119,13 +122,14 @@ export class PullService {
   }
 
   /** Leases the best offerable attempt now, or waits (up to waitMs) for one; null when none came. */
-  lease(req: LeaseRequest, cancelled: { onCancel(f: () => void): void }): Promise<LeasedAttempt | null> {
+  lease(req: LeaseRequest, cancelled: { onCancel(f: () => void): void }, caller: Caller = ANONYMOUS): Promise<LeasedAttempt | null> {
     this.seen.set(req.runnerId, { runnerType: req.runnerType, labels: req.labels, lastSeen: this.app.now() });
-    const now = this.tryLease(req);
+    const now = this.tryLease(req, caller);
     if (now || req.waitMs <= 0 || !this.subscription) return Promise.resolve(now);
     return new Promise((resolve) => {
       const waiter: Waiter = {
         req,
+        caller,
         resolve,
         timer: setTimeout(() => this.drop(waiter, null), Math.min(req.waitMs, MAX_TIMER_MS)),
       };
@@ -134,8 +138,12 @@ export class PullService {
     });
   }
 
-  heartbeat(token: string, hb: { lines: readonly string[]; message: string; details: JsonObject }): { expiresAt: number; cancelRequested: boolean } {
-    const ref = this.find(token);
+  heartbeat(
+    token: string,
+    hb: { lines: readonly string[]; message: string; details: JsonObject },
+    caller: Caller = ANONYMOUS,
+  ): { expiresAt: number; cancelRequested: boolean } {
+    const ref = this.find(token, caller);
     let cancelRequested = false;
     this.app.decideAndCommit(ref.workPlanId, null, (draft, ctx) => {
       const stage = draft.stage(ref.stageId);
@@ -143,21 +151,30 @@ export class PullService {
       const decision = decideHeartbeat({ target: ref, heartbeat: { ...hb, expiresAt: ctx.now + 2 * interval } }, draft);
       cancelRequested = decision.cancelRequested;
       return decision.events;
-    });
+    }, actorOf(caller));
     const lease = this.app.models.workplan(ref.workPlanId)?.stage(ref.stageId)?.attempts.find((a) => a.idx === ref.idx)?.lease;
     return { expiresAt: lease?.expiresAt ?? 0, cancelRequested };
   }
 
   /** Applies the outcome; an identical repeat is acknowledged with nothing appended. */
-  complete(token: string, completion: Omit<ExecutionCompletion, 'fingerprint'>): void {
-    const ref = this.find(token);
+  complete(token: string, completion: Omit<ExecutionCompletion, 'fingerprint'>, caller: Caller = ANONYMOUS): void {
+    const ref = this.find(token, caller);
     const fingerprint = createHash('sha256').update(JSON.stringify(completion)).digest('base64url');
-    this.app.decideAndCommit(ref.workPlanId, null, (draft, ctx) => decideLeaseCompletion({ target: ref, completion: { ...completion, fingerprint } }, draft, ctx));
+    this.app.decideAndCommit(
+      ref.workPlanId,
+      null,
+      (draft, ctx) => decideLeaseCompletion({ target: ref, completion: { ...completion, fingerprint } }, draft, ctx),
+      actorOf(caller),
+    );
   }
 
-  private find(token: string): LeaseRef {
+  /** The lease token is the capability; with auth on, it must also come from the token that leased it (or an admin). */
+  private find(token: string, caller: Caller): LeaseRef {
     const ref = this.app.models.leases.byTokenHash(hashToken(token));
     if (!ref) throw failedPrecondition('not a lease token this server issued', 'lease_token');
+    if (caller.authenticated && !caller.admin && ref.owner !== caller.principal) {
+      throw permissionDenied('the lease was granted to another token', 'lease_token');
+    }
     return ref;
   }
 
@@ -186,7 +203,7 @@ export class PullService {
   private pump(): void {
     for (const waiter of [...this.waiters]) {
       if (!this.waiters.includes(waiter)) continue;
-      const leased = this.tryLease(waiter.req);
+      const leased = this.tryLease(waiter.req, waiter.caller);
       if (leased) this.drop(waiter, leased);
     }
     this.armBackoffTimer();
@@ -224,7 +241,7 @@ export class PullService {
    * highest priority first, then the workplan with the fewest leases of this type in flight (fairness), then the
    * oldest attempt.
    */
-  private tryLease(req: LeaseRequest): LeasedAttempt | null {
+  private tryLease(req: LeaseRequest, caller: Caller): LeasedAttempt | null {
     const { leases } = this.app.models;
     const limit = this.limit(req.runnerType);
     if (limit > 0 && leases.inFlight(req.runnerType) >= limit) return null;
@@ -257,7 +274,7 @@ export class PullService {
       runDeadline: now + (stage.policy.runTimeoutMs || (stage.attemptTimeoutSeconds * 1000) || this.config.defaultRunTimeoutMs),
     };
     try {
-      this.app.decideAndCommit(best.workPlanId, null, (draft) => decideLease({ stageId: best.stageId, idx: best.idx, grant }, draft));
+      this.app.decideAndCommit(best.workPlanId, null, (draft) => decideLease({ stageId: best.stageId, idx: best.idx, grant }, draft), actorOf(caller));
     } catch (err) {
       if (err instanceof DomainError) {
         this.log.warn({ workPlanId: best.workPlanId, stageId: best.stageId, err: err.message }, 'lease refused');
@@ -287,3 +304,6 @@ export class PullService {
     return stage.policy.heartbeatIntervalMs || this.config.defaultHeartbeatIntervalMs;
   }
 }
+
+const ANONYMOUS: Caller = { principal: ANONYMOUS_PRINCIPAL, authenticated: false, admin: false };
+const actorOf = (caller: Caller): Actor => ({ principal: caller.principal });

@@ -14,7 +14,9 @@ import {
   type RegisterRunner,
 } from '../domain/decide-runners.js';
 import type { ExecutionCompletion } from '../domain/decide-completion.js';
-import { notFound } from '../domain/errors.js';
+import { notFound, permissionDenied } from '../domain/errors.js';
+import type { Caller } from '../domain/commands.js';
+import { ANONYMOUS_PRINCIPAL, type Actor } from '../domain/events.js';
 import type { RunnerRegistration } from '../domain/model.js';
 import type { Orchestrator } from './orchestrator.js';
 
@@ -28,16 +30,41 @@ export class RunnerService {
     private readonly newId: () => string = randomUUID,
   ) {}
 
-  register(cmd: RegisterRunner): RunnerRegistration {
-    const [rec] = this.app.commitRunnerEvents((registry, now) =>
-      decideRegisterRunner(registry.byRunner(cmd.runnerId), cmd, now, this.newId),
+  register(cmd: RegisterRunner, caller: Caller = ANONYMOUS): RunnerRegistration {
+    const [rec] = this.app.commitRunnerEvents(
+      (registry, now) => decideRegisterRunner(this.owned(registry.byRunner(cmd.runnerId)), cmd, now, this.newId, caller),
+      actorOf(caller),
     );
     const registrationId = (rec!.event.data as { registrationId: string }).registrationId;
     return this.app.models.runners.registration(registrationId)!;
   }
 
-  unregister(registrationId: string): void {
-    this.app.commitRunnerEvents((registry) => decideUnregisterRunner(registry.registration(registrationId), registrationId));
+  unregister(registrationId: string, caller: Caller = ANONYMOUS): void {
+    this.app.commitRunnerEvents(
+      (registry) => decideUnregisterRunner(this.owned(registry.registration(registrationId)), registrationId, caller),
+      actorOf(caller),
+    );
+  }
+
+  /** Whether `caller` may see a registration's id (a capability: it unregisters, and proves identity when auth is off). */
+  mayUse(registrationId: string, caller: Caller): boolean {
+    return caller.authenticated && (caller.admin || this.app.models.runners.ownerOf(registrationId) === caller.principal);
+  }
+
+  private owned(reg: RunnerRegistration | undefined) {
+    return reg && { registration: reg, owner: this.app.models.runners.ownerOf(reg.registrationId) };
+  }
+
+  /**
+   * A callback is accepted only from the runner the execution was dispatched to: with auth on, the token that
+   * registered it (or an admin); with auth off, the execution id is the capability (never shown to clients).
+   */
+  private callbackTarget(executionId: string, caller: Caller): ExecutionRef {
+    const ref = this.execution(executionId);
+    if (caller.authenticated && !caller.admin && this.app.models.runners.ownerOf(ref.registrationId) !== caller.principal) {
+      throw permissionDenied(`execution ${executionId} was not dispatched to a runner registered by this token`, 'execution_id');
+    }
+    return ref;
   }
 
   /** Expires a registration that was not refreshed in time; a no-op if it was. */
@@ -73,16 +100,21 @@ export class RunnerService {
     this.app.decideAndCommit(ref.workPlanId, null, (draft) => decideDeclined(ref, draft));
   }
 
-  update(executionId: string, update: ExecutionUpdate): void {
-    const ref = this.execution(executionId);
-    this.app.decideAndCommit(ref.workPlanId, null, (draft, ctx) => decideExecutionUpdate({ target: ref, update }, draft, ctx));
+  update(executionId: string, update: ExecutionUpdate, caller: Caller = ANONYMOUS): void {
+    const ref = this.callbackTarget(executionId, caller);
+    this.app.decideAndCommit(ref.workPlanId, null, (draft, ctx) => decideExecutionUpdate({ target: ref, update }, draft, ctx), actorOf(caller));
   }
 
   /** Applies a runner's answer; an identical repeat is acknowledged with nothing appended. */
-  complete(executionId: string, completion: Omit<ExecutionCompletion, 'fingerprint'>): void {
-    const ref = this.execution(executionId);
+  complete(executionId: string, completion: Omit<ExecutionCompletion, 'fingerprint'>, caller?: Caller): void {
+    const ref = caller ? this.callbackTarget(executionId, caller) : this.execution(executionId);
     const fingerprint = createHash('sha256').update(JSON.stringify(completion)).digest('base64url');
-    this.app.decideAndCommit(ref.workPlanId, null, (draft, ctx) => decideCompletion({ target: ref, completion: { ...completion, fingerprint } }, draft, ctx));
+    this.app.decideAndCommit(
+      ref.workPlanId,
+      null,
+      (draft, ctx) => decideCompletion({ target: ref, completion: { ...completion, fingerprint } }, draft, ctx),
+      caller ? actorOf(caller) : undefined,
+    );
   }
 
   /** The execution failed on our side (transport error, unreachable runner, deadline, restart). */
@@ -91,3 +123,6 @@ export class RunnerService {
     return this.app.decideAndCommit(ref.workPlanId, null, (draft) => decideExecutionFailed({ target: ref, message }, draft)).length > 0;
   }
 }
+
+const ANONYMOUS: Caller = { principal: ANONYMOUS_PRINCIPAL, authenticated: false, admin: false };
+const actorOf = (caller: Caller): Actor => ({ principal: caller.principal });

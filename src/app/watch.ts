@@ -48,6 +48,9 @@ export interface WatchItem {
   readonly completed: Completion | null;
   /** Restates the state as of `version` (the initial snapshot, a completion restated on resume), not a change at it. */
   readonly snapshot: boolean;
+  /** Who made the change and why; absent on snapshot items. */
+  readonly principal?: string | null;
+  readonly reason?: string | null;
 }
 
 /** Why the server ended a subscription; the transport turns it into a status. */
@@ -396,7 +399,7 @@ export class WatchSubscription {
   private itemFor(step: WatchStep): WatchItem | null {
     const change = step.change && this.matches(step.change) ? step.change : null;
     if (!change && !step.completed) return null;
-    return { version: step.version, timestamp: step.recordedAt, change, completed: step.completed, snapshot: false };
+    return { version: step.version, timestamp: step.recordedAt, change, completed: step.completed, snapshot: false, principal: step.principal ?? null, reason: step.reason ?? null };
   }
 
   private matches(change: NodeChange): boolean {

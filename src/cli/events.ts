@@ -1,3 +1,5 @@
+import { byWhom } from '../app/eventlog/explain.js';
+import { CLIENT_ARG_HELP, CLIENT_ARG_OPTIONS } from '../client/connect.js';
 import { parseArgs } from 'node:util';
 import type { EventFilter } from '../app/event-filter.js';
 import { describeEvent } from '../app/eventlog/describe.js';
@@ -16,6 +18,7 @@ Lists events from the log, oldest first: an aligned table, or one JSON object pe
 Options:
   --db FILE              the SQLite event log                              (default: $TURBOCI_DB)
   --server HOST:PORT     a running server instead of a file
+${CLIENT_ARG_HELP}
   -w, --workplan ID      only this workplan's events (stream order)
   -n, --node ID          only events about this node: "c1", "check:c1" or "stage:s1"
   -t, --type TYPE        only these event types; repeat or comma-separate (e.g. CheckStateChanged)
@@ -46,6 +49,7 @@ export const events = command(async (argv) => {
     options: {
       db: { type: 'string' },
       server: { type: 'string' },
+      ...CLIENT_ARG_OPTIONS,
       workplan: { type: 'string', short: 'w' },
       node: { type: 'string', short: 'n' },
       type: { type: 'string', short: 't', multiple: true },
@@ -107,7 +111,7 @@ export const events = command(async (argv) => {
         node ? `${node.kind}:${node.id}` : '',
         rec.causation.causedByVersion === null ? '' : `v${rec.causation.causedByVersion}`,
         requestCell(rec.causation.requestId),
-        describeEvent(rec.event),
+        describeEvent(rec.event) + byWhom(rec.causation.principal, rec.causation.reason),
       ];
       await out(pad(oneWorkPlan ? cells.filter((_, i) => i !== 1) : cells, widths));
     }

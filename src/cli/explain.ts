@@ -1,3 +1,4 @@
+import { CLIENT_ARG_HELP, CLIENT_ARG_OPTIONS } from '../client/connect.js';
 import { parseArgs } from 'node:util';
 import { explainNode } from '../app/eventlog/explain.js';
 import { command, integer, out } from './log-args.js';
@@ -17,6 +18,7 @@ read from the log, not guessed:
 Options:
   --db FILE            the SQLite event log, opened read-only            (default: $TURBOCI_DB)
   --server HOST:PORT   a running server (reads the events with TurboCIEventLog.ReadEvents)
+${CLIENT_ARG_HELP}
   -w, --workplan ID    the workplan
   -n, --node NODE      the node: "build", "check:build" or "stage:compile" (or give it as the last argument)
   --at-version N       explain the node as of stream version N
@@ -36,6 +38,7 @@ export const explain = command(async (argv) => {
     options: {
       db: { type: 'string' },
       server: { type: 'string' },
+      ...CLIENT_ARG_OPTIONS,
       workplan: { type: 'string', short: 'w' },
       node: { type: 'string', short: 'n' },
       'at-version': { type: 'string' },

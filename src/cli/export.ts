@@ -1,3 +1,4 @@
+import { CLIENT_ARG_HELP, CLIENT_ARG_OPTIONS } from '../client/connect.js';
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
@@ -16,6 +17,7 @@ same. Events are streamed, not loaded: a workplan of any size exports in constan
 Options:
   --db FILE            the SQLite event log, opened read-only (safe while a server runs)  (default: $TURBOCI_DB)
   --server HOST:PORT   read the events from a running server (TurboCIEventLog.ReadEvents)
+${CLIENT_ARG_HELP}
   -w, --workplan ID    the workplan to export
   -o, --out FILE       write to FILE instead of stdout
   -h, --help           show this help
@@ -31,6 +33,7 @@ export const exportCommand = command(async (argv) => {
     options: {
       db: { type: 'string' },
       server: { type: 'string' },
+      ...CLIENT_ARG_OPTIONS,
       workplan: { type: 'string', short: 'w' },
       out: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h' },

@@ -97,7 +97,7 @@ export const importCommand = command(async (argv) => {
       } catch (err) {
         throw new CliError(`${where}: ${e.type} v${e.version} is not a valid event: ${(err as Error).message.split('\n')[0]}`);
       }
-      events.push({ version: e.version, recordedAt, causation: { requestId: e.requestId ?? null, causedByVersion: cause }, event });
+      events.push({ version: e.version, recordedAt, causation: { requestId: e.requestId ?? null, causedByVersion: cause, principal: e.principal ?? null, reason: e.reason ?? null }, event });
       expected++;
     }
     if (streamId === undefined) throw new CliError(`${inputName}: no events`);

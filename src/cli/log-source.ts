@@ -1,7 +1,8 @@
 // Where the debugging commands read events from: a database file (read-only, safe while a server runs on it) or
 // a running server (the TurboCIEventLog RPCs). Both stream: nothing loads a whole log into memory.
 import { existsSync } from 'node:fs';
-import { credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { channel, connectOptionsFrom, type ConnectOptions } from '../client/connect.js';
 import { unary, type UnaryMethod } from '../client/unary.js';
 import { matches, type EventFilter } from '../app/event-filter.js';
 import type { LoggedEvent, StreamSummary } from '../app/event-store.js';
@@ -90,8 +91,9 @@ export class ServerLog implements LogSource {
   readonly client: TurboCIEventLogClient;
   readonly describe: string;
 
-  constructor(readonly address: string) {
-    this.client = new TurboCIEventLogClient(address, credentials.createInsecure());
+  constructor(readonly address: string, connect: ConnectOptions = {}) {
+    const ch = channel(connect);
+    this.client = new TurboCIEventLogClient(address, ch.credentials, ch.options);
     this.describe = `server ${address}`;
   }
 
@@ -157,7 +159,12 @@ function fromProto(e: ProtoEvent): LoggedEvent {
     streamId: e.workPlanId,
     version: Number(e.version),
     recordedAt: e.recordedAt?.getTime() ?? 0,
-    causation: { requestId: e.requestId || null, causedByVersion: e.causedByVersion === undefined ? null : Number(e.causedByVersion) },
+    causation: {
+      requestId: e.requestId || null,
+      causedByVersion: e.causedByVersion === undefined ? null : Number(e.causedByVersion),
+      principal: e.principal || null,
+      reason: e.reason || null,
+    },
     event: DomainEvent.parse({ type: e.type, data: e.data ?? {} }),
   };
 }
@@ -166,9 +173,11 @@ function fromProto(e: ProtoEvent): LoggedEvent {
 export const schemaVersionOf = (type: string): number => SCHEMA_VERSION[type as EventType] ?? 0;
 
 /** Opens --db or --server (exactly one). */
-export function openSource(values: { db?: string | undefined; server?: string | undefined }): FileLog | ServerLog {
+export function openSource(
+  values: { db?: string | undefined; server?: string | undefined } & Parameters<typeof connectOptionsFrom>[0],
+): FileLog | ServerLog {
   if (values.db !== undefined && values.server !== undefined) throw new UsageError('give --db or --server, not both');
-  if (values.server !== undefined) return new ServerLog(values.server);
+  if (values.server !== undefined) return new ServerLog(values.server, connectOptionsFrom(values));
   const db = values.db ?? process.env.TURBOCI_DB;
   if (db === undefined) throw new UsageError('--db FILE (or --server HOST:PORT) is required');
   return new FileLog(db);

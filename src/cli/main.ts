@@ -9,6 +9,7 @@ import { replay } from './replay.js';
 import { runner } from './runner.js';
 import { serve } from './serve.js';
 import { snapshotCommand } from './snapshot.js';
+import { token } from './token.js';
 import { verify } from './verify.js';
 import { UsageError } from './usage-error.js';
 
@@ -20,6 +21,7 @@ Commands:
   serve     start the gRPC server on a SQLite event log
   runner    a pull runner agent: leases attempts of its runner type and runs their args.command
   approve   approve or reject an approval gate (a check written with approval_gate)
+  token     create, list and revoke API tokens (for serve --auth on)
 
 Event log tools (read a database file read-only, safe while a server runs; most also work with --server):
   events    list events, filtered by workplan, node, type, version, position or time (table or NDJSON)
@@ -37,6 +39,7 @@ export const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve,
   runner,
   approve: approveCommand,
+  token,
   events,
   replay,
   explain,

@@ -1,3 +1,5 @@
+import { byWhom } from '../app/eventlog/explain.js';
+import { CLIENT_ARG_HELP, CLIENT_ARG_OPTIONS } from '../client/connect.js';
 import { parseArgs } from 'node:util';
 import type { WorkPlanModel } from '../../projections/workplan-model.js';
 import { describeChange, describeEvent } from '../app/eventlog/describe.js';
@@ -21,6 +23,7 @@ stage with its state and attempts. --step also prints, for every event up to the
 Options:
   --db FILE            the SQLite event log, opened read-only                (default: $TURBOCI_DB)
   --server HOST:PORT   a running server (TurboCIEventLog.GetWorkPlanAt; --step reads the events)
+${CLIENT_ARG_HELP}
   -w, --workplan ID    the workplan
   --all                every workplan in the file (--db only; not with --at-version or --step)
   --at-version N       as of stream version N
@@ -46,6 +49,7 @@ export const replay = command(async (argv) => {
     options: {
       db: { type: 'string' },
       server: { type: 'string' },
+      ...CLIENT_ARG_OPTIONS,
       workplan: { type: 'string', short: 'w' },
       all: { type: 'boolean' },
       'at-version': { type: 'string' },
@@ -103,12 +107,14 @@ function step(from: number, json: boolean) {
     const changes = describeChange(before, after);
     if (json) {
       const { causedByVersion, requestId } = rec.causation;
-      const line = { version: rec.version, type: rec.event.type, node: node ? `${node.kind}:${node.id}` : null, recordedAt: iso(rec.recordedAt), requestId, causedByVersion, changes };
+      const principal = rec.causation.principal ?? null;
+      const reason = rec.causation.reason ?? null;
+      const line = { version: rec.version, type: rec.event.type, node: node ? `${node.kind}:${node.id}` : null, recordedAt: iso(rec.recordedAt), requestId, causedByVersion, principal, reason, changes };
       await out(JSON.stringify(line));
       return;
     }
     const cause = rec.causation.causedByVersion === null ? `request ${rec.causation.requestId ?? '-'}` : `caused by v${rec.causation.causedByVersion}`;
-    await out(`v${rec.version}  ${iso(rec.recordedAt)}  ${rec.event.type}  ${describeEvent(rec.event)}  (${cause})`);
+    await out(`v${rec.version}  ${iso(rec.recordedAt)}  ${rec.event.type}  ${describeEvent(rec.event)}  (${cause}${byWhom(rec.causation.principal, rec.causation.reason)})`);
     for (const c of changes) await out(`      ${c}`);
   };
 }

@@ -3,6 +3,7 @@ import { ID_RULE, isValidId } from '../domain/ids.js';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent/agent.js';
+import { CLIENT_ARG_HELP, CLIENT_ARG_OPTIONS, connectOptionsFrom } from '../client/connect.js';
 import { createLogger } from '../logging.js';
 import { UsageError } from './usage-error.js';
 
@@ -18,11 +19,14 @@ A cancelled stage stops the command: SIGTERM to its process group, SIGKILL after
 
 Stage args it understands:
   command   "make test" (run by /bin/sh -c) or ["npm", "run", "lint"] (argv)     required
-  env       {"CI": "1"}: added to the agent's environment
-  cwd       directory to run in: relative to the fresh working directory, or absolute
+  env       {"CI": "1"}: added to the command's environment
+  cwd       directory to run in: relative to the fresh working directory, or absolute; it must be inside --workdir
+            (a stage whose cwd leaves it fails without running)
   timeout   seconds the command may run (the stage's run timeout still applies)
   runner_labels {"os": "linux"}: only agents with all these --labels take the stage
-The command also gets TURBOCI_WORK_PLAN_ID, TURBOCI_STAGE_ID, TURBOCI_ATTEMPT, TURBOCI_RUNNER_ID, TURBOCI_WORKDIR.
+The command runs other people's code with a scrubbed environment: only PATH, HOME, LANG, LC_ALL, TZ and TMPDIR
+of the agent's, plus what --pass-env names, plus args.env, plus TURBOCI_WORK_PLAN_ID, TURBOCI_STAGE_ID,
+TURBOCI_ATTEMPT, TURBOCI_RUNNER_ID and TURBOCI_WORKDIR. The agent's token never reaches it.
 
 Options (each has an environment variable; the flag wins):
   --server HOST:PORT   the TurboCI-Lite server                    TURBOCI_SERVER (required)
@@ -34,6 +38,8 @@ Options (each has an environment variable; the flag wins):
   --grace MS           SIGTERM → SIGKILL grace when stopping       TURBOCI_RUNNER_GRACE (default 10000)
   --wait MS            long-poll wait of each lease request       (default 30000)
   --log-level LEVEL    trace, debug, info, warn, error, silent    TURBOCI_LOG_LEVEL (default info)
+  --pass-env NAME      pass this variable of the agent's environment to commands (repeatable)  TURBOCI_RUNNER_PASS_ENV
+${CLIENT_ARG_HELP}
   -h, --help           show this help
 
 It logs JSON lines on stdout (leased, started with the pid, finished, completed). If the server goes away it keeps
@@ -58,6 +64,8 @@ export async function runner(argv: string[]): Promise<number> {
       grace: { type: 'string' },
       wait: { type: 'string' },
       'log-level': { type: 'string' },
+      'pass-env': { type: 'string', multiple: true },
+      ...CLIENT_ARG_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -96,6 +104,8 @@ export async function runner(argv: string[]): Promise<number> {
     waitMs,
     completeRetryMs: 10 * 60_000,
     log,
+    connect: connectOptionsFrom(values),
+    passEnv: values['pass-env'] ?? (env.TURBOCI_RUNNER_PASS_ENV ? env.TURBOCI_RUNNER_PASS_ENV.split(',').filter(Boolean) : []),
   });
   agent.start();
   let signals = 0;

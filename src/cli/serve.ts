@@ -1,8 +1,10 @@
-import { statfsSync } from 'node:fs';
+import { readFileSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
 import { ApprovalTimer } from '../app/approvals.js';
+import { Authenticator } from '../auth/authenticator.js';
+import { TOKEN_STREAM } from '../domain/events.js';
 import { Dispatcher } from '../app/dispatcher.js';
 import { Evictor } from '../app/evictor.js';
 import { Orchestrator } from '../app/orchestrator.js';
@@ -70,6 +72,17 @@ Input limits, in bytes of UTF-8 (docs/configuration.md lists the fixed ones):
   --max-progress-bytes N  progress one attempt keeps; appends past it
                      get RESOURCE_EXHAUSTED                      TURBOCI_MAX_PROGRESS_BYTES (default 1048576)
   --max-ttl S        longest runner registration ttl_seconds     TURBOCI_MAX_TTL (default 86400)
+Identity and TLS (README "Security"):
+  --auth on|off      require a bearer token on every call (turboci token create)  TURBOCI_AUTH (default off)
+                     off is refused on a non-loopback --host unless --insecure-no-auth says so
+  --insecure-no-auth serve without auth on a non-loopback address anyway (logs a warning)
+  --runner-type-realms TYPE=REALM[|REALM...]  stages of runner type TYPE may be written only into workplans of
+                     these realms (repeatable)                   TURBOCI_RUNNER_TYPE_REALMS (e.g. "shell=trusted")
+  --tls-cert FILE    serve TLS with this certificate chain (PEM)  TURBOCI_TLS_CERT
+  --tls-key FILE     ... and this private key (PEM)              TURBOCI_TLS_KEY
+  --tls-client-ca FILE  require client certificates signed by this CA (mTLS)  TURBOCI_TLS_CLIENT_CA
+  --runner-tls-ca FILE  CA to verify push runners registered with a tls:// address (default: system roots)
+                                                                 TURBOCI_RUNNER_TLS_CA
   -h, --help         show this help
 
 When ready it logs one JSON line: {"msg":"listening","address":"127.0.0.1:50051","httpAddress":"127.0.0.1:8080",...}.
@@ -110,6 +123,13 @@ export async function serve(argv: string[]): Promise<number> {
       'max-metadata-bytes': { type: 'string' },
       'max-progress-bytes': { type: 'string' },
       'max-ttl': { type: 'string' },
+      auth: { type: 'string' },
+      'insecure-no-auth': { type: 'boolean' },
+      'runner-type-realms': { type: 'string', multiple: true },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-client-ca': { type: 'string' },
+      'runner-tls-ca': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -153,7 +173,36 @@ export async function serve(argv: string[]): Promise<number> {
   const sync = (values.sync ?? env.TURBOCI_SYNC ?? 'FULL').toUpperCase();
   if (sync !== 'FULL' && sync !== 'NORMAL') throw new UsageError(`--sync: "${sync}" is not FULL or NORMAL`);
 
+  const authMode = (values.auth ?? env.TURBOCI_AUTH ?? 'off').toLowerCase();
+  if (authMode !== 'on' && authMode !== 'off') throw new UsageError(`--auth: "${authMode}" is not on or off`);
+  const insecureNoAuth = values['insecure-no-auth'] === true;
+  if (authMode === 'off' && !isLoopback(host) && !insecureNoAuth) {
+    console.error(`turboci serve: refusing to listen on ${host} with --auth off: anyone who can reach the port could run commands on your runners; use --auth on (or --insecure-no-auth)`);
+    return 2;
+  }
+  const runnerTypeRealms = new Map<string, Set<string>>();
+  for (const spec of values['runner-type-realms'] ?? (env.TURBOCI_RUNNER_TYPE_REALMS ? env.TURBOCI_RUNNER_TYPE_REALMS.split(',') : [])) {
+    const m = /^([^=\s]+)=([^=\s]+)$/.exec(spec.trim());
+    if (!m) throw new UsageError(`--runner-type-realms: "${spec}" is not TYPE=REALM[|REALM...]`);
+    const set = runnerTypeRealms.get(m[1]!) ?? new Set<string>();
+    for (const r of m[2]!.split('|')) if (r) set.add(r);
+    runnerTypeRealms.set(m[1]!, set);
+  }
+  const tlsCert = values['tls-cert'] ?? env.TURBOCI_TLS_CERT;
+  const tlsKey = values['tls-key'] ?? env.TURBOCI_TLS_KEY;
+  const tlsClientCa = values['tls-client-ca'] ?? env.TURBOCI_TLS_CLIENT_CA;
+  if (!tlsCert !== !tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
+  if (tlsClientCa && !tlsCert) throw new UsageError('--tls-client-ca needs --tls-cert and --tls-key');
+  const tls = tlsCert && tlsKey
+    ? { cert: readFileSync(tlsCert), key: readFileSync(tlsKey), ...(tlsClientCa ? { clientCa: readFileSync(tlsClientCa) } : {}) }
+    : undefined;
+  const runnerTlsCaPath = values['runner-tls-ca'] ?? env.TURBOCI_RUNNER_TLS_CA;
+  const runnerTlsCa = runnerTlsCaPath ? readFileSync(runnerTlsCaPath) : undefined;
+
   const log = createLogger(level);
+  if (authMode === 'off' && !isLoopback(host)) {
+    log.warn({ host }, 'auth is off on a non-loopback address (--insecure-no-auth): anyone who can reach the port can read, write and run commands on runners');
+  }
   // A bug that escapes: the process state is unknown; the log holds only committed events, so a restart is safe.
   // (A failed group commit is not one of these: the orchestrator rolls its read models back and answers the
   // writers RESOURCE_EXHAUSTED or UNAVAILABLE; see Orchestrator.flush.)
@@ -240,7 +289,8 @@ export async function serve(argv: string[]): Promise<number> {
   const approvals = new ApprovalTimer(app, log);
   approvals.start();
   setLogVerbosity(logVerbosity.NONE); // a failed bind is reported below in one line, not also by grpc-js
-  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull, limits: inputLimits }).catch((err: unknown) => {
+  const auth = new Authenticator({ enabled: authMode === 'on', runnerTypeRealms }, (after) => app.readStream(TOKEN_STREAM, { afterVersion: after }));
+  const server = await startServer(app, log, host, port, { watchBuffer, runners, pull, limits: inputLimits, auth, ...(tls ? { tls } : {}) }).catch((err: unknown) => {
     pull.stop();
     reaper.stop();
     approvals.stop();
@@ -253,7 +303,7 @@ export async function serve(argv: string[]): Promise<number> {
     throw listenError(host, port, err);
   });
   setLogVerbosity(logVerbosity.ERROR);
-  const dispatcher = new Dispatcher(app, runners, new GrpcRunnerTransport(), log, {
+  const dispatcher = new Dispatcher(app, runners, new GrpcRunnerTransport({ ...(runnerTlsCa ? { tlsCa: runnerTlsCa } : {}) }), log, {
     callbackAddress: values['advertise-address'] ?? env.TURBOCI_ADVERTISE_ADDRESS ?? server.address,
     defaultAttemptTimeoutMs: attemptTimeout * 1000,
   });
@@ -270,7 +320,19 @@ export async function serve(argv: string[]): Promise<number> {
   });
   // The ready line is printed at any level but silent: with --port 0 it is the only way to learn the port.
   const ready = level === 'silent' ? log : log.child({}, { level: 'info' });
-  ready.info({ address: server.address, port: server.port, httpAddress: http.address, httpPort: http.port, db: dbPath, pid: process.pid }, 'listening');
+  ready.info(
+    {
+      address: server.address,
+      port: server.port,
+      httpAddress: http.address,
+      httpPort: http.port,
+      db: dbPath,
+      pid: process.pid,
+      auth: authMode,
+      tls: tls ? (tls.clientCa ? 'mtls' : 'tls') : 'off',
+    },
+    'listening',
+  );
   await stopped;
   pull.stop(); // answers long-polling Lease calls now, so the server's grace period is not spent waiting for them
   http.drain(); // ends live streams, telling each browser where to resume
@@ -294,6 +356,12 @@ const FREE_BYTES_TO_RESUME = 1024 * 1024;
 function freeBytes(dbPath: string): number {
   const fs = statfsSync(dirname(resolve(dbPath)));
   return fs.bavail * fs.bsize;
+}
+
+/** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::ffff:127.0.0.1';
 }
 
 function integer(flag: string, raw: string, min: number, max: number): number {

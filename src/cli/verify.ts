@@ -1,3 +1,4 @@
+import { CLIENT_ARG_HELP, CLIENT_ARG_OPTIONS, connectOptionsFrom } from '../client/connect.js';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ReadModels } from '../../projections/read-models.js';
@@ -41,6 +42,7 @@ on a terminal for logs of 10000 events or more (--progress forces it, --no-progr
 Options:
   --db FILE            the SQLite event log, opened read-only            (default: $TURBOCI_DB)
   --server HOST:PORT   compare with this running server's read models
+${CLIENT_ARG_HELP}
   --snapshot FILE      compare with this snapshot (NDJSON from "npx turboci replay --json"); repeatable
   --progress           always show the progress bar; --no-progress: never
   --json               one JSON document: {events, workplans, compared, differences: [{workPlanId, against,
@@ -73,6 +75,7 @@ export const verify = command(async (argv) => {
     options: {
       db: { type: 'string' },
       server: { type: 'string' },
+      ...CLIENT_ARG_OPTIONS,
       snapshot: { type: 'string', multiple: true },
       progress: { type: 'boolean' },
       'no-progress': { type: 'boolean' },
@@ -89,7 +92,7 @@ export const verify = command(async (argv) => {
   const snapshots = (values.snapshot ?? []).flatMap(readSnapshot);
   const marker = readCommitMarker(dbPath); // before the log is read: the log then holds at least this much
   const file = new FileLog(dbPath);
-  const server = values.server === undefined ? undefined : new ServerLog(values.server);
+  const server = values.server === undefined ? undefined : new ServerLog(values.server, connectOptionsFrom(values));
   const differences: Difference[] = [];
   let compared = 0;
   try {

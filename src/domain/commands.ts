@@ -74,6 +74,22 @@ export interface StageWriteInput {
 export interface WriteNodes {
   readonly checks: readonly CheckWriteInput[];
   readonly stages: readonly StageWriteInput[];
+  /**
+   * Set when the write comes through a runner's own channel (its callbacks or its lease token). Without it, an
+   * attempt that was dispatched or leased and is not over takes no writes: only its runner reports on it.
+   */
+  readonly viaRunner?: boolean | undefined;
+}
+
+/**
+ * Who calls, as the runner protocol's integrity rules need it. `authenticated` is false when auth is off (every
+ * caller is `anonymous`, so identities cannot be told apart and capabilities, such as a registration id, decide);
+ * `admin` may act on what others made.
+ */
+export interface Caller {
+  readonly principal: string;
+  readonly authenticated: boolean;
+  readonly admin: boolean;
 }
 
 /** Settings decide needs that are not part of a request. */

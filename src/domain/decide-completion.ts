@@ -38,6 +38,9 @@ export function decideRunnerAnswer(cmd: RunnerAnswer, draft: WorkPlanDraft, ctx:
   const { stage, completion: c } = cmd;
   const checks: CheckWriteInput[] = c.checkUpdates.map((u, i) => {
     if (!draft.check(u.checkId)) throw invalidArgument(`no check "${u.checkId}" in this workplan`, `check_updates[${i}].check_id`);
+    if (!stage.assignments.some((a) => a.checkId === u.checkId)) {
+      throw invalidArgument(`check "${u.checkId}" is not assigned to stage "${stage.id}"; a runner updates only its stage's checks`, `check_updates[${i}].check_id`);
+    }
     const hasResult = u.resultData !== undefined || u.failure !== undefined || u.finalize;
     return {
       id: u.checkId,
@@ -55,7 +58,7 @@ export function decideRunnerAnswer(cmd: RunnerAnswer, draft: WorkPlanDraft, ctx:
       state: final && !c.failure ? 'FINAL' : undefined,
     },
   ];
-  const events = decideWriteNodes({ checks, stages }, draft, ctx);
+  const events = decideWriteNodes({ checks, stages, viaRunner: true }, draft, ctx);
   if (final && c.failure) {
     const failure = { message: c.failure.message, occurredAt: c.failure.occurredAt ?? ctx.now };
     events.push(draft.emit({ type: 'StageStateChanged', data: { stageId: stage.id, from: stage.state, to: 'FINAL', failure } }));

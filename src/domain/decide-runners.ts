@@ -1,9 +1,9 @@
 // decide for the runner protocol: registrations (registry stream) and executions (workplan streams, emitted into
 // the decision's draft). Pure.
-import type { DecideContext, StageWriteInput } from './commands.js';
+import type { Caller, DecideContext, StageWriteInput } from './commands.js';
 import { decideRunnerAnswer, type ExecutionCompletion } from './decide-completion.js';
 import { decideWriteNodes } from './decide-write-nodes.js';
-import { failedPrecondition, notFound } from './errors.js';
+import { failedPrecondition, notFound, permissionDenied } from './errors.js';
 import { pending, type PendingEvent } from './events.js';
 import {
   currentAttempt,
@@ -22,14 +22,39 @@ import type { WorkPlanDraft } from './workplan-draft.js';
 export type RegisterRunner = Pick<
   RunnerRegistration,
   'runnerId' | 'runnerType' | 'address' | 'supportedModes' | 'maxConcurrent' | 'ttlSeconds' | 'metadata'
->;
+> & {
+  /** The registration being refreshed, when the caller gives it (proof of identity when auth is off). */
+  readonly registrationId?: string | undefined;
+};
 
-/** A first registration, or a heartbeat (the same runner_id again before expiry): same registration, load kept. */
+/** A live registration and the principal that made it (null when recorded before principals were). */
+export interface OwnedRegistration {
+  readonly registration: RunnerRegistration;
+  readonly owner: string | null;
+}
+
+/**
+ * Only the identity that made a registration may refresh or remove it: with auth on, the same token (or an
+ * admin); with auth off (everyone is `anonymous`), whoever holds its registration id, which only the registrant
+ * was told.
+ */
+function mayActOn(reg: OwnedRegistration, caller: Caller, registrationId: string | undefined): boolean {
+  if (caller.authenticated) return caller.admin || reg.owner === caller.principal;
+  return registrationId === reg.registration.registrationId;
+}
+
+/**
+ * A first registration, or a heartbeat (the same runner_id again before expiry): same registration, load kept.
+ * Re-registering a live runner_id is a refresh only for the identity that registered it (mayActOn); with auth off,
+ * a call without the registration id still refreshes when nothing dispatch-relevant changes (same address and
+ * type: a runner heartbeating), but can never move the registration, and its dispatches, elsewhere.
+ */
 export function decideRegisterRunner(
-  existing: RunnerRegistration | undefined,
+  existing: OwnedRegistration | undefined,
   cmd: RegisterRunner,
   now: number,
   newRegistrationId: () => string,
+  caller: Caller = { principal: 'anonymous', authenticated: false, admin: false },
 ): PendingEvent[] {
   const fields = {
     runnerId: cmd.runnerId,
@@ -41,14 +66,32 @@ export function decideRegisterRunner(
     metadata: cmd.metadata,
   };
   const expiresAt = now + fields.ttlSeconds * 1000;
-  if (existing && existing.expiresAt > now) {
-    return [pending({ type: 'RunnerRefreshed', data: { ...fields, registrationId: existing.registrationId, expiresAt } })];
+  const live = existing && existing.registration.expiresAt > now ? existing : undefined;
+  if (live) {
+    const reg = live.registration;
+    if (cmd.registrationId && cmd.registrationId !== reg.registrationId) {
+      throw failedPrecondition(`runner "${cmd.runnerId}" has another live registration; registration_id does not match it`, 'registration_id');
+    }
+    const unchanged = reg.address === cmd.address && reg.runnerType === cmd.runnerType;
+    if (!mayActOn(live, caller, cmd.registrationId) && !(unchanged && !caller.authenticated)) {
+      if (caller.authenticated) {
+        throw permissionDenied(`runner "${cmd.runnerId}" is registered by another identity; only it may refresh the registration`, 'runner_id');
+      }
+      throw failedPrecondition(
+        `runner "${cmd.runnerId}" is already registered from another address; give its registration_id to move it, or unregister it first`,
+        'runner_id',
+      );
+    }
+    return [pending({ type: 'RunnerRefreshed', data: { ...fields, registrationId: reg.registrationId, expiresAt } })];
   }
   return [pending({ type: 'RunnerRegistered', data: { ...fields, registrationId: newRegistrationId(), expiresAt } })];
 }
 
-export function decideUnregisterRunner(existing: RunnerRegistration | undefined, registrationId: string): PendingEvent[] {
+export function decideUnregisterRunner(existing: OwnedRegistration | undefined, registrationId: string, caller?: Caller): PendingEvent[] {
   if (!existing) throw notFound(`no live registration "${registrationId}"`, 'registration_id');
+  if (caller?.authenticated && !mayActOn(existing, caller, registrationId)) {
+    throw permissionDenied(`registration "${registrationId}" was made by another identity; only it may remove it`, 'registration_id');
+  }
   return [pending({ type: 'RunnerUnregistered', data: { registrationId } })];
 }
 
@@ -132,7 +175,7 @@ export function decideExecutionUpdate(
     message: update.message,
     details: { ...update.details, ...(update.progressPercent ? { progress_percent: update.progressPercent } : {}) },
   };
-  return decideWriteNodes({ checks: [], stages: [{ id: target.stageId, currentAttempt: { processUid: runnerId, progress } }] }, draft, ctx);
+  return decideWriteNodes({ checks: [], stages: [{ id: target.stageId, currentAttempt: { processUid: runnerId, progress } }], viaRunner: true }, draft, ctx);
 }
 
 /**

@@ -78,7 +78,10 @@ class WriteNodesDecision {
     private readonly ctx: DecideContext,
   ) {}
 
+  private viaRunner = false;
+
   run(command: WriteNodes): void {
+    this.viaRunner = command.viaRunner === true;
     command.checks.forEach((w, i) => this.writeCheck(w, `checks[${i}]`));
     command.stages.forEach((w, i) => this.writeStage(w, `stages[${i}]`));
     this.validateReferences(command);
@@ -286,6 +289,12 @@ class WriteNodesDecision {
     const attempt = currentAttempt(stage);
     if (!attempt) {
       throw failedPrecondition(`stage "${stage.id}" has no attempt yet (it is ${stage.state})`, f);
+    }
+    if (!this.viaRunner && !isTerminalAttempt(attempt.state) && (attempt.execution || attempt.lease)) {
+      const by = attempt.execution
+        ? `was dispatched to runner "${attempt.execution.runnerId}": only its callbacks (UpdateStageExecution, CompleteStageExecution)`
+        : `is leased by runner "${attempt.lease!.runnerId}": only its lease token (Heartbeat, CompleteLease)`;
+      throw failedPrecondition(`attempt ${attempt.idx} of stage "${stage.id}" ${by} may write it; set the stage FINAL to cancel it`, f);
     }
     if (w.failure && w.state === 'COMPLETE') {
       throw invalidArgument('an attempt cannot be COMPLETE with a failure; send INCOMPLETE (or no state)', `${f}.failure`);

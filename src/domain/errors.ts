@@ -1,5 +1,13 @@
 // Typed domain errors; the transport maps each kind to one gRPC status code.
-export type DomainErrorKind = 'NOT_FOUND' | 'INVALID_ARGUMENT' | 'FAILED_PRECONDITION' | 'ABORTED' | 'RESOURCE_EXHAUSTED' | 'UNAVAILABLE';
+export type DomainErrorKind =
+  | 'NOT_FOUND'
+  | 'INVALID_ARGUMENT'
+  | 'FAILED_PRECONDITION'
+  | 'ABORTED'
+  | 'RESOURCE_EXHAUSTED'
+  | 'UNAVAILABLE'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED';
 
 export class DomainError extends Error {
   constructor(
@@ -17,5 +25,7 @@ export const notFound = (message: string, field?: string) => new DomainError('NO
 export const invalidArgument = (message: string, field?: string) => new DomainError('INVALID_ARGUMENT', message, field);
 export const failedPrecondition = (message: string, field?: string) =>
   new DomainError('FAILED_PRECONDITION', message, field);
+export const permissionDenied = (message: string, field?: string) => new DomainError('PERMISSION_DENIED', message, field);
+export const unauthenticated = (message: string) => new DomainError('UNAUTHENTICATED', message);
 export const aborted = (message: string, field?: string) => new DomainError('ABORTED', message, field);
 export const resourceExhausted = (message: string, field?: string) => new DomainError('RESOURCE_EXHAUSTED', message, field);

@@ -45,6 +45,8 @@ const event = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
 export const WorkPlanCreated = event('WorkPlanCreated', {
   metadata: z.record(z.string(), z.string()),
   createdBy: z.string().max(256).optional(),
+  /** Added without a bump: the realm the workplan belongs to; absent means "default". */
+  realm: z.string().min(1).max(256).optional(),
 });
 
 export const CheckCreated = event('CheckCreated', {
@@ -228,6 +230,23 @@ export const RunnerRefreshed = event('RunnerRefreshed', registration);
 export const RunnerUnregistered = event('RunnerUnregistered', { registrationId: id });
 export const RunnerExpired = event('RunnerExpired', { registrationId: id });
 
+/**
+ * Facts of the token stream (`tokens`): an API token was created, or revoked. Only the SHA-256 of the secret is
+ * recorded; the secret itself is shown once, to whoever created the token.
+ */
+export const TokenCreated = event('TokenCreated', {
+  name: id,
+  role: z.enum(['reader', 'writer', 'runner', 'approver', 'admin']),
+  /** Realms a reader/writer/approver may use; `*` = every realm. */
+  realms: z.array(id).readonly(),
+  /** Runner types a runner may serve; `*` = every type. */
+  runnerTypes: z.array(id).readonly(),
+  /** Epoch ms; null = never. */
+  expiresAt: z.number().int().nullable(),
+  secretHash: z.string().min(1),
+});
+export const TokenRevoked = event('TokenRevoked', { name: id });
+
 export const DomainEvent = z.discriminatedUnion('type', [
   WorkPlanCreated,
   CheckCreated,
@@ -254,6 +273,8 @@ export const DomainEvent = z.discriminatedUnion('type', [
   RunnerRefreshed,
   RunnerUnregistered,
   RunnerExpired,
+  TokenCreated,
+  TokenRevoked,
 ]);
 export type DomainEvent = z.infer<typeof DomainEvent>;
 export type EventType = DomainEvent['type'];
@@ -286,6 +307,8 @@ export const SCHEMA_VERSION: Record<EventType, number> = {
   RunnerRefreshed: 1,
   RunnerUnregistered: 1,
   RunnerExpired: 1,
+  TokenCreated: 1,
+  TokenRevoked: 1,
 };
 
 /** The stream holding the runner registry's events. */
@@ -293,8 +316,11 @@ export const RUNNER_REGISTRY_STREAM = 'runner-registry';
 
 /** The events of the runner registry stream; every other type belongs to a workplan's stream. */
 export const RUNNER_EVENT_TYPES = ['RunnerRegistered', 'RunnerRefreshed', 'RunnerUnregistered', 'RunnerExpired'] as const satisfies readonly EventType[];
+/** The stream holding API tokens' events. */
+export const TOKEN_STREAM = 'tokens';
+export const TOKEN_EVENT_TYPES = ['TokenCreated', 'TokenRevoked'] as const satisfies readonly EventType[];
 export const WORKPLAN_EVENT_TYPES: readonly EventType[] = (Object.keys(SCHEMA_VERSION) as EventType[]).filter(
-  (t) => !(RUNNER_EVENT_TYPES as readonly string[]).includes(t),
+  (t) => !(RUNNER_EVENT_TYPES as readonly string[]).includes(t) && !(TOKEN_EVENT_TYPES as readonly string[]).includes(t),
 );
 
 /** Why an event was appended: the client request that carried it, and the event that made the resolver emit it. */
@@ -302,6 +328,24 @@ export interface Causation {
   readonly requestId: string | null;
   /** Stream version of the event this one is a consequence of; null for what the client wrote itself. */
   readonly causedByVersion: number | null;
+  /**
+   * Who caused it: the name of the token the call carried, `anonymous` when auth is off, `system` for what the
+   * server decides by itself (dispatch, expiry). Absent (null) in events recorded before principals were.
+   */
+  readonly principal?: string | null;
+  /** Why, when the caller said so (WriteNodes `reason`). */
+  readonly reason?: string | null;
+}
+
+/** The principal of what the server decides by itself (dispatches, expiries, registrations expiring). */
+export const SYSTEM_PRINCIPAL = 'system';
+/** The principal of calls when auth is off. */
+export const ANONYMOUS_PRINCIPAL = 'anonymous';
+
+/** Who makes a change, and why: carried from the transport into the orchestrator and onto every event's causation. */
+export interface Actor {
+  readonly principal: string;
+  readonly reason?: string | null;
 }
 
 /** An event as the log holds it. */
@@ -331,6 +375,8 @@ export const eventNode = (event: DomainEvent): { kind: 'check' | 'stage'; id: st
     case 'RunnerRefreshed':
     case 'RunnerUnregistered':
     case 'RunnerExpired':
+    case 'TokenCreated':
+    case 'TokenRevoked':
       return null;
     case 'CheckCreated':
     case 'CheckAmended':

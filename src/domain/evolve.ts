@@ -4,6 +4,7 @@
 import { groupAt, groupKey, holds, parseGroupKey, subGroups, type GroupKey } from './dependency-groups.js';
 import type { DomainEvent } from './events.js';
 import {
+  DEFAULT_REALM,
   mergeJson,
   NO_POLICY,
   nodeKey,
@@ -133,7 +134,14 @@ function dependenciesOf(state: WorkPlanState, key: NodeKey): DependencyGroup | n
 
 export function evolveWorkPlan(meta: WorkPlanMeta | undefined, event: DomainEvent, at: EventPoint, streamId: string): WorkPlanMeta {
   if (event.type === 'WorkPlanCreated') {
-    return { id: streamId, metadata: event.data.metadata, createdAt: at.recordedAt, updatedAt: at.recordedAt, version: at.version };
+    return {
+      id: streamId,
+      metadata: event.data.metadata,
+      createdAt: at.recordedAt,
+      updatedAt: at.recordedAt,
+      version: at.version,
+      realm: event.data.realm ?? DEFAULT_REALM,
+    };
   }
   if (!meta) throw new Error(`event ${event.type} at version ${at.version} before WorkPlanCreated`);
   return { ...meta, updatedAt: at.recordedAt, version: at.version };

@@ -209,7 +209,11 @@ export interface WorkPlanMeta {
   readonly updatedAt: number;
   /** The stream version: 1 after creation, +1 per event. */
   readonly version: number;
+  /** The realm it belongs to ("default" unless given at creation). */
+  readonly realm: string;
 }
+
+export const DEFAULT_REALM = 'default';
 
 export const currentAttempt = (stage: Stage): Attempt | undefined => stage.attempts[stage.attempts.length - 1];
 

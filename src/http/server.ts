@@ -32,6 +32,8 @@ const STATUS: Record<DomainErrorKind, number> = {
   ABORTED: 409,
   RESOURCE_EXHAUSTED: 429,
   UNAVAILABLE: 503,
+  UNAUTHENTICATED: 401,
+  PERMISSION_DENIED: 403,
 };
 
 export interface HttpServer {

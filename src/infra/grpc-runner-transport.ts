@@ -5,8 +5,13 @@ import type { ExecutionCompletion } from '../domain/decide-completion.js';
 import { StageRunnerClient, type RunRequest } from '../gen/turboci/v1/stagerunner.js';
 import { completionProblem, toCompletion } from '../transport/runner-mapping.js';
 
+/** A runner registered as `tls://host:port` is dialed over TLS (verified against tlsCa, or the system roots). */
+export const TLS_SCHEME = 'tls://';
+
 export class GrpcRunnerTransport implements RunnerTransport {
   private readonly clients = new Map<string, StageRunnerClient>();
+
+  constructor(private readonly options: { readonly tlsCa?: Buffer } = {}) {}
 
   run(address: string, call: RunnerCall): Promise<Omit<ExecutionCompletion, 'fingerprint'>> {
     return new Promise((resolve, reject) =>
@@ -44,7 +49,12 @@ export class GrpcRunnerTransport implements RunnerTransport {
 
   private client(address: string): StageRunnerClient {
     let client = this.clients.get(address);
-    if (!client) this.clients.set(address, (client = new StageRunnerClient(address, credentials.createInsecure())));
+    if (!client) {
+      const tls = address.startsWith(TLS_SCHEME);
+      const target = tls ? address.slice(TLS_SCHEME.length) : address;
+      const creds = tls ? credentials.createSsl(this.options.tlsCa ?? null) : credentials.createInsecure();
+      this.clients.set(address, (client = new StageRunnerClient(target, creds)));
+    }
     return client;
   }
 }

@@ -42,8 +42,12 @@ CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
  * and by the first append to such a stream, which continues the chain from them) rather than stored after the fact.
  */
 function addHashColumn(db: Database.Database): void {
-  const columns = db.prepare('SELECT name FROM pragma_table_info(?)').all('events') as { name: string }[];
-  if (!columns.some((c) => c.name === 'hash')) db.exec('ALTER TABLE events ADD COLUMN hash BLOB');
+  const columns = new Set((db.prepare('SELECT name FROM pragma_table_info(?)').all('events') as { name: string }[]).map((c) => c.name));
+  if (!columns.has('hash')) db.exec('ALTER TABLE events ADD COLUMN hash BLOB');
+  // Who caused an event (a token name, `anonymous`, `system`) and the reason the caller gave; NULL in older rows.
+  // (Not part of the hash chain, whose row shape predates them.)
+  if (!columns.has('principal')) db.exec('ALTER TABLE events ADD COLUMN principal TEXT');
+  if (!columns.has('reason')) db.exec('ALTER TABLE events ADD COLUMN reason TEXT');
 }
 
 interface EventRow extends StoredEventRow {
@@ -53,6 +57,8 @@ interface EventRow extends StoredEventRow {
   readonly recorded_at: number;
   readonly request_id: string | null;
   readonly caused_by_version: number | null;
+  readonly principal?: string | null;
+  readonly reason?: string | null;
 }
 
 export interface SqliteEventStoreOptions {
@@ -106,8 +112,8 @@ export class SqliteEventStore implements EventStore {
     this.insert = options.readonly
       ? this.db.prepare('SELECT 1')
       : this.db.prepare(
-          `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version, hash)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version, hash, principal, reason)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         );
     this.streamTail = this.db.prepare(
       options.readonly
@@ -134,14 +140,16 @@ export class SqliteEventStore implements EventStore {
           caused_by_version: p.causedByVersion,
         };
         previous = chainHash(previous, row);
-        const info = this.insert.run(streamId, version, type, schemaVersion, data, o.recordedAt, o.requestId, p.causedByVersion, previous);
+        const principal = o.principal ?? null;
+        const reason = o.reason ?? null;
+        const info = this.insert.run(streamId, version, type, schemaVersion, data, o.recordedAt, o.requestId, p.causedByVersion, previous, principal, reason);
         this.appended = true;
         return {
           position: Number(info.lastInsertRowid),
           streamId,
           version,
           recordedAt: o.recordedAt,
-          causation: { requestId: o.requestId, causedByVersion: p.causedByVersion },
+          causation: { requestId: o.requestId, causedByVersion: p.causedByVersion, principal, reason },
           event: p.event,
         };
       });
@@ -302,7 +310,7 @@ export class SqliteEventStore implements EventStore {
               caused_by_version: e.causation.causedByVersion,
             };
             previous = chainHash(previous, row);
-            this.insert.run(streamId, e.version, type, schemaVersion, data, e.recordedAt, row.request_id, row.caused_by_version, previous);
+            this.insert.run(streamId, e.version, type, schemaVersion, data, e.recordedAt, row.request_id, row.caused_by_version, previous, e.causation.principal ?? null, e.causation.reason ?? null);
           }
           this.appended = true;
         })
@@ -331,7 +339,7 @@ function toRecorded(row: EventRow, validate: Validation): RecordedEvent {
     streamId: row.stream_id,
     version: row.version,
     recordedAt: row.recorded_at,
-    causation: { requestId: row.request_id, causedByVersion: row.caused_by_version },
+    causation: { requestId: row.request_id, causedByVersion: row.caused_by_version, principal: row.principal ?? null, reason: row.reason ?? null },
     event,
   };
 }

@@ -9,6 +9,7 @@ import { completionValues, toCompletion } from './runner-mapping.js';
 import { unaryHandler } from './unary.js';
 import { MAX_MESSAGE_BYTES } from '../domain/limits.js';
 import { parseRequest, requiredId, stringMap, struct, text } from './validation.js';
+import type { Authenticator } from '../auth/authenticator.js';
 
 export const MAX_WAIT_MS = 60_000;
 export const MAX_LINES = 500;
@@ -30,12 +31,13 @@ const heartbeatRequest = z.object({
 const completeRequest = z.object({ leaseToken: token });
 
 /** `durable`: see unaryHandler. */
-export function pullService(pull: PullService, log: Logger, durable: () => Promise<void>): TurboCIRunnerPullServer {
-  const unary = unaryHandler(log, durable);
+export function pullService(pull: PullService, log: Logger, durable: () => Promise<void>, auth?: Authenticator): TurboCIRunnerPullServer {
+  const unary = unaryHandler(log, durable, auth);
   return {
-    lease: unary('Lease', async (req, { call }) => {
+    lease: unary('Lease', async (req, { call, principal }) => {
       const r = parseRequest(leaseRequest, req);
-      const leased = await pull.lease(r, { onCancel: (f) => call.once('cancelled', f) });
+      principal.requireRunnerType('runners.lease', r.runnerType);
+      const leased = await pull.lease(r, { onCancel: (f) => call.once('cancelled', f) }, principal.caller);
       if (!leased) return { attempt: undefined };
       return {
         attempt: {
@@ -53,15 +55,15 @@ export function pullService(pull: PullService, log: Logger, durable: () => Promi
         },
       };
     }),
-    heartbeat: unary('Heartbeat', (req) => {
+    heartbeat: unary('Heartbeat', (req, { principal }) => {
       const hb = parseRequest(heartbeatRequest, req);
-      const out = pull.heartbeat(hb.leaseToken, { lines: hb.logLines, message: hb.message, details: (hb.details ?? {}) as JsonObject });
+      const out = pull.heartbeat(hb.leaseToken, { lines: hb.logLines, message: hb.message, details: (hb.details ?? {}) as JsonObject }, principal.caller);
       return { expiresAt: new Date(out.expiresAt), cancelRequested: out.cancelRequested };
     }),
-    completeLease: unary('CompleteLease', (req) => {
+    completeLease: unary('CompleteLease', (req, { principal }) => {
       const { leaseToken } = parseRequest(completeRequest, req);
       parseRequest(completionValues, req);
-      pull.complete(leaseToken, toCompletion(req));
+      pull.complete(leaseToken, toCompletion(req), principal.caller);
       return { acknowledged: true };
     }),
   };

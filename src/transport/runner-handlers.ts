@@ -30,6 +30,7 @@ const registerRequest = z.object({
     return n <= 0n ? 0 : Number(n);
   }),
   metadata: stringMap,
+  registrationId: z.union([z.literal(''), requiredId('registration_id')]).optional().transform((r) => r || undefined),
 });
 const executionId = z.object({ executionId: requiredId('execution_id') });
 const updateRequest = executionId.extend({
@@ -48,18 +49,22 @@ type RunnerRpcs = Pick<
 
 export function runnerHandlers(runners: RunnerService, unary: ReturnType<typeof unaryHandler>): RunnerRpcs {
   return {
-    registerStageRunner: unary('RegisterStageRunner', (req) => {
-      const reg = runners.register(parseRequest(registerRequest, req));
+    registerStageRunner: unary('RegisterStageRunner', (req, { principal }) => {
+      const cmd = parseRequest(registerRequest, req);
+      principal.requireRunnerType('runners.register', cmd.runnerType);
+      const reg = runners.register(cmd, principal.caller);
       return { registrationId: reg.registrationId, expiresAt: new Date(reg.expiresAt) };
     }),
-    unregisterStageRunner: unary('UnregisterStageRunner', (req) => {
-      runners.unregister(parseRequest(z.object({ registrationId: requiredId('registration_id') }), req).registrationId);
+    unregisterStageRunner: unary('UnregisterStageRunner', (req, { principal }) => {
+      runners.unregister(parseRequest(z.object({ registrationId: requiredId('registration_id') }), req).registrationId, principal.caller);
       return {};
     }),
-    listStageRunners: unary('ListStageRunners', (req) => ({
+    // Registration ids are capabilities (they unregister, and prove identity when auth is off): shown only to the
+    // token that registered the runner, or an admin; blank for everyone else (and for everyone with auth off).
+    listStageRunners: unary('ListStageRunners', (req, { principal }) => ({
       runners: runners.list(req.runnerType).map((r) => ({
         runnerId: r.runnerId,
-        registrationId: r.registrationId,
+        registrationId: runners.mayUse(r.registrationId, principal.caller) ? r.registrationId : '',
         runnerType: r.runnerType,
         address: r.address,
         supportedModes: pbModes(r.supportedModes),
@@ -71,15 +76,15 @@ export function runnerHandlers(runners: RunnerService, unary: ReturnType<typeof 
         metadata: { ...r.metadata },
       })),
     })),
-    updateStageExecution: unary('UpdateStageExecution', (req) => {
+    updateStageExecution: unary('UpdateStageExecution', (req, { principal }) => {
       const u = parseRequest(updateRequest, req);
-      runners.update(u.executionId, { message: u.message, progressPercent: u.progressPercent, details: (u.details ?? {}) as JsonObject });
+      runners.update(u.executionId, { message: u.message, progressPercent: u.progressPercent, details: (u.details ?? {}) as JsonObject }, principal.caller);
       return {};
     }),
-    completeStageExecution: unary('CompleteStageExecution', (req) => {
+    completeStageExecution: unary('CompleteStageExecution', (req, { principal }) => {
       const { executionId: id } = parseRequest(executionId, req);
       parseRequest(completionValues, req);
-      runners.complete(id, toCompletion(req));
+      runners.complete(id, toCompletion(req), principal.caller);
       return { acknowledged: true };
     }),
   };

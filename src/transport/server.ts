@@ -16,6 +16,14 @@ import { ORCHESTRATOR_DEFINITION, orchestratorService } from './orchestrator-ser
 import { WatchService } from './watch-service.js';
 import { installTimestampCheck, tolerant } from './decode.js';
 import { configureLimits, type InputLimits } from '../domain/limits.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import { requireWorkPlan } from './auth.js';
+import type { WatchCall } from './watch-service.js';
+
+function serverCredentials(tls: ServerOptions['tls']): ServerCredentials {
+  if (!tls) return ServerCredentials.createInsecure();
+  return ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== undefined);
+}
 
 const PROTO_ROOT = fileURLToPath(new URL('../../../proto', import.meta.url));
 const PROTO_FILES = ['common', 'check', 'workplan', 'stage', 'stagerunner', 'service', 'eventlog', 'pull'].map((f) => `turboci/v1/${f}.proto`);
@@ -39,17 +47,25 @@ export interface ServerOptions {
   readonly pull?: PullService;
   /** Input limits (any not given keeps its default). */
   readonly limits?: Partial<InputLimits>;
+  /** Authenticates and authorizes every call (bearer tokens); without it every caller is `anonymous`. */
+  readonly auth?: Authenticator;
+  /** Serve TLS with this certificate and key; with clientCa, require client certificates it signed (mTLS). */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly clientCa?: Buffer };
 }
 
 export async function startServer(app: Orchestrator, log: Logger, host: string, port: number, options: ServerOptions = {}): Promise<RunningServer> {
   configureLimits(options.limits ?? {});
   installTimestampCheck();
   const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
-  const watch = new WatchService(app, log, { bufferSize: options.watchBuffer });
-  server.addService(tolerant(ORCHESTRATOR_DEFINITION), orchestratorService(app, log, watch, options.runners ?? new RunnerService(app)));
+  const auth = options.auth;
+  const authorize = auth
+    ? (call: WatchCall) => requireWorkPlan(app, auth.authorize(call.metadata, 'WatchWorkPlan'), 'workplans.read', call.request.workPlanId)
+    : undefined;
+  const watch = new WatchService(app, log, { bufferSize: options.watchBuffer, authorize });
+  server.addService(tolerant(ORCHESTRATOR_DEFINITION), orchestratorService(app, log, watch, options.runners ?? new RunnerService(app), auth));
 
-  server.addService(tolerant(TurboCIEventLogService), eventLogService(app, log));
-  if (options.pull) server.addService(tolerant(TurboCIRunnerPullService), pullService(options.pull, log, () => app.durable()));
+  server.addService(tolerant(TurboCIEventLogService), eventLogService(app, log, auth));
+  if (options.pull) server.addService(tolerant(TurboCIRunnerPullService), pullService(options.pull, log, () => app.durable(), auth));
 
   const health = new HealthImplementation({
     '': 'SERVING',
@@ -71,7 +87,7 @@ export async function startServer(app: Orchestrator, log: Logger, host: string, 
   new ReflectionService(definitions).addToServer(server);
 
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`${host}:${port}`, serverCredentials(options.tls), (err, p) => (err ? reject(err) : resolve(p))),
   );
   const address = `${host.includes(':') ? `[${host}]` : host}:${bound}`;
   return {

@@ -51,7 +51,7 @@ function group(g: d.DependencyGroup): DependencyGroup {
 }
 
 export function workPlanToProto(m: d.WorkPlanMeta): WorkPlan {
-  return { id: m.id, createdAt: date(m.createdAt), updatedAt: date(m.updatedAt), version: BigInt(m.version), metadata: { ...m.metadata } };
+  return { id: m.id, createdAt: date(m.createdAt), updatedAt: date(m.updatedAt), version: BigInt(m.version), metadata: { ...m.metadata }, realm: m.realm };
 }
 
 export function checkToProto(workPlanId: string, c: d.Check): Check {
@@ -87,7 +87,11 @@ export function checkToProto(workPlanId: string, c: d.Check): Check {
   };
 }
 
-export function stageToProto(workPlanId: string, s: d.Stage): Stage {
+/**
+ * `revealCapabilities`: an attempt's execution and registration ids let their holder act as its runner (with auth
+ * off they are the only proof), so they are blanked unless the caller may use them (an admin).
+ */
+export function stageToProto(workPlanId: string, s: d.Stage, revealCapabilities = false): Stage {
   return {
     id: s.id,
     workPlanId,
@@ -104,8 +108,8 @@ export function stageToProto(workPlanId: string, s: d.Stage): Stage {
       failure: failure(a.failure),
       execution: a.execution
         ? {
-            executionId: a.execution.executionId,
-            registrationId: a.execution.registrationId,
+            executionId: revealCapabilities ? a.execution.executionId : '',
+            registrationId: revealCapabilities ? a.execution.registrationId : '',
             runnerId: a.execution.runnerId,
             mode: EXECUTION_MODE[a.execution.mode],
             deadline: date(a.execution.deadline),

@@ -6,10 +6,13 @@ import type { Logger } from '../logging.js';
 import { observeRpc } from '../metrics.js';
 import { undecodable } from './decode.js';
 import { toServiceError } from './errors.js';
+import { ANONYMOUS, type Authenticator, type Principal } from '../auth/authenticator.js';
 
 export interface CallContext<Req, Res> {
   readonly requestId: string;
   readonly call: ServerUnaryCall<Req, Res>;
+  /** Who calls (the token's name and what it may do; `anonymous` with auth off), already checked for the RPC's permission. */
+  readonly principal: Principal;
 }
 
 /** A handler may answer at once or later (a long poll). */
@@ -17,17 +20,18 @@ export type Handler<Req, Res> = (req: Req, ctx: CallContext<Req, Res>) => Res | 
 
 /**
  * `durable` resolves once every event appended so far is flushed to disk: no answer, not even an error or a read,
- * may tell a client about state that a crash could still take back (writes are group-committed).
+ * may tell a client about state that a crash could still take back (writes are group-committed). `auth`, when
+ * given, authenticates every call and checks the permission its method needs before the handler runs.
  */
 export const unaryHandler =
-  (log: Logger, durable: () => Promise<void>) =>
+  (log: Logger, durable: () => Promise<void>, auth?: Authenticator) =>
   <Req, Res>(method: string, handle: Handler<Req, Res>) =>
   (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const started = process.hrtime.bigint();
     const req = call.request as Req & { workPlanId?: string; id?: string; requestId?: string; executionId?: string };
     const header = call.metadata.get('x-request-id')[0];
     const requestId = req.requestId || (typeof header === 'string' ? header : '') || randomUUID();
-    const line = { method, workPlanId: req.workPlanId ?? req.id, executionId: req.executionId, requestId };
+    const line: Record<string, unknown> = { method, workPlanId: req.workPlanId ?? req.id, executionId: req.executionId, requestId };
     const done = (code: status) => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       observeRpc(method, status[code], durationMs / 1000);
@@ -50,7 +54,9 @@ export const unaryHandler =
         callback(null, res);
       }, fail);
     try {
-      const res = handle(undecodable(call.request), { requestId, call });
+      const principal = auth ? auth.authorize(call.metadata, method) : ANONYMOUS;
+      line.principal = principal.name;
+      const res = handle(undecodable(call.request), { requestId, call, principal });
       if (res instanceof Promise) void res.then(answer, fail);
       else void answer(res);
     } catch (err) {

@@ -16,6 +16,8 @@ import { batchFrame, watchItemToBytes } from './watch-to-proto.js';
 import { watchWorkPlanRequest } from './watch-validation.js';
 
 export interface WatchServiceOptions {
+  /** Authenticates and authorizes a call before it opens (throws a DomainError: UNAUTHENTICATED, PERMISSION_DENIED). */
+  readonly authorize?: (call: WatchCall) => void;
   /** Live events a subscriber may have waiting before it gets RESOURCE_EXHAUSTED (default 10000). */
   readonly bufferSize?: number;
 }
@@ -35,11 +37,14 @@ const END_CODE: Record<WatchEnd['reason'], status> = {
 export class WatchService {
   readonly hub: WatchHub;
 
+  private readonly authorize: (call: WatchCall) => void;
+
   constructor(
     private readonly app: Orchestrator,
     private readonly log: Logger,
     options: WatchServiceOptions = {},
   ) {
+    this.authorize = options.authorize ?? (() => {});
     this.hub = new WatchHub(app, {
       bufferSize: options.bufferSize ?? DEFAULT_WATCH_BUFFER,
       onOpen: (sub, subscriptions) =>
@@ -158,6 +163,7 @@ export class WatchService {
     const open = () => {
       if (finished) return;
       try {
+        this.authorize(call);
         const req = parseRequest(watchWorkPlanRequest, undecodable(call.request));
         sub = this.hub.open(req, { wake, ended });
       } catch (err) {

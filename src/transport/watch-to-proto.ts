@@ -15,6 +15,8 @@ export function watchItemToProto(workPlanId: string, item: WatchItem): WorkPlanE
       timestamp,
       version: BigInt(item.version),
       snapshot: item.snapshot,
+      principal: item.principal ?? '',
+      reason: item.reason ?? '',
       checkEvent: {
         checkId: c.after.id,
         oldState: c.before ? CHECK_STATE[c.before.state] : CheckState.CHECK_STATE_UNKNOWN,
@@ -27,6 +29,8 @@ export function watchItemToProto(workPlanId: string, item: WatchItem): WorkPlanE
       timestamp,
       version: BigInt(item.version),
       snapshot: item.snapshot,
+      principal: item.principal ?? '',
+      reason: item.reason ?? '',
       stageEvent: {
         stageId: c.after.id,
         oldState: c.before ? STAGE_STATE[c.before.state] : StageState.STAGE_STATE_UNKNOWN,
@@ -36,8 +40,7 @@ export function watchItemToProto(workPlanId: string, item: WatchItem): WorkPlanE
     });
   }
   if (item.completed) {
-    out.push({ timestamp, version: BigInt(item.version),
-      snapshot: item.snapshot, completedEvent: { ...item.completed } });
+    out.push({ timestamp, version: BigInt(item.version), snapshot: item.snapshot, principal: item.principal ?? '', reason: item.reason ?? '', completedEvent: { ...item.completed } });
   }
   return out;
 }

@@ -1,7 +1,7 @@
 // The runner protocol's decisions, as given events / when command / then events.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { decideCompletion, decideDeclined, decideDispatch, decideExecutionFailed, decideRegisterRunner } from '../../src/domain/decide-runners.js';
+import { decideCompletion, decideDeclined, decideDispatch, decideExecutionFailed, decideRegisterRunner, decideUnregisterRunner } from '../../src/domain/decide-runners.js';
 import { DomainError } from '../../src/domain/errors.js';
 import type { DomainEvent } from '../../src/domain/events.js';
 import type { RunnerRegistration } from '../../src/domain/model.js';
@@ -37,11 +37,33 @@ const events = (p: { event: DomainEvent }[]) => p.map((e) => e.event);
 
 describe('runner registry', () => {
   test('registering again before expiry refreshes the same registration; after expiry it is a new one', () => {
-    const refreshed = decideRegisterRunner(runner, { ...runner, ttlSeconds: 10 }, NOW + 1000, () => 'new');
+    const owned = { registration: runner, owner: 'anonymous' };
+    const refreshed = decideRegisterRunner(owned, { ...runner, ttlSeconds: 10 }, NOW + 1000, () => 'new');
     assert.equal(refreshed[0]!.event.type, 'RunnerRefreshed');
     assert.equal((refreshed[0]!.event.data as { registrationId: string }).registrationId, 'reg-1');
-    const anew = decideRegisterRunner(runner, runner, runner.expiresAt + 1, () => 'reg-2');
+    const anew = decideRegisterRunner(owned, runner, runner.expiresAt + 1, () => 'reg-2');
     assert.deepEqual([anew[0]!.event.type, (anew[0]!.event.data as { registrationId: string }).registrationId], ['RunnerRegistered', 'reg-2']);
+  });
+
+  test('auth off: a live runner_id cannot be moved to another address without its registration id', () => {
+    const owned = { registration: runner, owner: 'anonymous' };
+    const { registrationId: _, ...cmd } = runner;
+    assert.throws(() => decideRegisterRunner(owned, { ...cmd, address: 'evil:1' }, NOW + 1000, () => 'x'), /already registered from another address/);
+    assert.throws(() => decideRegisterRunner(owned, { ...cmd, runnerType: 'other' }, NOW + 1000, () => 'x'), /already registered/);
+    assert.throws(() => decideRegisterRunner(owned, { ...cmd, address: 'evil:1', registrationId: 'guess' }, NOW + 1000, () => 'x'), /does not match/);
+    const moved = decideRegisterRunner(owned, { ...cmd, address: 'new:2', registrationId: 'reg-1' }, NOW + 1000, () => 'x');
+    assert.equal((moved[0]!.event.data as { address: string }).address, 'new:2');
+  });
+
+  test('auth on: only the token that registered may refresh or remove; an admin may remove', () => {
+    const owned = { registration: runner, owner: 'bot-a' };
+    const a = { principal: 'bot-a', authenticated: true, admin: false };
+    const b = { principal: 'bot-b', authenticated: true, admin: false };
+    assert.throws(() => decideRegisterRunner(owned, runner, NOW + 1000, () => 'x', b), (e: DomainError) => e.kind === 'PERMISSION_DENIED');
+    assert.equal(decideRegisterRunner(owned, { ...runner, address: 'moved:1' }, NOW + 1000, () => 'x', a)[0]!.event.type, 'RunnerRefreshed');
+    assert.throws(() => decideUnregisterRunner(owned, 'reg-1', b), (e: DomainError) => e.kind === 'PERMISSION_DENIED');
+    assert.equal(decideUnregisterRunner(owned, 'reg-1', a).length, 1);
+    assert.equal(decideUnregisterRunner(owned, 'reg-1', { principal: 'root', authenticated: true, admin: true }).length, 1);
   });
 
   test('defaults: no modes = SYNC, max_concurrent <= 0 = 1, ttl <= 0 = 300 s', () => {

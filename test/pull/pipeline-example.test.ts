@@ -14,7 +14,7 @@ const run = (args: string[]) => promisify(execFile)(process.execPath, [EXAMPLE, 
 test('examples/pipeline: create, then follow build → test → lint to the end; a failing step fails the pipeline', async () => {
   const dir = tempDir();
   const server = await startServer(`${dir.path}/pipeline.db`);
-  const agent = startAgent(server.address, ['--type', 'shell', '--workdir', `${dir.path}/work`, '--id', 'ci-agent']);
+  const agent = startAgent(server.address, ['--type', 'shell', '--workdir', dir.path, '--id', 'ci-agent']);
   const { api, close } = connect(server.address);
   try {
     const quick = ['--server', server.address, '--repo', dir.path, '--build', 'echo compiling; pwd', '--test', 'echo 3 tests passed', '--lint', 'echo clean'];

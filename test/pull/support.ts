@@ -27,8 +27,8 @@ export interface AgentProcess {
   readonly exited: Promise<number | null>;
 }
 
-export function startAgent(server: string, args: string[]): AgentProcess {
-  const child = spawn(process.execPath, [BIN, 'runner', '--server', server, '--wait', '2000', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function startAgent(server: string, args: string[], env: NodeJS.ProcessEnv = process.env): AgentProcess {
+  const child = spawn(process.execPath, [BIN, 'runner', '--server', server, '--wait', '2000', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));

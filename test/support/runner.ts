@@ -26,7 +26,7 @@ export interface RunnerBehaviour {
   runAsync?: (req: RunAsyncRequest) => Promise<Partial<RunAsyncResponse>>;
 }
 
-export async function startTestRunner(behaviour: RunnerBehaviour): Promise<TestRunner> {
+export async function startTestRunner(behaviour: RunnerBehaviour, credentials: ServerCredentials = ServerCredentials.createInsecure()): Promise<TestRunner> {
   const server = new Server();
   const runs: RunRequest[] = [];
   const asyncRuns: RunAsyncRequest[] = [];
@@ -56,7 +56,7 @@ export async function startTestRunner(behaviour: RunnerBehaviour): Promise<TestR
       callback(null, { runnerType: '', supportedModes: [], availableCapacity: 0 }),
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', credentials, (err, p) => (err ? reject(err) : resolve(p))),
   );
   return {
     address: `127.0.0.1:${port}`,

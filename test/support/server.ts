@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before } from 'node:test';
 import { credentials } from '@grpc/grpc-js';
 import { unary, type UnaryMethod } from '../../src/client/unary.js';
+import { channel, type ConnectOptions } from '../../src/client/connect.js';
 import {
   ApproveRequest,
   CompleteStageExecutionRequest,
@@ -123,8 +124,9 @@ export interface Api {
   approve(req: DeepPartial<ApproveRequest>): Promise<ApproveResponse>;
 }
 
-export function connect(address: string): { api: Api; client: TurboCIOrchestratorClient; close(): void } {
-  const client = new TurboCIOrchestratorClient(address, credentials.createInsecure());
+export function connect(address: string, options?: ConnectOptions): { api: Api; client: TurboCIOrchestratorClient; close(): void } {
+  const ch = channel(options);
+  const client = options ? new TurboCIOrchestratorClient(address, ch.credentials, ch.options) : new TurboCIOrchestratorClient(address, credentials.createInsecure());
   const call =
     <Req, Res>(method: UnaryMethod<Req, Res>, fromPartial: (r: DeepPartial<Req>) => Req) =>
     (req: DeepPartial<Req>): Promise<Res> =>

@@ -105,6 +105,10 @@ export function describeEvent(event: DomainEvent): string {
       return `registration ${String(d.registrationId)} was removed`;
     case 'RunnerExpired':
       return `registration ${String(d.registrationId)} expired`;
+    case 'TokenCreated':
+      return `token ${String(d.name)} (role ${String(d.role)}) was created`;
+    case 'TokenRevoked':
+      return `token ${String(d.name)} was revoked`;
   }
 }
 

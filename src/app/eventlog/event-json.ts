@@ -14,6 +14,9 @@ export interface EventJson {
   readonly recordedAt: string;
   readonly requestId: string | null;
   readonly causedByVersion: number | null;
+  /** Who caused it (a token name, `anonymous`, `system`; null before principals were recorded) and why. */
+  readonly principal?: string | null;
+  readonly reason?: string | null;
   readonly data: unknown;
 }
 
@@ -30,6 +33,9 @@ export function eventToJson(rec: LoggedEvent, schemaVersion: number): EventJson 
     recordedAt: new Date(rec.recordedAt).toISOString(),
     requestId: rec.causation.requestId,
     causedByVersion: rec.causation.causedByVersion,
+    // Absent in rows recorded before principals were (their JSON reads as it always did).
+    ...(rec.causation.principal ? { principal: rec.causation.principal } : {}),
+    ...(rec.causation.reason ? { reason: rec.causation.reason } : {}),
     data: rec.event.data,
   };
 }

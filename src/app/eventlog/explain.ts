@@ -1,4 +1,5 @@
 // Explaining a node: its history, and for every transition the chain of causes back to a client request.
+import { ANONYMOUS_PRINCIPAL } from '../../domain/events.js';
 import { ReadModels } from '../../../projections/read-models.js';
 import { groupKey, holds, subGroups, walkGroups } from '../../domain/dependency-groups.js';
 import { eventNode, type DomainEvent, type RecordedEvent } from '../../domain/events.js';
@@ -14,6 +15,9 @@ export interface CauseLink {
   readonly summary: string;
   readonly recordedAt: string;
   readonly requestId: string | null;
+  /** Who caused it and why (null when not recorded). */
+  readonly principal: string | null;
+  readonly reason: string | null;
 }
 
 export interface ExplainedEvent extends CauseLink {
@@ -109,15 +113,28 @@ function link(rec: RecordedEvent): CauseLink {
     summary: describeEvent(rec.event),
     recordedAt: new Date(rec.recordedAt).toISOString(),
     requestId: rec.causation.requestId,
+    principal: rec.causation.principal ?? null,
+    reason: rec.causation.reason ?? null,
   };
+}
+
+/**
+ * " by ci-bot (reason: \"...\")" for the human-readable outputs; nothing when no principal was recorded, and
+ * nothing for `anonymous` (auth off: everyone is; the JSON outputs still say so).
+ */
+export function byWhom(principal: string | null | undefined, reason: string | null | undefined): string {
+  if (principal === ANONYMOUS_PRINCIPAL) principal = null;
+  if (!principal && !reason) return '';
+  return `${principal ? ` by ${principal}` : ''}${reason ? ` (reason: ${JSON.stringify(reason)})` : ''}`;
 }
 
 function because(self: CauseLink, chain: readonly CauseLink[]): string {
   const root = chain[chain.length - 1] ?? self;
   const request = root.requestId ? `written by request ${root.requestId}` : 'written without a request id';
-  if (chain.length === 0) return `${self.summary} at v${self.version}, ${request} (a client write)`;
+  const who = byWhom(root.principal, root.reason);
+  if (chain.length === 0) return `${self.summary} at v${self.version}, ${request} (a client write)${who}`;
   const causes = chain.map((c) => `${c.summary} at v${c.version}`).join(', because ');
-  return `${self.summary} at v${self.version} because ${causes}, ${request}`;
+  return `${self.summary} at v${self.version} because ${causes}, ${request}${who}`;
 }
 
 /** The node an event made FINAL, if it did. */

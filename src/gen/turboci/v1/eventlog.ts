@@ -48,7 +48,15 @@ export interface LoggedEvent {
   requestId: string;
   /** The stream version of the event that made the resolver emit this one; unset for what a client wrote. */
   causedByVersion?: bigint | undefined;
-  data: { [key: string]: any } | undefined;
+  data:
+    | { [key: string]: any }
+    | undefined;
+  /**
+   * Extension: who caused the event (a token name, "anonymous", "system"; empty for events recorded before
+   * principals were) and the reason the write gave.
+   */
+  principal: string;
+  reason: string;
 }
 
 export interface ReadEventsRequest {
@@ -126,6 +134,8 @@ function createBaseLoggedEvent(): LoggedEvent {
     requestId: "",
     causedByVersion: undefined,
     data: undefined,
+    principal: "",
+    reason: "",
   };
 }
 
@@ -166,6 +176,12 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
     }
     if (message.data !== undefined) {
       Struct.encode(Struct.wrap(message.data), writer.uint32(74).fork()).join();
+    }
+    if (message.principal !== "") {
+      writer.uint32(1602).string(message.principal);
+    }
+    if (message.reason !== "") {
+      writer.uint32(1610).string(message.reason);
     }
     return writer;
   },
@@ -255,6 +271,22 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
             message.data = Struct.unwrap(Struct.decode(reader, reader.uint32()));
             continue;
           }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.principal = reader.string();
+            continue;
+          }
+          case 201: {
+            if (tag !== 1610) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -298,6 +330,8 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
         ? BigInt(object.caused_by_version)
         : undefined,
       data: isObject(object.data) ? object.data : undefined,
+      principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
     };
   },
 
@@ -330,6 +364,12 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
     if (message.data !== undefined) {
       obj.data = message.data;
     }
+    if (message.principal !== "") {
+      obj.principal = message.principal;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
@@ -349,6 +389,8 @@ export const LoggedEvent: MessageFns<LoggedEvent> = {
       ? BigInt(object.causedByVersion)
       : undefined;
     message.data = object.data ?? undefined;
+    message.principal = object.principal ?? "";
+    message.reason = object.reason ?? "";
     return message;
   },
 };

@@ -67,6 +67,8 @@ export interface WriteNodesRequest {
     | undefined;
   /** Extension: the nodes the writer's decision depended on (checks and stages by id). */
   readNodes: ReadNode[];
+  /** Extension: why the write is made; recorded (with the caller's principal) on every event the write produced. */
+  reason: string;
 }
 
 export interface WriteNodesResponse {
@@ -109,6 +111,12 @@ export interface RegisterStageRunnerRequest {
   maxConcurrent: number;
   ttlSeconds: bigint;
   metadata: { [key: string]: string };
+  /**
+   * Extension: the registration this call refreshes (the id RegisterStageRunner answered). A live runner_id may be
+   * re-registered from a new address only by the identity that registered it: the same token when auth is on, the
+   * holder of its registration_id when it is off.
+   */
+  registrationId: string;
 }
 
 export interface RegisterStageRunnerRequest_MetadataEntry {
@@ -212,6 +220,12 @@ export interface WorkPlanEvent {
    * it is a live change. Snapshot events have old_state == new_state.
    */
   snapshot: boolean;
+  /**
+   * Extension: who made the change (a token name; "anonymous" when auth is off; "system" for the server's own
+   * decisions) and the reason the write gave. Empty on snapshot events.
+   */
+  principal: string;
+  reason: string;
 }
 
 /** Extension: the message of WatchWorkPlanBatched. */
@@ -264,6 +278,7 @@ function createBaseWriteNodesRequest(): WriteNodesRequest {
     expectedVersion: undefined,
     readVersion: undefined,
     readNodes: [],
+    reason: "",
   };
 }
 
@@ -295,6 +310,9 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
     }
     for (const v of message.readNodes) {
       ReadNode.encode(v!, writer.uint32(810).fork()).join();
+    }
+    if (message.reason !== "") {
+      writer.uint32(1602).string(message.reason);
     }
     return writer;
   },
@@ -368,6 +386,14 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
             message.readNodes.push(ReadNode.decode(reader, reader.uint32()));
             continue;
           }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -409,6 +435,7 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
         : globalThis.Array.isArray(object?.read_nodes)
         ? object.read_nodes.map((e: any) => ReadNode.fromJSON(e))
         : [],
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
     };
   },
 
@@ -435,6 +462,9 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
     if (message.readNodes?.length) {
       obj.readNodes = message.readNodes.map((e) => ReadNode.toJSON(e));
     }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
@@ -454,6 +484,7 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
       ? BigInt(object.readVersion)
       : undefined;
     message.readNodes = object.readNodes?.map((e) => ReadNode.fromPartial(e)) || [];
+    message.reason = object.reason ?? "";
     return message;
   },
 };
@@ -978,6 +1009,7 @@ function createBaseRegisterStageRunnerRequest(): RegisterStageRunnerRequest {
     maxConcurrent: 0,
     ttlSeconds: 0n,
     metadata: {},
+    registrationId: "",
   };
 }
 
@@ -1011,6 +1043,9 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       RegisterStageRunnerRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
     });
+    if (message.registrationId !== "") {
+      writer.uint32(1602).string(message.registrationId);
+    }
     return writer;
   },
 
@@ -1096,6 +1131,14 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
             }
             continue;
           }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.registrationId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1150,6 +1193,11 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
           {},
         )
         : {},
+      registrationId: isSet(object.registrationId)
+        ? globalThis.String(object.registrationId)
+        : isSet(object.registration_id)
+        ? globalThis.String(object.registration_id)
+        : "",
     };
   },
 
@@ -1182,6 +1230,9 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
         });
       }
     }
+    if (message.registrationId !== "") {
+      obj.registrationId = message.registrationId;
+    }
     return obj;
   },
 
@@ -1207,6 +1258,7 @@ export const RegisterStageRunnerRequest: MessageFns<RegisterStageRunnerRequest> 
       },
       {},
     );
+    message.registrationId = object.registrationId ?? "";
     return message;
   },
 };
@@ -2728,6 +2780,8 @@ function createBaseWorkPlanEvent(): WorkPlanEvent {
     completedEvent: undefined,
     version: 0n,
     snapshot: false,
+    principal: "",
+    reason: "",
   };
 }
 
@@ -2753,6 +2807,12 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
     }
     if (message.snapshot !== false) {
       writer.uint32(48).bool(message.snapshot);
+    }
+    if (message.principal !== "") {
+      writer.uint32(1602).string(message.principal);
+    }
+    if (message.reason !== "") {
+      writer.uint32(1610).string(message.reason);
     }
     return writer;
   },
@@ -2818,6 +2878,22 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
             message.snapshot = reader.bool();
             continue;
           }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.principal = reader.string();
+            continue;
+          }
+          case 201: {
+            if (tag !== 1610) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2850,6 +2926,8 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
         : undefined,
       version: isSet(object.version) ? BigInt(object.version) : 0n,
       snapshot: isSet(object.snapshot) ? globalThis.Boolean(object.snapshot) : false,
+      principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
     };
   },
 
@@ -2873,6 +2951,12 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
     if (message.snapshot !== false) {
       obj.snapshot = message.snapshot;
     }
+    if (message.principal !== "") {
+      obj.principal = message.principal;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
@@ -2893,6 +2977,8 @@ export const WorkPlanEvent: MessageFns<WorkPlanEvent> = {
       : undefined;
     message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
     message.snapshot = object.snapshot ?? false;
+    message.principal = object.principal ?? "";
+    message.reason = object.reason ?? "";
     return message;
   },
 };

@@ -22,6 +22,11 @@ export interface WorkPlan {
   version: bigint;
   /** Extension: the metadata given at creation. */
   metadata: { [key: string]: string };
+  /**
+   * Extension: the realm the workplan belongs to, given at creation ("default" when none was). Tokens name the
+   * realms they may use.
+   */
+  realm: string;
 }
 
 export interface WorkPlan_MetadataEntry {
@@ -31,6 +36,8 @@ export interface WorkPlan_MetadataEntry {
 
 export interface CreateWorkPlanRequest {
   metadata: { [key: string]: string };
+  /** Extension: the realm of the new workplan; empty means "default". The caller's token must name it. */
+  realm: string;
 }
 
 export interface CreateWorkPlanRequest_MetadataEntry {
@@ -51,7 +58,7 @@ export interface GetWorkPlanResponse {
 }
 
 function createBaseWorkPlan(): WorkPlan {
-  return { id: "", createdAt: undefined, updatedAt: undefined, version: 0n, metadata: {} };
+  return { id: "", createdAt: undefined, updatedAt: undefined, version: 0n, metadata: {}, realm: "" };
 }
 
 export const WorkPlan: MessageFns<WorkPlan> = {
@@ -74,6 +81,9 @@ export const WorkPlan: MessageFns<WorkPlan> = {
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       WorkPlan_MetadataEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
     });
+    if (message.realm !== "") {
+      writer.uint32(1602).string(message.realm);
+    }
     return writer;
   },
 
@@ -133,6 +143,14 @@ export const WorkPlan: MessageFns<WorkPlan> = {
             }
             continue;
           }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.realm = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -173,6 +191,7 @@ export const WorkPlan: MessageFns<WorkPlan> = {
           {},
         )
         : {},
+      realm: isSet(object.realm) ? globalThis.String(object.realm) : "",
     };
   },
 
@@ -199,6 +218,9 @@ export const WorkPlan: MessageFns<WorkPlan> = {
         });
       }
     }
+    if (message.realm !== "") {
+      obj.realm = message.realm;
+    }
     return obj;
   },
 
@@ -220,6 +242,7 @@ export const WorkPlan: MessageFns<WorkPlan> = {
       },
       {},
     );
+    message.realm = object.realm ?? "";
     return message;
   },
 };
@@ -310,7 +333,7 @@ export const WorkPlan_MetadataEntry: MessageFns<WorkPlan_MetadataEntry> = {
 };
 
 function createBaseCreateWorkPlanRequest(): CreateWorkPlanRequest {
-  return { metadata: {} };
+  return { metadata: {}, realm: "" };
 }
 
 export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
@@ -318,6 +341,9 @@ export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       CreateWorkPlanRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
     });
+    if (message.realm !== "") {
+      writer.uint32(1602).string(message.realm);
+    }
     return writer;
   },
 
@@ -343,6 +369,14 @@ export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
             if (entry1.value !== undefined) {
               message.metadata[entry1.key] = entry1.value;
             }
+            continue;
+          }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.realm = reader.string();
             continue;
           }
         }
@@ -373,6 +407,7 @@ export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
           {},
         )
         : {},
+      realm: isSet(object.realm) ? globalThis.String(object.realm) : "",
     };
   },
 
@@ -386,6 +421,9 @@ export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
           obj.metadata[k] = v;
         });
       }
+    }
+    if (message.realm !== "") {
+      obj.realm = message.realm;
     }
     return obj;
   },
@@ -404,6 +442,7 @@ export const CreateWorkPlanRequest: MessageFns<CreateWorkPlanRequest> = {
       },
       {},
     );
+    message.realm = object.realm ?? "";
     return message;
   },
 };
