@@ -212,12 +212,6 @@ export async function serve(argv: string[]): Promise<number> {
   });
   // Fatal at start: one line naming the path or port and the cause (main prints it and exits 1).
   checkDatabaseDirectory(dbPath);
-  // HTTP first: /healthz answers during the rebuild and /readyz says when it is done.
-  const http = await startHttpServer(log, host, httpPort).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'EADDRINUSE' || err.code === 'EACCES') throw new UsageError(`--http-port: cannot listen on ${host}:${httpPort} (${err.code})`);
-    throw err;
-  });
-  log.info({ httpAddress: http.address }, 'http listening; /readyz answers 200 once the read models are rebuilt');
   let lock: ReturnType<typeof acquireOwnerLock>;
   let sqlite: SqliteEventStore;
   try {
@@ -225,7 +219,6 @@ export async function serve(argv: string[]): Promise<number> {
     // Rows already in the current schema are the server's own: only upcast rows are validated again on start.
     sqlite = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true, commitMarker: true, validate: 'upcast' });
   } catch (err) {
-    await http.close();
     throw databaseError(dbPath, err);
   }
   const store = new MeteredEventStore(sqlite);
@@ -237,12 +230,19 @@ export async function serve(argv: string[]): Promise<number> {
     if (!values['accept-data-loss']) {
       store.close();
       lock.release();
-      await http.close();
       throw new FatalError(`${what}. Restore the database from a backup, or start with --accept-data-loss to serve what is left`);
     }
     log.warn({ db: dbPath, lastPosition: last, committedPosition: marker.position, missing }, `${what}; serving what is left (--accept-data-loss)`);
   }
   sqlite.writeCommitMarker(); // this server owns the log now, from this position
+  // HTTP before the rebuild: /healthz answers during it and /readyz says when it is done (the ready line names it).
+  const http = await startHttpServer(log, host, httpPort).catch((err: NodeJS.ErrnoException) => {
+    store.close();
+    lock.release();
+    if (err.code === 'EADDRINUSE' || err.code === 'EACCES') throw new UsageError(`--http-port: cannot listen on ${host}:${httpPort} (${err.code})`);
+    throw err;
+  });
+  log.debug({ httpAddress: http.address }, 'http listening; /readyz answers 200 once the read models are rebuilt');
   const startedAt = Date.now();
   let app: Orchestrator;
   let loaded: ReturnType<typeof loadReadModels>;
@@ -250,6 +250,7 @@ export async function serve(argv: string[]): Promise<number> {
     loaded = loadReadModels(store, snapshotEvery > 0 ? new SnapshotFile(snapshotPathFor(dbPath)) : null);
     app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts, storageProbe: () => freeBytes(dbPath) >= FREE_BYTES_TO_RESUME }, loaded.models);
   } catch (err) {
+    void http.close();
     const e = databaseError(dbPath, err);
     throw e instanceof FatalError ? e : new FatalError(`cannot rebuild the read models from ${dbPath}: ${(err as Error).message}`);
   }

@@ -111,10 +111,10 @@ const bump = (id: string, n: number) => ({ id, options: { n } });
 test('nodes carry the stream version of their last change', async () => {
   const workPlanId = await newWorkPlan();
   const w = await suite.api.writeNodes({ workPlanId, checks: [{ id: 'a' }, { id: 'b' }] });
-  assert.deepEqual(w.checks.map((c) => c.changedAtVersion), [2, 3]);
+  assert.deepEqual(w.checks.map((c) => Number(c.changedAtVersion)), [2, 3]);
   const w2 = await suite.api.writeNodes({ workPlanId, checks: [bump('a', 1)] });
-  assert.equal(w2.checks[0]!.changedAtVersion, 4);
-  assert.equal((await checkOf(workPlanId, 'b')).changedAtVersion, 3);
+  assert.equal(Number(w2.checks[0]!.changedAtVersion), 4);
+  assert.equal(Number((await checkOf(workPlanId, 'b')).changedAtVersion), 3);
 });
 
 test('two writers racing on disjoint nodes both succeed', async () => {

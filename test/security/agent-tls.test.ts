@@ -187,7 +187,7 @@ test('auth off on 0.0.0.0 refuses to start in one line; --insecure-no-auth start
     await server.stop();
   }
   // With auth on it starts on 0.0.0.0 without complaint.
-  const on = spawn(process.execPath, [BIN, 'serve', '--host', '0.0.0.0', '--port', '0', '--db', join(dir.path, 'on.db'), '--auth', 'on'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const on = spawn(process.execPath, [BIN, 'serve', '--host', '0.0.0.0', '--port', '0', '--http-port', '0', '--db', join(dir.path, 'on.db'), '--auth', 'on'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const line = await new Promise<string>((resolve) => on.stdout.on('data', (b: Buffer) => /listening/.test(b.toString()) && resolve(b.toString())));
   assert.match(line, /"auth":"on"/);
   on.kill('SIGTERM');

@@ -104,7 +104,7 @@ test('push: registrations and executions belong to the token that registered; id
   const seen = (await writer.api.queryNodes({ workPlanId: wp })).stages[0]!.attempts[0]!;
   assert.equal(seen.execution!.runnerId, 'push-a');
   assert.equal(seen.execution!.executionId, '');
-  assert.ok(!JSON.stringify((await writer.readEvents(wp)).events).includes(run.executionId), 'nor in the event log');
+  assert.ok(!JSON.stringify((await writer.readEvents(wp)).events, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)).includes(run.executionId), 'nor in the event log');
   // With the real execution id, another runner token is still refused; the writer cannot finish it via WriteNodes.
   assert.equal(await outcome(b.api.completeStageExecution({ executionId: run.executionId, stageState: StageState.STAGE_STATE_FINAL })), 'PERMISSION_DENIED');
   assert.equal(await outcome(b.api.updateStageExecution({ executionId: run.executionId, message: 'hijack' })), 'PERMISSION_DENIED');

@@ -29,7 +29,7 @@ test('a database in a directory that does not exist', async () => {
 test('a port in use', async () => {
   const running = await startServer(`${dir.path}/first.db`);
   const port = running.address.split(':').at(-1)!;
-  const r = await runTurboci(['serve', '--port', port, '--db', `${dir.path}/second.db`]);
+  const r = await runTurboci(['serve', '--port', port, '--http-port', '0', '--db', `${dir.path}/second.db`]);
   await running.stop();
   assertOperatorMessage(r, [`127.0.0.1:${port}`], /in use/);
 });

@@ -65,11 +65,11 @@ test('the JSON API: list filtered by metadata, state now and as of a version, ev
   const list = await getJson('/api/workplans?filter=repo=api-list');
   assert.equal(list.status, 200);
   const plans = list.body.workPlans as { id: string; checks: Record<string, number>; complete: boolean; version: number }[];
-  assert.deepEqual(plans.map((p) => [p.id, p.checks.WAITING, p.complete, p.version]), [[id, 1, false, write.workPlanVersion]]);
+  assert.deepEqual(plans.map((p) => [p.id, p.checks.WAITING, p.complete, p.version]), [[id, 1, false, Number(write.workPlanVersion)]]);
   assert.equal(((await getJson('/api/workplans?filter=repo=api-list,team=b')).body.workPlans as unknown[]).length, 0);
 
   const now = (await getJson(`/api/workplans/${id}`)).body as { version: number; checks: { id: string; state: string }[] };
-  assert.deepEqual([now.version, now.checks.map((c) => [c.id, c.state])], [write.workPlanVersion, [['build', 'WAITING']]]);
+  assert.deepEqual([now.version, now.checks.map((c) => [c.id, c.state])], [Number(write.workPlanVersion), [['build', 'WAITING']]]);
   const at3 = (await getJson(`/api/workplans/${id}?version=3`)).body as { version: number; checks: { state: string }[]; event: { version: number; type: string; changes: string[] } };
   assert.deepEqual([at3.version, at3.checks[0]!.state, at3.event.version, at3.event.type], [3, 'PLANNED', 3, 'CheckStateChanged']);
   assert.deepEqual(at3.event.changes, ['state: PLANNING → PLANNED']);
@@ -162,7 +162,7 @@ test('/metrics: after a workload the counters moved by exactly the calls made', 
   await file.api.queryNodes({ workPlanId: id });
   await assert.rejects(file.api.getWorkPlan({ id: 'not-there' }), /NOT_FOUND/);
   await assert.rejects(file.api.writeNodes({ workPlanId: id, checks: [{ id: 'bad id' }] }), /INVALID_ARGUMENT/);
-  const version = (await file.api.getWorkPlan({ id })).workPlan!.version;
+  const version = Number((await file.api.getWorkPlan({ id })).workPlan!.version);
   const after = await scrape();
 
   const rpc = (method: string, code: string) => delta(before, after, `turboci_rpc_total{method="${method}",code="${code}"}`);
