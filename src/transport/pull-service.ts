@@ -1,9 +1,9 @@
 // gRPC ↔ application mapping for turboci.v1.TurboCIRunnerPull: zod validation at the edge, errors mapped in one
 // place (errors.ts), one log line per call. Lease is a long poll, so calls may answer asynchronously.
 import { z } from 'zod';
-import type { PullService } from '../app/pull-service.js';
+import { MAX_LEASE_BATCH, type LeasedAttempt as Leased, type PullService } from '../app/pull-service.js';
 import type { JsonObject } from '../domain/model.js';
-import type { TurboCIRunnerPullServer } from '../gen/turboci/v1/pull.js';
+import type { LeasedAttempt, TurboCIRunnerPullServer } from '../gen/turboci/v1/pull.js';
 import type { Logger } from '../logging.js';
 import { toCompletion } from './runner-mapping.js';
 import { unaryHandler } from './unary.js';
@@ -20,6 +20,7 @@ const leaseRequest = z.object({
   runnerType: requiredId('runner_type'),
   labels: z.record(z.string().max(256, 'label keys must be at most 256 characters'), z.string().max(1024, 'label values must be at most 1024 characters')),
   waitMs: z.number().int().min(0, 'must not be negative').max(MAX_WAIT_MS, `must be at most ${MAX_WAIT_MS}`),
+  maxAttempts: z.number().int().min(0, 'must not be negative').max(MAX_LEASE_BATCH, `must be at most ${MAX_LEASE_BATCH}`),
 });
 const token = z.string().min(1, 'lease_token is required').max(512, 'not a lease token this server issued');
 const heartbeatRequest = z.object({
@@ -28,7 +29,24 @@ const heartbeatRequest = z.object({
   message: z.string().max(64 * 1024, 'must be at most 64 KiB'),
   details: z.record(z.string(), z.unknown()).optional(),
 });
-const completeRequest = z.object({ leaseToken: token });
+const completeRequest = z.object({ leaseToken: token, leaseNext: leaseRequest.optional() });
+
+/** A leased attempt as the wire has it. */
+function toLeasedAttempt(leased: Leased): LeasedAttempt {
+  return {
+    leaseId: leased.leaseId,
+    leaseToken: leased.leaseToken,
+    expiresAt: new Date(leased.expiresAt),
+    heartbeatIntervalMs: leased.heartbeatIntervalMs,
+    runDeadline: new Date(leased.runDeadline),
+    workPlanId: leased.workPlanId,
+    stageId: leased.stageId,
+    attemptIdx: leased.idx,
+    args: leased.args,
+    assignedCheckIds: leased.checks.map((c) => c.checkId),
+    checkOptions: leased.checks.map((c) => ({ checkId: c.checkId, kind: c.kind, options: c.options })),
+  };
+}
 
 /** `durable`: see unaryHandler. */
 export function pullService(pull: PullService, log: Logger, durable: () => Promise<void>): TurboCIRunnerPullServer {
@@ -36,23 +54,8 @@ export function pullService(pull: PullService, log: Logger, durable: () => Promi
   return {
     lease: unary('Lease', async (req, { call }) => {
       const r = parseRequest(leaseRequest, req);
-      const leased = await pull.lease(r, { onCancel: (f) => call.once('cancelled', f) });
-      if (!leased) return { attempt: undefined };
-      return {
-        attempt: {
-          leaseId: leased.leaseId,
-          leaseToken: leased.leaseToken,
-          expiresAt: new Date(leased.expiresAt),
-          heartbeatIntervalMs: leased.heartbeatIntervalMs,
-          runDeadline: new Date(leased.runDeadline),
-          workPlanId: leased.workPlanId,
-          stageId: leased.stageId,
-          attemptIdx: leased.idx,
-          args: leased.args,
-          assignedCheckIds: leased.checks.map((c) => c.checkId),
-          checkOptions: leased.checks.map((c) => ({ checkId: c.checkId, kind: c.kind, options: c.options })),
-        },
-      };
+      const [first, ...more] = await pull.lease(r, { onCancel: (f) => call.once('cancelled', f) });
+      return { attempt: first && toLeasedAttempt(first), moreAttempts: more.map(toLeasedAttempt) };
     }),
     heartbeat: unary('Heartbeat', (req) => {
       const hb = parseRequest(heartbeatRequest, req);
@@ -60,9 +63,9 @@ export function pullService(pull: PullService, log: Logger, durable: () => Promi
       return { expiresAt: new Date(out.expiresAt), cancelRequested: out.cancelRequested };
     }),
     completeLease: unary('CompleteLease', (req) => {
-      const { leaseToken } = parseRequest(completeRequest, req);
-      pull.complete(leaseToken, toCompletion(req));
-      return { acknowledged: true };
+      const { leaseToken, leaseNext } = parseRequest(completeRequest, req);
+      const next = pull.complete(leaseToken, toCompletion(req), leaseNext ?? null);
+      return { acknowledged: true, nextAttempts: next.map(toLeasedAttempt) };
     }),
   };
 }

@@ -83,9 +83,9 @@ describe('pull protocol', () => {
       stageState: StageState.STAGE_STATE_FINAL,
       checkUpdates: [{ checkId: 'build', resultData: { exit_code: 0 }, finalize: true, state: CheckState.CHECK_STATE_FINAL }],
     };
-    assert.deepEqual(await pull.completeLease(completion), { acknowledged: true });
+    assert.deepEqual(await pull.completeLease(completion), { acknowledged: true, nextAttempts: [] });
     const version = (await api.getWorkPlan({ id: workPlanId })).workPlan!.version;
-    assert.deepEqual(await pull.completeLease(completion), { acknowledged: true }, 'an identical repeat is acknowledged');
+    assert.deepEqual(await pull.completeLease(completion), { acknowledged: true, nextAttempts: [] }, 'an identical repeat is acknowledged');
     assert.equal((await api.getWorkPlan({ id: workPlanId })).workPlan!.version, version, 'and appends nothing');
     const done = await api.queryNodes({ workPlanId });
     assert.equal(done.stages[0]!.state, StageState.STAGE_STATE_FINAL);

@@ -50,8 +50,11 @@ export function tempDir(prefix = 'turboci-test-'): { path: string; remove(): voi
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
+/** Extra node flags for the server process, e.g. `TURBOCI_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile it under a benchmark. */
+const SERVER_NODE_ARGS = (process.env.TURBOCI_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+
 export async function startServer(dbPath: string, extraArgs: string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--db', dbPath, '--log-level', 'info', ...extraArgs], {
+  const child = spawn(process.execPath, [...SERVER_NODE_ARGS, BIN, 'serve', '--port', '0', '--db', dbPath, '--log-level', 'info', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
