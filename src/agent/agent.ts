@@ -133,15 +133,15 @@ export class Agent {
         continue;
       }
       // Leased attempts are run even when a drain began meanwhile: they are ours now, and are completed.
-      for (const l of leased) this.run(this.freeSlots.pop() ?? -1, l);
+      for (const l of leased) this.run(this.freeSlots.pop() ?? -1, l, leased.length > 1 ? 'lease (batch)' : 'lease');
     }
   }
 
   /** Runs an attempt in `slot`, then the next ones CompleteLease hands back, then frees the slot. */
-  private run(slot: number, first: LeasedAttempt): void {
+  private run(slot: number, first: LeasedAttempt, via: string): void {
     const worker = (async () => {
-      let next: LeasedAttempt | undefined = first;
-      while (next) next = await this.execute(slot, next);
+      let next: LeasedAttempt | undefined = await this.execute(slot, first, via);
+      while (next) next = await this.execute(slot, next, 'complete (lease_next)');
     })()
       .catch((err: Error) => this.o.log.error({ slot, error: err.message }, 'slot failed'))
       .finally(() => {
@@ -166,9 +166,9 @@ export class Agent {
   }
 
   /** Runs one leased attempt and completes it; resolves with the next attempt the completion leased, if any. */
-  private async execute(slot: number, l: LeasedAttempt): Promise<LeasedAttempt | undefined> {
+  private async execute(slot: number, l: LeasedAttempt, via: string): Promise<LeasedAttempt | undefined> {
     const at = { slot, workPlanId: l.workPlanId, stageId: l.stageId, attempt: l.attemptIdx, leaseId: l.leaseId };
-    this.o.log.info(at, 'leased');
+    this.o.log.info({ ...at, via }, 'leased');
     const args = (l.args ?? {}) as Record<string, unknown>;
     let parsed: ReturnType<typeof parseCommandArgs>;
     try {
