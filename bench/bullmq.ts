@@ -220,13 +220,14 @@ function specOf(shape: Shape): StageSpec[] {
 
 /**
  * One run of ours on a fresh server and database (as BullMQ gets a fresh prefix); startup is not timed. The
- * server keeps its defaults: --sync FULL, and info logs (startServer waits for the "listening" line).
+ * server keeps its defaults (info logs, --sync FULL unless NORMAL is asked for); its log lines are drained from
+ * the pipe but not parsed here (startServer keepLogs: false), as a log shipper would.
  */
 async function oursRun(shape: Shape, sync: 'FULL' | 'NORMAL', runners: 'push' | 'pull'): Promise<RunDetail & { ms: number }> {
   const dir = tempDir('turboci-bench-bullmq-');
   let server: ServerProcess | undefined;
   try {
-    server = await startServer(`${dir.path}/bench.db`, ['--sync', sync]);
+    server = await startServer(`${dir.path}/bench.db`, ['--sync', sync], { keepLogs: false });
     const r =
       runners === 'push'
         ? await runStagesPush(server.address, specOf(shape), { runners: EXECUTORS, maxConcurrent: 1, timeoutMs: RUN_TIMEOUT_MS })
