@@ -7,13 +7,14 @@
 //                    `turboci runner` does: Lease with max_attempts = free slots, CompleteLease with lease_next (one
 //                    round trip per stage). They run nothing: no shell command is spawned, so this is the protocol
 //                    and the scheduler alone (bench/stage-drivers.ts startPullExecutors).
-//   pull v1 (figure) the same executors as a v1 client: 16 loops of Lease → CompleteLease (two round trips).
+//   pull v1          the same executors as a v1 client: 16 loops of Lease → CompleteLease (two round trips a stage);
+//                    a second ratio, ours against it.
 //   push (baseline)  4 in-process no-op StageRunners (SYNC Run answering FINAL at once), 16 slots each.
 //   agent (figure)   4 real `turboci runner` agent processes × 4 slots running `true` (sh -c), a smaller N: what a
 //                    real agent adds (process spawn, working directory, heartbeats, logs). Not a ratio.
 import { startAgent, type AgentProcess } from '../test/pull/support.js';
 import { tempDir } from '../test/support/server.js';
-import { benchArgs, median, ratio, report, sideBySide } from './harness.js';
+import { benchArgs, median, ratio, report } from './harness.js';
 import { driveWorkplan, independentStages, startNoopRunners, startPullExecutors, withServer, type StageSpec } from './stage-drivers.js';
 
 const args = benchArgs();
@@ -70,12 +71,18 @@ const result = await withServer('pull', [], async (address) => {
     await pullRound(address, WARMUP);
     await pushRound(address, WARMUP);
   }
-  const r = await sideBySide(ROUNDS, () => pullRound(address), () => pushRound(address));
-  const v1: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) v1.push(await pullRound(address, N, true));
+  // Three sides, in an order that rotates every round; medians.
+  const sides = [() => pullRound(address), () => pushRound(address), () => pullRound(address, N, true)];
+  const got: number[][] = [[], [], []];
+  for (let i = 0; i < ROUNDS; i++) {
+    for (let k = 0; k < sides.length; k++) {
+      const j = (k + i) % sides.length;
+      got[j]!.push(await sides[j]!());
+    }
+  }
   const workdir = tempDir('turboci-bench-agents-');
   try {
-    return { pull: r.ours, push: r.baseline, v1: median(v1), agent: await agentRound(address, workdir.path) };
+    return { pull: median(got[0]!), push: median(got[1]!), v1: median(got[2]!), agent: await agentRound(address, workdir.path) };
   } finally {
     workdir.remove();
   }
@@ -93,11 +100,14 @@ report(
       [`turboci runner agents running \`true\`, ${EXECUTORS} × ${AGENT_SLOTS} slots, ${AGENT_STAGES} stages (stages/s)`]: result.agent,
       'rounds (medians)': String(ROUNDS),
     },
-    ratios: [ratio('pull (one round trip a stage) vs push dispatch (no-op, sync FULL)', result.pull, result.push, 'stages/s')],
+    ratios: [
+      ratio('pull (one round trip a stage) vs push dispatch (no-op, sync FULL)', result.pull, result.push, 'stages/s'),
+      ratio('pull (one round trip a stage) vs pull as a v1 client (two)', result.pull, result.v1, 'stages/s'),
+    ],
     notes: [
       'pull executors spawn no command: they complete at once; the agent figure is the real `turboci runner` running `true`',
       'independent stages written in one WriteNodes; timed from that write to the WorkPlanCompletedEvent',
-      'both sides write twice per stage (lease + completion, dispatch + completion), on one server with --sync FULL (the default); pull v1 is measured after the side-by-side rounds, as a figure',
+      'both sides write twice per stage (lease + completion, dispatch + completion), on one server with --sync FULL (the default); the three sides rotate their order every round',
     ],
   },
   args,
