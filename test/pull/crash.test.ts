@@ -25,7 +25,7 @@ interface Seen {
 }
 
 /** A pull executor with `slots` slots: Lease(max_attempts = free slots), then each slot chains CompleteLease(lease_next). */
-async function executor(pull: PullApi, runnerId: string, slots: number, seen: Seen, stopped: () => boolean): Promise<void> {
+async function executor(pull: PullApi, runnerId: string, slots: number, seen: Seen, stopped: () => boolean, answered: () => void): Promise<void> {
   const work = async (first: LeasedAttempt) => {
     for (let a: LeasedAttempt | undefined = first; a && !stopped(); ) {
       const res = await pull.completeLease({
@@ -37,6 +37,7 @@ async function executor(pull: PullApi, runnerId: string, slots: number, seen: Se
       seen.acked.add(a.leaseId);
       a = res.nextAttempts[0];
       if (a) seen.handed.set(a.leaseId, 'next');
+      answered();
     }
   };
   try {
@@ -44,6 +45,7 @@ async function executor(pull: PullApi, runnerId: string, slots: number, seen: Se
       const res = await pull.lease({ runnerId, runnerType: TYPE, waitMs: 500, maxAttempts: slots });
       if (res.attempt) seen.handed.set(res.attempt.leaseId, 'lease');
       for (const m of res.moreAttempts) seen.handed.set(m.leaseId, 'more');
+      answered();
       await Promise.all([res.attempt, ...res.moreAttempts].filter((a): a is LeasedAttempt => a !== undefined).map(work));
     }
   } catch {
@@ -81,11 +83,31 @@ test('SIGKILL while executors lease in batches and complete-and-lease-next: noth
     await writeShape(conn.api, workPlanId, round, 300);
     let stop = false;
     const pulls = [0, 1, 2, 3].map(() => connectPull(server.address));
-    const executors = pulls.map((p, e) => executor(p, `x-${round}-${e}`, 3, seen, () => stop));
+    // Odd rounds: killed at a random moment. Even rounds: killed synchronously the moment the client holds its
+    // N-th answer, before anything else runs in this process, so an answer sent ahead of its commit is caught.
+    const killAfter = round % 2 === 0 ? 3 + Math.floor(Math.random() * 12) : Infinity;
+    let answers = 0;
+    const answered = () => {
+      if (++answers === killAfter) server.child.kill('SIGKILL');
+    };
+    const executors = pulls.map((p, e) => executor(p, `x-${round}-${e}`, 3, seen, () => stop, answered));
+    // Large writes to another workplan make long turns of the server's event loop, so a kill often lands between
+    // an answer being ready and the commit that must come before it: an answer sent before its commit is durable
+    // would show up as a lease or completion missing from the log.
+    const noisePlan = (await conn.api.createWorkPlan({})).workPlan!.id;
+    const noise = (async () => {
+      for (let i = 0; !stop; i++) {
+        try {
+          await conn.api.writeNodes({ workPlanId: noisePlan, checks: Array.from({ length: 400 }, (_, j) => ({ id: `n${i}-${j}`, state: CheckState.CHECK_STATE_PLANNED })) });
+        } catch {
+          return;
+        }
+      }
+    })();
     await new Promise((r) => setTimeout(r, 150 + Math.random() * 500));
-    await server.stop('SIGKILL');
+    await server.stop('SIGKILL'); // a no-op if an answer killed it already
     stop = true;
-    await Promise.all(executors);
+    await Promise.all([...executors, noise]);
     for (const p of pulls) p.close();
     conn.close();
   }
