@@ -1,23 +1,39 @@
 // Stage DAGs end to end, ours against BullMQ flows on Redis — the peer users would otherwise pick for DAGs of jobs.
 // Two shapes on both systems: a fan-in (N no-op stages, then one that needs them all) and a chain (each stage needs
 // the one before). Measured from submitting the whole graph until its last stage completed, 4 parallel no-op
-// executors on each side.
+// executors on each side, each of one slot. Four comparisons per shape, all side by side in one run (alternating
+// rounds, medians):
 //
-//   ours    the real server process (test/support/server.ts, default --sync FULL: fsync per commit, durable), a
-//           fresh database per run; the shape written in one WriteNodes; 4 in-process no-op push runners of one
-//           slot each (bench/stage-drivers.ts runStagesPush); done on the WorkPlanCompletedEvent.
-//   BullMQ  one FlowProducer.add of the shape as a flow on a fresh key prefix; 4 in-process Workers of concurrency
-//           1 with no-op processors; done when a worker reports the flow's root (the shape's last job) completed.
-//           The queue is obliterated afterwards.
+//   durable   ours at the default --sync FULL (fsync per group commit) against BullMQ on a Redis this benchmark
+//             starts itself with `--appendonly yes --appendfsync always` (fsync per write), on a free port and a
+//             temp directory, stopped afterwards. For push runners and for pull executors.
+//   default   ours at --sync NORMAL (survives a killed process, not power loss) against BullMQ on the Redis at
+//             127.0.0.1:6379 as BullMQ users run it by default (no persistence). For push and for pull.
 //
-// Without a Redis at 127.0.0.1:6379 (CI may have none) it reports "skipped" and exits 0.
+//   ours      the real server process (test/support/server.ts), a fresh database per run; the shape written in one
+//             WriteNodes; done on the WorkPlanCompletedEvent. Push: 4 in-process no-op StageRunners of one slot
+//             (bench/stage-drivers.ts runStagesPush). Pull: 4 in-process no-op pull executors of one slot, using
+//             the protocol as `turboci runner` does (Lease with max_attempts, CompleteLease with lease_next).
+//   BullMQ    one FlowProducer.add of the shape as a flow on a fresh key prefix; 4 in-process Workers of concurrency
+//             1 with no-op processors; done when a worker reports the flow's root (the shape's last job) completed.
+//             The queue is obliterated afterwards.
+//
+// The chain also gives the latency of one link (ms per stage, submit to last completion / N) on every side.
+// Without a Redis at 127.0.0.1:6379 the default comparisons are skipped; if the durable Redis cannot be started
+// (no redis-server), the durable ones are; both say so.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { FlowProducer, Queue, Worker, type FlowJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startServer, tempDir, type ServerProcess } from '../test/support/server.js';
-import { benchArgs, median, ratio, report, sideBySide, type Ratio } from './harness.js';
-import { chain, fanIn, runStagesPush, type StageSpec } from './stage-drivers.js';
+import { benchArgs, median, ratio, report, type Ratio } from './harness.js';
+import { chain, fanIn, runStagesPull, runStagesPush, type StageSpec } from './stage-drivers.js';
 
-const REDIS = { host: '127.0.0.1', port: 6379 } as const;
+interface RedisAt {
+  readonly host: string;
+  readonly port: number;
+}
+const DEFAULT_REDIS: RedisAt = { host: '127.0.0.1', port: 6379 };
 /** Parallel no-op executors on each side: our runners (one slot each) and BullMQ workers (concurrency 1). */
 const EXECUTORS = 4;
 /** A run that takes longer is a bug, not a measurement: fail rather than hang CI. */
@@ -45,8 +61,8 @@ interface RunDetail {
  * Answers within ~2 s whether a Redis is at REDIS, with how it persists (for the note on durability); without one
  * the benchmark reports "skipped".
  */
-async function probeRedis(): Promise<{ persistence: string } | undefined> {
-  const probe = new Redis({ ...REDIS, lazyConnect: true, connectTimeout: 2000, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+async function probeRedis(at: RedisAt): Promise<{ persistence: string } | undefined> {
+  const probe = new Redis({ ...at, lazyConnect: true, connectTimeout: 2000, retryStrategy: () => null, maxRetriesPerRequest: 0 });
   probe.on('error', () => undefined); // connect() rejecting is the answer; the event would only be noise
   try {
     await probe.connect();
@@ -56,6 +72,65 @@ async function probeRedis(): Promise<{ persistence: string } | undefined> {
     return undefined;
   } finally {
     probe.disconnect();
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (the OS picks it; released before redis-server binds it). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A Redis that fsyncs its append-only file on every write, in a temp directory; stop() kills it and removes it. */
+interface DurableRedis extends RedisAt {
+  readonly persistence: string;
+  stop(): Promise<void>;
+}
+
+async function startDurableRedis(): Promise<DurableRedis | string> {
+  const dir = tempDir('turboci-bench-redis-');
+  let child: ChildProcess | undefined;
+  const stop = async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child!.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    dir.remove();
+  };
+  try {
+    const port = await freePort();
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir.path, '--save', ''], {
+      stdio: 'ignore',
+    });
+    const failed = new Promise<string>((resolve) => {
+      child!.once('error', (err) => resolve(`redis-server could not be started: ${err.message}`));
+      child!.once('exit', (code) => resolve(`redis-server exited (${code}) at start`));
+    });
+    const at = { host: '127.0.0.1', port };
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const probe = await Promise.race([probeRedis(at), failed]);
+      if (typeof probe === 'string') {
+        await stop();
+        return probe;
+      }
+      if (probe) return { ...at, persistence: probe.persistence, stop };
+      if (Date.now() > deadline) {
+        await stop();
+        return 'redis-server did not answer within 10 s';
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch (err) {
+    await stop();
+    return `redis-server could not be started: ${(err as Error).message}`;
   }
 }
 
@@ -100,9 +175,9 @@ function withTimeout<T>(settled: Promise<T>, ms: number, what: string): Promise<
  * One BullMQ run on a fresh key prefix: workers are up and idle first (not timed), then the clock runs from
  * FlowProducer.add until a worker reports the root job completed.
  */
-async function bullmqRun(shape: Shape): Promise<RunDetail & { ms: number }> {
+async function bullmqRun(shape: Shape, redis: RedisAt): Promise<RunDetail & { ms: number }> {
   const prefix = `turboci-bench-${process.pid}-${++bullmqRuns}`;
-  const connection = { ...REDIS, maxRetriesPerRequest: null }; // what BullMQ asks of a worker's connection
+  const connection = { host: redis.host, port: redis.port, maxRetriesPerRequest: null }; // what BullMQ asks of a worker's connection
   let rootDone!: () => void;
   let broken!: (err: Error) => void;
   const done = new Promise<void>((resolve, reject) => ((rootDone = resolve), (broken = reject)));
@@ -145,14 +220,18 @@ function specOf(shape: Shape): StageSpec[] {
 
 /**
  * One run of ours on a fresh server and database (as BullMQ gets a fresh prefix); startup is not timed. The
- * server keeps its defaults: --sync FULL, and info logs (startServer waits for the "listening" line).
+ * server keeps its defaults (info logs, --sync FULL unless NORMAL is asked for); its log lines are drained from
+ * the pipe but not parsed here (startServer keepLogs: false), as a log shipper would.
  */
-async function oursRun(shape: Shape, sync: 'FULL' | 'NORMAL' = 'FULL'): Promise<RunDetail & { ms: number }> {
+async function oursRun(shape: Shape, sync: 'FULL' | 'NORMAL', runners: 'push' | 'pull'): Promise<RunDetail & { ms: number }> {
   const dir = tempDir('turboci-bench-bullmq-');
   let server: ServerProcess | undefined;
   try {
-    server = await startServer(`${dir.path}/bench.db`, ['--sync', sync]);
-    const r = await runStagesPush(server.address, specOf(shape), { runners: EXECUTORS, maxConcurrent: 1, timeoutMs: RUN_TIMEOUT_MS });
+    server = await startServer(`${dir.path}/bench.db`, ['--sync', sync], { keepLogs: false });
+    const r =
+      runners === 'push'
+        ? await runStagesPush(server.address, specOf(shape), { runners: EXECUTORS, maxConcurrent: 1, timeoutMs: RUN_TIMEOUT_MS })
+        : await runStagesPull(server.address, specOf(shape), { executors: EXECUTORS, slots: 1, timeoutMs: RUN_TIMEOUT_MS });
     return { ms: r.elapsedMs, submitMs: r.writeMs };
   } finally {
     await server?.stop();
@@ -162,20 +241,34 @@ async function oursRun(shape: Shape, sync: 'FULL' | 'NORMAL' = 'FULL'): Promise<
 
 // ---------------------------------------------------------------------------------------------------------------
 
+/** One side of a comparison: a name and one timed run. */
+interface Side {
+  readonly name: string;
+  run(shape: Shape): Promise<RunDetail & { ms: number }>;
+}
+
 /**
- * Both systems on one shape, alternating; returns stages/s (median of the rounds) for each and the median time to
- * submit the graph. The heap is collected before every run so neither side pays for the other's garbage.
+ * Every side on one shape, `rounds` times, in an order that rotates each round (so no side always runs first, or
+ * always right after the same one); returns each side's medians: stages/s, ms per stage, time to submit. The heap
+ * is collected before every run so no side pays for another's garbage.
  */
-async function compare(shape: Shape, rounds: number) {
-  const submits = { ours: [] as number[], baseline: [] as number[] };
-  const measure = (run: (s: Shape) => Promise<RunDetail & { ms: number }>, into: number[]) => async () => {
-    globalThis.gc?.();
-    const r = await run(shape);
-    into.push(r.submitMs);
-    return (stagesOf(shape) / r.ms) * 1000;
-  };
-  const perSecond = await sideBySide(rounds, measure(oursRun, submits.ours), measure(bullmqRun, submits.baseline));
-  return { perSecond, submitMs: { ours: median(submits.ours), baseline: median(submits.baseline) } };
+async function compare(shape: Shape, sides: readonly Side[], rounds: number) {
+  const per = new Map(sides.map((s) => [s.name, { perSecond: [] as number[], submitMs: [] as number[] }]));
+  for (let round = 0; round < rounds; round++) {
+    for (let k = 0; k < sides.length; k++) {
+      const side = sides[(k + round) % sides.length]!;
+      globalThis.gc?.();
+      const r = await side.run(shape);
+      per.get(side.name)!.perSecond.push((stagesOf(shape) / r.ms) * 1000);
+      per.get(side.name)!.submitMs.push(r.submitMs);
+    }
+  }
+  return new Map(
+    [...per].map(([name, v]) => {
+      const perSecond = median(v.perSecond);
+      return [name, { perSecond, msPerStage: 1000 / perSecond, submitMs: median(v.submitMs) }] as const;
+    }),
+  );
 }
 
 const args = benchArgs();
@@ -189,38 +282,66 @@ const SHAPES: readonly Shape[] = args.smoke
       { kind: 'chain', size: 1_000 },
     ];
 const ROUNDS = args.smoke ? 1 : 2;
+/** The issue's targets: durable against durable, and NORMAL against BullMQ's default setup. */
+const TARGETS = { durable: { 'fan-in': 2, chain: 1.5 }, default: { 'fan-in': 1, chain: 1 } } as const;
 
 const figures: Record<string, number | string> = {};
 const ratios: Ratio[] = [];
 const notes: string[] = [];
 
-const redis = await probeRedis();
-if (!redis) {
-  notes.push(`skipped: no Redis at ${REDIS.host}:${REDIS.port}`);
-} else {
-  for (const shape of SHAPES) {
-    const { perSecond, submitMs } = await compare(shape, ROUNDS);
-    const label = labelOf(shape);
-    figures[`*${label}: ours (stages/s)`] = perSecond.ours;
-    figures[`*${label}: BullMQ (jobs/s)`] = perSecond.baseline;
-    figures[`${label}: ours WriteNodes of the shape (ms)`] = submitMs.ours;
-    figures[`${label}: BullMQ FlowProducer.add (ms)`] = submitMs.baseline;
-    ratios.push(ratio(`${label} stages/s`, perSecond.ours, perSecond.baseline, 'stages/s', { target: 2 }));
-    // The same against --sync NORMAL: still nothing lost when the process is killed (WAL), only on power loss.
-    const normal: number[] = [];
-    for (let i = 0; i < ROUNDS; i++) {
-      globalThis.gc?.();
-      normal.push((stagesOf(shape) / (await oursRun(shape, 'NORMAL')).ms) * 1000);
-    }
-    figures[`${label}: ours --sync NORMAL (stages/s)`] = median(normal);
-    ratios.push(ratio(`${label} stages/s, ours --sync NORMAL`, median(normal), perSecond.baseline, 'stages/s'));
+const defaultRedis = await probeRedis(DEFAULT_REDIS);
+if (!defaultRedis) notes.push(`skipped ours --sync NORMAL vs BullMQ on the default Redis: no Redis at ${DEFAULT_REDIS.host}:${DEFAULT_REDIS.port}`);
+const durable = await startDurableRedis();
+if (typeof durable === 'string') notes.push(`skipped ours --sync FULL vs BullMQ on a durable Redis: ${durable}`);
+const durableRedis = typeof durable === 'string' ? undefined : durable;
+
+try {
+  const sides: Side[] = [];
+  if (durableRedis) {
+    sides.push(
+      { name: 'ours push FULL', run: (s) => oursRun(s, 'FULL', 'push') },
+      { name: 'ours pull FULL', run: (s) => oursRun(s, 'FULL', 'pull') },
+      { name: 'BullMQ durable', run: (s) => bullmqRun(s, durableRedis) },
+    );
   }
-  notes.push(
-    `durability differs: ours (default --sync FULL) fsyncs before it answers or dispatches (group commit), and --sync NORMAL loses nothing when the process is killed, only on power loss; ${redis.persistence}`,
-    `fan-in N = N no-op stages + 1 that waits for all (N + 1 counted); chain N = N stages, each waiting for the one before; BullMQ chain = a flow nested N deep`,
-    `parallelism: ours ${EXECUTORS} push runners × 1 slot vs BullMQ ${EXECUTORS} workers × concurrency 1, all in this process; the server / Redis in their own`,
-    `time = submit the whole graph → last stage completed; ${ROUNDS} round(s) per system, alternating, median kept`,
-  );
+  if (defaultRedis) {
+    sides.push(
+      { name: 'ours push NORMAL', run: (s) => oursRun(s, 'NORMAL', 'push') },
+      { name: 'ours pull NORMAL', run: (s) => oursRun(s, 'NORMAL', 'pull') },
+      { name: 'BullMQ default', run: (s) => bullmqRun(s, DEFAULT_REDIS) },
+    );
+  }
+  for (const shape of sides.length ? SHAPES : []) {
+    const r = await compare(shape, sides, ROUNDS);
+    const label = labelOf(shape);
+    const get = (name: string) => r.get(name)!;
+    for (const [name, v] of r) {
+      figures[`${name.startsWith('BullMQ') ? '' : '*'}${label}: ${name} (${name.startsWith('BullMQ') ? 'jobs' : 'stages'}/s)`] = v.perSecond;
+      if (shape.kind === 'chain') figures[`*${label}: ${name}, ms per link`] = v.msPerStage;
+    }
+    for (const [name, v] of r) figures[`${label}: ${name}, submit the graph (ms)`] = v.submitMs;
+    for (const runners of ['push', 'pull'] as const) {
+      if (durableRedis) {
+        const ours = get(`ours ${runners} FULL`);
+        const base = get('BullMQ durable');
+        ratios.push(ratio(`${label} ${runners} FULL vs BullMQ fsync-always`, ours.perSecond, base.perSecond, 'stages/s', { target: TARGETS.durable[shape.kind] }));
+      }
+      if (defaultRedis) {
+        const ours = get(`ours ${runners} NORMAL`);
+        const base = get('BullMQ default');
+        ratios.push(ratio(`${label} ${runners} NORMAL vs BullMQ no persistence`, ours.perSecond, base.perSecond, 'stages/s', { target: TARGETS.default[shape.kind] }));
+      }
+    }
+  }
+} finally {
+  await durableRedis?.stop();
 }
+notes.push(
+  `durable: ours --sync FULL fsyncs every group commit before it answers, dispatches or hands out a lease; ${durableRedis?.persistence ?? 'durable Redis not run'} (started by this benchmark, stopped afterwards)`,
+  `default: ours --sync NORMAL loses nothing when the process is killed, only on power loss; ${defaultRedis?.persistence ?? 'default Redis not run'}`,
+  `fan-in N = N no-op stages + 1 that waits for all (N + 1 counted); chain N = N stages, each waiting for the one before; BullMQ chain = a flow nested N deep`,
+  `parallelism: ours ${EXECUTORS} push runners × 1 slot, or ${EXECUTORS} pull executors × 1 slot (Lease max_attempts + CompleteLease lease_next), vs BullMQ ${EXECUTORS} workers × concurrency 1, all in this process; the server / Redis in their own`,
+  `time = submit the whole graph → last stage completed; ms per link = that time / N on the chain; ${ROUNDS} round(s) per side, order rotating, median kept`,
+);
 report({ benchmark: 'bullmq', figures, ratios, notes }, args);
 process.exit(0);

@@ -3,18 +3,19 @@
 // rounds. Both sides: N independent no-op stages written in one WriteNodes, timed from that write to the
 // WorkPlanCompletedEvent; the executors are started (and idle, waiting for work) before the clock starts.
 //
-//   pull (ours)      4 in-process pull clients (one gRPC channel each) × 16 loops of Lease(wait) → CompleteLease.
-//                    They run nothing: no shell command is spawned, so this is the protocol and the scheduler alone.
+//   pull (ours)      4 in-process pull executors (one gRPC channel each) × 16 slots, using the protocol as
+//                    `turboci runner` does: Lease with max_attempts = free slots, CompleteLease with lease_next (one
+//                    round trip per stage). They run nothing: no shell command is spawned, so this is the protocol
+//                    and the scheduler alone (bench/stage-drivers.ts startPullExecutors).
+//   pull v1          the same executors as a v1 client: 16 loops of Lease → CompleteLease (two round trips a stage);
+//                    a second ratio, ours against it.
 //   push (baseline)  4 in-process no-op StageRunners (SYNC Run answering FINAL at once), 16 slots each.
 //   agent (figure)   4 real `turboci runner` agent processes × 4 slots running `true` (sh -c), a smaller N: what a
 //                    real agent adds (process spawn, working directory, heartbeats, logs). Not a ratio.
-import { Metadata, status, credentials, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
-import { CheckState, StageState } from '../src/gen/turboci/v1/common.js';
-import { CompleteLeaseRequest, LeaseRequest, TurboCIRunnerPullClient, type LeaseResponse } from '../src/gen/turboci/v1/pull.js';
 import { startAgent, type AgentProcess } from '../test/pull/support.js';
 import { tempDir } from '../test/support/server.js';
-import { benchArgs, ratio, report, sideBySide } from './harness.js';
-import { driveWorkplan, independentStages, startNoopRunners, withServer, type StageSpec } from './stage-drivers.js';
+import { benchArgs, median, ratio, report } from './harness.js';
+import { driveWorkplan, independentStages, startNoopRunners, startPullExecutors, withServer, type StageSpec } from './stage-drivers.js';
 
 const args = benchArgs();
 const N = args.smoke ? 20 : 1000;
@@ -25,77 +26,11 @@ const EXECUTORS = 4;
 const SLOTS = 16;
 const AGENT_STAGES = args.smoke ? 8 : 200;
 const AGENT_SLOTS = 4;
-/** Long-poll wait of an idle Lease call; the loops are cancelled, not waited out, when a round ends. */
-const LEASE_WAIT_MS = 10_000;
 const PUSH_TYPE = 'bench-push';
 const PULL_TYPE = 'bench-pull';
 const AGENT_TYPE = 'bench-agent';
 
 const throughput = (n: number, elapsedMs: number) => (n * 1000) / elapsedMs;
-
-/** N pull loops over `clients` channels, each Lease → CompleteLease (FINAL, a result on every assigned check). */
-interface PullPool {
-  leases(): number;
-  /** Cancels the waiting Lease calls, waits for the loops to end and closes the channels. */
-  close(): Promise<void>;
-}
-
-function startPullPool(address: string, opts: { clients: number; slots: number; runnerType: string }): PullPool {
-  const channels = Array.from({ length: opts.clients }, () => new TurboCIRunnerPullClient(address, credentials.createInsecure()));
-  const waiting = new Set<ClientUnaryCall>();
-  let stopped = false;
-  let leases = 0;
-
-  const lease = (client: TurboCIRunnerPullClient, runnerId: string) =>
-    new Promise<LeaseResponse>((resolve, reject) => {
-      const req = LeaseRequest.fromPartial({ runnerId, runnerType: opts.runnerType, waitMs: LEASE_WAIT_MS });
-      const call = client.lease(req, new Metadata(), { deadline: Date.now() + LEASE_WAIT_MS + 10_000 }, (err, res) => {
-        waiting.delete(call);
-        if (err) reject(err);
-        else resolve(res);
-      });
-      waiting.add(call);
-    });
-  const complete = (client: TurboCIRunnerPullClient, req: CompleteLeaseRequest) =>
-    new Promise<void>((resolve, reject) =>
-      client.completeLease(req, new Metadata(), { deadline: Date.now() + 30_000 }, (err) => (err ? reject(err) : resolve())),
-    );
-
-  const loop = async (client: TurboCIRunnerPullClient, runnerId: string): Promise<void> => {
-    while (!stopped) {
-      let attempt: LeaseResponse['attempt'];
-      try {
-        attempt = (await lease(client, runnerId)).attempt;
-      } catch (err) {
-        if (stopped && (err as ServiceError).code === status.CANCELLED) return;
-        throw err;
-      }
-      if (!attempt) continue;
-      leases++;
-      await complete(
-        client,
-        CompleteLeaseRequest.fromPartial({
-          leaseToken: attempt.leaseToken,
-          stageState: StageState.STAGE_STATE_FINAL,
-          checkUpdates: attempt.assignedCheckIds.map((checkId) => ({ checkId, state: CheckState.CHECK_STATE_FINAL, resultData: { ok: true }, finalize: true })),
-        }),
-      );
-    }
-  };
-  const loops = channels.flatMap((client, c) => Array.from({ length: opts.slots }, (_, j) => loop(client, `pull-${c}-${j}`)));
-  // A loop that fails stops only itself; close() reports the failure. Catching here keeps it from being unhandled.
-  const ended = Promise.allSettled(loops);
-  return {
-    leases: () => leases,
-    close: async () => {
-      stopped = true;
-      for (const call of waiting) call.cancel();
-      const failed = (await ended).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      for (const ch of channels) ch.close();
-      if (failed) throw failed.reason;
-    },
-  };
-}
 
 /** Runs `stages` with `startExecutors` running from before the write until completion; stages per second. */
 async function round<T extends { close(): Promise<unknown> }>(address: string, stages: readonly StageSpec[], startExecutors: () => Promise<T> | T): Promise<number> {
@@ -107,8 +42,8 @@ async function round<T extends { close(): Promise<unknown> }>(address: string, s
   }
 }
 
-const pullRound = (address: string, n = N) =>
-  round(address, independentStages(n, PULL_TYPE), () => startPullPool(address, { clients: EXECUTORS, slots: SLOTS, runnerType: PULL_TYPE }));
+const pullRound = (address: string, n = N, v1 = false) =>
+  round(address, independentStages(n, PULL_TYPE), () => startPullExecutors(address, { executors: EXECUTORS, slots: SLOTS, runnerType: PULL_TYPE, v1 }));
 const pushRound = (address: string, n = N) =>
   round(address, independentStages(n, PUSH_TYPE), () => startNoopRunners(address, { count: EXECUTORS, runnerType: PUSH_TYPE, maxConcurrent: SLOTS }));
 
@@ -136,10 +71,18 @@ const result = await withServer('pull', [], async (address) => {
     await pullRound(address, WARMUP);
     await pushRound(address, WARMUP);
   }
-  const r = await sideBySide(ROUNDS, () => pullRound(address), () => pushRound(address));
+  // Three sides, in an order that rotates every round; medians.
+  const sides = [() => pullRound(address), () => pushRound(address), () => pullRound(address, N, true)];
+  const got: number[][] = [[], [], []];
+  for (let i = 0; i < ROUNDS; i++) {
+    for (let k = 0; k < sides.length; k++) {
+      const j = (k + i) % sides.length;
+      got[j]!.push(await sides[j]!());
+    }
+  }
   const workdir = tempDir('turboci-bench-agents-');
   try {
-    return { pull: r.ours, push: r.baseline, agent: await agentRound(address, workdir.path) };
+    return { pull: median(got[0]!), push: median(got[1]!), v1: median(got[2]!), agent: await agentRound(address, workdir.path) };
   } finally {
     workdir.remove();
   }
@@ -151,16 +94,20 @@ report(
     figures: {
       stages: N,
       'concurrency (pull clients × loops = push runners × slots)': `${EXECUTORS} × ${SLOTS}`,
-      '*pull lease → complete, no-op (stages/s)': result.pull,
+      '*pull Lease(max_attempts) → CompleteLease(lease_next), no-op (stages/s)': result.pull,
+      'pull as a v1 client, Lease → CompleteLease, no-op (stages/s)': result.v1,
       'push dispatch, no-op (stages/s)': result.push,
       [`turboci runner agents running \`true\`, ${EXECUTORS} × ${AGENT_SLOTS} slots, ${AGENT_STAGES} stages (stages/s)`]: result.agent,
       'rounds (medians)': String(ROUNDS),
     },
-    ratios: [ratio('pull lease→complete vs push dispatch (no-op, sync FULL)', result.pull, result.push, 'stages/s')],
+    ratios: [
+      ratio('pull (one round trip a stage) vs push dispatch (no-op, sync FULL)', result.pull, result.push, 'stages/s'),
+      ratio('pull (one round trip a stage) vs pull as a v1 client (two)', result.pull, result.v1, 'stages/s'),
+    ],
     notes: [
-      'pull clients spawn no command: Lease then CompleteLease at once; the agent figure is the real `turboci runner` running `true`',
+      'pull executors spawn no command: they complete at once; the agent figure is the real `turboci runner` running `true`',
       'independent stages written in one WriteNodes; timed from that write to the WorkPlanCompletedEvent',
-      'both sides write twice per stage (lease + completion, dispatch + completion), on one server with --sync FULL (the default)',
+      'both sides write twice per stage (lease + completion, dispatch + completion), on one server with --sync FULL (the default); the three sides rotate their order every round',
     ],
   },
   args,

@@ -3,10 +3,12 @@
 //
 //   shapes      independentStages(n), fanIn(n), chain(n): workplan shapes as plain StageSpec lists
 //   runners     startNoopRunners(): K in-process StageRunner gRPC servers that answer Run at once with success
+//   pullers     startPullExecutors(): K in-process pull executors (one channel each) that lease and complete at once
 //   drive       driveWorkplan(): create a workplan, write the stages, resolve on its WorkPlanCompletedEvent
 //   all in one  runStagesPush(): runners + drive + cleanup, the "ours" of the BullMQ comparison
 //   server      withServer(): a fresh `turboci serve` process on a temp database, removed afterwards
-import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { CompleteLeaseRequest, LeaseRequest, TurboCIRunnerPullClient, type LeasedAttempt, type LeaseResponse, type CompleteLeaseResponse } from '../src/gen/turboci/v1/pull.js';
 import { CheckState, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import { WatchWorkPlanRequest, WriteNodesRequest, type TurboCIOrchestratorClient, type WorkPlanCompletedEvent, type WorkPlanEvent } from '../src/gen/turboci/v1/service.js';
 import type { RunRequest, RunResponse } from '../src/gen/turboci/v1/stagerunner.js';
@@ -219,6 +221,161 @@ export async function runStagesPush(
   } finally {
     await Promise.all(pools.map((p) => p.close()));
   }
+}
+
+export interface PullExecutors {
+  /** Attempts leased so far, over all executors. */
+  leases(): number;
+  /** Cancels the waiting Lease calls, waits for the executors to end, closes the channels; throws what failed. */
+  close(): Promise<void>;
+}
+
+/** Long-poll wait of an idle executor's Lease; executors are cancelled, not waited out, when a run ends. */
+const PULL_WAIT_MS = 10_000;
+
+/**
+ * Starts `executors` in-process no-op pull executors, one gRPC channel each, with `slots` slots each; they run
+ * nothing (no command is spawned), so this is the protocol and the scheduler alone, as `startNoopRunners` is for
+ * push. By default they use the protocol as `turboci runner` does: one long-polling Lease at a time asking for
+ * as many attempts as slots are free (max_attempts), and each completion asks for the slot's next attempt in the
+ * same call (lease_next): one round trip per stage while there is work. With `v1: true`, each slot loops
+ * Lease → CompleteLease (two round trips per stage), as a client of the v1 contract does.
+ */
+export function startPullExecutors(address: string, opts: { executors: number; slots: number; runnerType: string; v1?: boolean }): PullExecutors {
+  const channels = Array.from({ length: opts.executors }, () => new TurboCIRunnerPullClient(address, credentials.createInsecure()));
+  const waiting = new Set<ClientUnaryCall>();
+  const tag = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  let stopped = false;
+  let leases = 0;
+  const wakes = new Set<() => void>();
+
+  const lease = (client: TurboCIRunnerPullClient, runnerId: string, maxAttempts: number) =>
+    new Promise<LeasedAttempt[]>((resolve, reject) => {
+      const req = LeaseRequest.fromPartial({ runnerId, runnerType: opts.runnerType, waitMs: PULL_WAIT_MS, maxAttempts });
+      const call = client.lease(req, new Metadata(), { deadline: Date.now() + PULL_WAIT_MS + 10_000 }, (err, res: LeaseResponse) => {
+        waiting.delete(call);
+        if (err) reject(err);
+        else resolve(res.attempt ? [res.attempt, ...res.moreAttempts] : []);
+      });
+      waiting.add(call);
+    });
+  /** Completes `a` (FINAL, a result on every assigned check); with leaseNext, resolves with the next attempt leased. */
+  const complete = (client: TurboCIRunnerPullClient, runnerId: string, a: LeasedAttempt, leaseNext: boolean) =>
+    new Promise<LeasedAttempt | undefined>((resolve, reject) => {
+      const req = CompleteLeaseRequest.fromPartial({
+        leaseToken: a.leaseToken,
+        stageState: StageState.STAGE_STATE_FINAL,
+        checkUpdates: a.assignedCheckIds.map((checkId) => ({ checkId, state: CheckState.CHECK_STATE_FINAL, resultData: { ok: true }, finalize: true })),
+        ...(leaseNext ? { leaseNext: { runnerId, runnerType: opts.runnerType, maxAttempts: 1 } } : {}),
+      });
+      client.completeLease(req, new Metadata(), { deadline: Date.now() + 30_000 }, (err, res: CompleteLeaseResponse) => (err ? reject(err) : resolve(res.nextAttempts[0])));
+    });
+  const cancelledByUs = (err: unknown) => stopped && (err as ServiceError).code === status.CANCELLED;
+
+  /** v1: one slot, Lease → CompleteLease. */
+  const v1Loop = async (client: TurboCIRunnerPullClient, runnerId: string): Promise<void> => {
+    while (!stopped) {
+      let got: LeasedAttempt[];
+      try {
+        got = await lease(client, runnerId, 1);
+      } catch (err) {
+        if (cancelledByUs(err)) return;
+        throw err;
+      }
+      for (const a of got) {
+        leases++;
+        await complete(client, runnerId, a, false);
+      }
+    }
+  };
+
+  /** The agent's way: a lease loop for the free slots, each slot chaining completions into its next attempt. */
+  const executor = async (client: TurboCIRunnerPullClient, runnerId: string): Promise<void> => {
+    let free = opts.slots;
+    const workers = new Set<Promise<void>>();
+    let wake: (() => void) | null = null;
+    const woken = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    wakes.add(woken);
+    const work = async (first: LeasedAttempt) => {
+      for (let a: LeasedAttempt | undefined = first; a; ) {
+        leases++;
+        a = await complete(client, runnerId, a, !stopped);
+      }
+    };
+    try {
+      while (!stopped) {
+        if (free === 0) {
+          await new Promise<void>((r) => (wake = r));
+          continue;
+        }
+        let got: LeasedAttempt[];
+        try {
+          got = await lease(client, runnerId, free);
+        } catch (err) {
+          if (cancelledByUs(err)) break;
+          throw err;
+        }
+        for (const a of got) {
+          free--;
+          const w: Promise<void> = work(a).finally(() => {
+            free++;
+            workers.delete(w);
+            woken();
+          });
+          workers.add(w);
+        }
+      }
+    } finally {
+      wakes.delete(woken);
+      await Promise.all([...workers]);
+    }
+  };
+
+  const loops = channels.flatMap((client, c) =>
+    opts.v1
+      ? Array.from({ length: opts.slots }, (_, j) => v1Loop(client, `pull-${tag}-${c}-${j}`))
+      : [executor(client, `pull-${tag}-${c}`)],
+  );
+  // One that fails stops only itself; close() reports the failure. Catching here keeps it from being unhandled.
+  const ended = Promise.allSettled(loops);
+  return {
+    leases: () => leases,
+    close: async () => {
+      stopped = true;
+      for (const call of waiting) call.cancel();
+      for (const w of wakes) w();
+      const failed = (await ended).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      for (const ch of channels) ch.close();
+      if (failed) throw failed.reason;
+    },
+  };
+}
+
+/**
+ * Runs `stages` end to end with `executors` no-op pull executors per runner type (`slots` each), started before the
+ * clock starts and closed afterwards. Every stage must have a runner_type.
+ */
+export async function runStagesPull(
+  address: string,
+  stages: readonly StageSpec[],
+  opts: { executors: number; slots: number; timeoutMs?: number; v1?: boolean },
+): Promise<DriveResult> {
+  const types = [...new Set(stages.map((s) => s.runnerType))];
+  if (types.includes('')) throw new Error('runStagesPull: every stage needs a runner_type');
+  const pools = types.map((runnerType) => startPullExecutors(address, { executors: opts.executors, slots: opts.slots, runnerType, v1: opts.v1 ?? false }));
+  let result: DriveResult;
+  try {
+    result = await driveWorkplan(address, stages, opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs });
+  } catch (err) {
+    await Promise.allSettled(pools.map((p) => p.close()));
+    throw err;
+  }
+  await Promise.all(pools.map((p) => p.close()));
+  return result;
 }
 
 /** Runs fn against a fresh real server process (`turboci serve` + serveArgs) on a temp database; both are removed afterwards, also on error. */

@@ -1,6 +1,8 @@
-// The pull runner agent: N slots each lease an attempt of its type (long poll), run args.command in a fresh working
-// directory, stream output lines as progress with its heartbeats, honour cancellation, and complete. It rides out
-// server restarts (retries with backoff, keeps its leases) and drains on request.
+// The pull runner agent: N slots; one long-polling Lease asks for as many attempts of its type as slots are free,
+// and a slot that completes an attempt gets its next one in the same CompleteLease (lease_next). Each runs
+// args.command in a fresh working directory, streams output lines as progress with its heartbeats, honours
+// cancellation, and completes. It rides out server restarts (retries with backoff, keeps its leases) and drains on
+// request.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
@@ -56,17 +58,21 @@ export class Agent {
   private draining = false;
   private readonly leaseCalls = new Set<{ cancel(): void }>();
   private readonly running = new Set<RunningCommand>();
-  private slots: Promise<void>[] = [];
+  /** Slot numbers not running anything (for the logs); their count is how many attempts the next Lease asks for. */
+  private readonly freeSlots: number[];
+  private leaser: Promise<void> = Promise.resolve();
+  private readonly workers = new Set<Promise<void>>();
   private wake: (() => void) | null = null;
 
   constructor(private readonly o: AgentOptions) {
     const ch = channel(o.connect, { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2000 });
     this.client = new TurboCIRunnerPullClient(o.server, ch.credentials, ch.options);
+    this.freeSlots = Array.from({ length: o.concurrency }, (_, i) => o.concurrency - 1 - i);
   }
 
   start(): void {
     mkdirSync(this.o.workdir, { recursive: true });
-    this.slots = Array.from({ length: this.o.concurrency }, (_, i) => this.slot(i));
+    this.leaser = this.leaseLoop();
     this.o.log.info({ server: this.o.server, runnerType: this.o.runnerType, runnerId: this.o.runnerId, concurrency: this.o.concurrency }, 'agent started');
   }
 
@@ -75,7 +81,8 @@ export class Agent {
     this.draining = true;
     for (const c of this.leaseCalls) c.cancel();
     this.wake?.();
-    await Promise.all(this.slots);
+    await this.leaser;
+    while (this.workers.size > 0) await Promise.all([...this.workers]);
     this.client.close();
   }
 
@@ -83,22 +90,39 @@ export class Agent {
   abort(): void {
     this.draining = true;
     for (const c of this.leaseCalls) c.cancel();
+    this.wake?.();
     for (const r of this.running) r.stop('the agent was stopped');
   }
 
-  private async slot(slot: number): Promise<void> {
+  /**
+   * One long-polling Lease at a time, for as many attempts as there are free slots (max_attempts); each attempt
+   * leased goes to a free slot. A slot that finishes asks for its next attempt in the same CompleteLease
+   * (lease_next), so while there is work a stage costs one round trip; it is back here only when none was left.
+   */
+  private async leaseLoop(): Promise<void> {
     let backoff = 200;
     while (!this.draining) {
-      let leased: LeasedAttempt | undefined;
+      if (this.freeSlots.length === 0) {
+        await this.pause(Infinity);
+        continue;
+      }
+      let leased: LeasedAttempt[];
       try {
         const call = startUnary(
           this.client.lease.bind(this.client),
-          LeaseRequest.fromPartial({ runnerId: this.o.runnerId, runnerType: this.o.runnerType, labels: { ...this.o.labels }, waitMs: this.o.waitMs }),
+          LeaseRequest.fromPartial({
+            runnerId: this.o.runnerId,
+            runnerType: this.o.runnerType,
+            labels: { ...this.o.labels },
+            waitMs: this.o.waitMs,
+            maxAttempts: this.freeSlots.length,
+          }),
           { timeoutMs: this.o.waitMs + 10_000 },
         );
         this.leaseCalls.add(call);
         try {
-          leased = (await call.response).attempt;
+          const res = await call.response;
+          leased = res.attempt ? [res.attempt, ...res.moreAttempts] : [];
         } finally {
           this.leaseCalls.delete(call);
         }
@@ -106,39 +130,55 @@ export class Agent {
       } catch (err) {
         if (this.draining) break;
         const e = err as ServiceError;
-        this.o.log.warn({ slot, code: status[e.code] ?? e.code, error: e.details ?? e.message, retryInMs: backoff }, 'lease failed; retrying');
+        this.o.log.warn({ code: status[e.code] ?? e.code, error: e.details ?? e.message, retryInMs: backoff }, 'lease failed; retrying');
         await this.pause(backoff);
         backoff = Math.min(backoff * 2, 5000);
         continue;
       }
-      if (leased) await this.execute(slot, leased);
+      // Leased attempts are run even when a drain began meanwhile: they are ours now, and are completed.
+      for (const l of leased) this.run(this.freeSlots.pop() ?? -1, l, leased.length > 1 ? 'lease (batch)' : 'lease');
     }
   }
 
+  /** Runs an attempt in `slot`, then the next ones CompleteLease hands back, then frees the slot. */
+  private run(slot: number, first: LeasedAttempt, via: string): void {
+    const worker = (async () => {
+      let next: LeasedAttempt | undefined = await this.execute(slot, first, via);
+      while (next) next = await this.execute(slot, next, 'complete (lease_next)');
+    })()
+      .catch((err: Error) => this.o.log.error({ slot, error: err.message }, 'slot failed'))
+      .finally(() => {
+        this.workers.delete(worker);
+        if (slot >= 0) this.freeSlots.push(slot);
+        this.wake?.();
+      });
+    this.workers.add(worker);
+  }
+
+  /** Waits ms (Infinity: until woken), or until woken (a slot freed, a drain). */
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.wake = null;
-        resolve();
-      }, ms);
-      this.wake = () => {
-        clearTimeout(t);
+      const t = Number.isFinite(ms) ? setTimeout(() => done(), ms) : undefined;
+      const done = () => {
+        if (t) clearTimeout(t);
+        if (this.wake === done) this.wake = null;
         resolve();
       };
+      this.wake = done;
     });
   }
 
-  private async execute(slot: number, l: LeasedAttempt): Promise<void> {
+  /** Runs one leased attempt and completes it; resolves with the next attempt the completion leased, if any. */
+  private async execute(slot: number, l: LeasedAttempt, via: string): Promise<LeasedAttempt | undefined> {
     const at = { slot, workPlanId: l.workPlanId, stageId: l.stageId, attempt: l.attemptIdx, leaseId: l.leaseId };
-    this.o.log.info(at, 'leased');
+    this.o.log.info({ ...at, via }, 'leased');
     const args = (l.args ?? {}) as Record<string, unknown>;
     let parsed: ReturnType<typeof parseCommandArgs>;
     try {
       parsed = parseCommandArgs(args);
     } catch (err) {
       // A broken stage is not retried: the same args would fail the same way.
-      await this.complete(at, l.leaseToken, { stageState: StageState.STAGE_STATE_FINAL, failure: { message: (err as Error).message } });
-      return;
+      return this.complete(at, l.leaseToken, { stageState: StageState.STAGE_STATE_FINAL, failure: { message: (err as Error).message } });
     }
     const dir = mkdtempSync(join(this.o.workdir, `${l.stageId.replace(/[^\w.-]/g, '_').slice(0, 40)}-${l.attemptIdx}-`));
     let cwd: string;
@@ -179,18 +219,18 @@ export class Agent {
       this.o.log.info({ ...at, pid: cmd.pid, exitCode: result.exitCode, signal: result.signal, durationMs: result.durationMs, stopped: result.stopped }, 'finished');
       if (outcome.lost) {
         this.o.log.warn({ ...at, reason: outcome.lost }, 'not completing: the lease is over');
-        return;
+        return undefined;
       }
       const data = { exit_code: result.exitCode ?? -1, duration_ms: result.durationMs, output_tail: result.tail, runner_id: this.o.runnerId };
       if (result.exitCode === 0 && !result.stopped) {
-        await this.complete(at, l.leaseToken, {
+        return await this.complete(at, l.leaseToken, {
           stageState: StageState.STAGE_STATE_FINAL,
           checkUpdates: l.assignedCheckIds.map((checkId) => ({ checkId, resultData: data, finalize: true, state: CheckState.CHECK_STATE_FINAL })),
           details: data,
         });
       } else {
         const why = result.stopped ?? (result.signal ? `command was killed by ${result.signal}` : `command exited with code ${result.exitCode}`);
-        await this.complete(at, l.leaseToken, { failure: { message: why }, details: data });
+        return await this.complete(at, l.leaseToken, { failure: { message: why }, details: data });
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -246,19 +286,30 @@ export class Agent {
     };
   }
 
-  private async complete(at: object, leaseToken: string, req: CompletionInput): Promise<void> {
+  /**
+   * CompleteLease, retried while the server is unreachable. Unless draining it also asks for this slot's next
+   * attempt (lease_next, extension): resolves with it when one was offerable.
+   */
+  private async complete(at: object, leaseToken: string, req: CompletionInput): Promise<LeasedAttempt | undefined> {
     const until = Date.now() + this.o.completeRetryMs;
     let backoff = 200;
     for (;;) {
+      const leaseNext = this.draining
+        ? undefined
+        : { runnerId: this.o.runnerId, runnerType: this.o.runnerType, labels: { ...this.o.labels }, maxAttempts: 1 };
       try {
-        await unary(this.client.completeLease.bind(this.client), CompleteLeaseRequest.fromPartial({ ...req, leaseToken } as Parameters<typeof CompleteLeaseRequest.fromPartial>[0]), { timeoutMs: 10_000 });
+        const res = await unary(
+          this.client.completeLease.bind(this.client),
+          CompleteLeaseRequest.fromPartial({ ...req, leaseToken, leaseNext } as Parameters<typeof CompleteLeaseRequest.fromPartial>[0]),
+          { timeoutMs: 10_000 },
+        );
         this.o.log.info({ ...at, failed: Boolean(req.failure) }, 'completed');
-        return;
+        return res.nextAttempts[0];
       } catch (err) {
         const e = err as ServiceError;
         if (!RETRYABLE.has(e.code) || Date.now() > until) {
           this.o.log.warn({ ...at, code: status[e.code] ?? e.code, error: e.details ?? e.message }, 'completion refused');
-          return;
+          return undefined;
         }
         this.o.log.warn({ ...at, code: status[e.code] ?? e.code, retryInMs: backoff }, 'completion failed; retrying');
         await sleep(backoff);

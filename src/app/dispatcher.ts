@@ -47,6 +47,7 @@ export class Dispatcher {
   private readonly deadlineTimers = new Map<string, NodeJS.Timeout>();
   private readonly expiryTimers = new Map<string, NodeJS.Timeout>();
   private subscription: Subscription | null = null;
+  private unhook: (() => void) | null = null;
 
   constructor(
     private readonly app: Orchestrator,
@@ -67,13 +68,24 @@ export class Dispatcher {
       }
     }
     for (const reg of runners.registrations()) this.armExpiry(reg);
-    // Timers follow every batch; the queue is pumped once per turn, after whatever that turn appended (and once now).
-    this.subscription = merge(of(null), this.app.bus.batches$.pipe(tap((batch) => this.observe(batch))))
-      .pipe(coalescePerTurn())
-      .subscribe(() => this.pump());
+    // Timers follow every batch. The queue is pumped once now, then at every group commit, right before it: a
+    // runner's answer, the attempt the resolver opened because of it and that attempt's dispatch are one commit,
+    // and the next Run goes out the moment it is on disk. Without group commit, once per turn.
+    const observed = this.app.bus.batches$.pipe(tap((batch) => this.observe(batch)));
+    if (this.app.groupCommit) {
+      this.unhook = this.app.beforeCommit(() => this.pump());
+      this.subscription = observed.subscribe();
+      this.subscription.add(of(null).pipe(coalescePerTurn()).subscribe(() => this.pump()));
+    } else {
+      this.subscription = merge(of(null), observed)
+        .pipe(coalescePerTurn())
+        .subscribe(() => this.pump());
+    }
   }
 
   stop(): void {
+    this.unhook?.();
+    this.unhook = null;
     this.subscription?.unsubscribe();
     this.subscription = null;
     for (const t of [...this.deadlineTimers.values(), ...this.expiryTimers.values()]) clearTimeout(t);
@@ -113,14 +125,18 @@ export class Dispatcher {
     }
   }
 
-  /** Oldest queued attempt first, to the least-loaded live runner of its type with a free slot and its mode. */
+  /**
+   * Oldest queued attempt first, to the least-loaded live runner of its type with a free slot and its mode. The
+   * queues are walked live, not copied: a dispatch removes the attempt it dispatched (already visited), and the
+   * walk stops at the first attempt no runner has a slot for.
+   */
   private pump(): void {
     const { executions, runners } = this.app.models;
     const now = this.app.now();
-    for (const type of [...executions.queuedTypes()]) {
+    for (const type of executions.queuedTypes()) {
       const live = [...runners.registrations()].filter((r) => r.runnerType === type && r.expiresAt > now);
       if (live.length === 0) continue;
-      for (const queued of [...executions.queue(type)]) {
+      for (const queued of executions.queue(type)) {
         const free = live.filter((r) => executions.load(r.registrationId) < r.maxConcurrent);
         if (free.length === 0) break;
         const able = free.filter((r) => r.supportedModes.includes(queued.mode));

@@ -44,7 +44,12 @@ export interface LeaseRequest {
   readonly runnerType: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly waitMs: number;
+  /** Lease up to this many attempts at once (the runner's free slots); at least 1. */
+  readonly maxAttempts?: number;
 }
+
+/** Most attempts one Lease (or one CompleteLease's lease_next) may take. */
+export const MAX_LEASE_BATCH = 64;
 
 export interface LeasedAttempt {
   readonly leaseId: string;
@@ -62,7 +67,7 @@ export interface LeasedAttempt {
 interface Waiter {
   readonly req: LeaseRequest;
   readonly caller: Caller;
-  readonly resolve: (leased: LeasedAttempt | null) => void;
+  readonly resolve: (leased: LeasedAttempt[]) => void;
   readonly timer: NodeJS.Timeout;
 }
 
@@ -79,6 +84,9 @@ export class PullService {
   private readonly backoffEnded = new Subject<void>();
   private backoffTimer: NodeJS.Timeout | null = null;
   private backoffAt = Infinity;
+  /** A batch that can serve a waiter was appended since the waiters were last served. */
+  private waitersDirty = false;
+  private unhook: (() => void) | null = null;
 
   constructor(
     private readonly app: Orchestrator,
@@ -87,21 +95,38 @@ export class PullService {
     private readonly newId: () => string = randomUUID,
   ) {}
 
-  /** Waiters are served once per turn, after a batch that can serve one (or a backoff that ended). */
+  /**
+   * Waiters are served after a batch that can serve one: at the group commit that holds it, right before it (so
+   * the attempt a completion opened is leased in the same commit), or once per turn without group commit; and
+   * when a retry backoff ends.
+   */
   start(): void {
-    this.subscription = merge(this.app.bus.batches$.pipe(filter((batch) => this.canServeWaiter(batch))), this.backoffEnded)
-      .pipe(coalescePerTurn())
-      .subscribe(() => this.pump());
+    const canServe = this.app.bus.batches$.pipe(filter((batch) => this.canServeWaiter(batch)));
+    if (this.app.groupCommit) {
+      this.unhook = this.app.beforeCommit(() => {
+        if (!this.waitersDirty) return;
+        this.waitersDirty = false;
+        this.pump();
+      });
+      this.subscription = canServe.subscribe(() => (this.waitersDirty = true));
+      this.subscription.add(this.backoffEnded.pipe(coalescePerTurn()).subscribe(() => this.pump()));
+    } else {
+      this.subscription = merge(canServe, this.backoffEnded)
+        .pipe(coalescePerTurn())
+        .subscribe(() => this.pump());
+    }
   }
 
   /** Answers every waiting Lease call with "nothing" and stops waking them. */
   stop(): void {
+    this.unhook?.();
+    this.unhook = null;
     this.subscription?.unsubscribe();
     this.subscription = null;
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     for (const w of this.waiters.splice(0)) {
       clearTimeout(w.timer);
-      w.resolve(null);
+      w.resolve([]);
     }
   }
 
@@ -121,20 +146,23 @@ export class PullService {
     return this.config.limits.get(runnerType) ?? this.config.defaultLimit;
   }
 
-  /** Leases the best offerable attempt now, or waits (up to waitMs) for one; null when none came. */
-  lease(req: LeaseRequest, cancelled: { onCancel(f: () => void): void }, caller: Caller = ANONYMOUS): Promise<LeasedAttempt | null> {
+  /**
+   * Leases the best offerable attempts now (up to req.maxAttempts, one by default), or waits (up to waitMs) for at
+   * least one; empty when none came.
+   */
+  lease(req: LeaseRequest, cancelled: { onCancel(f: () => void): void }, caller: Caller = ANONYMOUS): Promise<LeasedAttempt[]> {
     this.seen.set(req.runnerId, { runnerType: req.runnerType, labels: req.labels, lastSeen: this.app.now() });
-    const now = this.tryLease(req, caller);
-    if (now || req.waitMs <= 0 || !this.subscription) return Promise.resolve(now);
+    const now = this.tryLeaseMany(req, caller);
+    if (now.length > 0 || req.waitMs <= 0 || !this.subscription) return Promise.resolve(now);
     return new Promise((resolve) => {
       const waiter: Waiter = {
         req,
         caller,
         resolve,
-        timer: setTimeout(() => this.drop(waiter, null), Math.min(req.waitMs, MAX_TIMER_MS)),
+        timer: setTimeout(() => this.drop(waiter, []), Math.min(req.waitMs, MAX_TIMER_MS)),
       };
       this.waiters.push(waiter);
-      cancelled.onCancel(() => this.drop(waiter, null));
+      cancelled.onCancel(() => this.drop(waiter, []));
     });
   }
 
@@ -156,8 +184,12 @@ export class PullService {
     return { expiresAt: lease?.expiresAt ?? 0, cancelRequested };
   }
 
-  /** Applies the outcome; an identical repeat is acknowledged with nothing appended. */
-  complete(token: string, completion: Omit<ExecutionCompletion, 'fingerprint'>, caller: Caller = ANONYMOUS): void {
+  /**
+   * Applies the outcome; an identical repeat is acknowledged with nothing appended. With `next`, then leases the
+   * runner's next attempts at once, without waiting (complete-and-lease-next): in the same turn, so the
+   * completion, what the resolver opened because of it and the new leases share one group commit.
+   */
+  complete(token: string, completion: Omit<ExecutionCompletion, 'fingerprint'>, caller: Caller = ANONYMOUS, next: LeaseRequest | null = null): LeasedAttempt[] {
     const ref = this.find(token, caller);
     const fingerprint = createHash('sha256').update(JSON.stringify(completion)).digest('base64url');
     this.app.decideAndCommit(
@@ -166,6 +198,8 @@ export class PullService {
       (draft, ctx) => decideLeaseCompletion({ target: ref, completion: { ...completion, fingerprint } }, draft, ctx),
       actorOf(caller),
     );
+    if (next) this.seen.set(next.runnerId, { runnerType: next.runnerType, labels: next.labels, lastSeen: this.app.now() });
+    return next ? this.tryLeaseMany(next, caller) : [];
   }
 
   /** The lease token is the capability; with auth on, it must also come from the token that leased it (or an admin). */
@@ -178,7 +212,7 @@ export class PullService {
     return ref;
   }
 
-  private drop(waiter: Waiter, leased: LeasedAttempt | null): void {
+  private drop(waiter: Waiter, leased: LeasedAttempt[]): void {
     const i = this.waiters.indexOf(waiter);
     if (i < 0) return;
     this.waiters.splice(i, 1);
@@ -203,8 +237,8 @@ export class PullService {
   private pump(): void {
     for (const waiter of [...this.waiters]) {
       if (!this.waiters.includes(waiter)) continue;
-      const leased = this.tryLease(waiter.req, waiter.caller);
-      if (leased) this.drop(waiter, leased);
+      const leased = this.tryLeaseMany(waiter.req, waiter.caller);
+      if (leased.length > 0) this.drop(waiter, leased);
     }
     this.armBackoffTimer();
   }
@@ -234,6 +268,18 @@ export class PullService {
   /** When an attempt may be offered: at once for a first attempt, after the retry backoff for a retry. */
   offerableAt(o: OfferableAttempt): number {
     return o.idx > 1 ? o.createdAt + (o.retryBackoffMs || this.config.defaultRetryBackoffMs) : o.createdAt;
+  }
+
+  /** Up to req.maxAttempts leases, one decision each (limits and fairness are re-read after every lease). */
+  private tryLeaseMany(req: LeaseRequest, caller: Caller): LeasedAttempt[] {
+    const max = Math.min(Math.max(req.maxAttempts ?? 1, 1), MAX_LEASE_BATCH);
+    const leased: LeasedAttempt[] = [];
+    while (leased.length < max) {
+      const one = this.tryLease(req, caller);
+      if (!one) break;
+      leased.push(one);
+    }
+    return leased;
   }
 
   /**

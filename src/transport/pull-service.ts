@@ -1,9 +1,9 @@
 // gRPC ↔ application mapping for turboci.v1.TurboCIRunnerPull: zod validation at the edge, errors mapped in one
 // place (errors.ts), one log line per call. Lease is a long poll, so calls may answer asynchronously.
 import { z } from 'zod';
-import type { PullService } from '../app/pull-service.js';
+import { MAX_LEASE_BATCH, type LeasedAttempt as Leased, type PullService } from '../app/pull-service.js';
 import type { JsonObject } from '../domain/model.js';
-import type { TurboCIRunnerPullServer } from '../gen/turboci/v1/pull.js';
+import type { LeasedAttempt, TurboCIRunnerPullServer } from '../gen/turboci/v1/pull.js';
 import type { Logger } from '../logging.js';
 import { completionValues, toCompletion } from './runner-mapping.js';
 import { unaryHandler } from './unary.js';
@@ -20,6 +20,7 @@ const leaseRequest = z.object({
   runnerType: requiredId('runner_type'),
   labels: stringMap,
   waitMs: z.number().int().min(0, 'must not be negative').max(MAX_WAIT_MS, `must be at most ${MAX_WAIT_MS}`),
+  maxAttempts: z.number().int().min(0, 'must not be negative').max(MAX_LEASE_BATCH, `must be at most ${MAX_LEASE_BATCH}`),
 });
 const token = z.string().min(1, 'lease_token is required').max(512, 'not a lease token this server issued');
 const heartbeatRequest = z.object({
@@ -28,7 +29,24 @@ const heartbeatRequest = z.object({
   message: text(MAX_MESSAGE_BYTES),
   details: struct,
 });
-const completeRequest = z.object({ leaseToken: token });
+const completeRequest = z.object({ leaseToken: token, leaseNext: leaseRequest.optional() });
+
+/** A leased attempt as the wire has it. */
+function toLeasedAttempt(leased: Leased): LeasedAttempt {
+  return {
+    leaseId: leased.leaseId,
+    leaseToken: leased.leaseToken,
+    expiresAt: new Date(leased.expiresAt),
+    heartbeatIntervalMs: leased.heartbeatIntervalMs,
+    runDeadline: new Date(leased.runDeadline),
+    workPlanId: leased.workPlanId,
+    stageId: leased.stageId,
+    attemptIdx: leased.idx,
+    args: leased.args,
+    assignedCheckIds: leased.checks.map((c) => c.checkId),
+    checkOptions: leased.checks.map((c) => ({ checkId: c.checkId, kind: c.kind, options: c.options })),
+  };
+}
 
 /** `durable`: see unaryHandler. */
 export function pullService(pull: PullService, log: Logger, durable: () => Promise<void>, auth?: Authenticator): TurboCIRunnerPullServer {
@@ -37,23 +55,8 @@ export function pullService(pull: PullService, log: Logger, durable: () => Promi
     lease: unary('Lease', async (req, { call, principal }) => {
       const r = parseRequest(leaseRequest, req);
       principal.requireRunnerType('runners.lease', r.runnerType);
-      const leased = await pull.lease(r, { onCancel: (f) => call.once('cancelled', f) }, principal.caller);
-      if (!leased) return { attempt: undefined };
-      return {
-        attempt: {
-          leaseId: leased.leaseId,
-          leaseToken: leased.leaseToken,
-          expiresAt: new Date(leased.expiresAt),
-          heartbeatIntervalMs: leased.heartbeatIntervalMs,
-          runDeadline: new Date(leased.runDeadline),
-          workPlanId: leased.workPlanId,
-          stageId: leased.stageId,
-          attemptIdx: leased.idx,
-          args: leased.args,
-          assignedCheckIds: leased.checks.map((c) => c.checkId),
-          checkOptions: leased.checks.map((c) => ({ checkId: c.checkId, kind: c.kind, options: c.options })),
-        },
-      };
+      const [first, ...more] = await pull.lease(r, { onCancel: (f) => call.once('cancelled', f) }, principal.caller);
+      return { attempt: first && toLeasedAttempt(first), moreAttempts: more.map(toLeasedAttempt) };
     }),
     heartbeat: unary('Heartbeat', (req, { principal }) => {
       const hb = parseRequest(heartbeatRequest, req);
@@ -61,10 +64,11 @@ export function pullService(pull: PullService, log: Logger, durable: () => Promi
       return { expiresAt: new Date(out.expiresAt), cancelRequested: out.cancelRequested };
     }),
     completeLease: unary('CompleteLease', (req, { principal }) => {
-      const { leaseToken } = parseRequest(completeRequest, req);
+      const { leaseToken, leaseNext } = parseRequest(completeRequest, req);
       parseRequest(completionValues, req);
-      pull.complete(leaseToken, toCompletion(req), principal.caller);
-      return { acknowledged: true };
+      if (leaseNext) principal.requireRunnerType('runners.lease', leaseNext.runnerType);
+      const next = pull.complete(leaseToken, toCompletion(req), principal.caller, leaseNext ?? null);
+      return { acknowledged: true, nextAttempts: next.map(toLeasedAttempt) };
     }),
   };
 }

@@ -116,6 +116,11 @@ describe('turboci runner agents', () => {
     for (const [runner, n] of flight.perRunner) assert.ok(n <= 2, `${runner} had ${n} in flight (concurrency 2)`);
     assert.ok(flight.total <= 3, `${flight.total} in flight (server limit shell=3)`);
     assert.equal(flight.perRunner.size, 2, 'both agents took work');
+    // The one-round-trip paths (extensions) are what the agent uses by default.
+    const via = [...a.logs, ...b.logs].filter((l) => l.msg === 'leased').map((l) => String(l.via));
+    assert.equal(via.length, 10);
+    assert.ok(via.includes('complete (lease_next)'), `no attempt came back in a CompleteLease answer: ${JSON.stringify(via)}`);
+    assert.ok(via.some((v) => v.startsWith('lease')), 'the first attempts came from Lease');
 
     // SIGTERM drains: an idle agent exits 0.
     assert.equal(await a.stop('SIGTERM'), 0);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { AttemptState, CheckState, StageState } from '../../src/gen/turboci/v1/common.js';
+import { AttemptState, CheckState, NodeType, PredicateType, StageState } from '../../src/gen/turboci/v1/common.js';
 import { connect, startServer, tempDir, type Api, type ServerProcess } from '../support/server.js';
 import { eventually } from '../support/runner.js';
 import { connectPull, readLog, type PullApi } from './support.js';
@@ -83,9 +83,9 @@ describe('pull protocol', () => {
       stageState: StageState.STAGE_STATE_FINAL,
       checkUpdates: [{ checkId: 'build', resultData: { exit_code: 0 }, finalize: true, state: CheckState.CHECK_STATE_FINAL }],
     };
-    assert.deepEqual(await pull.completeLease(completion), { acknowledged: true });
+    assert.deepEqual(await pull.completeLease(completion), { acknowledged: true, nextAttempts: [] });
     const version = (await api.getWorkPlan({ id: workPlanId })).workPlan!.version;
-    assert.deepEqual(await pull.completeLease(completion), { acknowledged: true }, 'an identical repeat is acknowledged');
+    assert.deepEqual(await pull.completeLease(completion), { acknowledged: true, nextAttempts: [] }, 'an identical repeat is acknowledged');
     assert.equal((await api.getWorkPlan({ id: workPlanId })).workPlan!.version, version, 'and appends nothing');
     const done = await api.queryNodes({ workPlanId });
     assert.equal(done.stages[0]!.state, StageState.STAGE_STATE_FINAL);
@@ -134,6 +134,50 @@ describe('pull protocol', () => {
     assert.equal(fourth.workPlanId, big);
     assert.equal(fourth.stageId, 'b1');
     for (const l of [third, fourth]) await pull.completeLease({ leaseToken: l.leaseToken, stageState: StageState.STAGE_STATE_FINAL });
+  });
+
+  test('extensions: Lease takes up to max_attempts; CompleteLease with lease_next hands back the next attempt, also one the completion opened', async () => {
+    const workPlanId = (await api.createWorkPlan({})).workPlan!.id;
+    await api.writeNodes({
+      workPlanId,
+      stages: [
+        { id: 'f0', runnerType: 'batch' },
+        { id: 'f1', runnerType: 'batch' },
+        { id: 'f2', runnerType: 'batch' },
+        { id: 'then', runnerType: 'batch', dependencies: { predicate: PredicateType.PREDICATE_TYPE_AND, dependencies: [{ targetType: NodeType.NODE_TYPE_STAGE, targetId: 'f0' }] } },
+      ],
+    });
+    const res = await pull.lease({ runnerId: 'b', runnerType: 'batch', waitMs: 0, maxAttempts: 5 });
+    const all = [res.attempt!, ...res.moreAttempts];
+    assert.deepEqual(all.map((a) => a.stageId), ['f0', 'f1', 'f2'], 'every offerable attempt, oldest first, up to max_attempts');
+    assert.equal(new Set(all.map((a) => a.leaseToken)).size, 3, 'each its own lease');
+    for (const a of all) assert.equal((await stage(workPlanId, a.stageId)).attempts[0]!.state, AttemptState.ATTEMPT_STATE_RUNNING);
+
+    // Completing f0 opens `then`: the same answer leases it.
+    const done = await pull.completeLease({
+      leaseToken: res.attempt!.leaseToken,
+      stageState: StageState.STAGE_STATE_FINAL,
+      leaseNext: { runnerId: 'b', runnerType: 'batch', maxAttempts: 1 },
+    });
+    assert.equal(done.acknowledged, true);
+    assert.deepEqual(done.nextAttempts.map((a) => a.stageId), ['then']);
+    assert.equal((await stage(workPlanId, 'f0')).state, StageState.STAGE_STATE_FINAL);
+    const leasedEvents = readLog(server.dbPath).filter((e) => e.streamId === workPlanId && e.event.type === 'StageAttemptLeased');
+    assert.equal(leasedEvents.length, 4, 'every lease handed out is in the log');
+
+    // Nothing left: lease_next answers empty at once (it never waits); a refused completion leases nothing.
+    const last = await pull.completeLease({ leaseToken: done.nextAttempts[0]!.leaseToken, stageState: StageState.STAGE_STATE_FINAL, leaseNext: { runnerId: 'b', runnerType: 'batch', waitMs: 60_000 } });
+    assert.deepEqual(last.nextAttempts, []);
+    const refused = await code(pull.completeLease({ leaseToken: 'forged', leaseNext: { runnerId: 'b', runnerType: 'batch' } }));
+    assert.equal(refused.code, status.FAILED_PRECONDITION);
+    for (const a of res.moreAttempts) await pull.completeLease({ leaseToken: a.leaseToken, stageState: StageState.STAGE_STATE_FINAL });
+
+    const tooMany = await code(pull.lease({ runnerId: 'b', runnerType: 'batch', waitMs: 0, maxAttempts: 65 }));
+    assert.equal(tooMany.code, status.INVALID_ARGUMENT);
+    assert.match(tooMany.details, /^max_attempts: must be at most 64/);
+    const badNext = await code(pull.completeLease({ leaseToken: 'x', leaseNext: { runnerId: '', runnerType: 'batch' } }));
+    assert.equal(badNext.code, status.INVALID_ARGUMENT);
+    assert.match(badNext.details, /^lease_next\.runner_id/);
   });
 
   test('a long poll is woken by a new attempt (no polling) and answers empty when its wait runs out', async () => {

@@ -55,8 +55,17 @@ export function tempDir(prefix = 'turboci-test-'): { path: string; remove(): voi
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-export async function startServer(dbPath: string, extraArgs: string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--http-port', '0', '--db', dbPath, '--log-level', 'info', ...extraArgs], {
+/** Extra node flags for the server process, e.g. `TURBOCI_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile it under a benchmark. */
+const SERVER_NODE_ARGS = (process.env.TURBOCI_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+
+/**
+ * `keepLogs: false` (benchmarks): log lines after "listening" are drained from the pipe but not parsed or kept, so
+ * the benchmark process, which also hosts the runners, does not pay for parsing every line the server writes.
+ */
+export async function startServer(dbPath: string, extraArgs: string[] = [], opts: { keepLogs?: boolean } = {}): Promise<ServerProcess> {
+  const keepLogs = opts.keepLogs ?? true;
+  let listening = false;
+  const child = spawn(process.execPath, [...SERVER_NODE_ARGS, BIN, 'serve', '--port', '0', '--http-port', '0', '--db', dbPath, '--log-level', 'info', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
@@ -67,11 +76,13 @@ export async function startServer(dbPath: string, extraArgs: string[] = []): Pro
   const address = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
+      if (listening && !keepLogs) return;
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
         if (entry.msg === 'listening') {
           httpAddress = String(entry.httpAddress);
+          listening = true;
           resolve(String(entry.address));
         }
       } catch {

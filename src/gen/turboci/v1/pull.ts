@@ -35,6 +35,11 @@ export interface LeaseRequest {
   labels: { [key: string]: string };
   /** How long to wait for work; 0 answers at once; at most 60000. */
   waitMs: number;
+  /**
+   * Extension: lease up to this many attempts in one call (the runner's free slots); 0 or 1 = one, at most 64.
+   * Returned as soon as at least one is available; the answer holds as many as were offerable then.
+   */
+  maxAttempts: number;
 }
 
 export interface LeaseRequest_LabelsEntry {
@@ -44,7 +49,11 @@ export interface LeaseRequest_LabelsEntry {
 
 export interface LeaseResponse {
   /** Absent when nothing became available before wait_ms passed. */
-  attempt: LeasedAttempt | undefined;
+  attempt:
+    | LeasedAttempt
+    | undefined;
+  /** Extension: with max_attempts > 1, the attempts leased beside `attempt` (each its own lease and token). */
+  moreAttempts: LeasedAttempt[];
 }
 
 export interface LeasedAttempt {
@@ -87,15 +96,27 @@ export interface CompleteLeaseRequest {
   checkUpdates: CheckUpdate[];
   /** Set when the work failed: the attempt is INCOMPLETE (and retried unless stage_state is FINAL). */
   failure: Failure | undefined;
-  details: { [key: string]: any } | undefined;
+  details:
+    | { [key: string]: any }
+    | undefined;
+  /**
+   * Extension: once the outcome is applied, lease the runner's next attempts as a Lease with this request would
+   * (runner_id, runner_type, labels, max_attempts), but without waiting: wait_ms is ignored and the answer holds
+   * what was offerable at once (possibly nothing: then call Lease). Nothing is leased when the completion is
+   * refused. A repeat of an already applied completion leases again; leases whose answer was lost expire by
+   * missed heartbeats and their attempts are retried.
+   */
+  leaseNext: LeaseRequest | undefined;
 }
 
 export interface CompleteLeaseResponse {
   acknowledged: boolean;
+  /** Extension: the attempts leased for lease_next (empty without it, or when none was offerable). */
+  nextAttempts: LeasedAttempt[];
 }
 
 function createBaseLeaseRequest(): LeaseRequest {
-  return { runnerId: "", runnerType: "", labels: {}, waitMs: 0 };
+  return { runnerId: "", runnerType: "", labels: {}, waitMs: 0, maxAttempts: 0 };
 }
 
 export const LeaseRequest: MessageFns<LeaseRequest> = {
@@ -111,6 +132,9 @@ export const LeaseRequest: MessageFns<LeaseRequest> = {
     });
     if (message.waitMs !== 0) {
       writer.uint32(32).int32(message.waitMs);
+    }
+    if (message.maxAttempts !== 0) {
+      writer.uint32(800).int32(message.maxAttempts);
     }
     return writer;
   },
@@ -163,6 +187,14 @@ export const LeaseRequest: MessageFns<LeaseRequest> = {
             message.waitMs = reader.int32();
             continue;
           }
+          case 100: {
+            if (tag !== 800) {
+              break;
+            }
+
+            message.maxAttempts = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -206,6 +238,11 @@ export const LeaseRequest: MessageFns<LeaseRequest> = {
         : isSet(object.wait_ms)
         ? globalThis.Number(object.wait_ms)
         : 0,
+      maxAttempts: isSet(object.maxAttempts)
+        ? globalThis.Number(object.maxAttempts)
+        : isSet(object.max_attempts)
+        ? globalThis.Number(object.max_attempts)
+        : 0,
     };
   },
 
@@ -229,6 +266,9 @@ export const LeaseRequest: MessageFns<LeaseRequest> = {
     if (message.waitMs !== 0) {
       obj.waitMs = Math.round(message.waitMs);
     }
+    if (message.maxAttempts !== 0) {
+      obj.maxAttempts = Math.round(message.maxAttempts);
+    }
     return obj;
   },
 
@@ -249,6 +289,7 @@ export const LeaseRequest: MessageFns<LeaseRequest> = {
       {},
     );
     message.waitMs = object.waitMs ?? 0;
+    message.maxAttempts = object.maxAttempts ?? 0;
     return message;
   },
 };
@@ -339,13 +380,16 @@ export const LeaseRequest_LabelsEntry: MessageFns<LeaseRequest_LabelsEntry> = {
 };
 
 function createBaseLeaseResponse(): LeaseResponse {
-  return { attempt: undefined };
+  return { attempt: undefined, moreAttempts: [] };
 }
 
 export const LeaseResponse: MessageFns<LeaseResponse> = {
   encode(message: LeaseResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.attempt !== undefined) {
       LeasedAttempt.encode(message.attempt, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.moreAttempts) {
+      LeasedAttempt.encode(v!, writer.uint32(802).fork()).join();
     }
     return writer;
   },
@@ -371,6 +415,14 @@ export const LeaseResponse: MessageFns<LeaseResponse> = {
             message.attempt = LeasedAttempt.decode(reader, reader.uint32());
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.moreAttempts.push(LeasedAttempt.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -384,13 +436,23 @@ export const LeaseResponse: MessageFns<LeaseResponse> = {
   },
 
   fromJSON(object: any): LeaseResponse {
-    return { attempt: isSet(object.attempt) ? LeasedAttempt.fromJSON(object.attempt) : undefined };
+    return {
+      attempt: isSet(object.attempt) ? LeasedAttempt.fromJSON(object.attempt) : undefined,
+      moreAttempts: globalThis.Array.isArray(object?.moreAttempts)
+        ? object.moreAttempts.map((e: any) => LeasedAttempt.fromJSON(e))
+        : globalThis.Array.isArray(object?.more_attempts)
+        ? object.more_attempts.map((e: any) => LeasedAttempt.fromJSON(e))
+        : [],
+    };
   },
 
   toJSON(message: LeaseResponse): unknown {
     const obj: any = {};
     if (message.attempt !== undefined) {
       obj.attempt = LeasedAttempt.toJSON(message.attempt);
+    }
+    if (message.moreAttempts?.length) {
+      obj.moreAttempts = message.moreAttempts.map((e) => LeasedAttempt.toJSON(e));
     }
     return obj;
   },
@@ -403,6 +465,7 @@ export const LeaseResponse: MessageFns<LeaseResponse> = {
     message.attempt = (object.attempt !== undefined && object.attempt !== null)
       ? LeasedAttempt.fromPartial(object.attempt)
       : undefined;
+    message.moreAttempts = object.moreAttempts?.map((e) => LeasedAttempt.fromPartial(e)) || [];
     return message;
   },
 };
@@ -907,7 +970,14 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseCompleteLeaseRequest(): CompleteLeaseRequest {
-  return { leaseToken: "", stageState: 0, checkUpdates: [], failure: undefined, details: undefined };
+  return {
+    leaseToken: "",
+    stageState: 0,
+    checkUpdates: [],
+    failure: undefined,
+    details: undefined,
+    leaseNext: undefined,
+  };
 }
 
 export const CompleteLeaseRequest: MessageFns<CompleteLeaseRequest> = {
@@ -926,6 +996,9 @@ export const CompleteLeaseRequest: MessageFns<CompleteLeaseRequest> = {
     }
     if (message.details !== undefined) {
       Struct.encode(Struct.wrap(message.details), writer.uint32(42).fork()).join();
+    }
+    if (message.leaseNext !== undefined) {
+      LeaseRequest.encode(message.leaseNext, writer.uint32(802).fork()).join();
     }
     return writer;
   },
@@ -983,6 +1056,14 @@ export const CompleteLeaseRequest: MessageFns<CompleteLeaseRequest> = {
             message.details = Struct.unwrap(Struct.decode(reader, reader.uint32()));
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.leaseNext = LeaseRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1014,6 +1095,11 @@ export const CompleteLeaseRequest: MessageFns<CompleteLeaseRequest> = {
         : [],
       failure: isSet(object.failure) ? Failure.fromJSON(object.failure) : undefined,
       details: isObject(object.details) ? object.details : undefined,
+      leaseNext: isSet(object.leaseNext)
+        ? LeaseRequest.fromJSON(object.leaseNext)
+        : isSet(object.lease_next)
+        ? LeaseRequest.fromJSON(object.lease_next)
+        : undefined,
     };
   },
 
@@ -1034,6 +1120,9 @@ export const CompleteLeaseRequest: MessageFns<CompleteLeaseRequest> = {
     if (message.details !== undefined) {
       obj.details = message.details;
     }
+    if (message.leaseNext !== undefined) {
+      obj.leaseNext = LeaseRequest.toJSON(message.leaseNext);
+    }
     return obj;
   },
 
@@ -1049,18 +1138,24 @@ export const CompleteLeaseRequest: MessageFns<CompleteLeaseRequest> = {
       ? Failure.fromPartial(object.failure)
       : undefined;
     message.details = object.details ?? undefined;
+    message.leaseNext = (object.leaseNext !== undefined && object.leaseNext !== null)
+      ? LeaseRequest.fromPartial(object.leaseNext)
+      : undefined;
     return message;
   },
 };
 
 function createBaseCompleteLeaseResponse(): CompleteLeaseResponse {
-  return { acknowledged: false };
+  return { acknowledged: false, nextAttempts: [] };
 }
 
 export const CompleteLeaseResponse: MessageFns<CompleteLeaseResponse> = {
   encode(message: CompleteLeaseResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.acknowledged !== false) {
       writer.uint32(8).bool(message.acknowledged);
+    }
+    for (const v of message.nextAttempts) {
+      LeasedAttempt.encode(v!, writer.uint32(802).fork()).join();
     }
     return writer;
   },
@@ -1086,6 +1181,14 @@ export const CompleteLeaseResponse: MessageFns<CompleteLeaseResponse> = {
             message.acknowledged = reader.bool();
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.nextAttempts.push(LeasedAttempt.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1099,13 +1202,23 @@ export const CompleteLeaseResponse: MessageFns<CompleteLeaseResponse> = {
   },
 
   fromJSON(object: any): CompleteLeaseResponse {
-    return { acknowledged: isSet(object.acknowledged) ? globalThis.Boolean(object.acknowledged) : false };
+    return {
+      acknowledged: isSet(object.acknowledged) ? globalThis.Boolean(object.acknowledged) : false,
+      nextAttempts: globalThis.Array.isArray(object?.nextAttempts)
+        ? object.nextAttempts.map((e: any) => LeasedAttempt.fromJSON(e))
+        : globalThis.Array.isArray(object?.next_attempts)
+        ? object.next_attempts.map((e: any) => LeasedAttempt.fromJSON(e))
+        : [],
+    };
   },
 
   toJSON(message: CompleteLeaseResponse): unknown {
     const obj: any = {};
     if (message.acknowledged !== false) {
       obj.acknowledged = message.acknowledged;
+    }
+    if (message.nextAttempts?.length) {
+      obj.nextAttempts = message.nextAttempts.map((e) => LeasedAttempt.toJSON(e));
     }
     return obj;
   },
@@ -1116,6 +1229,7 @@ export const CompleteLeaseResponse: MessageFns<CompleteLeaseResponse> = {
   fromPartial<I extends Exact<DeepPartial<CompleteLeaseResponse>, I>>(object: I): CompleteLeaseResponse {
     const message = createBaseCompleteLeaseResponse();
     message.acknowledged = object.acknowledged ?? false;
+    message.nextAttempts = object.nextAttempts?.map((e) => LeasedAttempt.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1129,6 +1243,8 @@ export const TurboCIRunnerPullService = {
   /**
    * Long-polls until an attempt of the runner's type is available (or wait_ms passes) and leases it: the attempt
    * goes RUNNING with the runner's id as process uid, atomically (two runners never lease the same attempt).
+   * Extension: with max_attempts N > 1 it leases up to N attempts at once (an agent with N free slots), all in
+   * the same group commit: attempt holds the first, more_attempts the rest.
    */
   lease: {
     path: "/turboci.v1.TurboCIRunnerPull/Lease" as const,
@@ -1149,7 +1265,12 @@ export const TurboCIRunnerPullService = {
     responseSerialize: (value: HeartbeatResponse): Buffer => Buffer.from(HeartbeatResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HeartbeatResponse => HeartbeatResponse.decode(value),
   },
-  /** Applies the outcome like a push completion: one atomic write; an identical repeat is acknowledged. */
+  /**
+   * Applies the outcome like a push completion: one atomic write; an identical repeat is acknowledged.
+   * Extension: with lease_next set it also leases the runner's next attempts (like BullMQ's moveToFinished that
+   * returns the next job): one round trip per stage. The completion, what the resolver made of it (e.g. the next
+   * stage of a chain opened) and the new leases are committed together before the answer goes out.
+   */
   completeLease: {
     path: "/turboci.v1.TurboCIRunnerPull/CompleteLease" as const,
     requestStream: false as const,
@@ -1166,11 +1287,18 @@ export interface TurboCIRunnerPullServer extends UntypedServiceImplementation {
   /**
    * Long-polls until an attempt of the runner's type is available (or wait_ms passes) and leases it: the attempt
    * goes RUNNING with the runner's id as process uid, atomically (two runners never lease the same attempt).
+   * Extension: with max_attempts N > 1 it leases up to N attempts at once (an agent with N free slots), all in
+   * the same group commit: attempt holds the first, more_attempts the rest.
    */
   lease: handleUnaryCall<LeaseRequest, LeaseResponse>;
   /** Extends the lease, appends progress / log lines, and says whether the stage was cancelled. */
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
-  /** Applies the outcome like a push completion: one atomic write; an identical repeat is acknowledged. */
+  /**
+   * Applies the outcome like a push completion: one atomic write; an identical repeat is acknowledged.
+   * Extension: with lease_next set it also leases the runner's next attempts (like BullMQ's moveToFinished that
+   * returns the next job): one round trip per stage. The completion, what the resolver made of it (e.g. the next
+   * stage of a chain opened) and the new leases are committed together before the answer goes out.
+   */
   completeLease: handleUnaryCall<CompleteLeaseRequest, CompleteLeaseResponse>;
 }
 
@@ -1178,6 +1306,8 @@ export interface TurboCIRunnerPullClient extends Client {
   /**
    * Long-polls until an attempt of the runner's type is available (or wait_ms passes) and leases it: the attempt
    * goes RUNNING with the runner's id as process uid, atomically (two runners never lease the same attempt).
+   * Extension: with max_attempts N > 1 it leases up to N attempts at once (an agent with N free slots), all in
+   * the same group commit: attempt holds the first, more_attempts the rest.
    */
   lease(
     request: LeaseRequest,
@@ -1210,7 +1340,12 @@ export interface TurboCIRunnerPullClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
   ): ClientUnaryCall;
-  /** Applies the outcome like a push completion: one atomic write; an identical repeat is acknowledged. */
+  /**
+   * Applies the outcome like a push completion: one atomic write; an identical repeat is acknowledged.
+   * Extension: with lease_next set it also leases the runner's next attempts (like BullMQ's moveToFinished that
+   * returns the next job): one round trip per stage. The completion, what the resolver made of it (e.g. the next
+   * stage of a chain opened) and the new leases are committed together before the answer goes out.
+   */
   completeLease(
     request: CompleteLeaseRequest,
     callback: (error: ServiceError | null, response: CompleteLeaseResponse) => void,
