@@ -140,12 +140,15 @@ test('SIGKILL while executors lease in batches and complete-and-lease-next: noth
   // A last restart: the server's state equals an independent replay of the file, stage by stage.
   const server = await startServer(dbPath);
   const conn = connect(server.address);
-  const live = await conn.api.queryNodes({ workPlanId, includeStages: true });
-  const replayed = ReadModels.replay(new SqliteEventStore(dbPath, { readonly: true }).readAll()).workplan(workPlanId)!;
-  assert.deepEqual(
-    live.stages.map((s) => [s.id, s.state, s.version, s.attempts.length]),
-    [...replayed.stages.values()].map((s) => [s.id, STAGE_STATE[s.state], s.version, s.attempts.length]),
-  );
-  conn.close();
-  await server.stop();
+  try {
+    const live = await conn.api.queryNodes({ workPlanId, includeStages: true });
+    const replayed = ReadModels.replay(new SqliteEventStore(dbPath, { readonly: true }).readAll()).workplan(workPlanId)!;
+    assert.deepEqual(
+      live.stages.map((s) => [s.id, s.state, Number(s.version), s.attempts.length]),
+      [...replayed.stages.values()].map((s) => [s.id, STAGE_STATE[s.state], s.version, s.attempts.length]),
+    );
+  } finally {
+    conn.close();
+    await server.stop();
+  }
 });
