@@ -14,7 +14,9 @@ import {
   type DependencyGroup,
 } from '../../src/gen/turboci/v1/common.js';
 import { WatchWorkPlanRequest, type WorkPlanEvent } from '../../src/gen/turboci/v1/service.js';
-import { BIN, serverPerFile } from '../support/server.js';
+import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
+import { createToken, outcome } from '../security/support.js';
+import { BIN, connect, serverPerFile, startServer, tempDir } from '../support/server.js';
 
 const suite = serverPerFile('graph');
 
@@ -239,7 +241,42 @@ test('Approve with a request_id: a retry answers again and appends nothing, even
   assert.deepEqual(retry.check, first.check);
 });
 
-test.todo('with authentication on, only tokens with the approver role for the realm may approve, and the event records the principal (needs the identity work)');
+test('with authentication on, only approver tokens of the realm approve; distinct principals count; events record who', async () => {
+  const dir = tempDir('turboci-approve-auth-');
+  const db = `${dir.path}/auth.db`;
+  const writer = createToken(db, 'release-bot', 'writer');
+  const alice = createToken(db, 'alice', 'approver');
+  const bob = createToken(db, 'bob', 'approver');
+  const outsider = createToken(db, 'carol', 'approver', '--realm', 'other');
+  const reader = createToken(db, 'watcher', 'reader');
+  const server = await startServer(db, ['--auth', 'on']);
+  const as = (token: string) => connect(server.address, { token });
+  const [w, a, b, o, r] = [writer, alice, bob, outsider, reader].map(as);
+  try {
+    const workPlanId = (await w!.api.createWorkPlan({})).workPlan!.id;
+    await w!.api.writeNodes({ workPlanId, checks: [{ id: 'gate', state: CheckState.CHECK_STATE_PLANNED, approvalGate: { approvalsRequired: 2 } }] });
+    const approve = (c: typeof w) => outcome(c!.api.approve({ workPlanId, checkId: 'gate', decision: 1, comment: 'ok' }));
+    assert.equal(await approve(r), 'PERMISSION_DENIED', 'a reader may not approve');
+    assert.equal(await approve(o), 'PERMISSION_DENIED', 'an approver of another realm may not approve');
+    assert.equal(await approve(w), 'PERMISSION_DENIED', 'a writer may not approve');
+    assert.equal(await approve(a), 'OK');
+    assert.equal(await approve(a), 'OK', 'the same principal again is acknowledged');
+    const gate = (await w!.api.queryNodes({ workPlanId, checkIds: ['gate'], includeChecks: true })).checks[0]!;
+    assert.equal(gate.state, CheckState.CHECK_STATE_WAITING, 'one principal twice is one approval of two');
+    assert.equal(await approve(b), 'OK');
+    const done = (await w!.api.queryNodes({ workPlanId, checkIds: ['gate'], includeChecks: true })).checks[0]!;
+    assert.equal(done.state, CheckState.CHECK_STATE_FINAL);
+    assert.deepEqual(done.approvals.map((x) => x.principal), ['alice', 'bob']);
+    const store = new SqliteEventStore(db, { readonly: true });
+    const given = [...store.readStream(workPlanId)].filter((e) => e.event.type === 'CheckApprovalGiven');
+    store.close();
+    assert.deepEqual(given.map((e) => e.causation.principal), ['alice', 'bob'], 'each approval event records its principal');
+  } finally {
+    for (const c of [w, a, b, o, r]) c!.close();
+    await server.stop();
+    dir.remove();
+  }
+});
 
 test('turboci approve --reject: the gate goes FINAL with a failure naming the principal and the comment', async () => {
   const workPlanId = await newWorkPlan();
