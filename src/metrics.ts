@@ -148,6 +148,9 @@ export class MeteredEventStore implements EventStore {
   get groupCommit(): boolean {
     return this.inner.groupCommit;
   }
+  get shared(): EventStore['shared'] {
+    return this.inner.shared;
+  }
   append(...args: Parameters<EventStore['append']>): ReturnType<EventStore['append']> {
     const recorded = this.inner.append(...args);
     eventsAppended.inc(recorded.length);

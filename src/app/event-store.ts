@@ -60,8 +60,25 @@ export interface StreamSummary {
 /** An event as another log recorded it: imported with the same version, time and causes. */
 export type ImportedEvent = Omit<RecordedEvent, 'position' | 'streamId'>;
 
+/**
+ * A log that other servers write too (PostgreSQL replicas). A server decides on its own read models, so before it
+ * decides it folds what the others committed: beginWrite takes the log's write lock for this turn's group commit
+ * (released by flush or rollback) and hands back the events committed since the server last looked, and nobody
+ * else commits until the flush. Between writes, tail and onCommitted keep reads and watches current.
+ */
+export interface SharedLog {
+  /** Opens the turn's write transaction (a no-op while one is open); the events committed after afterPosition. */
+  beginWrite(afterPosition: number): RecordedEvent[];
+  /** Events committed after afterPosition (a page of them), without the lock; [] while a write is open. */
+  tail(afterPosition: number): RecordedEvent[];
+  /** Calls wake when another server commits (a hint: tail is the truth). Returns the unsubscription. */
+  onCommitted(wake: () => void, onError: (message: string) => void): () => void;
+}
+
 /** The append-only event log. The only source of truth; everything else is folded from it. */
 export interface EventStore {
+  /** Set when other servers append to this log too (see SharedLog). */
+  readonly shared?: SharedLog;
   /** Appends atomically after `expectedVersion` (0 for a new stream), or throws VersionConflict. */
   append(streamId: string, expectedVersion: number, events: readonly PendingEvent[], options: AppendOptions): RecordedEvent[];
   /** A stream's events with afterVersion < version <= toVersion, in order. */

@@ -15,7 +15,7 @@ import { ANONYMOUS_PRINCIPAL, eventNode, RUNNER_REGISTRY_STREAM, SYSTEM_PRINCIPA
 import type { Check, NodeRef, Stage, WorkPlanMeta } from '../domain/model.js';
 import { EventBus } from './event-bus.js';
 import { coalescePerTurn } from './next-turn.js';
-import { StorageFailure, VersionConflict, type EventStore } from './event-store.js';
+import { StorageFailure, VersionConflict, type EventStore, type SharedLog } from './event-store.js';
 import { readBack } from './snapshots.js';
 import { StorageState } from './storage-state.js';
 import { queryNodes, type NodePage, type NodeQuery } from './queries.js';
@@ -26,6 +26,8 @@ export interface OrchestratorConfig {
   readonly newWorkPlanId: () => string;
   /** While writes fail: true once the log may take them again (see StorageState). */
   readonly storageProbe?: () => boolean;
+  /** On a shared log: how often to look for other servers' commits when no NOTIFY woke us (ms). */
+  readonly tailIntervalMs?: number;
 }
 
 export const DEFAULT_CONFIG: OrchestratorConfig = {
@@ -72,6 +74,14 @@ export class Orchestrator {
   private readonly beforeCommitHooks: (() => void)[] = [];
   /** Batches appended so far: lets flush tell whether a hook appended anything. */
   private appended = 0;
+  /** The other servers writing the same log (PostgreSQL replicas); undefined when this server owns its log. */
+  private readonly shared: SharedLog | undefined;
+  /** This turn's write transaction on the shared log is open and a flush is scheduled to close it. */
+  private writeOpen = false;
+  /** Other servers' events were folded since the last flush: the schedulers get to act on them. */
+  private foreign = false;
+  private catchUpScheduled = false;
+  private closed = false;
 
   private constructor(
     private readonly store: EventStore,
@@ -83,6 +93,86 @@ export class Orchestrator {
     this.modelsSubscription = current.subscribeTo(this.bus.batches$);
     // Group commit: every append of one event-loop turn joins one transaction, committed on the next turn.
     if (store.groupCommit) this.subscription.add(this.bus.batches$.pipe(coalescePerTurn()).subscribe(() => this.flush()));
+    this.shared = store.shared;
+    if (this.shared) this.followOthers(this.shared, config.tailIntervalMs ?? 1000);
+  }
+
+  /**
+   * On a shared log, other servers' commits are folded as they come: NOTIFY wakes us, and a timer looks anyway in
+   * case a notification was lost (the listening connection dropped). The position is what counts.
+   */
+  private followOthers(shared: SharedLog, intervalMs: number): void {
+    const unlisten = shared.onCommitted(
+      () => this.scheduleCatchUp(),
+      () => undefined, // the timer keeps us current while the listener is down
+    );
+    const timer = setInterval(() => this.scheduleCatchUp(), intervalMs);
+    timer.unref();
+    this.subscription.add(() => {
+      unlisten();
+      clearInterval(timer);
+    });
+  }
+
+  private scheduleCatchUp(): void {
+    if (this.catchUpScheduled) return;
+    this.catchUpScheduled = true;
+    setImmediate(() => {
+      this.catchUpScheduled = false;
+      this.catchUp();
+    });
+  }
+
+  /** Folds what other servers committed (never inside our own open write: beginWrite brought it in already). */
+  private catchUp(): void {
+    if (!this.shared || this.writeOpen || this.unflushed.length > 0 || this.closed) return;
+    try {
+      for (let page = 0; page < 1000; page++) {
+        const events = this.shared.tail(this.current.position);
+        if (events.length === 0) break;
+        this.publishForeign(events);
+      }
+    } catch {
+      // The log is unreachable: reads serve what we have; the next write reports the failure.
+      return;
+    }
+    // The schedulers (dispatch, leases) act on the others' events too: an agent waiting here gets their attempts.
+    if (this.foreign) this.flush();
+  }
+
+  /** Other servers' events, already committed: folded (batches$) and let out (durable$) at once, stream by stream. */
+  private publishForeign(events: readonly RecordedEvent[]): void {
+    let start = 0;
+    for (let i = 1; i <= events.length; i++) {
+      if (i < events.length && events[i]!.streamId === events[start]!.streamId) continue;
+      const batch = events.slice(start, i);
+      this.bus.publish(batch);
+      this.bus.publishDurable(batch);
+      start = i;
+    }
+    if (events.length > 0) this.foreign = true;
+  }
+
+  /**
+   * Before a decision on a shared log: takes the log's write lock for this turn (released by the flush at the end
+   * of the turn) and folds whatever other servers committed, so the decision sees the log as it is and nobody
+   * else can append until it is committed. True when that brought in new events (a caller that chose something
+   * from the read models before calling should choose again). A no-op on a log this server owns alone.
+   */
+  beginWrite(): boolean {
+    if (!this.shared || this.writeOpen) return false;
+    let events: RecordedEvent[];
+    try {
+      events = this.shared.beginWrite(this.current.position);
+    } catch (err) {
+      if (err instanceof StorageFailure) throw this.storageFailed(err);
+      throw err;
+    }
+    this.writeOpen = true;
+    // Whatever happens in this turn (even a decision that appends nothing), the flush ends the transaction.
+    setImmediate(() => this.flush());
+    this.publishForeign(events);
+    return events.length > 0;
   }
 
   /** The read models: exactly the log, plus what is appended and not yet flushed. */
@@ -97,6 +187,7 @@ export class Orchestrator {
 
   close(): void {
     this.flush();
+    this.closed = true;
     this.storage.close();
     this.subscription.unsubscribe();
     this.modelsSubscription.unsubscribe();
@@ -104,6 +195,7 @@ export class Orchestrator {
   }
 
   createWorkPlan(metadata: Record<string, string>, options: { realm?: string; actor?: Actor } = {}): WorkPlanMeta {
+    this.beginWrite();
     const id = this.config.newWorkPlanId();
     const data = { metadata, ...(options.realm ? { realm: options.realm } : {}) };
     this.commit(id, 0, [{ event: { type: 'WorkPlanCreated', data }, causedByVersion: null }], null, this.config.clock(), options.actor ?? ANONYMOUS);
@@ -118,6 +210,7 @@ export class Orchestrator {
   }
 
   writeNodes(req: WriteNodesRequest): WriteNodesResult {
+    this.beginWrite(); // the request id and expected version are checked against the log as it is
     const model = this.workplan(req.workPlanId);
     if (req.requestId) {
       const answeredAt = model.requests.get(req.requestId);
@@ -142,6 +235,7 @@ export class Orchestrator {
     decide: (draft: WorkPlanDraft, ctx: DecideContext) => unknown,
     actor: Actor = SYSTEM,
   ): RecordedEvent[] {
+    this.beginWrite();
     const model = this.workplan(workPlanId);
     const ctx: DecideContext = { now: this.config.clock(), defaultMaxAttempts: this.config.defaultMaxAttempts };
     const draft = new WorkPlanDraft(model, ctx.now);
@@ -153,6 +247,7 @@ export class Orchestrator {
 
   /** Appends to the runner registry stream: decide gets the registry as it stands. */
   commitRunnerEvents(decide: (registry: RunnerRegistry, now: number) => PendingEvent[], actor: Actor = SYSTEM): RecordedEvent[] {
+    this.beginWrite();
     const now = this.config.clock();
     const events = decide(this.models.runners, now);
     return this.commit(RUNNER_REGISTRY_STREAM, this.models.runners.version, events, null, now, actor);
@@ -165,7 +260,8 @@ export class Orchestrator {
    */
   flush(): void {
     let failure: unknown = null;
-    if (this.store.groupCommit && this.unflushed.length > 0) {
+    if (this.store.groupCommit && (this.unflushed.length > 0 || this.foreign)) {
+      this.foreign = false;
       // The schedulers decide on what this turn appended (a completion and the attempt it opened), and their
       // decisions (the next dispatch or lease) join the same commit. A pass that appends nothing ends it; a few
       // passes at most (a lease never opens new work for a dispatch, and vice versa).
@@ -188,6 +284,7 @@ export class Orchestrator {
       this.storageFailed(err);
       return;
     }
+    this.writeOpen = false;
     const batches = this.unflushed;
     const waiting = this.afterFlushQueue;
     this.unflushed = [];
@@ -261,7 +358,10 @@ export class Orchestrator {
     try {
       recorded = this.store.append(streamId, expectedVersion, events, { requestId, recordedAt: now, principal: actor.principal, reason: actor.reason ?? null });
       // While the log fails, each write commits alone before anything is folded: a failure costs no rebuild.
-      if (this.storage.failure && recorded.length > 0) this.store.flush();
+      if (this.storage.failure && recorded.length > 0) {
+        this.store.flush();
+        this.writeOpen = false;
+      }
     } catch (err) {
       if (err instanceof VersionConflict) throw aborted(err.message);
       if (err instanceof StorageFailure) throw this.storageFailed(err);
@@ -285,6 +385,7 @@ export class Orchestrator {
    */
   private storageFailed(err: StorageFailure): Error {
     this.store.rollback?.();
+    this.writeOpen = false;
     const error = this.storage.failed(err);
     if (this.unflushed.length > 0) {
       this.unflushed = [];

@@ -37,6 +37,24 @@ export function databaseError(dbPath: string, err: unknown): unknown {
   return err;
 }
 
+/**
+ * An error opening a PostgreSQL log, as one line naming the URL (without its password) and the cause: unreachable,
+ * refused, no such database, no permission, a schema from a newer version.
+ */
+export function postgresError(describe: string, err: unknown): FatalError {
+  if (err instanceof FatalError) return err;
+  const e = err as { code?: string; message?: string };
+  const message = e.message ?? String(err);
+  const code = e.code ?? '';
+  const why =
+    code === '3D000' ? `${message} (create it, or name another database in the URL)`
+    : code === '42501' ? `permission denied: ${message} (the role needs CREATE on the schema to make the tables, then SELECT and INSERT)`
+    : code === '28P01' || code === '28000' ? `authentication failed: ${message}`
+    : /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|timeout/i.test(message) ? `cannot connect: ${message} (is PostgreSQL running there?)`
+    : message;
+  return new FatalError(`the event log ${describe}: ${why}`);
+}
+
 /** A failed bind, as one line naming the address. */
 export function listenError(host: string, port: number, err: unknown): unknown {
   const message = (err as Error).message ?? String(err);

@@ -21,7 +21,10 @@ import { createLogger } from '../logging.js';
 import { startServer } from '../transport/server.js';
 import { startHttpServer } from '../http/server.js';
 import { MeteredEventStore, readModelRebuild } from '../metrics.js';
-import { checkDatabaseDirectory, databaseError, FatalError, listenError } from './fatal.js';
+import { checkDatabaseDirectory, databaseError, FatalError, listenError, postgresError } from './fatal.js';
+import type { EventStore } from '../app/event-store.js';
+import { isPostgresUrl, PostgresEventStore, redactUrl } from '../infra/pg/postgres-event-store.js';
+import type { Logger } from '../logging.js';
 import { snapshotInWorker } from './snapshot.js';
 import { UsageError } from './usage-error.js';
 
@@ -37,9 +40,11 @@ Options (each has an environment variable; the flag wins):
   --host ADDR        address to bind                                   TURBOCI_HOST       (default 127.0.0.1)
   --http-port N      HTTP port on the same host: web UI, JSON API, SSE,
                      /metrics, /healthz, /readyz; 0 picks a free one   TURBOCI_HTTP_PORT  (default 8080)
-  --db PATH          SQLite event log file, created if missing         TURBOCI_DB         (default ./turboci.db)
+  --db PATH|URL      SQLite event log file, created if missing         TURBOCI_DB         (default ./turboci.db)
                      (one server per file: a second one refuses to start; next to it the server keeps
-                     PATH.lock, its lock, and PATH.position, the last position it committed)
+                     PATH.lock, its lock, and PATH.position, the last position it committed),
+                     or a PostgreSQL URL, postgres://USER@HOST:5432/DBNAME, that several replicas share
+                     (the schema is created if missing; --sync, snapshots and the lock are SQLite's)
   --accept-data-loss serve a log that ends before the position the last server committed (PATH.position):
                      without it such a log is refused, naming how many events are missing
   --log-level LEVEL  trace, debug, info, warn, error or silent         TURBOCI_LOG_LEVEL  (default info)
@@ -170,7 +175,7 @@ export async function serve(argv: string[]): Promise<number> {
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) {
     throw new UsageError(`--log-level: "${level}" is not one of trace, debug, info, warn, error, silent`);
   }
-  const sync = (values.sync ?? env.TURBOCI_SYNC ?? 'FULL').toUpperCase();
+  const sync = (values.sync ?? env.TURBOCI_SYNC ?? 'FULL').toUpperCase() as 'FULL' | 'NORMAL';
   if (sync !== 'FULL' && sync !== 'NORMAL') throw new UsageError(`--sync: "${sync}" is not FULL or NORMAL`);
 
   const authMode = (values.auth ?? env.TURBOCI_AUTH ?? 'off').toLowerCase();
@@ -211,34 +216,13 @@ export async function serve(argv: string[]): Promise<number> {
     process.exit(1);
   });
   // Fatal at start: one line naming the path or port and the cause (main prints it and exits 1).
-  checkDatabaseDirectory(dbPath);
-  let lock: ReturnType<typeof acquireOwnerLock>;
-  let sqlite: SqliteEventStore;
-  try {
-    lock = acquireOwnerLock(dbPath);
-    // Rows already in the current schema are the server's own: only upcast rows are validated again on start.
-    sqlite = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true, commitMarker: true, validate: 'upcast' });
-  } catch (err) {
-    throw databaseError(dbPath, err);
-  }
-  const store = new MeteredEventStore(sqlite);
-  const marker = readCommitMarker(dbPath);
-  const last = sqlite.lastPosition();
-  if (marker && last < marker.position) {
-    const missing = marker.position - last;
-    const what = `the event log ${dbPath} ends at position ${last}, but the server that last served it committed up to position ${marker.position} (${markerPath(dbPath)}): ${missing} acknowledged event${missing === 1 ? ' is' : 's are'} missing`;
-    if (!values['accept-data-loss']) {
-      store.close();
-      lock.release();
-      throw new FatalError(`${what}. Restore the database from a backup, or start with --accept-data-loss to serve what is left`);
-    }
-    log.warn({ db: dbPath, lastPosition: last, committedPosition: marker.position, missing }, `${what}; serving what is left (--accept-data-loss)`);
-  }
-  sqlite.writeCommitMarker(); // this server owns the log now, from this position
+  const opened = isPostgresUrl(dbPath) ? openPostgresLog(dbPath) : openSqliteLog(dbPath, sync, values['accept-data-loss'] === true, log);
+  const store = new MeteredEventStore(opened.store);
+  const lock = opened.lock;
   // HTTP before the rebuild: /healthz answers during it and /readyz says when it is done (the ready line names it).
   const http = await startHttpServer(log, host, httpPort).catch((err: NodeJS.ErrnoException) => {
     store.close();
-    lock.release();
+    lock?.release();
     if (err.code === 'EADDRINUSE' || err.code === 'EACCES') throw new UsageError(`--http-port: cannot listen on ${host}:${httpPort} (${err.code})`);
     throw err;
   });
@@ -247,18 +231,18 @@ export async function serve(argv: string[]): Promise<number> {
   let app: Orchestrator;
   let loaded: ReturnType<typeof loadReadModels>;
   try {
-    loaded = loadReadModels(store, snapshotEvery > 0 ? new SnapshotFile(snapshotPathFor(dbPath)) : null);
-    app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts, storageProbe: () => freeBytes(dbPath) >= FREE_BYTES_TO_RESUME }, loaded.models);
+    loaded = loadReadModels(store, snapshotEvery > 0 && opened.snapshots ? new SnapshotFile(snapshotPathFor(dbPath)) : null);
+    app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts, storageProbe: opened.probe }, loaded.models);
   } catch (err) {
     void http.close();
-    const e = databaseError(dbPath, err);
-    throw e instanceof FatalError ? e : new FatalError(`cannot rebuild the read models from ${dbPath}: ${(err as Error).message}`);
+    const e = opened.shared ? postgresError(opened.describe, err) : databaseError(dbPath, err);
+    throw e instanceof FatalError ? e : new FatalError(`cannot rebuild the read models from ${opened.describe}: ${(err as Error).message}`);
   }
   readModelRebuild.set((Date.now() - startedAt) / 1000);
   if (loaded.ignored) log.warn({ why: loaded.ignored }, 'snapshot ignored; the whole log was replayed');
   log.info(
     {
-      db: dbPath,
+      db: opened.describe,
       workplans: [...app.models.workplanIds()].length,
       rebuildMs: Date.now() - startedAt,
       fromSnapshotPosition: loaded.fromPosition,
@@ -266,8 +250,9 @@ export async function serve(argv: string[]): Promise<number> {
     },
     'read models rebuilt from the log',
   );
+  // Snapshots are files beside a SQLite log; on PostgreSQL every replica replays the log at start.
   const snapshots = new SnapshotScheduler(
-    snapshotEvery,
+    opened.snapshots ? snapshotEvery : 0,
     () => snapshotInWorker(dbPath).then((r) => log.info({ ...r, snapshot: snapshotPathFor(dbPath) }, 'snapshot written')),
     (err) => log.warn({ err }, 'snapshot failed; the next one will try again'),
     loaded.tailEvents,
@@ -299,7 +284,7 @@ export async function serve(argv: string[]): Promise<number> {
     evictor.stop();
     app.close();
     store.close();
-    lock.release();
+    lock?.release();
     void http.close();
     throw listenError(host, port, err);
   });
@@ -327,7 +312,7 @@ export async function serve(argv: string[]): Promise<number> {
       port: server.port,
       httpAddress: http.address,
       httpPort: http.port,
-      db: dbPath,
+      db: opened.describe,
       pid: process.pid,
       auth: authMode,
       tls: tls ? (tls.clientCa ? 'mtls' : 'tls') : 'off',
@@ -346,9 +331,61 @@ export async function serve(argv: string[]): Promise<number> {
   await http.close();
   app.close();
   store.close();
-  lock.release();
+  lock?.release();
   log.info('stopped');
   return 0;
+}
+
+interface ServerLog {
+  readonly store: EventStore;
+  /** The owner lock beside a SQLite file (a PostgreSQL log is shared: no lock). */
+  readonly lock: { release(): void } | null;
+  /** While writes fail: true once they may be tried again. */
+  readonly probe: () => boolean;
+  readonly snapshots: boolean;
+  readonly shared: boolean;
+  /** The log, for messages (a URL without its password). */
+  readonly describe: string;
+}
+
+/** A SQLite file this server owns: its lock, its commit marker (refusing a log that lost acknowledged events). */
+function openSqliteLog(dbPath: string, sync: 'FULL' | 'NORMAL', acceptDataLoss: boolean, log: Logger): ServerLog {
+  checkDatabaseDirectory(dbPath);
+  let lock: ReturnType<typeof acquireOwnerLock>;
+  let sqlite: SqliteEventStore;
+  try {
+    lock = acquireOwnerLock(dbPath);
+    // Rows already in the current schema are the server's own: only upcast rows are validated again on start.
+    sqlite = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true, commitMarker: true, validate: 'upcast' });
+  } catch (err) {
+    throw databaseError(dbPath, err);
+  }
+  const marker = readCommitMarker(dbPath);
+  const last = sqlite.lastPosition();
+  if (marker && last < marker.position) {
+    const missing = marker.position - last;
+    const what = `the event log ${dbPath} ends at position ${last}, but the server that last served it committed up to position ${marker.position} (${markerPath(dbPath)}): ${missing} acknowledged event${missing === 1 ? ' is' : 's are'} missing`;
+    if (!acceptDataLoss) {
+      sqlite.close();
+      lock.release();
+      throw new FatalError(`${what}. Restore the database from a backup, or start with --accept-data-loss to serve what is left`);
+    }
+    log.warn({ db: dbPath, lastPosition: last, committedPosition: marker.position, missing }, `${what}; serving what is left (--accept-data-loss)`);
+  }
+  sqlite.writeCommitMarker(); // this server owns the log now, from this position
+  return { store: sqlite, lock, probe: () => freeBytes(dbPath) >= FREE_BYTES_TO_RESUME, snapshots: true, shared: false, describe: dbPath };
+}
+
+/** A PostgreSQL log, shared with any other replicas: the schema is created or migrated, nothing is owned. */
+function openPostgresLog(url: string): ServerLog {
+  const describe = redactUrl(url);
+  let store: PostgresEventStore;
+  try {
+    store = new PostgresEventStore(url, { groupCommit: true, validate: 'upcast', applicationName: 'turboci serve' });
+  } catch (err) {
+    throw postgresError(describe, err);
+  }
+  return { store, lock: null, probe: () => true, snapshots: false, shared: true, describe };
 }
 
 /** While writes fail for lack of space, health turns SERVING again once the file system has this much free. */
