@@ -149,6 +149,8 @@ export class Dispatcher {
             Number(a.registrationId === previous) - Number(b.registrationId === previous) ||
             a.registeredAt - b.registeredAt,
         );
+        // On a shared log, lock it and fold the other replicas' latest events first; if there were any, start over.
+        if (this.app.beginWrite()) return this.pump();
         this.dispatch(queued, able[0]!, now);
       }
     }

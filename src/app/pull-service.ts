@@ -307,6 +307,8 @@ export class PullService {
       }
     }
     if (!best) return null;
+    // On a shared log, lock it and fold the other replicas' latest events first; if there were any, choose again.
+    if (this.app.beginWrite()) return this.tryLease(req, caller);
     const model = this.app.models.workplan(best.workPlanId)!;
     const stage = model.stage(best.stageId)!;
     const token = randomBytes(32).toString('base64url');
