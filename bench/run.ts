@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RESULTS_DIR, fmt, type BenchReport } from './harness.js';
 
-const BENCHMARKS = ['transport', 'append', 'scaling', 'watch-fanout', 'restart', 'dispatch', 'pull', 'bullmq', 'ui-page'] as const;
+const BENCHMARKS = ['transport', 'append', 'scaling', 'watch-fanout', 'restart', 'dispatch', 'pull', 'bullmq', 'replicas', 'ui-page'] as const;
 
 const HELP = `Usage: npm run bench -- [--smoke] [--json] [--only NAME[,NAME...]]
 
