@@ -68,8 +68,17 @@ export class NoSchema extends Error {
   }
 }
 
-/** Brings the schema up to date, once, even with several servers starting at the same time. */
+/**
+ * Brings the schema up to date, once, even with several servers starting at the same time. A schema already at
+ * this version is only read: a role with SELECT and INSERT on the log (no CREATE) can serve it.
+ */
 export function migrate(pg: SyncPg): void {
+  const [exists] = pg.rows<{ t: string | null }>("SELECT to_regclass('turboci_schema_migrations')::text AS t");
+  if (exists?.t) {
+    const at = currentVersion(pg);
+    if (at > SCHEMA_VERSION) throw new SchemaTooNew(at);
+    if (at === SCHEMA_VERSION) return;
+  }
   pg.query([
     { sql: 'BEGIN' },
     { sql: 'SELECT pg_advisory_xact_lock($1)', params: [MIGRATION_LOCK] },
