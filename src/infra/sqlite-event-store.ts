@@ -323,6 +323,7 @@ export class SqliteEventStore implements EventStore {
     if (!this.db.open) return;
     this.flush();
     this.db.close();
+    this.marker?.close();
   }
 }
 
