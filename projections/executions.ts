@@ -22,6 +22,8 @@ export interface ExecutionRef {
   readonly runnerId: string;
   readonly mode: ExecutionMode;
   readonly deadline: number;
+  /** The server process that made the call, when the log says. */
+  readonly dispatchedBy?: string;
 }
 
 export class ExecutionIndex implements SnapshotProjection {
@@ -90,6 +92,7 @@ export class ExecutionIndex implements SnapshotProjection {
           runnerId: d.runnerId,
           mode: d.mode,
           deadline: d.deadline,
+          ...(d.dispatchedBy ? { dispatchedBy: d.dispatchedBy } : {}),
         });
         this.inFlightIds.add(d.executionId);
         this.loads.set(d.registrationId, this.load(d.registrationId) + 1);

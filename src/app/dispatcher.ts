@@ -42,12 +42,15 @@ export interface DispatcherConfig {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** On a shared log, how often to look for synchronous runs whose replica is gone. */
+const ORPHAN_CHECK_MS = 5_000;
 
 export class Dispatcher {
   private readonly deadlineTimers = new Map<string, NodeJS.Timeout>();
   private readonly expiryTimers = new Map<string, NodeJS.Timeout>();
   private subscription: Subscription | null = null;
   private unhook: (() => void) | null = null;
+  private orphanTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly app: Orchestrator,
@@ -60,12 +63,19 @@ export class Dispatcher {
   /** Picks up where the log left off: in-flight executions, registrations, the queue. */
   start(): void {
     const { executions, runners } = this.app.models;
+    const live = this.app.liveServers();
     for (const ex of [...executions.inFlight()]) {
-      if (ex.mode === 'SYNC') {
+      if (ex.mode === 'SYNC' && live === undefined) {
         this.fail(ex, 'the server restarted while the runner was executing it synchronously; its answer was lost');
+      } else if (ex.mode === 'SYNC' && live !== undefined && this.orphaned(ex, live)) {
+        this.fail(ex, `the replica that ran it synchronously (${ex.dispatchedBy}) is gone; its answer was lost`);
       } else {
         this.armDeadline(ex);
       }
+    }
+    if (live !== undefined) {
+      this.orphanTimer = setInterval(() => this.failOrphans(), ORPHAN_CHECK_MS);
+      this.orphanTimer.unref();
     }
     for (const reg of runners.registrations()) this.armExpiry(reg);
     // Timers follow every batch. The queue is pumped once now, then at every group commit, right before it: a
@@ -84,6 +94,8 @@ export class Dispatcher {
   }
 
   stop(): void {
+    if (this.orphanTimer) clearInterval(this.orphanTimer);
+    this.orphanTimer = null;
     this.unhook?.();
     this.unhook = null;
     this.subscription?.unsubscribe();
@@ -92,6 +104,33 @@ export class Dispatcher {
     this.deadlineTimers.clear();
     this.expiryTimers.clear();
     this.transport.close();
+  }
+
+  /**
+   * A synchronous run another replica made, whose answer can never arrive: that process is no longer connected to
+   * the log. (Runs from logs that predate dispatchedBy wait for their deadline.)
+   */
+  private orphaned(ex: ExecutionRef, live: ReadonlySet<string>): boolean {
+    return ex.dispatchedBy !== undefined && ex.dispatchedBy !== this.app.serverId && !live.has(ex.dispatchedBy);
+  }
+
+  /** Fails the synchronous runs of replicas that are gone, so their attempts are retried (here or elsewhere). */
+  private failOrphans(): void {
+    const others = [...this.app.models.executions.inFlight()].filter((ex) => ex.mode === 'SYNC' && ex.dispatchedBy !== undefined && ex.dispatchedBy !== this.app.serverId);
+    if (others.length === 0) return;
+    let live: ReadonlySet<string> | undefined;
+    try {
+      live = this.app.liveServers();
+    } catch (err) {
+      this.log.warn({ err }, 'cannot list the replicas connected to the log');
+      return;
+    }
+    if (!live) return;
+    for (const ex of others) {
+      if (!this.orphaned(ex, live)) continue;
+      const outcome = this.fail(ex, `the replica that ran it synchronously (${ex.dispatchedBy}) is gone; its answer was lost`);
+      this.log.info({ executionId: ex.executionId, workPlanId: ex.workPlanId, stageId: ex.stageId, dispatchedBy: ex.dispatchedBy, outcome }, 'orphaned run');
+    }
   }
 
   private observe(batch: readonly RecordedEvent[]): void {

@@ -73,6 +73,8 @@ export interface SharedLog {
   tail(afterPosition: number): RecordedEvent[];
   /** Calls wake when another server commits (a hint: tail is the truth). Returns the unsubscription. */
   onCommitted(wake: () => void, onError: (message: string) => void): () => void;
+  /** The ids of the server processes connected to the log now (see PostgresEventStoreOptions.serverId). */
+  liveServers(): ReadonlySet<string>;
 }
 
 /** The append-only event log. The only source of truth; everything else is folded from it. */

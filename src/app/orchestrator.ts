@@ -28,12 +28,15 @@ export interface OrchestratorConfig {
   readonly storageProbe?: () => boolean;
   /** On a shared log: how often to look for other servers' commits when no NOTIFY woke us (ms). */
   readonly tailIntervalMs?: number;
+  /** This server process, as recorded on what only it can finish (a synchronous run's answer). */
+  readonly serverId: string;
 }
 
 export const DEFAULT_CONFIG: OrchestratorConfig = {
   defaultMaxAttempts: 3,
   clock: () => Date.now(),
   newWorkPlanId: () => randomUUID(),
+  serverId: randomUUID(),
 };
 
 export interface WriteNodesRequest extends WriteNodes {
@@ -329,6 +332,15 @@ export class Orchestrator {
 
   now(): number {
     return this.config.clock();
+  }
+
+  get serverId(): string {
+    return this.config.serverId;
+  }
+
+  /** On a shared log, the server processes connected to it now; undefined when this server owns its log alone. */
+  liveServers(): ReadonlySet<string> | undefined {
+    return this.shared?.liveServers();
   }
 
   /** A workplan's events from the log, in order (history for replays and resumed watches). */

@@ -91,7 +91,8 @@ export class RunnerService {
 
   dispatch(q: QueuedAttempt, runner: RunnerRegistration, deadline: number): ExecutionRef {
     const executionId = this.newId();
-    this.app.decideAndCommit(q.workPlanId, null, (draft) => decideDispatch({ stageId: q.stageId, idx: q.idx, runner, executionId, deadline }, draft));
+    const dispatchedBy = this.app.serverId;
+    this.app.decideAndCommit(q.workPlanId, null, (draft) => decideDispatch({ stageId: q.stageId, idx: q.idx, runner, executionId, deadline, dispatchedBy }, draft));
     return this.execution(executionId);
   }
 

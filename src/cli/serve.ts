@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -216,7 +217,8 @@ export async function serve(argv: string[]): Promise<number> {
     process.exit(1);
   });
   // Fatal at start: one line naming the path or port and the cause (main prints it and exits 1).
-  const opened = isPostgresUrl(dbPath) ? openPostgresLog(dbPath) : openSqliteLog(dbPath, sync, values['accept-data-loss'] === true, log);
+  const serverId = randomUUID();
+  const opened = isPostgresUrl(dbPath) ? openPostgresLog(dbPath, serverId) : openSqliteLog(dbPath, sync, values['accept-data-loss'] === true, log);
   const store = new MeteredEventStore(opened.store);
   const lock = opened.lock;
   // HTTP before the rebuild: /healthz answers during it and /readyz says when it is done (the ready line names it).
@@ -232,7 +234,7 @@ export async function serve(argv: string[]): Promise<number> {
   let loaded: ReturnType<typeof loadReadModels>;
   try {
     loaded = loadReadModels(store, snapshotEvery > 0 && opened.snapshots ? new SnapshotFile(snapshotPathFor(dbPath)) : null);
-    app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts, storageProbe: opened.probe }, loaded.models);
+    app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts, storageProbe: opened.probe, serverId }, loaded.models);
   } catch (err) {
     void http.close();
     const e = opened.shared ? postgresError(opened.describe, err) : databaseError(dbPath, err);
@@ -377,11 +379,11 @@ function openSqliteLog(dbPath: string, sync: 'FULL' | 'NORMAL', acceptDataLoss: 
 }
 
 /** A PostgreSQL log, shared with any other replicas: the schema is created or migrated, nothing is owned. */
-function openPostgresLog(url: string): ServerLog {
+function openPostgresLog(url: string, serverId: string): ServerLog {
   const describe = redactUrl(url);
   let store: PostgresEventStore;
   try {
-    store = new PostgresEventStore(url, { groupCommit: true, validate: 'upcast', applicationName: 'turboci serve' });
+    store = new PostgresEventStore(url, { groupCommit: true, validate: 'upcast', serverId });
   } catch (err) {
     throw postgresError(describe, err);
   }

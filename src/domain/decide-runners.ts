@@ -107,10 +107,12 @@ export interface DispatchAttempt {
   readonly runner: RunnerRegistration;
   readonly executionId: string;
   readonly deadline: number;
+  /** The server process dispatching (see StageAttemptDispatched.dispatchedBy). */
+  readonly dispatchedBy?: string;
 }
 
 export function decideDispatch(cmd: DispatchAttempt, draft: WorkPlanDraft): PendingEvent[] {
-  const { stageId, idx, runner, executionId, deadline } = cmd;
+  const { stageId, idx, runner, executionId, deadline, dispatchedBy } = cmd;
   const stage = draft.stage(stageId);
   const attempt = stage && currentAttempt(stage);
   if (!stage || attempt?.idx !== idx || attempt.state !== 'PENDING') {
@@ -119,7 +121,16 @@ export function decideDispatch(cmd: DispatchAttempt, draft: WorkPlanDraft): Pend
   return [
     draft.emit({
       type: 'StageAttemptDispatched',
-      data: { stageId, idx, executionId, registrationId: runner.registrationId, runnerId: runner.runnerId, mode: stage.executionMode, deadline },
+      data: {
+        stageId,
+        idx,
+        executionId,
+        registrationId: runner.registrationId,
+        runnerId: runner.runnerId,
+        mode: stage.executionMode,
+        deadline,
+        ...(dispatchedBy ? { dispatchedBy } : {}),
+      },
     }),
     draft.emit({
       type: 'StageAttemptStateChanged',

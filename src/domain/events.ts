@@ -157,6 +157,11 @@ export const StageAttemptDispatched = event('StageAttemptDispatched', {
   runnerId: id,
   mode: z.enum(EXECUTION_MODES),
   deadline: z.number().int(),
+  /**
+   * The server process that made the call (absent in older logs). A synchronous run's answer comes back to that
+   * process only: on a shared log, the other replicas fail the run when that process is gone, so it is retried.
+   */
+  dispatchedBy: z.string().max(128).optional(),
 });
 /** The runner declined an async execution: the attempt is PENDING again and queued, no attempt used up. */
 export const StageAttemptDispatchDeclined = event('StageAttemptDispatchDeclined', {

@@ -34,9 +34,16 @@ export interface PostgresEventStoreOptions {
   /** Appends join one transaction that flush() commits (the server); otherwise each append commits itself. */
   readonly groupCommit?: boolean;
   readonly validate?: Validation;
-  /** Shown in pg_stat_activity. */
+  /** Shown in pg_stat_activity (when there is no serverId). */
   readonly applicationName?: string;
+  /**
+   * A serving process: its connections are named `turboci serve <serverId>` in pg_stat_activity, which is how the
+   * other replicas tell that it is still there (liveServers).
+   */
+  readonly serverId?: string;
 }
+
+const SERVER_PREFIX = 'turboci serve ';
 
 /** A row of turboci_events as the driver returns it. */
 export interface PgEventRow {
@@ -104,7 +111,7 @@ export class PostgresEventStore implements EventStore, SharedLog {
     this.validate = options.validate ?? 'all';
     this.describe = redactUrl(url);
     this.pg = new SyncPg(url, {
-      applicationName: options.applicationName ?? 'turboci',
+      applicationName: options.serverId ? `${SERVER_PREFIX}${options.serverId}` : (options.applicationName ?? 'turboci'),
       setup: [
         // A writer that stops (SIGSTOP, a hung host) must not hold the append lock for ever.
         "SET idle_in_transaction_session_timeout = '15s'",
@@ -161,6 +168,14 @@ export class PostgresEventStore implements EventStore, SharedLog {
   /** Calls `wake` when another writer commits (LISTEN/NOTIFY: a wake-up only; the position is the truth). */
   onCommitted(wake: () => void, onError: (message: string) => void): () => void {
     return this.pg.listen(NOTIFY_CHANNEL, wake, onError);
+  }
+
+  liveServers(): ReadonlySet<string> {
+    const rows = this.pg.rows<{ name: string }>(
+      'SELECT DISTINCT application_name AS name FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1',
+      [`${SERVER_PREFIX}%`],
+    );
+    return new Set(rows.map((r) => r.name.slice(SERVER_PREFIX.length).replace(/ \(listen\)$/, '')));
   }
 
   append(streamId: string, expectedVersion: number, events: readonly PendingEvent[], o: AppendOptions): RecordedEvent[] {
