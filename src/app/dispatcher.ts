@@ -61,7 +61,10 @@ export class Dispatcher {
   start(): void {
     const { executions, runners } = this.app.models;
     for (const ex of [...executions.inFlight()]) {
-      if (ex.mode === 'SYNC') {
+      // On a shared log a synchronous run in flight may be another replica's, still waiting for its answer: failing
+      // it would kill live work whenever a replica starts. It is failed at its deadline instead (every replica arms
+      // it, and the first to fire under the log's lock decides), which also retries the runs of a replica that died.
+      if (ex.mode === 'SYNC' && !this.app.sharedLog) {
         this.fail(ex, 'the server restarted while the runner was executing it synchronously; its answer was lost');
       } else {
         this.armDeadline(ex);

@@ -299,6 +299,11 @@ export class Orchestrator {
     return this.store.groupCommit;
   }
 
+  /** Whether other servers (replicas) write the same log. */
+  get sharedLog(): boolean {
+    return this.shared !== undefined;
+  }
+
   /**
    * Registers a scheduler (the dispatcher's pump, the pull scheduler's waiters) that runs at every group commit,
    * right before the commit, when something was appended since the last one: whatever it decides joins that
