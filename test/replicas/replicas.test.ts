@@ -123,11 +123,13 @@ function resumingWatcher(workPlanId: string, addresses: () => string[], first: s
   };
 }
 
-test('3 replicas under load, one SIGKILLed: acknowledged writes, versions, hand-outs exactly once, the watcher, verify', async (t) => {
-  const { url, servers } = await replicas(3, ['--heartbeat-interval', '1000', '--attempt-timeout', '5']);
+test('3 replicas under load, one SIGKILLed and restarted: acknowledged writes, versions, hand-outs exactly once, the watcher, verify', async (t) => {
+  const args = ['--heartbeat-interval', '1000', '--attempt-timeout', '5'];
+  const { url, servers } = await replicas(3, args);
   const victim = servers[2]!;
-  let victimDead = false;
-  const live = () => servers.filter((s) => s !== victim || !victimDead);
+  /** The replicas taking calls: the victim leaves it when it is killed, its successor joins it when started. */
+  const pool = [...servers];
+  const live = () => [...pool];
   /** A call to a random live replica, sent again to another one while the one it hit is going away. */
   const onAny = async <T>(call: (api: ReturnType<typeof connect>['api']) => Promise<T>): Promise<T> => {
     for (let tries = 0; ; tries++) {
@@ -138,9 +140,9 @@ test('3 replicas under load, one SIGKILLed: acknowledged writes, versions, hand-
       }
     }
   };
-  const conns = servers.map((s) => connect(s.address));
-  cleanups.push(() => conns.forEach((c) => c.close()));
-  const connOf = (s: ServerProcess) => conns[servers.indexOf(s)]!;
+  const conns = new Map(servers.map((s) => [s, connect(s.address)]));
+  cleanups.push(() => [...conns.values()].forEach((c) => c.close()));
+  const connOf = (s: ServerProcess) => conns.get(s)!;
 
   // Push runners, registered through different replicas: any replica may dispatch to them.
   const runners: TestRunner[] = [];
@@ -153,7 +155,7 @@ test('3 replicas under load, one SIGKILLed: acknowledged writes, versions, hand-
     });
     runners.push(r);
     cleanups.push(() => r.kill());
-    await conns[i]!.api.registerStageRunner({ runnerId: `push-${i}`, runnerType: 'push', address: r.address });
+    await connOf(servers[i]!).api.registerStageRunner({ runnerId: `push-${i}`, runnerType: 'push', address: r.address });
   }
   // Pull agents, one per replica (the victim's keeps calling its dead replica: its leases must be taken over).
   const agents: AgentProcess[] = servers.map((s, i) =>
@@ -174,7 +176,9 @@ test('3 replicas under load, one SIGKILLed: acknowledged writes, versions, hand-
   const WRITERS = 4;
   const WRITES = 25;
   const KILL_AFTER = 30;
+  const RESTART_AFTER = 55;
   let killed: Promise<unknown> | null = null;
+  let restarted: Promise<unknown> | null = null;
 
   const writer = async (w: number) => {
     for (let i = 0; i < WRITES; i++) {
@@ -208,17 +212,26 @@ test('3 replicas under load, one SIGKILLed: acknowledged writes, versions, hand-
         }
       }
       if (acked.length >= KILL_AFTER && !killed) {
-        victimDead = true;
+        pool.splice(pool.indexOf(victim), 1);
         killed = victim.stop('SIGKILL');
+      }
+      // A new process on the same database joins while the others serve, with the victim's work still in flight.
+      if (acked.length >= RESTART_AFTER && killed && !restarted) {
+        restarted = startServer(url, args).then((s) => {
+          cleanups.push(() => s.stop('SIGKILL'));
+          conns.set(s, connect(s.address));
+          pool.push(s);
+        });
       }
     }
   };
   await Promise.all(Array.from({ length: WRITERS }, (_, w) => writer(w)));
-  assert.ok(killed, 'the victim was killed mid-load');
+  assert.ok(killed && restarted, 'the victim was killed and a successor started mid-load');
   await killed;
+  await restarted;
 
-  // Everything runs to the end on the two replicas left: the victim's leases and sync runs are taken over.
-  const survivor = conns[0]!;
+  // Everything runs to the end: the victim's leases and sync runs are taken over.
+  const survivor = connOf(servers[0]!);
   for (const workPlanId of workPlans) {
     await eventually(
       async () => {
@@ -230,6 +243,21 @@ test('3 replicas under load, one SIGKILLed: acknowledged writes, versions, hand-
     );
   }
   const finalVersion = Number((await survivor.api.getWorkPlan({ id: watched })).workPlan!.version);
+  // Every replica serves the same state, the state a replay of the log gives.
+  const replayed = ReadModels.replay(readAllEvents(url));
+  const nodes = (m: ReturnType<typeof replayed.workplan>) => [...m!.stages.values()].map((x) => [x.id, x.version, x.attempts.length]);
+  for (const s of live()) {
+    for (const workPlanId of workPlans) {
+      await eventually(
+        async () => {
+          const { stages, workPlanVersion } = await connOf(s).api.queryNodes({ workPlanId, includeStages: true });
+          return Number(workPlanVersion) === replayed.workplan(workPlanId)!.meta.version ? stages : undefined;
+        },
+        'every replica at the log\'s version',
+        60_000,
+      ).then((stages) => assert.deepEqual(stages.map((x) => [x.id, Number(x.version), x.attempts.length]), nodes(replayed.workplan(workPlanId))));
+    }
+  }
   await eventually(async () => ((watcher.versions.at(-1) ?? 0) >= finalVersion ? true : undefined), `the watcher at version ${finalVersion}`, 60_000);
   watcher.close();
   for (const s of live()) await s.stop();
