@@ -25,12 +25,6 @@ export function testStore(): TestStore {
 
 export const onPostgres = testStore() === 'postgres';
 
-/**
- * For a test about SQLite files themselves (the .db file read directly, the owner lock, the commit marker, disk
- * full, snapshots, backup): `test(name, sqliteOnly, fn)`. It runs in `npm test` and is skipped by the PostgreSQL run.
- */
-export const sqliteOnly: { skip: string | false } = { skip: onPostgres ? 'about the SQLite file; runs on SQLite (npm test)' : false };
-
 async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: `${PG_SERVER}/postgres`, application_name: 'turboci tests' });
   await client.connect();
