@@ -417,3 +417,37 @@ test('clients, agents and runners may switch replicas between calls: what one re
   assertGapFree(readAllEvents(url));
   assertVerifies(url);
 });
+
+test('timers run on every replica and act once: a runner registration\'s TTL, an approval deadline, a pickup timeout', async () => {
+  const { url, servers } = await replicas(3, []);
+  const conns = servers.map((s) => connect(s.address));
+  cleanups.push(() => conns.forEach((c) => c.close()));
+  const [a, b, c] = conns as [ReturnType<typeof connect>, ReturnType<typeof connect>, ReturnType<typeof connect>];
+  // Each is set up through a different replica; all three arm the timer, from their own fold of the log.
+  await a.api.registerStageRunner({ runnerId: 'short-lived', runnerType: 'ttl', address: '127.0.0.1:9', ttlSeconds: 1n });
+  const workPlanId = (await b.api.createWorkPlan({})).workPlan!.id;
+  await c.api.writeNodes({
+    workPlanId,
+    checks: [{ id: 'gate', state: CheckState.CHECK_STATE_PLANNED, approvalGate: { approvalsRequired: 1, deadline: new Date(Date.now() + 1000) } }],
+    stages: [{ id: 'unwanted', runnerType: 'nobody', maxAttempts: 1, args: {}, executionPolicy: { pickupTimeoutMs: 1000 } }],
+  });
+  await eventually(async () => (readAllEvents(url).some((e) => e.event.type === 'RunnerExpired') ? true : undefined), 'the registration expired', 30_000);
+  assert.deepEqual((await b.api.listStageRunners({ runnerType: 'ttl' })).runners, []);
+  await eventually(
+    async () => {
+      const { checks, stages } = await b.api.queryNodes({ workPlanId });
+      return checks[0]!.state === CheckState.CHECK_STATE_FINAL && stages[0]!.state === StageState.STAGE_STATE_FINAL ? true : undefined;
+    },
+    'the gate timed out and the stage gave up',
+    30_000,
+  );
+  // Whatever each replica's timer saw, nothing fires twice; let any late timer have its turn on the log first.
+  for (const s of servers) await s.stop();
+  const log = readAllEvents(url);
+  assertGapFree(log);
+  const count = (type: string) => log.filter((e) => e.event.type === type).length;
+  assert.equal(count('RunnerExpired'), 1, 'the registration expired once');
+  assert.equal(count('CheckApprovalTimedOut'), 1, 'the gate timed out once');
+  assert.equal(count('StageAttemptLeaseExpired'), 1, 'the attempt expired once');
+  assertVerifies(url);
+});
