@@ -74,19 +74,18 @@ if (testStore() === 'postgres') {
 /**
  * `keepLogs: false` (benchmarks): log lines after "listening" are drained from the pipe but not parsed or kept, so
  * the benchmark process, which also hosts the runners, does not pay for parsing every line the server writes.
- * `store: 'sqlite'` serves the SQLite file even in a PostgreSQL run (a test about the file itself).
+ * `store: 'sqlite'` serves the SQLite file even in a PostgreSQL run (see cliNeedsFile in store.ts).
  */
 export async function startServer(
   dbPath: string,
   extraArgs: string[] = [],
-  opts: { keepLogs?: boolean; store?: TestStore; env?: NodeJS.ProcessEnv } = {},
+  opts: { keepLogs?: boolean; store?: TestStore } = {},
 ): Promise<ServerProcess> {
   dbPath = await logFor(dbPath, opts.store);
   const keepLogs = opts.keepLogs ?? true;
   let listening = false;
   const child = spawn(process.execPath, [...SERVER_NODE_ARGS, BIN, 'serve', '--port', '0', '--http-port', '0', '--db', dbPath, '--log-level', 'info', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    ...(opts.env ? { env: opts.env } : {}),
   });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
