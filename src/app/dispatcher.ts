@@ -65,6 +65,9 @@ export class Dispatcher {
     const { executions, runners } = this.app.models;
     const live = this.app.liveServers();
     for (const ex of [...executions.inFlight()]) {
+      // On a shared log a synchronous run in flight may be another replica's, still waiting for its answer: failing
+      // it would kill live work whenever a replica starts. Only the runs of processes gone from the log are failed
+      // (and later ones by failOrphans); the rest are armed with their deadlines, as every replica does.
       if (ex.mode === 'SYNC' && live === undefined) {
         this.fail(ex, 'the server restarted while the runner was executing it synchronously; its answer was lost');
       } else if (ex.mode === 'SYNC' && live !== undefined && this.orphaned(ex, live)) {

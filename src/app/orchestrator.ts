@@ -126,21 +126,29 @@ export class Orchestrator {
     });
   }
 
-  /** Folds what other servers committed (never inside our own open write: beginWrite brought it in already). */
-  private catchUp(): void {
-    if (!this.shared || this.writeOpen || this.unflushed.length > 0 || this.closed) return;
+  /**
+   * Folds what other servers committed (never inside our own open write: beginWrite brought it in already); true
+   * if there was any. Besides NOTIFY and the timer, whoever is about to refuse a caller for something unknown (a
+   * workplan, a version, a lease or an execution) calls it first: a client may have been answered by another
+   * replica a moment ago, and this one may not have folded that yet.
+   */
+  catchUp(): boolean {
+    if (!this.shared || this.writeOpen || this.unflushed.length > 0 || this.closed) return false;
+    let folded = false;
     try {
       for (let page = 0; page < 1000; page++) {
         const events = this.shared.tail(this.current.position);
         if (events.length === 0) break;
         this.publishForeign(events);
+        folded = true;
       }
     } catch {
       // The log is unreachable: reads serve what we have; the next write reports the failure.
-      return;
+      return folded;
     }
     // The schedulers (dispatch, leases) act on the others' events too: an agent waiting here gets their attempts.
     if (this.foreign) this.flush();
+    return folded;
   }
 
   /** Other servers' events, already committed: folded (batches$) and let out (durable$) at once, stream by stream. */
@@ -207,7 +215,7 @@ export class Orchestrator {
 
   /** The header only: an evicted workplan is not folded back for it. */
   getWorkPlan(id: string): WorkPlanMeta {
-    const meta = this.models.workplans.meta(id);
+    const meta = this.models.workplans.meta(id) ?? (this.catchUp() ? this.models.workplans.meta(id) : undefined);
     if (!meta) throw notFound(`no workplan "${id}"`, 'work_plan_id');
     return meta;
   }
@@ -353,7 +361,7 @@ export class Orchestrator {
   }
 
   private workplan(id: string): WorkPlanModel {
-    const model = this.models.workplan(id);
+    const model = this.models.workplan(id) ?? (this.catchUp() ? this.models.workplan(id) : undefined);
     if (!model) throw notFound(`no workplan "${id}"`, 'work_plan_id');
     return model;
   }

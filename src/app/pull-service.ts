@@ -204,7 +204,9 @@ export class PullService {
 
   /** The lease token is the capability; with auth on, it must also come from the token that leased it (or an admin). */
   private find(token: string, caller: Caller): LeaseRef {
-    const ref = this.app.models.leases.byTokenHash(hashToken(token));
+    const hash = hashToken(token);
+    // Leased through another replica a moment ago? Look at what the others committed before refusing.
+    const ref = this.app.models.leases.byTokenHash(hash) ?? (this.app.catchUp() ? this.app.models.leases.byTokenHash(hash) : undefined);
     if (!ref) throw failedPrecondition('not a lease token this server issued', 'lease_token');
     if (caller.authenticated && !caller.admin && ref.owner !== caller.principal) {
       throw permissionDenied('the lease was granted to another token', 'lease_token');

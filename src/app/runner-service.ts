@@ -84,7 +84,8 @@ export class RunnerService {
   }
 
   execution(executionId: string): ExecutionRef {
-    const ref = this.app.models.executions.execution(executionId);
+    // Dispatched by another replica a moment ago (a runner may call back any replica)? Catch up before refusing.
+    const ref = this.app.models.executions.execution(executionId) ?? (this.app.catchUp() ? this.app.models.executions.execution(executionId) : undefined);
     if (!ref) throw notFound(`no execution "${executionId}"`, 'execution_id');
     return ref;
   }

@@ -122,7 +122,9 @@ export class WatchHub {
    * INVALID_ARGUMENT for an after_version beyond the workplan's current version.
    */
   open(req: WatchRequest, listener: WatchListener): WatchSubscription {
-    const model = this.app.models.workplan(req.workPlanId);
+    let model = this.app.models.workplan(req.workPlanId);
+    // A client resuming here from what another replica sent it may be ahead of what this one folded: catch up first.
+    if ((!model || (req.afterVersion ?? 0) > model.meta.version) && this.app.catchUp()) model = this.app.models.workplan(req.workPlanId);
     if (!model) throw notFound(`no workplan "${req.workPlanId}"`, 'work_plan_id');
     const current = model.meta.version;
     if (req.afterVersion !== undefined && (req.afterVersion < 0 || req.afterVersion > current)) {

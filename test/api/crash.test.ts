@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { ReadModels } from '../../projections/read-models.js';
 import { CheckState, NodeType, PredicateType } from '../../src/gen/turboci/v1/common.js';
 import { WatchWorkPlanRequest, type TurboCIOrchestratorClient, type WorkPlanEvent } from '../../src/gen/turboci/v1/service.js';
-import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
+import { openLog } from '../support/store.js';
 import { CHECK_STATE, STAGE_STATE } from '../../src/transport/to-proto.js';
 import { connect, startServer, tempDir } from '../support/server.js';
 
@@ -95,7 +95,7 @@ test('SIGKILL at random moments loses no acknowledged write, and takes back no e
   const conn = connect(server.address);
   try {
     const live = await conn.api.queryNodes({ workPlanId });
-    const replayed = ReadModels.replay(new SqliteEventStore(dbPath, { readonly: true }).readAll()).workplan(workPlanId)!;
+    const replayed = ReadModels.replay(openLog(dbPath).readAll()).workplan(workPlanId)!;
     assert.deepEqual(
       live.checks.map((c) => [c.id, c.state, Number(c.version), c.results.length]),
       [...replayed.checks.values()].map((c) => [c.id, CHECK_STATE[c.state], c.version, c.results.length]),

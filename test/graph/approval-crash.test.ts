@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { CheckState, NodeType, PredicateType, StageState } from '../../src/gen/turboci/v1/common.js';
-import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
+import { openLog } from '../support/store.js';
 import { connect, startServer, tempDir } from '../support/server.js';
 
 const dir = tempDir('turboci-approval-crash-');
@@ -49,7 +49,7 @@ test('an approval deadline survives SIGKILL: it fires after the restart, also wh
     c2.close();
     await second.stop();
   }
-  const store = new SqliteEventStore(dbPath, { readonly: true });
+  const store = openLog(dbPath);
   const timeouts = [...store.readStream(workPlanId)].filter((e) => e.event.type === 'CheckApprovalTimedOut');
   store.close();
   assert.deepEqual(timeouts.map((e) => e.event.data), [{ checkId: 'early', deadline: passedWhileDown }], 'timed out exactly once');

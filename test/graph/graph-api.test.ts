@@ -17,6 +17,7 @@ import { WatchWorkPlanRequest, type WorkPlanEvent } from '../../src/gen/turboci/
 import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
 import { createToken, outcome } from '../security/support.js';
 import { BIN, connect, serverPerFile, startServer, tempDir } from '../support/server.js';
+import { cliNeedsFile } from '../support/store.js';
 
 const suite = serverPerFile('graph');
 
@@ -249,7 +250,7 @@ test('with authentication on, only approver tokens of the realm approve; distinc
   const bob = createToken(db, 'bob', 'approver');
   const outsider = createToken(db, 'carol', 'approver', '--realm', 'other');
   const reader = createToken(db, 'watcher', 'reader');
-  const server = await startServer(db, ['--auth', 'on']);
+  const server = await startServer(db, ['--auth', 'on'], cliNeedsFile);
   const as = (token: string) => connect(server.address, { token });
   const [w, a, b, o, r] = [writer, alice, bob, outsider, reader].map(as);
   try {

@@ -10,7 +10,7 @@ import { after, test } from 'node:test';
 import { ReadModels } from '../../projections/read-models.js';
 import { CheckState, NodeType, PredicateType, StageState } from '../../src/gen/turboci/v1/common.js';
 import type { LeasedAttempt } from '../../src/gen/turboci/v1/pull.js';
-import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
+import { openLog } from '../support/store.js';
 import { STAGE_STATE } from '../../src/transport/to-proto.js';
 import { connect, startServer, tempDir } from '../support/server.js';
 import { connectPull, readLog, type PullApi } from './support.js';
@@ -142,7 +142,7 @@ test('SIGKILL while executors lease in batches and complete-and-lease-next: noth
   const conn = connect(server.address);
   try {
     const live = await conn.api.queryNodes({ workPlanId, includeStages: true });
-    const replayed = ReadModels.replay(new SqliteEventStore(dbPath, { readonly: true }).readAll()).workplan(workPlanId)!;
+    const replayed = ReadModels.replay(openLog(dbPath).readAll()).workplan(workPlanId)!;
     assert.deepEqual(
       live.stages.map((s) => [s.id, s.state, Number(s.version), s.attempts.length]),
       [...replayed.stages.values()].map((s) => [s.id, STAGE_STATE[s.state], s.version, s.attempts.length]),

@@ -1,5 +1,5 @@
 // Helpers for pull-runner tests: real agent processes (`turboci runner`), a promise client for TurboCIRunnerPull,
-// and the server's event log read from its SQLite file (read-only, safe while it runs).
+// and the server's event log read from its SQLite file or PostgreSQL database (read-only, safe while it runs).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -16,8 +16,8 @@ import {
   type HeartbeatResponse,
   type LeaseResponse,
 } from '../../src/gen/turboci/v1/pull.js';
-import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
 import { BIN } from '../support/server.js';
+import { readAllEvents } from '../support/store.js';
 
 export interface AgentProcess {
   readonly child: ChildProcess;
@@ -84,12 +84,7 @@ export function connectPull(address: string): PullApi {
 
 /** Every event in the log, in commit order. */
 export function readLog(dbPath: string): RecordedEvent[] {
-  const store = new SqliteEventStore(dbPath, { readonly: true });
-  try {
-    return [...store.readAll()];
-  } finally {
-    store.close();
-  }
+  return readAllEvents(dbPath);
 }
 
 /** True while the process exists and is not a zombie (an orphan's zombie waits for a reaper that may never come). */

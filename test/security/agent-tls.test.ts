@@ -12,6 +12,7 @@ import type { WorkPlanEvent } from '../../src/gen/turboci/v1/service.js';
 import { startAgent } from '../pull/support.js';
 import { eventually, startTestRunner } from '../support/runner.js';
 import { BIN, connect, startServer, tempDir } from '../support/server.js';
+import { cliNeedsFile } from '../support/store.js';
 import { clients, createToken, outcome, turboci } from './support.js';
 
 const dir = tempDir('turboci-tls-');
@@ -82,7 +83,7 @@ test('TLS + mTLS + auth end to end: the agent over TLS runs a shell stage; a cli
   const db = join(dir.path, 'tls.db');
   const bot = createToken(db, 'ci-bot', 'writer');
   const agentToken = createToken(db, 'shell-agent', 'runner', '--runner-type', 'shell');
-  const server = await startServer(db, ['--auth', 'on', '--tls-cert', pki['server.crt']!, '--tls-key', pki['server.key']!, '--tls-client-ca', pki['ca.crt']!]);
+  const server = await startServer(db, ['--auth', 'on', '--tls-cert', pki['server.crt']!, '--tls-key', pki['server.key']!, '--tls-client-ca', pki['ca.crt']!], cliNeedsFile);
   const tls = { tlsCa: readFileSync(pki['ca.crt']!), tlsCert: readFileSync(pki['client.crt']!), tlsKey: readFileSync(pki['client.key']!) };
   const writer = clients(server.address, { ...tls, token: bot });
   const agent = startAgent(server.address, [

@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { CheckState, ExecutionMode, StageState } from '../../src/gen/turboci/v1/common.js';
 import { sleep } from '../support/runner.js';
 import { startServer, tempDir, type ServerProcess } from '../support/server.js';
+import { cliNeedsFile } from '../support/store.js';
 import { clients, createToken, outcome, turboci } from './support.js';
 
 const dir = tempDir('turboci-roles-');
@@ -33,7 +34,7 @@ before(async () => {
   secrets.revoked = createToken(db, 'gone', 'admin');
   assert.equal(turboci('token', 'revoke', 'gone', '--db', db).status, 0);
   secrets.forged = 'tci_' + 'A'.repeat(43);
-  server = await startServer(db, ['--auth', 'on', '--runner-type-realms', 'shell=trusted']);
+  server = await startServer(db, ['--auth', 'on', '--runner-type-realms', 'shell=trusted'], cliNeedsFile);
   admin = clients(server.address, { token: secrets.admin });
   wp = (await admin.api.createWorkPlan({ metadata: { repo: 'x' } })).workPlan!.id;
 });

@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import { AttemptState, CheckState, ExecutionMode, StageState } from '../../src/gen/turboci/v1/common.js';
 import { eventually, startTestRunner, type TestRunner } from '../support/runner.js';
 import { startServer, tempDir, type ServerProcess } from '../support/server.js';
+import { cliNeedsFile } from '../support/store.js';
 import { clients, createToken, outcome } from './support.js';
 
 const dir = tempDir('turboci-runner-auth-');
@@ -24,7 +25,7 @@ before(async () => {
   s.a = createToken(db, 'build-a', 'runner', '--runner-type', 'build');
   s.b = createToken(db, 'build-b', 'runner', '--runner-type', 'build');
   s.gpu = createToken(db, 'gpu', 'runner', '--runner-type', 'gpu');
-  server = await startServer(db, ['--auth', 'on']);
+  server = await startServer(db, ['--auth', 'on'], cliNeedsFile);
   offServer = await startServer(join(dir.path, 'off.db'));
   pushRunner = await startTestRunner({ runAsync: async () => ({ accepted: true }) });
 });

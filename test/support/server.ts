@@ -1,4 +1,5 @@
-// Starts the real server binary as a child process on a real SQLite file and connects a real gRPC client to it.
+// Starts the real server binary as a child process on a real SQLite file (or, with TURBOCI_TEST_STORE=postgres, a
+// fresh PostgreSQL database: see store.ts) and connects a real gRPC client to it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,6 +7,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, before } from 'node:test';
+import { dropTestDatabases, logFor, testStore, type TestStore } from './store.js';
 import { credentials } from '@grpc/grpc-js';
 import { unary, type UnaryMethod } from '../../src/client/unary.js';
 import { channel, type ConnectOptions } from '../../src/client/connect.js';
@@ -42,6 +44,7 @@ export interface ServerProcess {
   readonly address: string;
   /** The HTTP port's host:port (web UI, JSON API, /metrics). */
   readonly httpAddress: string;
+  /** What the server was started with: the SQLite file, or the PostgreSQL URL that stands for it. */
   readonly dbPath: string;
   /** Every JSON log line the server printed so far. */
   readonly logs: Record<string, unknown>[];
@@ -58,11 +61,27 @@ export function tempDir(prefix = 'turboci-test-'): { path: string; remove(): voi
 /** Extra node flags for the server process, e.g. `TURBOCI_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile it under a benchmark. */
 const SERVER_NODE_ARGS = (process.env.TURBOCI_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
+/** Servers still running, stopped before their databases are dropped (PostgreSQL runs). */
+const running = new Set<ServerProcess>();
+if (testStore() === 'postgres') {
+  after(async () => {
+    // Servers a test left running would lose their database under them: stop them first.
+    await Promise.all([...running].map((s) => s.stop()));
+    await dropTestDatabases();
+  });
+}
+
 /**
  * `keepLogs: false` (benchmarks): log lines after "listening" are drained from the pipe but not parsed or kept, so
  * the benchmark process, which also hosts the runners, does not pay for parsing every line the server writes.
+ * `store: 'sqlite'` serves the SQLite file even in a PostgreSQL run (see cliNeedsFile in store.ts).
  */
-export async function startServer(dbPath: string, extraArgs: string[] = [], opts: { keepLogs?: boolean } = {}): Promise<ServerProcess> {
+export async function startServer(
+  dbPath: string,
+  extraArgs: string[] = [],
+  opts: { keepLogs?: boolean; store?: TestStore } = {},
+): Promise<ServerProcess> {
+  dbPath = await logFor(dbPath, opts.store);
   const keepLogs = opts.keepLogs ?? true;
   let listening = false;
   const child = spawn(process.execPath, [...SERVER_NODE_ARGS, BIN, 'serve', '--port', '0', '--http-port', '0', '--db', dbPath, '--log-level', 'info', ...extraArgs], {
@@ -100,7 +119,7 @@ export async function startServer(dbPath: string, extraArgs: string[] = [], opts
       await new Promise((r) => setTimeout(r, 20));
     }
   };
-  return {
+  const server: ServerProcess = {
     child,
     address,
     httpAddress,
@@ -112,6 +131,9 @@ export async function startServer(dbPath: string, extraArgs: string[] = [], opts
       return exited;
     },
   };
+  running.add(server);
+  void exited.then(() => running.delete(server));
+  return server;
 }
 
 type DeepPartial<T> = T extends Date | Function | bigint

@@ -11,6 +11,7 @@ import type { Page } from 'playwright-core';
 import { CheckState, NodeType, PredicateType, StageState, AttemptState } from '../../src/gen/turboci/v1/common.js';
 import { startTestRunner, type TestRunner } from '../support/runner.js';
 import { BIN, connect, serverPerFile, startServer, tempDir } from '../support/server.js';
+import { onPostgres } from '../support/store.js';
 import { freePort, graphAttemptStates, graphStates, launchBrowser, skipBrowser, timelineVersions, type Browser } from './support.js';
 
 const skip = skipBrowser;
@@ -181,7 +182,8 @@ test('3b. the server restarts: the page resumes from the last version it saw, wi
   }
 });
 
-test('4. the version slider shows the graph exactly as `turboci replay --at-version N`', { skip }, async () => {
+// `turboci replay --db` reads SQLite files only in this branch (TODO(merge with pgcli): pass the URL).
+test('4. the version slider shows the graph exactly as `turboci replay --at-version N`', { skip: skip || (onPostgres && 'turboci replay --db takes files only') }, async () => {
   const id = await createWorkPlan();
   await file.api.writeNodes({ workPlanId: id, ...PLAN });
   await finishBuild(id);

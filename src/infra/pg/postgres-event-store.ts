@@ -67,6 +67,8 @@ interface Head {
 }
 
 const PAGE = 5_000;
+/** The largest stream version the schema holds (integer). */
+const MAX_VERSION = 2_147_483_647;
 const COLUMNS = 'position, stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version, hash, principal, reason';
 
 /** `postgres://` and `postgresql://` URLs name a PostgreSQL log; anything else is a SQLite file. */
@@ -265,7 +267,8 @@ export class PostgresEventStore implements EventStore, SharedLog {
   }
 
   *readStream(streamId: string, range: { afterVersion?: number; toVersion?: number } = {}): IterableIterator<RecordedEvent> {
-    const to = range.toVersion ?? Number.MAX_SAFE_INTEGER;
+    // version is an integer column: a bound past 2^31-1 is refused by PostgreSQL (22003), not taken as "no bound".
+    const to = Math.min(range.toVersion ?? MAX_VERSION, MAX_VERSION);
     let after = range.afterVersion ?? 0;
     for (;;) {
       const rows = this.pg.rows<PgEventRow>(
@@ -308,8 +311,8 @@ export class PostgresEventStore implements EventStore, SharedLog {
     };
     if (f.workPlanId !== undefined) add((n) => `stream_id = $${n}`, f.workPlanId);
     if (f.types?.length) add((n) => `type = ANY($${n}::text[])`, [...f.types]);
-    if (f.fromVersion !== undefined) add((n) => `version >= $${n}`, f.fromVersion);
-    if (f.toVersion !== undefined) add((n) => `version <= $${n}`, f.toVersion);
+    if (f.fromVersion !== undefined) add((n) => `version >= $${n}::bigint`, f.fromVersion);
+    if (f.toVersion !== undefined) add((n) => `version <= $${n}::bigint`, f.toVersion);
     if (f.fromPosition !== undefined) add((n) => `position >= $${n}`, f.fromPosition);
     if (f.toPosition !== undefined) add((n) => `position <= $${n}`, f.toPosition);
     if (f.since !== undefined) add((n) => `recorded_at >= $${n}`, f.since);
