@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
 import { SAMPLE_WORKPLAN, writeSampleLog } from '../../scripts/sample-log.js';
 import { ADMIN_URL, postgresForFile, withDatabase } from '../support/postgres.js';
-import { BIN, tempDir } from '../support/server.js';
+import { BIN, connect, startServer, tempDir } from '../support/server.js';
 
 const pg = await postgresForFile('cli');
 const skip = pg.skip;
@@ -98,6 +98,35 @@ test('serve and the tools refuse a bad PostgreSQL URL in one line, exit 1, no st
   failsInOneLine(run('events', '--db', empty), /holds no TurboCI event log/);
   const [t] = await pg.sql<{ t: string | null }>(empty, "SELECT to_regclass('turboci_schema_migrations')::text AS t");
   assert.equal(t!.t, null);
+});
+
+test('least privilege: once the owner made the schema, SELECT is enough to read, and SELECT and INSERT to write and serve', { skip }, async () => {
+  const url = await pg.createDatabase();
+  ok('token', 'create', '--db', url, '--name', 'owner', '--role', 'admin'); // the owner creates the schema
+  const reader = await pg.createRole(url);
+  const writer = await pg.createRole(url);
+  await pg.sql(url, `GRANT SELECT ON turboci_events, turboci_schema_migrations TO "${reader.name}", "${writer.name}"`);
+  await pg.sql(url, `GRANT INSERT ON turboci_events TO "${writer.name}"`);
+
+  assert.match(ok('token', 'list', '--db', reader.url), /owner\tadmin\tactive/);
+  assert.match(ok('events', '--db', reader.url), /TokenCreated/);
+  failsInOneLine(run('token', 'create', '--db', reader.url, '--name', 'x', '--role', 'reader'), /permission denied for table turboci_events/);
+
+  ok('token', 'create', '--db', writer.url, '--name', 'bot', '--role', 'writer');
+  const server = await startServer(writer.url);
+  try {
+    const { api, close } = connect(server.address);
+    try {
+      const wp = (await api.createWorkPlan({ metadata: { by: 'writer role' } })).workPlan!.id;
+      assert.match(ok('events', '--db', reader.url, '-w', wp), /WorkPlanCreated/);
+    } finally {
+      close();
+    }
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+  const [migrations] = await pg.sql<{ n: string }>(url, 'SELECT COUNT(*) AS n FROM turboci_schema_migrations');
+  assert.equal(Number(migrations!.n), 1);
 });
 
 test('export/import move workplans SQLite → PostgreSQL → SQLite with the same versions, times, causes, principals and reasons', { skip }, async () => {
