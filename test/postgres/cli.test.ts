@@ -129,6 +129,37 @@ test('least privilege: once the owner made the schema, SELECT is enough to read,
   assert.equal(Number(migrations!.n), 1);
 });
 
+test('a server on PostgreSQL folds an import another process commits, and verify --db URL --server finds no difference', { skip }, async () => {
+  const source = `${dir.path}/served.db`;
+  sqliteLog(source);
+  const file = `${dir.path}/served.ndjson`;
+  ok('export', '--db', source, '-w', SAMPLE_WORKPLAN, '--out', file);
+  const url = await pg.createDatabase();
+  const server = await startServer(url);
+  try {
+    const { api, close } = connect(server.address);
+    try {
+      const own = (await api.createWorkPlan({ metadata: { on: 'postgres' } })).workPlan!.id;
+      ok('import', '--db', url, file);
+      // The server hears of the commit by NOTIFY (or its timer) and folds it: wait for that, not for a time.
+      let version = 0;
+      for (const deadline = Date.now() + 15_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+        version = Number((await api.getWorkPlan({ id: SAMPLE_WORKPLAN }).catch(() => ({ workPlan: { version: 0 } }))).workPlan?.version ?? 0);
+        if (version > 0) break;
+      }
+      assert.equal(version, 29, 'the server folded the imported workplan');
+      const verified = run('verify', '--db', url, '--server', server.address);
+      assert.equal(verified.status, 0, verified.stdout + verified.stderr);
+      assert.match(verified.stdout, /replayed 30 events of 2 workplans through the projections\ncompared 2 read models\nOK: no differences/);
+      assert.match(ok('replay', '--db', url, '-w', own), /workplan \S+ at v1 of 1/);
+    } finally {
+      close();
+    }
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
 test('export/import move workplans SQLite → PostgreSQL → SQLite with the same versions, times, causes, principals and reasons', { skip }, async () => {
   const source = `${dir.path}/source.db`;
   sqliteLog(source);
