@@ -47,7 +47,8 @@ export function postgresError(describe: string, err: unknown): FatalError {
   const message = e.message ?? String(err);
   const code = e.code ?? '';
   const why =
-    code === '3D000' ? `${message} (create it, or name another database in the URL)`
+    code === 'ERR_INVALID_URL' ? 'not a valid URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME)'
+    : code === '3D000' ? `${message} (create it, or name another database in the URL)`
     : code === '42501' ? `permission denied: ${message} (the role needs CREATE on the schema to make the tables, then SELECT and INSERT)`
     : code === '28P01' || code === '28000' ? `authentication failed: ${message}`
     : /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|timeout/i.test(message) ? `cannot connect: ${message} (is PostgreSQL running there?)`

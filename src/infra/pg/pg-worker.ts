@@ -15,10 +15,17 @@ const flag = new Int32Array(data.flag);
 const port = data.port as MessagePort;
 const notifyPort = data.notifyPort as MessagePort;
 
-const client = new pg.Client({ connectionString: data.url, application_name: data.applicationName, connectionTimeoutMillis: 10_000 });
+// Made by the first call (connect), not when the module loads: a URL node-postgres cannot parse (a port past
+// 65535) throws in the constructor, and thrown here it would kill the worker while the main thread waits for an
+// answer that never comes. Inside run() it is that call's failure, answered like any other.
+let client: pg.Client | null = null;
 let listener: pg.Client | null = null;
 let broken: Error | null = null;
-client.on('error', (err) => (broken = err));
+
+function connection(): pg.Client {
+  if (!client) throw new Error('not connected');
+  return client;
+}
 
 function reply(res: PgResponse): void {
   port.postMessage(res);
@@ -35,10 +42,14 @@ async function run(req: PgRequest): Promise<PgResponse> {
   const seq = req.seq;
   if (broken) return failure(seq, broken);
   switch (req.kind) {
-    case 'connect':
-      await client.connect();
-      for (const sql of req.setup) await client.query(sql);
+    case 'connect': {
+      const c = new pg.Client({ connectionString: data.url, application_name: data.applicationName, connectionTimeoutMillis: 10_000 });
+      c.on('error', (err) => (broken = err));
+      client = c;
+      await c.connect();
+      for (const sql of req.setup) await c.query(sql);
       return { seq, ok: true, results: [] };
+    }
     case 'listen': {
       listener = new pg.Client({ connectionString: data.url, application_name: `${data.applicationName} (listen)` });
       listener.on('notification', (n) => notifyPort.postMessage(n.payload ?? ''));
@@ -50,12 +61,12 @@ async function run(req: PgRequest): Promise<PgResponse> {
     }
     case 'query': {
       const results: unknown[][] = [];
-      for (const s of req.statements) results.push((await client.query(s.sql, s.params as unknown[])).rows as unknown[]);
+      for (const s of req.statements) results.push((await connection().query(s.sql, s.params as unknown[])).rows as unknown[]);
       return { seq, ok: true, results };
     }
     case 'close':
       await listener?.end().catch(() => undefined);
-      await client.end().catch(() => undefined);
+      await client?.end().catch(() => undefined);
       return { seq, ok: true, results: [] };
   }
 }
