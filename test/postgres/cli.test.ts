@@ -70,6 +70,10 @@ test('serve and the tools refuse a bad PostgreSQL URL in one line, exit 1, no st
   const unreachable = withPassword('postgres://postgres@127.0.0.1:1/turboci', password);
   failsInOneLine(serve(unreachable), /the event log postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/turboci: cannot connect: .*ECONNREFUSED/, password);
   failsInOneLine(run('events', '--db', unreachable), /cannot connect/, password);
+  // A URL node-postgres cannot parse (port past 65535): an answer at once, not a wait for a thread that died.
+  const malformed = `postgres://postgres:${password}@127.0.0.1:99999/turboci`;
+  failsInOneLine(serve(malformed), /the event log postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:99999\/turboci: not a valid URL/, password);
+  failsInOneLine(run('token', 'list', '--db', malformed), /not a valid URL/, password);
 
   const missing = withPassword(withDatabase(ADMIN_URL, `turboci_t_no_such_db_${process.pid}`), password);
   failsInOneLine(serve(missing), /database "turboci_t_no_such_db_\d+" does not exist/, password);
