@@ -13,8 +13,8 @@ export const EVENTS_HELP = `Usage: npx turboci events (--db FILE|URL | --server 
 
 Lists events from the log, oldest first: an aligned table, or one JSON object per line (NDJSON) with --json.
 --db opens the file read-only (safe while a server runs on it), or reads a PostgreSQL log in read-only
-transactions; --server reads one workplan's events over gRPC
-(TurboCIEventLog.ReadEvents) and needs --workplan. Filters combine with AND.
+transactions; --server reads one workplan's events over gRPC (TurboCIEventLog.ReadEvents) and needs --workplan.
+Filters combine with AND.
 
 Options:
   --db FILE|URL          the SQLite event log, or a PostgreSQL URL         (default: $TURBOCI_DB)

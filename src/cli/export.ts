@@ -12,7 +12,8 @@ export const EXPORT_HELP = `Usage: npx turboci export (--db FILE|URL | --server 
 Writes a workplan's whole event stream as NDJSON (one event per line, the "npx turboci events --json" form), to move
 the workplan to another server or to attach it to a bug report. "npx turboci import" reads it back into any database
 and the workplan comes out identical: same versions, times, request ids, causes, principals and reasons, so
-QueryNodes answers the same. Both ends may be SQLite files or PostgreSQL URLs: this is how a log moves between them. Events are streamed, not loaded: a workplan of any size exports in constant memory.
+QueryNodes answers the same. Either end may be a SQLite file or a PostgreSQL URL: this is how workplans move
+between them. Events are streamed, not loaded: a workplan of any size exports in constant memory.
 
 Options:
   --db FILE|URL        the SQLite event log, opened read-only (safe while a server runs),  (default: $TURBOCI_DB)

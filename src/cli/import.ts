@@ -17,12 +17,14 @@ Reads a workplan exported by "npx turboci export" (NDJSON, from a file or stdin)
 in FILE (created if missing) or in the PostgreSQL database at URL (its schema created if missing), with their
 versions, times, request ids, causes, principals and reasons, so the workplan's state is identical to the
 original. Export and import move workplans between SQLite and PostgreSQL, either way: global positions are
-numbered anew after the target log's end, everything else is kept. Every event is decoded (older schema versions through the upcasters) and validated
-first; the stream must be whole (versions 1, 2, 3, ... starting with WorkPlanCreated). All of it is written in
-one transaction, or nothing is. A workplan that already exists in the log is refused (use --as to import a copy).
+numbered anew after the target log's end, everything else is kept. Every event is decoded (older schema versions
+through the upcasters) and validated first; the stream must be whole (versions 1, 2, 3, ... starting with
+WorkPlanCreated). All of it is written in one transaction, or nothing is. A workplan that already exists in the
+log is refused (use --as to import a copy).
 
 A server keeps its read models in memory: import into a SQLite file no server is running on, then start (or
-restart) the server on it. Servers on PostgreSQL read what others commit, so they see an import there at once. ("npx turboci verify --server" reports a workplan imported behind a server's back.)
+restart) the server on it. Servers on PostgreSQL fold what other processes commit, so they see an import there
+at once. ("npx turboci verify --server" reports a workplan imported behind a server's back.)
 
 Options:
   --db FILE|URL   the event log to import into: a SQLite file, or a PostgreSQL URL
