@@ -89,6 +89,12 @@ test('serve and the tools refuse a bad PostgreSQL URL in one line, exit 1, no st
   failsInOneLine(run('events', '--db', role.url), /permission denied/, password);
   failsInOneLine(serve(role.url), /permission denied/, password);
 
+  // A role that may not even connect to the database.
+  const closed = await pg.createDatabase();
+  await pg.sql(closed, `REVOKE CONNECT ON DATABASE "${new URL(closed).pathname.slice(1)}" FROM PUBLIC`);
+  const outsider = await pg.createRole(closed, password);
+  failsInOneLine(serve(outsider.url), /permission denied for database .*\(the role needs CONNECT on the database\)/, password);
+
   const newer = await pg.createDatabase();
   ok('token', 'create', '--db', newer, '--name', 'owner', '--role', 'admin'); // the schema at this build's version
   await pg.sql(newer, "INSERT INTO turboci_schema_migrations (version, description) VALUES (99, 'a later turboci')");
