@@ -293,6 +293,32 @@ test('token create, list and revoke write and read the tokens stream of a Postgr
   assert.equal(Number(n!.n), 3);
 });
 
+test('a server on PostgreSQL with --auth on takes tokens created and revoked by the CLI while it runs', { skip }, async () => {
+  const url = await pg.createDatabase();
+  const admin = ok('token', 'create', '--db', url, '--name', 'root', '--role', 'admin').trim();
+  const server = await startServer(url, ['--auth', 'on']);
+  try {
+    const root = connect(server.address, { token: admin });
+    const later = ok('token', 'create', '--db', url, '--name', 'later', '--role', 'writer').trim();
+    const writer = connect(server.address, { token: later });
+    try {
+      const wp = (await root.api.createWorkPlan({ metadata: {} })).workPlan!.id;
+      // Created after the start: the server reads the tokens stream on the call (PostgreSQL: through the store).
+      const own = (await writer.api.createWorkPlan({ metadata: {} })).workPlan!.id;
+      assert.notEqual(own, wp);
+      ok('token', 'revoke', 'later', '--db', url);
+      await assert.rejects(writer.api.createWorkPlan({ metadata: {} }), (err: { code?: number }) => err.code === 16); // UNAUTHENTICATED
+      const principals = ok('events', '--db', url, '--type', 'WorkPlanCreated', '--json').trim().split('\n').map((l) => (JSON.parse(l) as { principal?: string }).principal);
+      assert.deepEqual(principals, ['root', 'later']);
+    } finally {
+      root.close();
+      writer.close();
+    }
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
 test('backup and snapshot refuse a PostgreSQL URL in one line; every command that takes --db says a URL works', { skip }, async () => {
   const url = withPassword(await pg.createDatabase(), 'pw-not-shown');
   const backup = failsInOneLine(run('backup', '--db', url, '--out', `${dir.path}/x.db`), /use pg_dump/, 'pw-not-shown');
