@@ -75,6 +75,8 @@ export function refusePostgres(db: string, command: string, instead: string): vo
  */
 export function logError(log: Pick<OpenedLog, 'describe' | 'postgres'>, err: unknown): unknown {
   if (err instanceof FatalError || err instanceof VersionConflict || err instanceof StreamExists) return err;
+  // The driver's error behind a failed PostgreSQL write says more (its SQLSTATE picks the hint) than the wrapper.
+  if (err instanceof StorageFailure && log.postgres && (err.cause as Error | undefined)?.name === 'PgError') return postgresError(log.describe, err.cause);
   if (err instanceof StorageFailure) return new FatalError(err.message.startsWith(log.describe) ? `the event log ${err.message}` : `the event log ${log.describe}: ${err.message}`);
   if (log.postgres && (err as Error)?.name === 'PgError') return postgresError(log.describe, err);
   if (!log.postgres) return databaseError(log.describe, err);
