@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { checkHashChain } from '../infra/hash-chain.js';
 import { checkDatabaseDirectory, databaseError, FatalError } from './fatal.js';
+import { refusePostgres } from './open-log.js';
 import { UsageError } from './usage-error.js';
 
 export const BACKUP_HELP = `Usage: npx turboci backup --db FILE --out FILE
@@ -22,6 +23,7 @@ Restore (the server stopped):
 
 Options:
   --db FILE    the SQLite event log to copy                     (default: $TURBOCI_DB)
+               (a PostgreSQL URL is refused: back it up with pg_dump, see docs/operations.md)
   --out FILE   where to write the copy (must not exist)
   -h, --help   show this help
 
@@ -43,6 +45,7 @@ export async function backup(argv: string[]): Promise<number> {
   }
   const dbPath = values.db ?? process.env.TURBOCI_DB;
   if (dbPath === undefined) throw new UsageError('--db FILE is required');
+  refusePostgres(dbPath, 'backup', 'use pg_dump (e.g. pg_dump --format=custom --file=turboci.dump URL; docs/operations.md)');
   const out = values.out;
   if (out === undefined) throw new UsageError('--out FILE is required');
   if (!existsSync(dbPath)) throw new FatalError(`${dbPath}: no such database file`);

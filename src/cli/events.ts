@@ -9,14 +9,16 @@ import { eventNode } from '../domain/events.js';
 import { command, integer, iso, list, out, pad, time } from './log-args.js';
 import { openSource, schemaVersionOf } from './log-source.js';
 
-export const EVENTS_HELP = `Usage: npx turboci events (--db FILE | --server HOST:PORT) [filters] [--json]
+export const EVENTS_HELP = `Usage: npx turboci events (--db FILE|URL | --server HOST:PORT) [filters] [--json]
 
 Lists events from the log, oldest first: an aligned table, or one JSON object per line (NDJSON) with --json.
---db opens the file read-only (safe while a server runs on it); --server reads one workplan's events over gRPC
-(TurboCIEventLog.ReadEvents) and needs --workplan. Filters combine with AND.
+--db opens the file read-only (safe while a server runs on it), or reads a PostgreSQL log in read-only
+transactions; --server reads one workplan's events over gRPC (TurboCIEventLog.ReadEvents) and needs --workplan.
+Filters combine with AND.
 
 Options:
-  --db FILE              the SQLite event log                              (default: $TURBOCI_DB)
+  --db FILE|URL          the SQLite event log, or a PostgreSQL URL         (default: $TURBOCI_DB)
+                         postgres://USER[:PASSWORD]@HOST:5432/DBNAME
   --server HOST:PORT     a running server instead of a file
 ${CLIENT_ARG_HELP}
   -w, --workplan ID      only this workplan's events (stream order)
@@ -40,6 +42,7 @@ Examples:
   npx turboci events --db turboci.db
   npx turboci events --db turboci.db -w 6ed53af4-... --node check:build
   npx turboci events --db turboci.db --type CheckStateChanged,StageStateChanged --since 2025-01-31T12:00:00Z
+  npx turboci events --db postgres://turboci@db.internal:5432/turboci -w 6ed53af4-...
   npx turboci events --db turboci.db -w 6ed53af4-... --from-version 10 --to-version 20 --json | jq .data
   npx turboci events --server 127.0.0.1:50051 -w 6ed53af4-... --type StageAttemptStateChanged`;
 

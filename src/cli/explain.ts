@@ -5,7 +5,7 @@ import { command, integer, out } from './log-args.js';
 import { CliError, openSource } from './log-source.js';
 import { UsageError } from './usage-error.js';
 
-export const EXPLAIN_HELP = `Usage: npx turboci explain (--db FILE | --server HOST:PORT) --workplan ID [--node] NODE [--at-version N] [--json]
+export const EXPLAIN_HELP = `Usage: npx turboci explain (--db FILE|URL | --server HOST:PORT) --workplan ID [--node] NODE [--at-version N] [--json]
 
 Explains a node: its history (every event about it and the fields each changed) and, for every transition, the
 chain of events that caused it back to the client request that started it. The resolver records which event it
@@ -16,7 +16,8 @@ read from the log, not guessed:
   at v13, written by request r-42
 
 Options:
-  --db FILE            the SQLite event log, opened read-only            (default: $TURBOCI_DB)
+  --db FILE|URL        the SQLite event log, opened read-only, or a PostgreSQL URL (default: $TURBOCI_DB)
+                       postgres://USER[:PASSWORD]@HOST:5432/DBNAME, read in read-only transactions
   --server HOST:PORT   a running server (reads the events with TurboCIEventLog.ReadEvents)
 ${CLIENT_ARG_HELP}
   -w, --workplan ID    the workplan
@@ -29,6 +30,7 @@ ${CLIENT_ARG_HELP}
 Examples:
   npx turboci explain --db turboci.db -w 6ed53af4-... check:build
   npx turboci explain --db turboci.db -w 6ed53af4-... --node deploy --at-version 15
+  npx turboci explain --db postgres://turboci@db.internal:5432/turboci -w 6ed53af4-... check:build
   npx turboci explain --server 127.0.0.1:50051 -w 6ed53af4-... stage:compile --json | jq '.history[].because'`;
 
 export const explain = command(async (argv) => {

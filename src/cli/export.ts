@@ -7,15 +7,17 @@ import { command, out } from './log-args.js';
 import { CliError, openSource, schemaVersionOf } from './log-source.js';
 import { UsageError } from './usage-error.js';
 
-export const EXPORT_HELP = `Usage: npx turboci export (--db FILE | --server HOST:PORT) --workplan ID [--out FILE]
+export const EXPORT_HELP = `Usage: npx turboci export (--db FILE|URL | --server HOST:PORT) --workplan ID [--out FILE]
 
 Writes a workplan's whole event stream as NDJSON (one event per line, the "npx turboci events --json" form), to move
 the workplan to another server or to attach it to a bug report. "npx turboci import" reads it back into any database
-and the workplan comes out identical: same versions, times, request ids and causes, so QueryNodes answers the
-same. Events are streamed, not loaded: a workplan of any size exports in constant memory.
+and the workplan comes out identical: same versions, times, request ids, causes, principals and reasons, so
+QueryNodes answers the same. Either end may be a SQLite file or a PostgreSQL URL: this is how workplans move
+between them. Events are streamed, not loaded: a workplan of any size exports in constant memory.
 
 Options:
-  --db FILE            the SQLite event log, opened read-only (safe while a server runs)  (default: $TURBOCI_DB)
+  --db FILE|URL        the SQLite event log, opened read-only (safe while a server runs),  (default: $TURBOCI_DB)
+                       or a PostgreSQL URL, postgres://USER[:PASSWORD]@HOST:5432/DBNAME
   --server HOST:PORT   read the events from a running server (TurboCIEventLog.ReadEvents)
 ${CLIENT_ARG_HELP}
   -w, --workplan ID    the workplan to export
@@ -25,7 +27,8 @@ ${CLIENT_ARG_HELP}
 Examples:
   npx turboci export --db turboci.db -w 6ed53af4-... > workplan.ndjson
   npx turboci export --server ci-1:50051 -w 6ed53af4-... --out bug-1234.ndjson
-  npx turboci export --db old.db -w 6ed53af4-... | npx turboci import --db new.db -`;
+  npx turboci export --db old.db -w 6ed53af4-... | npx turboci import --db new.db -
+  npx turboci export --db ci.db -w 6ed53af4-... | npx turboci import --db postgres://turboci@db.internal:5432/turboci -`;
 
 export const exportCommand = command(async (argv) => {
   const { values } = parseArgs({

@@ -47,12 +47,20 @@ export function postgresError(describe: string, err: unknown): FatalError {
   const message = e.message ?? String(err);
   const code = e.code ?? '';
   const why =
-    code === '3D000' ? `${message} (create it, or name another database in the URL)`
-    : code === '42501' ? `permission denied: ${message} (the role needs CREATE on the schema to make the tables, then SELECT and INSERT)`
+    code === 'ERR_INVALID_URL' ? 'not a valid URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME)'
+    : code === '3D000' ? `${message} (create it, or name another database in the URL)`
+    : code === '42501' ? `permission denied: ${message} (${privilegeHint(message)})`
     : code === '28P01' || code === '28000' ? `authentication failed: ${message}`
     : /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|timeout/i.test(message) ? `cannot connect: ${message} (is PostgreSQL running there?)`
     : message;
   return new FatalError(`the event log ${describe}: ${why}`);
+}
+
+/** Which grant the role lacks, from PostgreSQL's "permission denied for <object>". */
+function privilegeHint(message: string): string {
+  if (/for database/i.test(message)) return 'the role needs CONNECT on the database';
+  if (/for table/i.test(message)) return 'the role needs SELECT on turboci_events and turboci_schema_migrations, and INSERT on turboci_events to write';
+  return 'the role needs CREATE on the schema to make the tables, then SELECT and INSERT; see docs/operations.md';
 }
 
 /** A failed bind, as one line naming the address. */

@@ -6,31 +6,37 @@ import type { EventJson } from '../app/eventlog/event-json.js';
 import type { DomainEvent } from '../domain/events.js';
 import { isValidId } from '../domain/ids.js';
 import { decodeEvent } from '../infra/event-codec.js';
-import { SqliteEventStore } from '../infra/sqlite-event-store.js';
 import { command } from './log-args.js';
+import { logError, openLog, type LogStore } from './open-log.js';
 import { CliError } from './log-source.js';
 import { UsageError } from './usage-error.js';
 
-export const IMPORT_HELP = `Usage: npx turboci import --db FILE [--as ID] [EXPORT_FILE | -]
+export const IMPORT_HELP = `Usage: npx turboci import --db FILE|URL [--as ID] [EXPORT_FILE | -]
 
 Reads a workplan exported by "npx turboci export" (NDJSON, from a file or stdin) and appends its events to the log
-in FILE (created if missing), with their versions, times, request ids and causes, so the workplan's state is
-identical to the original. Every event is decoded (older schema versions through the upcasters) and validated
-first; the stream must be whole (versions 1, 2, 3, ... starting with WorkPlanCreated). All of it is written in
-one transaction, or nothing is. A workplan that already exists in FILE is refused (use --as to import a copy).
+in FILE (created if missing) or in the PostgreSQL database at URL (its schema created if missing), with their
+versions, times, request ids, causes, principals and reasons, so the workplan's state is identical to the
+original. Export and import move workplans between SQLite and PostgreSQL, either way: global positions are
+numbered anew after the target log's end, everything else is kept. Every event is decoded (older schema versions
+through the upcasters) and validated first; the stream must be whole (versions 1, 2, 3, ... starting with
+WorkPlanCreated). All of it is written in one transaction, or nothing is. A workplan that already exists in the
+log is refused (use --as to import a copy).
 
-A server keeps its read models in memory: import into a database no server is running on, then start (or
-restart) the server on it. ("npx turboci verify --server" reports a workplan imported behind a server's back.)
+A server keeps its read models in memory: import into a SQLite file no server is running on, then start (or
+restart) the server on it. Servers on PostgreSQL fold what other processes commit, so they see an import there
+at once. ("npx turboci verify --server" reports a workplan imported behind a server's back.)
 
 Options:
-  --db FILE       the SQLite event log to import into                  (default: $TURBOCI_DB)
+  --db FILE|URL   the event log to import into: a SQLite file, or a PostgreSQL URL
+                  postgres://USER[:PASSWORD]@HOST:5432/DBNAME             (default: $TURBOCI_DB)
   --as ID         import the workplan under this id instead of its own
   -h, --help      show this help
 
 Examples:
   npx turboci import --db new.db workplan.ndjson
   npx turboci import --db repro.db --as bug-1234 bug-1234.ndjson && npx turboci serve --db repro.db
-  npx turboci export --db old.db -w 6ed53af4-... | npx turboci import --db new.db -`;
+  npx turboci export --db old.db -w 6ed53af4-... | npx turboci import --db new.db -
+  npx turboci export --db ci.db -w 6ed53af4-... | npx turboci import --db postgres://turboci@db:5432/turboci -`;
 
 export const importCommand = command(async (argv) => {
   const { values, positionals } = parseArgs({
@@ -47,7 +53,7 @@ export const importCommand = command(async (argv) => {
     return 0;
   }
   const dbPath = values.db ?? process.env.TURBOCI_DB;
-  if (dbPath === undefined) throw new UsageError('--db FILE is required');
+  if (dbPath === undefined) throw new UsageError('--db FILE|URL is required');
   if (positionals.length > 1) throw new UsageError('give one export file (or - for stdin)');
   if (values.as !== undefined && !isValidId(values.as)) throw new UsageError(`--as: "${values.as}" is not a workplan id`);
   const inputName = positionals[0] ?? '-';
@@ -58,7 +64,9 @@ export const importCommand = command(async (argv) => {
   });
   await opened;
 
-  const store = new SqliteEventStore(dbPath); // creates the file and the schema when missing (WAL, triggers)
+  // Creates the file or the PostgreSQL schema when missing (WAL or migrations, append-only triggers).
+  const log = openLog(dbPath, { applicationName: 'turboci import' });
+  const store = log.store;
   const events: ImportedEvent[] = [];
   let streamId: string | undefined;
   let target = '';
@@ -79,7 +87,7 @@ export const importCommand = command(async (argv) => {
       if (streamId === undefined) {
         streamId = e.workPlanId;
         target = values.as ?? e.workPlanId;
-        if (hasEvents(store, target)) throw streamExists(target, dbPath);
+        if (hasEvents(store, target)) throw streamExists(target, log.describe);
       } else if (e.workPlanId !== streamId) {
         throw new CliError(`${where}: event of workplan ${e.workPlanId} in an export of ${streamId}: one workplan per import`);
       }
@@ -104,20 +112,22 @@ export const importCommand = command(async (argv) => {
     try {
       store.importStream(target, events);
     } catch (err) {
-      if (err instanceof StreamExists) throw streamExists(target, dbPath);
+      if (err instanceof StreamExists) throw streamExists(target, log.describe);
       throw err;
     }
+  } catch (err) {
+    throw logError(log, err);
   } finally {
     store.close();
   }
-  console.log(`imported ${expected - 1} events: workplan ${target} at v${expected - 1} into ${dbPath}`);
+  console.log(`imported ${expected - 1} events: workplan ${target} at v${expected - 1} into ${log.describe}`);
   return 0;
 });
 
 const streamExists = (id: string, dbPath: string) =>
   new CliError(`workplan ${id} is already in ${dbPath}; import refuses to merge streams (use --as NEW_ID)`);
 
-function hasEvents(store: SqliteEventStore, streamId: string): boolean {
+function hasEvents(store: LogStore, streamId: string): boolean {
   for (const _ of store.readStream(streamId, { toVersion: 1 })) return true; // leaving the loop closes the read
   return false;
 }

@@ -1,6 +1,6 @@
-// Where the debugging commands read events from: a database file (read-only, safe while a server runs on it) or
-// a running server (the TurboCIEventLog RPCs). Both stream: nothing loads a whole log into memory.
-import { existsSync } from 'node:fs';
+// Where the debugging commands read events from: a database, a SQLite file or a PostgreSQL URL (read-only, safe
+// while servers run on it), or a running server (the TurboCIEventLog RPCs). Both stream: nothing loads a whole log
+// into memory.
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { channel, connectOptionsFrom, type ConnectOptions } from '../client/connect.js';
 import { unary, type UnaryMethod } from '../client/unary.js';
@@ -16,7 +16,8 @@ import {
   type GetWorkPlanAtResponse,
   type LoggedEvent as ProtoEvent,
 } from '../gen/turboci/v1/eventlog.js';
-import { SqliteEventStore } from '../infra/sqlite-event-store.js';
+import { FatalError } from './fatal.js';
+import { logError, openLog, type LogStore } from './open-log.js';
 import { UsageError } from './usage-error.js';
 
 /** A failure to report in one line (exit 1): no such workplan, unreadable file, server error. */
@@ -35,20 +36,21 @@ export interface LogSource {
   close(): void;
 }
 
-/** A SQLite event log opened read-only, through the event store (all SQL lives there). */
-export class FileLog implements LogSource {
-  readonly store: SqliteEventStore;
+/**
+ * A database opened read-only through its event store (all SQL lives there): a SQLite file (safe while a server
+ * runs on it) or a PostgreSQL URL (read-only transactions; the schema must be there). Read errors (a damaged row,
+ * a lost connection) become one-line errors.
+ */
+export class DatabaseLog implements LogSource {
+  readonly store: LogStore;
   readonly describe: string;
+  readonly postgres: boolean;
 
   constructor(readonly path: string) {
-    if (!existsSync(path)) throw new CliError(`${path}: no such database file`);
-    try {
-      this.store = new SqliteEventStore(path, { readonly: true });
-      this.store.count();
-    } catch (err) {
-      throw new CliError(`${path}: not a TurboCI event log (${(err as Error).message})`);
-    }
-    this.describe = path;
+    const opened = openLog(path, { readonly: true });
+    this.store = opened.store;
+    this.describe = opened.describe;
+    this.postgres = opened.postgres;
   }
 
   async *events(f: EventFilter): AsyncIterable<LoggedEvent> {
@@ -60,27 +62,42 @@ export class FileLog implements LogSource {
     try {
       yield* this.store.readFiltered(f);
     } catch (err) {
-      throw new CliError((err as Error).message);
+      throw this.failure(err);
     }
   }
 
   async workPlan(id: string): Promise<WorkPlanSummary> {
-    const found = this.store.workPlan(id);
-    if (!found) throw new CliError(`no workplan "${id}" in ${this.path}`);
+    const found = this.read(() => this.store.workPlan(id));
+    if (!found) throw new CliError(`no workplan "${id}" in ${this.describe}`);
     return found;
   }
 
-  /** Every workplan in the file with its version, in creation order. */
+  /** Every workplan in the log with its version, in creation order. */
   workPlans(): WorkPlanSummary[] {
-    return this.store.workPlans();
+    return this.read(() => this.store.workPlans());
   }
 
   count(): number {
-    return this.store.count();
+    return this.read(() => this.store.count());
   }
 
   close(): void {
     this.store.close();
+  }
+
+  private read<T>(f: () => T): T {
+    try {
+      return f();
+    } catch (err) {
+      throw this.failure(err);
+    }
+  }
+
+  private failure(err: unknown): unknown {
+    if (err instanceof CliError) return err;
+    const e = logError(this, err);
+    // A row that cannot be decoded (SQLite or PostgreSQL) names its position: one line, like every other cause.
+    return e instanceof FatalError ? e : new CliError((err as Error).message);
   }
 }
 
@@ -175,10 +192,10 @@ export const schemaVersionOf = (type: string): number => SCHEMA_VERSION[type as 
 /** Opens --db or --server (exactly one). */
 export function openSource(
   values: { db?: string | undefined; server?: string | undefined } & Parameters<typeof connectOptionsFrom>[0],
-): FileLog | ServerLog {
+): DatabaseLog | ServerLog {
   if (values.db !== undefined && values.server !== undefined) throw new UsageError('give --db or --server, not both');
   if (values.server !== undefined) return new ServerLog(values.server, connectOptionsFrom(values));
   const db = values.db ?? process.env.TURBOCI_DB;
-  if (db === undefined) throw new UsageError('--db FILE (or --server HOST:PORT) is required');
-  return new FileLog(db);
+  if (db === undefined) throw new UsageError('--db FILE|URL (or --server HOST:PORT) is required');
+  return new DatabaseLog(db);
 }

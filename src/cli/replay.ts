@@ -11,21 +11,22 @@ import { GetWorkPlanAtResponse } from '../gen/turboci/v1/eventlog.js';
 import { ALL_NODES } from '../transport/eventlog-service.js';
 import { checkToProto, stageToProto, workPlanToProto } from '../transport/to-proto.js';
 import { command, integer, iso, out, table, time } from './log-args.js';
-import { CliError, FileLog, openSource, ServerLog, type LogSource } from './log-source.js';
+import { CliError, DatabaseLog, openSource, ServerLog, type LogSource } from './log-source.js';
 import { UsageError } from './usage-error.js';
 
-export const REPLAY_HELP = `Usage: npx turboci replay (--db FILE | --server HOST:PORT) --workplan ID [--at-version N | --at-time TIME] [--step] [--json]
+export const REPLAY_HELP = `Usage: npx turboci replay (--db FILE|URL | --server HOST:PORT) --workplan ID [--at-version N | --at-time TIME] [--step] [--json]
 
 Rebuilds a workplan from its events, through the same projections the server uses, as of a stream version or a
 time (default: its latest version), and prints it: the header, every check with its state and results, every
 stage with its state and attempts. --step also prints, for every event up to there, the change it made.
 
 Options:
-  --db FILE            the SQLite event log, opened read-only                (default: $TURBOCI_DB)
+  --db FILE|URL        the SQLite event log, opened read-only, or a PostgreSQL URL (default: $TURBOCI_DB)
+                       postgres://USER[:PASSWORD]@HOST:5432/DBNAME, read in read-only transactions
   --server HOST:PORT   a running server (TurboCIEventLog.GetWorkPlanAt; --step reads the events)
 ${CLIENT_ARG_HELP}
   -w, --workplan ID    the workplan
-  --all                every workplan in the file (--db only; not with --at-version or --step)
+  --all                every workplan in the log (--db only; not with --at-version or --step)
   --at-version N       as of stream version N
   --at-time TIME       as of the last event recorded at or before TIME (ISO 8601 or epoch ms)
   --step               print each event and the fields it changed ("state: PLANNED → WAITING")
@@ -38,6 +39,7 @@ ${CLIENT_ARG_HELP}
 Examples:
   npx turboci replay --db turboci.db -w 6ed53af4-...
   npx turboci replay --db turboci.db -w 6ed53af4-... --at-version 12
+  npx turboci replay --db postgres://turboci@db.internal:5432/turboci -w 6ed53af4-... --step
   npx turboci replay --db turboci.db -w 6ed53af4-... --at-time 2025-01-31T12:00:00Z --json
   npx turboci replay --db turboci.db -w 6ed53af4-... --step --from-version 8 --at-version 15
   npx turboci replay --db turboci.db --all --json > snapshot.ndjson     # a snapshot for "npx turboci verify --snapshot"
@@ -75,7 +77,7 @@ export const replay = command(async (argv) => {
   const source = openSource(values);
   try {
     if (values.all) {
-      if (!(source instanceof FileLog)) throw new UsageError('--all needs --db');
+      if (!(source instanceof DatabaseLog)) throw new UsageError('--all needs --db');
       for (const wp of source.workPlans()) {
         const model = await replayWorkPlan(source.eventsSync({ workPlanId: wp.id }), wp.id, target);
         if (model) await print(model, wp.version, values.json ?? false);

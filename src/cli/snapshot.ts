@@ -8,6 +8,7 @@ import { SnapshotFile, snapshotPathFor } from '../infra/snapshot-file.js';
 import { SqliteEventStore } from '../infra/sqlite-event-store.js';
 import { command } from './log-args.js';
 import { CliError } from './log-source.js';
+import { refusePostgres } from './open-log.js';
 import { UsageError } from './usage-error.js';
 
 export const SNAPSHOT_HELP = `Usage: npx turboci snapshot --db FILE
@@ -22,6 +23,7 @@ with a full replay; deleting FILE.snapshot is always safe.
 
 Options:
   --db FILE    the SQLite event log                     (default: $TURBOCI_DB)
+               (a PostgreSQL URL is refused: servers on PostgreSQL keep no snapshot and replay the log at start)
   -h, --help   show this help
 
 Example:
@@ -63,6 +65,7 @@ export const snapshotCommand = command(async (argv) => {
   }
   const dbPath = values.db ?? process.env.TURBOCI_DB;
   if (dbPath === undefined) throw new UsageError('--db FILE is required');
+  refusePostgres(dbPath, 'snapshot', 'servers on PostgreSQL keep no snapshot file; each replays the log at start');
   if (!existsSync(dbPath)) throw new CliError(`${dbPath}: no such database file`);
   const started = Date.now();
   const r = snapshotOnce(dbPath);

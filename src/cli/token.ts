@@ -1,5 +1,6 @@
 // `turboci token create|list|revoke --db DB`: API tokens are events of the `tokens` stream in the same log (so they
-// are audited and replayed like everything else); a running server reads new ones on its next call.
+// are audited and replayed like everything else); a running server reads new ones on its next call. DB is a SQLite
+// file or a PostgreSQL URL: on PostgreSQL every replica folds the token events as it folds any other writer's.
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { TokenRegistry } from '../../projections/tokens.js';
@@ -7,7 +8,8 @@ import { hashSecret, newSecret } from '../auth/secrets.js';
 import { decideCreateToken, decideRevokeToken, ROLES } from '../domain/decide-tokens.js';
 import { DomainError } from '../domain/errors.js';
 import { TOKEN_STREAM, type PendingEvent } from '../domain/events.js';
-import { SqliteEventStore } from '../infra/sqlite-event-store.js';
+import { FatalError } from './fatal.js';
+import { logError, openLog } from './open-log.js';
 import { UsageError } from './usage-error.js';
 
 export const TOKEN_HELP = `Usage: turboci token create --db DB --name NAME --role ROLE [--realm R]... [--runner-type T]... [--expires 30d]
@@ -26,7 +28,8 @@ Roles:
   admin     everything, every realm and runner type
 
 Options:
-  --db PATH          the server's event log                     TURBOCI_DB (default ./turboci.db)
+  --db PATH|URL      the server's event log: a SQLite file or a PostgreSQL URL
+                     (postgres://USER@HOST:5432/DBNAME)          TURBOCI_DB (default ./turboci.db)
   --name NAME        the token's name: the principal recorded on every event it causes
   --role ROLE        ${ROLES.join(', ')}
   --realm R          a realm a reader/writer/approver may use (repeatable; default "default"; "*" = every realm)
@@ -38,7 +41,8 @@ Examples:
   npx turboci token create --db ci.db --name root --role admin
   npx turboci token create --db ci.db --name ci-bot --role writer --realm default --expires 90d
   npx turboci token create --db ci.db --name agents --role runner --runner-type shell
-  npx turboci token revoke ci-bot --db ci.db`;
+  npx turboci token revoke ci-bot --db ci.db
+  npx turboci token list --db postgres://turboci@db.internal:5432/turboci`;
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
 
@@ -69,7 +73,9 @@ export async function token(argv: string[]): Promise<number> {
     return sub ? 0 : 2;
   }
   const dbPath = values.db ?? process.env.TURBOCI_DB ?? './turboci.db';
-  const store = new SqliteEventStore(dbPath);
+  // list only reads: a read-only open works while a server runs, and on a role that may only SELECT.
+  const log = openLog(dbPath, { readonly: sub === 'list', applicationName: 'turboci token' });
+  const store = log.store;
   try {
     const tokens = new TokenRegistry();
     for (const rec of store.readStream(TOKEN_STREAM)) tokens.fold(rec);
@@ -132,6 +138,8 @@ export async function token(argv: string[]): Promise<number> {
       console.error(`turboci token: ${err.message}`);
       return 1;
     }
+    const e = logError(log, err);
+    if (e instanceof FatalError) throw e;
     throw err;
   } finally {
     store.close();

@@ -1,9 +1,11 @@
-// The checks of verify that need the file itself, not the events: the hash chain (hash-chain.ts) and the commit
-// marker (commit-marker.ts), which together see damage a replay cannot: an event rewritten in the middle of its
-// stream, and events missing from the end of the log.
+// The checks of verify that need the stored rows, not the events: the hash chain (hash-chain.ts) and, for a SQLite
+// file, the commit marker (commit-marker.ts), which together see damage a replay cannot: an event rewritten in the
+// middle of its stream, and events missing from the end of the log. PostgreSQL has no commit marker: its own WAL
+// and commit protocol keep a committed row, and replicas share the log, so no one server's marker could speak for it.
 import Database from 'better-sqlite3';
 import { markerPath, type CommitMarker } from '../infra/commit-marker.js';
 import { checkHashChain } from '../infra/hash-chain.js';
+import type { PostgresEventStore } from '../infra/pg/postgres-event-store.js';
 
 export interface StorageDifference {
   readonly workPlanId: string;
@@ -36,4 +38,13 @@ export function storageDifferences(dbPath: string, marker: CommitMarker | null):
   } finally {
     db.close();
   }
+}
+
+/** The hash chain of a PostgreSQL log, read in position order through the store (the same check as a file's). */
+export function postgresStorageDifferences(store: PostgresEventStore): { hashed: number; differences: StorageDifference[] } {
+  const chain = checkHashChain(store.rawRows());
+  return {
+    hashed: chain.hashed,
+    differences: chain.breaks.map((b) => ({ workPlanId: b.streamId, against: 'hash chain', version: b.version, details: [b.detail] })),
+  };
 }

@@ -7,13 +7,16 @@ import { canonicalJson, digestReadModel, jsonDifferences } from '../app/eventlog
 import { replayWorkPlan } from '../app/eventlog/replay.js';
 import { readSnapshot as readModelSnapshot, snapshotPathFor } from '../infra/snapshot-file.js';
 import { command, out } from './log-args.js';
-import { CliError, FileLog, ServerLog } from './log-source.js';
+import { CliError, DatabaseLog, ServerLog } from './log-source.js';
+import { isPostgresUrl, logError } from './open-log.js';
+import { PostgresEventStore } from '../infra/pg/postgres-event-store.js';
 import { readCommitMarker } from '../infra/commit-marker.js';
+import { FatalError } from './fatal.js';
 import { stateJson } from './replay.js';
-import { storageDifferences } from './verify-storage.js';
+import { postgresStorageDifferences, storageDifferences } from './verify-storage.js';
 import { UsageError } from './usage-error.js';
 
-export const VERIFY_HELP = `Usage: npx turboci verify --db FILE [--server HOST:PORT] [--snapshot FILE]... [--progress] [--json]
+export const VERIFY_HELP = `Usage: npx turboci verify --db FILE|URL [--server HOST:PORT] [--snapshot FILE]... [--progress] [--json]
 
 Replays the whole log through the projections (the code the server folds read models with) and checks it:
 
@@ -22,14 +25,14 @@ Replays the whole log through the projections (the code the server folds read mo
   - the hash chain: each event's stored hash matches its content and the hash of the event before it in its
     stream (an event changed or replaced in the middle of a stream is a break; events written before hash
     chains have no stored hash: their chain is computed, and the first hashed event must continue it);
-  - the commit marker FILE.position (written by the server after every commit): a log that ends before the
+  - the commit marker FILE.position (SQLite only; written by the server after every commit): a log that ends before the
     position it names has lost events from its end (a truncated or damaged WAL or database file);
   - with --server: the running server's in-memory read models equal the replay. The server answers a sha256 of
     each workplan's canonical read model (TurboCIEventLog.GetReadModelDigest: nodes, dependency indexes, request
     ids); each is compared with the replay at the same version, so a server that keeps writing is not a
     difference. A workplan the server does not hold, or holds behind the log (events written behind its back),
     is one. For a mismatch the server's state is fetched and the differing fields are shown.
-  - the read-model snapshot beside the log (FILE.snapshot, written by "npx turboci serve" and "npx turboci
+  - the read-model snapshot beside the log (SQLite only; FILE.snapshot, written by "npx turboci serve" and "npx turboci
     snapshot"), when there is one: every projection it holds equals the replay at its position. One the server
     would ignore (damaged, of another schema) is reported on stderr, not as a difference: a start replays the whole
     log then.
@@ -40,7 +43,8 @@ Any difference is reported and the exit status is 1; 0 means everything matched.
 on a terminal for logs of 10000 events or more (--progress forces it, --no-progress hides it).
 
 Options:
-  --db FILE            the SQLite event log, opened read-only            (default: $TURBOCI_DB)
+  --db FILE|URL        the SQLite event log, opened read-only, or a PostgreSQL URL (default: $TURBOCI_DB)
+                       postgres://USER[:PASSWORD]@HOST:5432/DBNAME, read in read-only transactions
   --server HOST:PORT   compare with this running server's read models
 ${CLIENT_ARG_HELP}
   --snapshot FILE      compare with this snapshot (NDJSON from "npx turboci replay --json"); repeatable
@@ -52,6 +56,7 @@ ${CLIENT_ARG_HELP}
 Examples:
   npx turboci verify --db turboci.db
   npx turboci verify --db /var/lib/turboci/ci.db --server 127.0.0.1:50051
+  npx turboci verify --db postgres://turboci@db.internal:5432/turboci --server ci-1:50051
   npx turboci replay --db turboci.db --all --json > snapshot.ndjson && npx turboci verify --db turboci.db --snapshot snapshot.ndjson`;
 
 interface Difference {
@@ -88,10 +93,19 @@ export const verify = command(async (argv) => {
     return 0;
   }
   const dbPath = values.db ?? process.env.TURBOCI_DB;
-  if (dbPath === undefined) throw new UsageError('--db FILE is required: verify replays a log file');
+  if (dbPath === undefined) throw new UsageError('--db FILE|URL is required: verify replays a log');
   const snapshots = (values.snapshot ?? []).flatMap(readSnapshot);
-  const marker = readCommitMarker(dbPath); // before the log is read: the log then holds at least this much
-  const file = new FileLog(dbPath);
+  // A PostgreSQL log has neither a commit marker nor a snapshot file beside it (see verify-storage.ts).
+  const postgres = isPostgresUrl(dbPath);
+  const marker = postgres ? null : readCommitMarker(dbPath); // before the log is read: the log then holds at least this much
+  const file = new DatabaseLog(dbPath);
+  const storage = () => {
+    try {
+      return file.store instanceof PostgresEventStore ? postgresStorageDifferences(file.store) : storageDifferences(dbPath, marker);
+    } catch (err) {
+      throw logError(file, err);
+    }
+  };
   const server = values.server === undefined ? undefined : new ServerLog(values.server, connectOptionsFrom(values));
   const differences: Difference[] = [];
   let compared = 0;
@@ -113,7 +127,7 @@ export const verify = command(async (argv) => {
     for (const s of snapshots) capture(s.id, s.version, (m) => atSnapshot.set(s, canonicalJson(stateJson(m))));
 
     // The read-model snapshot: every projection compared with the replay when it reaches the snapshot's position.
-    const modelSnapshot = readModelSnapshot(snapshotPathFor(dbPath));
+    const modelSnapshot = postgres ? ({ kind: 'missing' } as ReturnType<typeof readModelSnapshot>) : readModelSnapshot(snapshotPathFor(dbPath));
     if (modelSnapshot.kind === 'unusable') console.error(`turboci: warning: ${modelSnapshot.why}; a server would ignore it and replay the whole log`);
     const saved = modelSnapshot.kind === 'ok' ? { header: modelSnapshot.header, models: ReadModels.restore(modelSnapshot.state as Parameters<typeof ReadModels.restore>[0]) } : undefined;
     let snapshotCompared = false;
@@ -139,9 +153,10 @@ export const verify = command(async (argv) => {
       }
     } catch (err) {
       bar.done(n);
+      if (err instanceof FatalError) throw err; // the log cannot be read (a lost connection): not a difference
       const message = err instanceof CliError ? err.message : `event ${n + 1} does not fold: ${(err as Error).message}`;
       differences.push({ workPlanId: '', against: 'log', version: null, details: [message] });
-      differences.push(...storageDifferences(dbPath, marker).differences);
+      differences.push(...storage().differences);
       return report(values.json ?? false, n, 0, compared, differences);
     }
     bar.done(n);
@@ -150,7 +165,7 @@ export const verify = command(async (argv) => {
       console.error(`turboci: warning: ${snapshotPathFor(dbPath)} is at position ${h.position} (${h.streamId} v${h.version}), which is not in this log; a server would ignore it`);
     }
     const logIds = [...models.models.workplanIds()];
-    differences.push(...storageDifferences(dbPath, marker).differences);
+    differences.push(...storage().differences);
 
     // 3. The server: every workplan it held, at the version it held it.
     if (server) {
@@ -228,7 +243,7 @@ class ReplayState {
 }
 
 /** Fetches the server's state and shows which fields differ from the replay at the same version. */
-async function explainMismatch(file: FileLog, server: ServerLog, id: string): Promise<Difference> {
+async function explainMismatch(file: DatabaseLog, server: ServerLog, id: string): Promise<Difference> {
   const d = (await server.digests([id], true)).digests[0];
   if (!d) return { workPlanId: id, against: server.describe, version: null, details: ['digests differ; the workplan is gone from the server now'] };
   const mine = await replayWorkPlan(file.eventsSync({ workPlanId: id, toVersion: d.version }), id, { version: d.version });

@@ -44,20 +44,30 @@ export interface ChainReport {
   readonly breaks: ChainBreak[];
 }
 
-/**
- * Walks every stream's chain in one pass over the file (read-only). Events written before the hash column existed
- * (NULL hash) have their chain value computed here, and the first hashed event of such a stream must continue it:
- * the writer computes it the same way. An event without a hash after a hashed one in its stream is a break too.
- */
-export function checkHashChain(db: Database.Database, maxBreaks = 100): ChainReport {
+/** A stored row as the chain check reads it: the hashed columns, its position and its stored hash. */
+export type ChainRow = HashedRow & { readonly position: number; readonly hash: Buffer | Uint8Array | null };
+
+/** Every row of a SQLite log in position order (read-only), for checkHashChain. */
+export function sqliteChainRows(db: Database.Database): IterableIterator<ChainRow> {
   const columns = db.prepare('SELECT name FROM pragma_table_info(?)').all('events') as { name: string }[];
   const hasHash = columns.some((c) => c.name === 'hash');
-  const rows = db
+  return db
     .prepare(
       `SELECT position, stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version, ${hasHash ? 'hash' : 'NULL AS hash'}
        FROM events ORDER BY position`,
     )
-    .iterate() as IterableIterator<HashedRow & { position: number; hash: Buffer | null }>;
+    .iterate() as IterableIterator<ChainRow>;
+}
+
+/**
+ * Walks every stream's chain in one pass over the rows, in position order (a SQLite file through sqliteChainRows,
+ * a PostgreSQL log through PostgresEventStore.rawRows: the chain is the same on both, so a log moved between them
+ * checks the same). Events written before the hash column existed (NULL hash) have their chain value computed here,
+ * and the first hashed event of such a stream must continue it: the writer computes it the same way. An event
+ * without a hash after a hashed one in its stream is a break too.
+ */
+export function checkHashChain(source: Database.Database | Iterable<ChainRow>, maxBreaks = 100): ChainReport {
+  const rows = source instanceof Database ? sqliteChainRows(source) : source;
   const last = new Map<string, { version: number; hash: Buffer; hashedBefore: boolean }>();
   const breaks: ChainBreak[] = [];
   let events = 0;
@@ -72,16 +82,17 @@ export function checkHashChain(db: Database.Database, maxBreaks = 100): ChainRep
     };
     if (row.hash) {
       hashed++;
+      const stored = Buffer.isBuffer(row.hash) ? row.hash : Buffer.from(row.hash);
       if (prev && prev.version !== row.version - 1) {
         // verify's own version check reports the gap; the chain cannot be checked across it
-      } else if (!computed.equals(row.hash)) {
+      } else if (!computed.equals(stored)) {
         brk(
           `hash chain broken at ${row.stream_id} v${row.version} (position ${row.position}): the stored hash does not match the event and the one before it (changed after it was written, or an event before it was replaced)`,
         );
       }
       hashedBefore = true;
       // Go on from what is stored, so one rewritten event is reported once, not for the rest of its stream.
-      last.set(row.stream_id, { version: row.version, hash: row.hash, hashedBefore });
+      last.set(row.stream_id, { version: row.version, hash: stored, hashedBefore });
     } else {
       if (hashedBefore) brk(`${row.stream_id} v${row.version} (position ${row.position}) has no hash, but earlier events of its stream do (written behind the server's back?)`);
       last.set(row.stream_id, { version: row.version, hash: computed, hashedBefore });

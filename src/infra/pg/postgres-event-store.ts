@@ -272,7 +272,8 @@ export class PostgresEventStore implements EventStore, SharedLog {
     let after = range.afterVersion ?? 0;
     for (;;) {
       const rows = this.pg.rows<PgEventRow>(
-        `SELECT ${COLUMNS} FROM turboci_events WHERE stream_id = $1 AND version > $2 AND version <= $3 ORDER BY version LIMIT ${PAGE}`,
+        // bigint parameters: `version` is an integer column, and an open range's bound (2^53 - 1) is not an integer.
+        `SELECT ${COLUMNS} FROM turboci_events WHERE stream_id = $1 AND version > $2::bigint AND version <= $3::bigint ORDER BY version LIMIT ${PAGE}`,
         [streamId, after, to],
       );
       for (const row of rows) yield this.toRecorded(row);
@@ -311,6 +312,7 @@ export class PostgresEventStore implements EventStore, SharedLog {
     };
     if (f.workPlanId !== undefined) add((n) => `stream_id = $${n}`, f.workPlanId);
     if (f.types?.length) add((n) => `type = ANY($${n}::text[])`, [...f.types]);
+    // ::bigint: a bound past 2^31 (--to-version 99999999999) is a bound, not an error of the integer column.
     if (f.fromVersion !== undefined) add((n) => `version >= $${n}::bigint`, f.fromVersion);
     if (f.toVersion !== undefined) add((n) => `version <= $${n}::bigint`, f.toVersion);
     if (f.fromPosition !== undefined) add((n) => `position >= $${n}`, f.fromPosition);

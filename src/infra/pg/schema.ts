@@ -73,12 +73,9 @@ export class NoSchema extends Error {
  * this version is only read: a role with SELECT and INSERT on the log (no CREATE) can serve it.
  */
 export function migrate(pg: SyncPg): void {
-  const [exists] = pg.rows<{ t: string | null }>("SELECT to_regclass('turboci_schema_migrations')::text AS t");
-  if (exists?.t) {
-    const at = currentVersion(pg);
-    if (at > SCHEMA_VERSION) throw new SchemaTooNew(at);
-    if (at === SCHEMA_VERSION) return;
-  }
+  // Up to date: no DDL at all. CREATE TABLE IF NOT EXISTS needs CREATE on the schema even when the table is there,
+  // so without this a role granted only SELECT and INSERT (the owner having migrated) could never start.
+  if (existingVersion(pg) === SCHEMA_VERSION) return;
   pg.query([
     { sql: 'BEGIN' },
     { sql: 'SELECT pg_advisory_xact_lock($1)', params: [MIGRATION_LOCK] },
@@ -105,11 +102,17 @@ export function migrate(pg: SyncPg): void {
 
 /** For readers: the schema must be there, and not newer than this build. */
 export function checkSchema(pg: SyncPg): void {
+  const at = existingVersion(pg);
+  if (at === null || at < 1) throw new NoSchema();
+}
+
+/** The schema's version without creating anything (null: no migrations table); SchemaTooNew when it is newer. */
+function existingVersion(pg: SyncPg): number | null {
   const [exists] = pg.rows<{ t: string | null }>("SELECT to_regclass('turboci_schema_migrations')::text AS t");
-  if (!exists?.t) throw new NoSchema();
+  if (!exists?.t) return null;
   const at = currentVersion(pg);
   if (at > SCHEMA_VERSION) throw new SchemaTooNew(at);
-  if (at < 1) throw new NoSchema();
+  return at;
 }
 
 function currentVersion(pg: SyncPg): number {

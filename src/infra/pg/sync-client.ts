@@ -36,6 +36,7 @@ export class SyncPg {
   private closed = false;
   private listening = false;
   private seq = 0;
+  private died: Error | null = null;
 
   constructor(url: string, options: SyncPgOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 60_000;
@@ -51,6 +52,11 @@ export class SyncPg {
     this.worker = new Worker(new URL('./pg-worker.js', import.meta.url), { workerData: data, transferList: [calls.port2, notifications.port2] });
     // The worker must not keep a process alive that is otherwise done (a CLI command that forgot close()).
     this.worker.unref();
+    // A worker that dies anyway fails the calls still waiting (by their timeout) and every later one, as a PgError;
+    // unheard, its 'error' event would end the process with a stack trace.
+    this.worker.on('error', (err) => {
+      this.died = err;
+    });
     this.port = calls.port1;
     this.notifyPort = notifications.port1;
     this.notifyPort.unref();
@@ -100,6 +106,7 @@ export class SyncPg {
 
   private call(call: PgCall, timeoutMs = this.timeoutMs): unknown[][] {
     if (this.closed) throw new PgError('the PostgreSQL connection is closed');
+    if (this.died) throw new PgError(`the PostgreSQL client thread died: ${this.died.message}`);
     const seq = ++this.seq;
     // The worker posts its answer, then bumps the counter: a changed counter means an answer is waiting.
     let seen = Atomics.load(this.flag, 0);
