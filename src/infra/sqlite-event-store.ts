@@ -84,6 +84,11 @@ export class SqliteEventStore implements EventStore {
   private readonly marker: CommitMarkerWriter | null;
   /** Something was appended since the commit marker was last written. */
   private appended = false;
+  /**
+   * The highest position appended since the last commit, when known for sure (0: ask the database). Saves a
+   * MAX(position) query per commit; an append that failed never sets it, and a rollback or failed commit clears it.
+   */
+  private pendingPosition = 0;
   private readonly maxPosition: Database.Statement<[], { p: number }>;
   private readonly appendTx: Database.Transaction<
     (streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => RecordedEvent[]
@@ -162,18 +167,29 @@ export class SqliteEventStore implements EventStore {
     return this.writing(() => {
       if (!this.groupCommit) {
         const recorded = this.appendTx.immediate(streamId, expectedVersion, events, options);
+        this.pendingPosition = recorded[recorded.length - 1]!.position;
         this.markCommitted();
         return recorded;
       }
-      if (!this.db.inTransaction) this.db.exec('BEGIN IMMEDIATE');
+      if (!this.db.inTransaction) {
+        this.db.exec('BEGIN IMMEDIATE');
+        this.pendingPosition = 0;
+      }
       // Inside the open transaction this is a savepoint: a failed append (a version conflict) leaves the others be.
-      return this.appendTx(streamId, expectedVersion, events, options);
+      const recorded = this.appendTx(streamId, expectedVersion, events, options);
+      this.pendingPosition = recorded[recorded.length - 1]!.position;
+      return recorded;
     });
   }
 
   flush(): void {
     if (!this.db.inTransaction) return;
-    this.writing(() => this.db.exec('COMMIT'));
+    try {
+      this.writing(() => this.db.exec('COMMIT'));
+    } catch (err) {
+      this.pendingPosition = 0;
+      throw err;
+    }
     this.markCommitted();
   }
 
@@ -181,6 +197,7 @@ export class SqliteEventStore implements EventStore {
     // After SQLITE_FULL or an I/O error SQLite may have rolled the transaction back already; then there is none.
     if (this.db.inTransaction) this.db.exec('ROLLBACK');
     this.appended = false;
+    this.pendingPosition = 0;
   }
 
   /** The highest position in the log (0 when it is empty). */
@@ -209,8 +226,11 @@ export class SqliteEventStore implements EventStore {
     if (!this.marker || !this.appended) return;
     this.appended = false;
     try {
-      // The committed maximum, read back (a max lookup on the primary key): never a position that was rolled back.
-      this.marker.write(this.lastPosition());
+      // The committed maximum: the last position this transaction appended (positions only grow within one), else
+      // read back (a max lookup on the primary key); never a position that was rolled back.
+      const position = this.pendingPosition || this.lastPosition();
+      this.pendingPosition = 0;
+      this.marker.write(position);
     } catch {
       // The events are committed; the marker stays behind (it only ever reports a log shorter than itself).
     }
@@ -323,6 +343,7 @@ export class SqliteEventStore implements EventStore {
     if (!this.db.open) return;
     this.flush();
     this.db.close();
+    this.marker?.close();
   }
 }
 
