@@ -50,6 +50,8 @@ function addHashColumn(db: Database.Database): void {
   if (!columns.has('reason')) db.exec('ALTER TABLE events ADD COLUMN reason TEXT');
 }
 
+const STREAM_RANGE = 'SELECT * FROM events WHERE stream_id = ? AND version > ? AND version <= ? ORDER BY version';
+
 interface EventRow extends StoredEventRow {
   readonly position: number;
   readonly stream_id: string;
@@ -90,6 +92,7 @@ export class SqliteEventStore implements EventStore {
    */
   private pendingPosition = 0;
   private readonly maxPosition: Database.Statement<[], { p: number }>;
+  private readonly streamRange: Database.Statement;
   private readonly appendTx: Database.Transaction<
     (streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => RecordedEvent[]
   >;
@@ -126,6 +129,7 @@ export class SqliteEventStore implements EventStore {
         : 'SELECT version, hash FROM events WHERE stream_id = ? ORDER BY version DESC LIMIT 1',
     );
     this.maxPosition = this.db.prepare('SELECT COALESCE(MAX(position), 0) AS p FROM events');
+    this.streamRange = this.db.prepare(STREAM_RANGE);
     this.appendTx = this.db.transaction((streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => {
       const tail = this.streamTail.get(streamId);
       const actual = tail?.version ?? 0;
@@ -247,9 +251,10 @@ export class SqliteEventStore implements EventStore {
   }
 
   *readStream(streamId: string, range: { afterVersion?: number; toVersion?: number } = {}): IterableIterator<RecordedEvent> {
-    const rows = this.db
-      .prepare('SELECT * FROM events WHERE stream_id = ? AND version > ? AND version <= ? ORDER BY version')
-      .iterate(streamId, range.afterVersion ?? 0, range.toVersion ?? Number.MAX_SAFE_INTEGER) as IterableIterator<EventRow>;
+    // Prepared once: with --auth on every call reads the token stream's tail through here. A statement still being
+    // iterated (another readStream not finished) is busy: then this one gets its own.
+    const statement = this.streamRange.busy ? this.db.prepare(STREAM_RANGE) : this.streamRange;
+    const rows = statement.iterate(streamId, range.afterVersion ?? 0, range.toVersion ?? Number.MAX_SAFE_INTEGER) as IterableIterator<EventRow>;
     for (const row of rows) yield toRecorded(row, this.validate);
   }
 
