@@ -91,6 +91,13 @@ export class SqliteEventStore implements EventStore {
    * MAX(position) query per commit; an append that failed never sets it, and a rollback or failed commit clears it.
    */
   private pendingPosition = 0;
+  /**
+   * Each stream's tail (version, chain hash) as the open group-commit transaction left it, so a stream written
+   * several times in one transaction is looked up once: nobody else writes while it is open (BEGIN IMMEDIATE holds
+   * the write lock). Emptied whenever the transaction ends or an append fails.
+   */
+  private readonly tails = new Map<string, { version: number; hash: Buffer | null }>();
+  private tailAfter: { version: number; hash: Buffer | null } | null = null;
   private readonly maxPosition: Database.Statement<[], { p: number }>;
   private readonly streamRange: Database.Statement;
   private readonly appendTx: Database.Transaction<
@@ -131,11 +138,11 @@ export class SqliteEventStore implements EventStore {
     this.maxPosition = this.db.prepare('SELECT COALESCE(MAX(position), 0) AS p FROM events');
     this.streamRange = this.db.prepare(STREAM_RANGE);
     this.appendTx = this.db.transaction((streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => {
-      const tail = this.streamTail.get(streamId);
+      const tail = this.tails.get(streamId) ?? this.streamTail.get(streamId);
       const actual = tail?.version ?? 0;
       if (actual !== expected) throw new VersionConflict(streamId, expected, actual);
       let previous = tail ? (tail.hash ?? this.legacyChainTail(streamId)) : null;
-      return events.map((p, i): RecordedEvent => {
+      const recorded = events.map((p, i): RecordedEvent => {
         const version = expected + i + 1;
         const { type, schemaVersion, data } = encodeEvent(p.event);
         const row: HashedRow = {
@@ -162,6 +169,8 @@ export class SqliteEventStore implements EventStore {
           event: p.event,
         };
       });
+      this.tailAfter = { version: expected + events.length, hash: previous };
+      return recorded;
     });
   }
 
@@ -176,17 +185,26 @@ export class SqliteEventStore implements EventStore {
         return recorded;
       }
       if (!this.db.inTransaction) {
+        this.tails.clear();
         this.db.exec('BEGIN IMMEDIATE');
         this.pendingPosition = 0;
       }
       // Inside the open transaction this is a savepoint: a failed append (a version conflict) leaves the others be.
-      const recorded = this.appendTx(streamId, expectedVersion, events, options);
+      let recorded: RecordedEvent[];
+      try {
+        recorded = this.appendTx(streamId, expectedVersion, events, options);
+      } catch (err) {
+        this.tails.clear();
+        throw err;
+      }
+      this.tails.set(streamId, this.tailAfter!);
       this.pendingPosition = recorded[recorded.length - 1]!.position;
       return recorded;
     });
   }
 
   flush(): void {
+    this.tails.clear();
     if (!this.db.inTransaction) return;
     try {
       this.writing(() => this.db.exec('COMMIT'));
@@ -199,6 +217,7 @@ export class SqliteEventStore implements EventStore {
 
   rollback(): void {
     // After SQLITE_FULL or an I/O error SQLite may have rolled the transaction back already; then there is none.
+    this.tails.clear();
     if (this.db.inTransaction) this.db.exec('ROLLBACK');
     this.appended = false;
     this.pendingPosition = 0;

@@ -150,3 +150,26 @@ test('the commit marker follows every group commit, skips rolled-back appends, a
   writeFileSync(markerPath(path), JSON.stringify({ position: 7, pid: 1, host: 'h', since: 's' }) + '\n');
   assert.equal(readCommitMarker(path)?.position, 7);
 });
+
+test('appends to one stream within one group commit chain and check versions as separate commits do', async () => {
+  const { checkHashChain } = await import('../../src/infra/hash-chain.js');
+  const path = `${dir.path}/tails.db`;
+  const store = new SqliteEventStore(path, { groupCommit: true });
+  store.append('wp-t', 0, [created], { requestId: null, recordedAt: 1 });
+  store.append('wp-t', 1, [check('c1'), check('c2')], { requestId: null, recordedAt: 2 });
+  assert.throws(() => store.append('wp-t', 1, [check('c3')], { requestId: null, recordedAt: 3 }), VersionConflict);
+  store.append('wp-t', 3, [check('c3')], { requestId: null, recordedAt: 3 });
+  store.rollback();
+  store.append('wp-t', 0, [created], { requestId: null, recordedAt: 4 });
+  assert.throws(() => store.append('wp-t', 4, [check('c4')], { requestId: null, recordedAt: 5 }), VersionConflict);
+  store.append('wp-t', 1, [check('c4')], { requestId: null, recordedAt: 5 });
+  store.flush();
+  store.append('wp-t', 2, [check('c5')], { requestId: null, recordedAt: 6 });
+  store.flush();
+  assert.deepEqual([...store.readStream('wp-t')].map((e) => e.version), [1, 2, 3]);
+  store.close();
+  const db = new Database(path, { readonly: true });
+  const report = checkHashChain(db);
+  db.close();
+  assert.deepEqual({ events: report.events, hashed: report.hashed, breaks: report.breaks }, { events: 3, hashed: 3, breaks: [] });
+});
