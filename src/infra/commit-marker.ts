@@ -41,10 +41,10 @@ export function readCommitMarker(dbPath: string): CommitMarker | null {
     } catch {
       continue;
     }
-    if (!Number.isSafeInteger(m.position) || (m.position as number) < 0) return null;
     const marker = { position: m.position as number, pid: Number(m.pid) || 0, host: String(m.host ?? ''), since: String(m.since ?? '') };
     // Markers of older servers have no CRC: they were only ever written whole.
     if (m.crc !== undefined && m.crc !== fieldsCrc(marker)) continue;
+    if (!Number.isSafeInteger(marker.position) || marker.position < 0) return null;
     return marker;
   }
   return null;
