@@ -54,7 +54,9 @@ export class WorkPlanModel implements WorkPlanState {
     addTo(this.dependentsOf, target, dependent);
   }
   setFinalTargets(node: NodeKey, count: number): void {
-    this.finalTargetsOf.set(node, count);
+    // 0 is what an absent entry reads as: most nodes never have a FINAL target, and keep no entry (nor key string).
+    if (count === 0) this.finalTargetsOf.delete(node);
+    else this.finalTargetsOf.set(node, count);
   }
   unlink(target: NodeKey, dependent: NodeKey): void {
     this.dependentsOf.get(target)?.delete(dependent);

@@ -42,7 +42,9 @@ export class ApprovalTimer {
 
   /** Arms a timer for every pending gate with a deadline in the read models, then follows the bus. */
   start(): void {
-    for (const workPlanId of [...this.app.models.workplanIds()]) {
+    // Only the workplans in memory: the others are complete (every gate FINAL), and asking for one would fold it
+    // back from the log (on a 1M-event log, that was most of the start-up time).
+    for (const workPlanId of [...this.app.models.workplans.residentIds()]) {
       for (const check of this.app.models.workplan(workPlanId)!.checks.values()) this.arm(workPlanId, check);
     }
     this.subscription = this.app.bus.batches$.subscribe((batch) => this.observe(batch));

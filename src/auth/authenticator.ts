@@ -89,6 +89,8 @@ export interface CallMetadata {
 
 export class Authenticator {
   private readonly tokens = new TokenRegistry();
+  /** One Principal per token record (the registry replaces a record when it changes, so a revocation is seen). */
+  private readonly principals = new WeakMap<Token, Principal>();
 
   constructor(
     readonly config: AuthConfig,
@@ -118,7 +120,9 @@ export class Authenticator {
     if (!token || token.revokedAt !== null || (token.expiresAt !== null && token.expiresAt <= this.clock())) {
       throw unauthenticated('invalid token: unknown, revoked or expired');
     }
-    return new Principal(token.name, token.role, new Set(token.realms), new Set(token.runnerTypes), true);
+    let principal = this.principals.get(token);
+    if (!principal) this.principals.set(token, (principal = new Principal(token.name, token.role, new Set(token.realms), new Set(token.runnerTypes), true)));
+    return principal;
   }
 
   /** A stage of `runnerType` in a workplan of `realm`: may that realm's writers target that type? */

@@ -50,6 +50,8 @@ function addHashColumn(db: Database.Database): void {
   if (!columns.has('reason')) db.exec('ALTER TABLE events ADD COLUMN reason TEXT');
 }
 
+const STREAM_RANGE = 'SELECT * FROM events WHERE stream_id = ? AND version > ? AND version <= ? ORDER BY version';
+
 interface EventRow extends StoredEventRow {
   readonly position: number;
   readonly stream_id: string;
@@ -84,7 +86,20 @@ export class SqliteEventStore implements EventStore {
   private readonly marker: CommitMarkerWriter | null;
   /** Something was appended since the commit marker was last written. */
   private appended = false;
+  /**
+   * The highest position appended since the last commit, when known for sure (0: ask the database). Saves a
+   * MAX(position) query per commit; an append that failed never sets it, and a rollback or failed commit clears it.
+   */
+  private pendingPosition = 0;
+  /**
+   * Each stream's tail (version, chain hash) as the open group-commit transaction left it, so a stream written
+   * several times in one transaction is looked up once: nobody else writes while it is open (BEGIN IMMEDIATE holds
+   * the write lock). Emptied whenever the transaction ends or an append fails.
+   */
+  private readonly tails = new Map<string, { version: number; hash: Buffer | null }>();
+  private tailAfter: { version: number; hash: Buffer | null } | null = null;
   private readonly maxPosition: Database.Statement<[], { p: number }>;
+  private readonly streamRange: Database.Statement;
   private readonly appendTx: Database.Transaction<
     (streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => RecordedEvent[]
   >;
@@ -121,12 +136,13 @@ export class SqliteEventStore implements EventStore {
         : 'SELECT version, hash FROM events WHERE stream_id = ? ORDER BY version DESC LIMIT 1',
     );
     this.maxPosition = this.db.prepare('SELECT COALESCE(MAX(position), 0) AS p FROM events');
+    this.streamRange = this.db.prepare(STREAM_RANGE);
     this.appendTx = this.db.transaction((streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => {
-      const tail = this.streamTail.get(streamId);
+      const tail = this.tails.get(streamId) ?? this.streamTail.get(streamId);
       const actual = tail?.version ?? 0;
       if (actual !== expected) throw new VersionConflict(streamId, expected, actual);
       let previous = tail ? (tail.hash ?? this.legacyChainTail(streamId)) : null;
-      return events.map((p, i): RecordedEvent => {
+      const recorded = events.map((p, i): RecordedEvent => {
         const version = expected + i + 1;
         const { type, schemaVersion, data } = encodeEvent(p.event);
         const row: HashedRow = {
@@ -153,6 +169,8 @@ export class SqliteEventStore implements EventStore {
           event: p.event,
         };
       });
+      this.tailAfter = { version: expected + events.length, hash: previous };
+      return recorded;
     });
   }
 
@@ -162,25 +180,47 @@ export class SqliteEventStore implements EventStore {
     return this.writing(() => {
       if (!this.groupCommit) {
         const recorded = this.appendTx.immediate(streamId, expectedVersion, events, options);
+        this.pendingPosition = recorded[recorded.length - 1]!.position;
         this.markCommitted();
         return recorded;
       }
-      if (!this.db.inTransaction) this.db.exec('BEGIN IMMEDIATE');
+      if (!this.db.inTransaction) {
+        this.tails.clear();
+        this.db.exec('BEGIN IMMEDIATE');
+        this.pendingPosition = 0;
+      }
       // Inside the open transaction this is a savepoint: a failed append (a version conflict) leaves the others be.
-      return this.appendTx(streamId, expectedVersion, events, options);
+      let recorded: RecordedEvent[];
+      try {
+        recorded = this.appendTx(streamId, expectedVersion, events, options);
+      } catch (err) {
+        this.tails.clear();
+        throw err;
+      }
+      this.tails.set(streamId, this.tailAfter!);
+      this.pendingPosition = recorded[recorded.length - 1]!.position;
+      return recorded;
     });
   }
 
   flush(): void {
+    this.tails.clear();
     if (!this.db.inTransaction) return;
-    this.writing(() => this.db.exec('COMMIT'));
+    try {
+      this.writing(() => this.db.exec('COMMIT'));
+    } catch (err) {
+      this.pendingPosition = 0;
+      throw err;
+    }
     this.markCommitted();
   }
 
   rollback(): void {
     // After SQLITE_FULL or an I/O error SQLite may have rolled the transaction back already; then there is none.
+    this.tails.clear();
     if (this.db.inTransaction) this.db.exec('ROLLBACK');
     this.appended = false;
+    this.pendingPosition = 0;
   }
 
   /** The highest position in the log (0 when it is empty). */
@@ -209,8 +249,11 @@ export class SqliteEventStore implements EventStore {
     if (!this.marker || !this.appended) return;
     this.appended = false;
     try {
-      // The committed maximum, read back (a max lookup on the primary key): never a position that was rolled back.
-      this.marker.write(this.lastPosition());
+      // The committed maximum: the last position this transaction appended (positions only grow within one), else
+      // read back (a max lookup on the primary key); never a position that was rolled back.
+      const position = this.pendingPosition || this.lastPosition();
+      this.pendingPosition = 0;
+      this.marker.write(position);
     } catch {
       // The events are committed; the marker stays behind (it only ever reports a log shorter than itself).
     }
@@ -227,9 +270,10 @@ export class SqliteEventStore implements EventStore {
   }
 
   *readStream(streamId: string, range: { afterVersion?: number; toVersion?: number } = {}): IterableIterator<RecordedEvent> {
-    const rows = this.db
-      .prepare('SELECT * FROM events WHERE stream_id = ? AND version > ? AND version <= ? ORDER BY version')
-      .iterate(streamId, range.afterVersion ?? 0, range.toVersion ?? Number.MAX_SAFE_INTEGER) as IterableIterator<EventRow>;
+    // Prepared once: with --auth on every call reads the token stream's tail through here. A statement still being
+    // iterated (another readStream not finished) is busy: then this one gets its own.
+    const statement = this.streamRange.busy ? this.db.prepare(STREAM_RANGE) : this.streamRange;
+    const rows = statement.iterate(streamId, range.afterVersion ?? 0, range.toVersion ?? Number.MAX_SAFE_INTEGER) as IterableIterator<EventRow>;
     for (const row of rows) yield toRecorded(row, this.validate);
   }
 

@@ -116,3 +116,60 @@ test('with group commit, appends are invisible to other connections and lost in 
   assert.deepEqual([...reopened.readStream('wp-a')].map((e) => e.version), [1]);
   reopened.close();
 });
+
+test('the commit marker follows every group commit, skips rolled-back appends, and a garbled record reads as none', async () => {
+  const { readCommitMarker, markerPath } = await import('../../src/infra/commit-marker.js');
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const path = `${dir.path}/marker.db`;
+  const store = new SqliteEventStore(path, { groupCommit: true, commitMarker: true });
+  store.writeCommitMarker();
+  assert.equal(readCommitMarker(path)?.position, 0);
+  store.append('wp-a', 0, [created, check('c1')], { requestId: null, recordedAt: 1 });
+  store.flush();
+  assert.equal(readCommitMarker(path)?.position, 2);
+  const width = readFileSync(markerPath(path)).length;
+  store.append('wp-a', 2, [check('c2')], { requestId: null, recordedAt: 2 });
+  store.rollback();
+  store.append('wp-b', 0, [created], { requestId: null, recordedAt: 3 });
+  assert.throws(() => store.append('wp-b', 0, [created], { requestId: null, recordedAt: 3 }), VersionConflict);
+  store.flush();
+  assert.equal(readCommitMarker(path)?.position, 3);
+  for (let v = 1; v <= 12; v++) {
+    store.append('wp-b', v, [check(`c${v}`)], { requestId: null, recordedAt: 4 });
+    store.flush();
+  }
+  assert.equal(readCommitMarker(path)?.position, 15);
+  assert.equal(readFileSync(markerPath(path)).length, width, 'rewritten in place at one width');
+  store.close();
+
+  // What a reader racing an in-place rewrite could see: one record's position with another's CRC.
+  const text = readFileSync(markerPath(path), 'utf8');
+  writeFileSync(markerPath(path), text.replace('"position":15', '"position":16'));
+  assert.equal(readCommitMarker(path), null);
+  // A marker written by an older server (no CRC) still counts.
+  writeFileSync(markerPath(path), JSON.stringify({ position: 7, pid: 1, host: 'h', since: 's' }) + '\n');
+  assert.equal(readCommitMarker(path)?.position, 7);
+});
+
+test('appends to one stream within one group commit chain and check versions as separate commits do', async () => {
+  const { checkHashChain } = await import('../../src/infra/hash-chain.js');
+  const path = `${dir.path}/tails.db`;
+  const store = new SqliteEventStore(path, { groupCommit: true });
+  store.append('wp-t', 0, [created], { requestId: null, recordedAt: 1 });
+  store.append('wp-t', 1, [check('c1'), check('c2')], { requestId: null, recordedAt: 2 });
+  assert.throws(() => store.append('wp-t', 1, [check('c3')], { requestId: null, recordedAt: 3 }), VersionConflict);
+  store.append('wp-t', 3, [check('c3')], { requestId: null, recordedAt: 3 });
+  store.rollback();
+  store.append('wp-t', 0, [created], { requestId: null, recordedAt: 4 });
+  assert.throws(() => store.append('wp-t', 4, [check('c4')], { requestId: null, recordedAt: 5 }), VersionConflict);
+  store.append('wp-t', 1, [check('c4')], { requestId: null, recordedAt: 5 });
+  store.flush();
+  store.append('wp-t', 2, [check('c5')], { requestId: null, recordedAt: 6 });
+  store.flush();
+  assert.deepEqual([...store.readStream('wp-t')].map((e) => e.version), [1, 2, 3]);
+  store.close();
+  const db = new Database(path, { readonly: true });
+  const report = checkHashChain(db);
+  db.close();
+  assert.deepEqual({ events: report.events, hashed: report.hashed, breaks: report.breaks }, { events: 3, hashed: 3, breaks: [] });
+});
