@@ -3,7 +3,7 @@
 //
 //   node scripts/run-tests.mjs [all|sqlite|postgres]
 //
-// PostgreSQL is expected at TURBOCI_TEST_PG (default postgres://postgres@127.0.0.1:5432). Without it the
+// PostgreSQL is expected at TURBOCI_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres). Without it the
 // PostgreSQL run is skipped with a line saying so, except under CI=true, where a missing database fails the run
 // (.ci/run starts it first).
 import { spawnSync } from 'node:child_process';
@@ -39,8 +39,8 @@ function run(label, files, env = {}) {
 }
 
 async function postgresReachable() {
-  const server = process.env.TURBOCI_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432';
-  const client = new pg.Client({ connectionString: `${server}/postgres`, connectionTimeoutMillis: 3000 });
+  const server = process.env.TURBOCI_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  const client = new pg.Client({ connectionString: server, connectionTimeoutMillis: 3000 });
   try {
     await client.connect();
     await client.end();
@@ -61,7 +61,7 @@ if (which !== 'postgres') {
 if (which !== 'sqlite') {
   const unreachable = await postgresReachable();
   if (unreachable && process.env.CI !== 'true') {
-    console.log(`\n== tests on PostgreSQL skipped: no PostgreSQL at ${unreachable} (start it, or set TURBOCI_TEST_PG)`);
+    console.log(`\n== tests on PostgreSQL skipped: no PostgreSQL at ${unreachable} (start it, or set TURBOCI_TEST_PG_URL)`);
   } else {
     const top = readdirSync('dist/test', { withFileTypes: true }).filter((e) => e.isFile() && e.name.endsWith('.test.js')).map((e) => join('dist/test', e.name));
     const files = [...top.sort(), ...['api', 'pull', 'runners', 'graph', 'security', 'ui', 'replicas'].flatMap((d) => testsUnder(d))];

@@ -1,6 +1,7 @@
 // Events as stored: type, schema version and JSON data. Reading goes through the upcasters, then the zod schema,
 // so logs written by older code stay readable after the event model evolves.
-import { DomainEvent, SCHEMA_VERSION, type EventType } from '../domain/events.js';
+import { DomainEvent, SCHEMA_VERSION, type EventType, type RecordedEvent } from '../domain/events.js';
+import type { HashedRow } from './hash-chain.js';
 
 export interface StoredEventRow {
   readonly type: string;
@@ -44,4 +45,47 @@ export function decodeEvent(
     data = up(data);
   }
   return DomainEvent.parse({ type: row.type, data });
+}
+
+/** A stored event row, as both stores read it back. */
+export interface EventRow extends StoredEventRow {
+  readonly position: number;
+  readonly stream_id: string;
+  readonly version: number;
+  readonly recorded_at: number;
+  readonly request_id: string | null;
+  readonly caused_by_version: number | null;
+  readonly principal?: string | null;
+  readonly reason?: string | null;
+}
+
+/** An event as a row of the log (what its hash covers), encoded at the current schema version. */
+export function encodeRow(
+  streamId: string,
+  version: number,
+  event: DomainEvent,
+  recordedAt: number,
+  requestId: string | null,
+  causedByVersion: number | null,
+): HashedRow {
+  const { type, schemaVersion, data } = encodeEvent(event);
+  return { stream_id: streamId, version, type, schema_version: schemaVersion, data, recorded_at: recordedAt, request_id: requestId, caused_by_version: causedByVersion };
+}
+
+/** A row as a recorded event; a row that cannot be decoded is named by its position and stream. */
+export function recordedFromRow(row: EventRow, validate: Validation): RecordedEvent {
+  let event;
+  try {
+    event = decodeEvent(row, UPCASTERS, validate);
+  } catch (err) {
+    throw new Error(`event at position ${row.position} (${row.stream_id} v${row.version}, ${row.type}) cannot be read: ${(err as Error).message}`);
+  }
+  return {
+    position: row.position,
+    streamId: row.stream_id,
+    version: row.version,
+    recordedAt: row.recorded_at,
+    causation: { requestId: row.request_id, causedByVersion: row.caused_by_version, principal: row.principal ?? null, reason: row.reason ?? null },
+    event,
+  };
 }

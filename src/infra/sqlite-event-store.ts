@@ -12,7 +12,7 @@ import {
   type StreamSummary,
 } from '../app/event-store.js';
 import { CommitMarkerWriter } from './commit-marker.js';
-import { decodeEvent, encodeEvent, UPCASTERS, type StoredEventRow, type Validation } from './event-codec.js';
+import { encodeRow, recordedFromRow, type EventRow, type Validation } from './event-codec.js';
 import { chainHash, type HashedRow } from './hash-chain.js';
 
 /** The events table, its index and the triggers that make it append-only. */
@@ -51,17 +51,6 @@ function addHashColumn(db: Database.Database): void {
 }
 
 const STREAM_RANGE = 'SELECT * FROM events WHERE stream_id = ? AND version > ? AND version <= ? ORDER BY version';
-
-interface EventRow extends StoredEventRow {
-  readonly position: number;
-  readonly stream_id: string;
-  readonly version: number;
-  readonly recorded_at: number;
-  readonly request_id: string | null;
-  readonly caused_by_version: number | null;
-  readonly principal?: string | null;
-  readonly reason?: string | null;
-}
 
 export interface SqliteEventStoreOptions {
   /** Open without write access (inspection tools; safe while a server runs). */
@@ -144,17 +133,8 @@ export class SqliteEventStore implements EventStore {
       let previous = tail ? (tail.hash ?? this.legacyChainTail(streamId)) : null;
       const recorded = events.map((p, i): RecordedEvent => {
         const version = expected + i + 1;
-        const { type, schemaVersion, data } = encodeEvent(p.event);
-        const row: HashedRow = {
-          stream_id: streamId,
-          version,
-          type,
-          schema_version: schemaVersion,
-          data,
-          recorded_at: o.recordedAt,
-          request_id: o.requestId,
-          caused_by_version: p.causedByVersion,
-        };
+        const row = encodeRow(streamId, version, p.event, o.recordedAt, o.requestId, p.causedByVersion);
+        const { type, schema_version: schemaVersion, data } = row;
         previous = chainHash(previous, row);
         const principal = o.principal ?? null;
         const reason = o.reason ?? null;
@@ -274,19 +254,19 @@ export class SqliteEventStore implements EventStore {
     // iterated (another readStream not finished) is busy: then this one gets its own.
     const statement = this.streamRange.busy ? this.db.prepare(STREAM_RANGE) : this.streamRange;
     const rows = statement.iterate(streamId, range.afterVersion ?? 0, range.toVersion ?? Number.MAX_SAFE_INTEGER) as IterableIterator<EventRow>;
-    for (const row of rows) yield toRecorded(row, this.validate);
+    for (const row of rows) yield recordedFromRow(row, this.validate);
   }
 
   *readAll(afterPosition = 0): IterableIterator<RecordedEvent> {
     const rows = this.db
       .prepare('SELECT * FROM events WHERE position > ? ORDER BY position')
       .iterate(afterPosition) as IterableIterator<EventRow>;
-    for (const row of rows) yield toRecorded(row, this.validate);
+    for (const row of rows) yield recordedFromRow(row, this.validate);
   }
 
   eventAt(position: number): RecordedEvent | undefined {
     const row = this.db.prepare('SELECT * FROM events WHERE position = ?').get(position) as EventRow | undefined;
-    return row && toRecorded(row, this.validate);
+    return row && recordedFromRow(row, this.validate);
   }
 
   *readFiltered(f: EventFilter): IterableIterator<LoggedEvent> {
@@ -308,7 +288,7 @@ export class SqliteEventStore implements EventStore {
       f.workPlanId !== undefined ? 'version' : 'position'
     }`;
     for (const row of this.db.prepare(sql).iterate(...args) as IterableIterator<EventRow>) {
-      const rec: LoggedEvent = { ...toRecorded(row, this.validate), storedSchemaVersion: row.schema_version };
+      const rec: LoggedEvent = { ...recordedFromRow(row, this.validate), storedSchemaVersion: row.schema_version };
       if (f.node === undefined || matchesNode(rec, f.node)) yield rec;
     }
   }
@@ -342,17 +322,8 @@ export class SqliteEventStore implements EventStore {
           if (this.streamTail.get(streamId)) throw new StreamExists(streamId);
           let previous: Buffer | null = null;
           for (const e of events) {
-            const { type, schemaVersion, data } = encodeEvent(e.event);
-            const row: HashedRow = {
-              stream_id: streamId,
-              version: e.version,
-              type,
-              schema_version: schemaVersion,
-              data,
-              recorded_at: e.recordedAt,
-              request_id: e.causation.requestId,
-              caused_by_version: e.causation.causedByVersion,
-            };
+            const row = encodeRow(streamId, e.version, e.event, e.recordedAt, e.causation.requestId, e.causation.causedByVersion);
+            const { type, schema_version: schemaVersion, data } = row;
             previous = chainHash(previous, row);
             this.insert.run(streamId, e.version, type, schemaVersion, data, e.recordedAt, row.request_id, row.caused_by_version, previous, e.causation.principal ?? null, e.causation.reason ?? null);
           }
@@ -369,22 +340,4 @@ export class SqliteEventStore implements EventStore {
     this.db.close();
     this.marker?.close();
   }
-}
-
-/** A row as a recorded event; a row that cannot be decoded is named by its position and stream. */
-function toRecorded(row: EventRow, validate: Validation): RecordedEvent {
-  let event;
-  try {
-    event = decodeEvent(row, UPCASTERS, validate);
-  } catch (err) {
-    throw new Error(`event at position ${row.position} (${row.stream_id} v${row.version}, ${row.type}) cannot be read: ${(err as Error).message}`);
-  }
-  return {
-    position: row.position,
-    streamId: row.stream_id,
-    version: row.version,
-    recordedAt: row.recorded_at,
-    causation: { requestId: row.request_id, causedByVersion: row.caused_by_version, principal: row.principal ?? null, reason: row.reason ?? null },
-    event,
-  };
 }

@@ -2,47 +2,23 @@
 // process, so a surviving replica must notice it is gone (it no longer holds a connection to the log) and fail
 // the attempt, which is then retried and finishes. Real PostgreSQL, two real server processes.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { after, before, test } from 'node:test';
-import pg from 'pg';
+import { after, test } from 'node:test';
 import { AttemptState, StageState } from '../../src/gen/turboci/v1/common.js';
 import { connect, startServer, type ServerProcess } from '../support/server.js';
+import { postgresForFile } from '../support/postgres.js';
 import { eventually, startTestRunner, type TestRunner } from '../support/runner.js';
 
-const ADMIN = process.env.TURBOCI_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const name = `turboci_test_${randomBytes(6).toString('hex')}`;
-let url = '';
-let reachable = true;
+const pgs = await postgresForFile('sync-takeover');
 const servers: ServerProcess[] = [];
 const runners: TestRunner[] = [];
-
-before(async () => {
-  const admin = new pg.Client({ connectionString: ADMIN, connectionTimeoutMillis: 3000 });
-  try {
-    await admin.connect();
-  } catch {
-    reachable = false;
-    return;
-  }
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const u = new URL(ADMIN);
-  u.pathname = `/${name}`;
-  url = u.toString();
-});
 
 after(async () => {
   for (const s of servers) await s.stop('SIGKILL');
   for (const r of runners) r.kill();
-  if (!reachable) return;
-  const admin = new pg.Client({ connectionString: ADMIN });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.end();
 });
 
-test('a synchronous run of a SIGKILLed replica is failed by another replica and retried there', async (t) => {
-  if (!reachable) return t.skip(`no PostgreSQL at ${ADMIN}`);
+test('a synchronous run of a SIGKILLed replica is failed by another replica and retried there', { skip: pgs.skip }, async () => {
+  const url = await pgs.createDatabase();
   const a = await startServer(url);
   servers.push(a);
   const b = await startServer(url);

@@ -3,16 +3,16 @@
 // `TURBOCI_TEST_STORE=postgres` (npm run test:postgres) makes startServer/serverPerFile serve every test file's
 // log from its own new PostgreSQL database instead of a SQLite file, so the same test files prove both stores.
 // The admin connection (CREATE/DROP DATABASE) uses `pg` directly: the store itself never creates databases.
-// TODO(merge): test/support/postgres.ts (branch pgcli) does the same for the PG store/CLI tests; keep one.
+// (test/support/postgres.ts makes databases per test file for the store and CLI tests; this one maps the paths an
+// API test names to databases for the whole file, and shares its server URL.)
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { ADMIN_URL, withDatabase } from './postgres.js';
 import type { RecordedEvent } from '../../src/domain/events.js';
 import type { EventStore } from '../../src/app/event-store.js';
 import { isPostgresUrl, PostgresEventStore } from '../../src/infra/pg/postgres-event-store.js';
 import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
 
-/** The PostgreSQL server the tests use (trust auth on our machines); TURBOCI_TEST_PG overrides it. */
-export const PG_SERVER = process.env.TURBOCI_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432';
 
 export type TestStore = 'sqlite' | 'postgres';
 
@@ -26,7 +26,7 @@ export function testStore(): TestStore {
 export const onPostgres = testStore() === 'postgres';
 
 async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: `${PG_SERVER}/postgres`, application_name: 'turboci tests' });
+  const client = new pg.Client({ connectionString: ADMIN_URL, application_name: 'turboci tests' });
   await client.connect();
   try {
     return await fn(client);
@@ -39,7 +39,7 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
 export async function createDatabase(): Promise<string> {
   const name = `tci_${randomBytes(8).toString('hex')}`;
   await admin((c) => c.query(`CREATE DATABASE ${name}`));
-  return `${PG_SERVER}/${name}`;
+  return withDatabase(ADMIN_URL, name);
 }
 
 /** Drops a database made by createDatabase, closing whatever connections are still open on it. */

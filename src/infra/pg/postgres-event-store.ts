@@ -24,8 +24,8 @@ import {
   type SharedLog,
   type StreamSummary,
 } from '../../app/event-store.js';
-import { decodeEvent, encodeEvent, UPCASTERS, type Validation } from '../event-codec.js';
-import { chainHash, type HashedRow } from '../hash-chain.js';
+import { encodeRow, recordedFromRow, type EventRow, type Validation } from '../event-codec.js';
+import { chainHash } from '../hash-chain.js';
 import { APPEND_LOCK, checkSchema, migrate, NOTIFY_CHANNEL } from './schema.js';
 import { PgError, SyncPg } from './sync-client.js';
 
@@ -46,19 +46,8 @@ export interface PostgresEventStoreOptions {
 const SERVER_PREFIX = 'turboci serve ';
 
 /** A row of turboci_events as the driver returns it. */
-export interface PgEventRow {
-  readonly position: number;
-  readonly stream_id: string;
-  readonly version: number;
-  readonly type: string;
-  readonly schema_version: number;
-  readonly data: string;
-  readonly recorded_at: number;
-  readonly request_id: string | null;
-  readonly caused_by_version: number | null;
+export interface PgEventRow extends EventRow {
   readonly hash: Buffer | Uint8Array | null;
-  readonly principal: string | null;
-  readonly reason: string | null;
 }
 
 interface Head {
@@ -156,7 +145,7 @@ export class PostgresEventStore implements EventStore, SharedLog {
       throw this.failure(err);
     }
     this.track(afterPosition, rows);
-    return rows.map((r) => this.toRecorded(r));
+    return rows.map((r) => this.decode(r));
   }
 
   /** What other writers committed after `afterPosition` (no lock: committed rows always form a prefix). */
@@ -164,7 +153,7 @@ export class PostgresEventStore implements EventStore, SharedLog {
     if (this.writing) return [];
     const rows = this.pg.rows<PgEventRow>(`SELECT ${COLUMNS} FROM turboci_events WHERE position > $1 ORDER BY position LIMIT ${PAGE}`, [afterPosition]);
     this.track(afterPosition, rows);
-    return rows.map((r) => this.toRecorded(r));
+    return rows.map((r) => this.decode(r));
   }
 
   /** Calls `wake` when another writer commits (LISTEN/NOTIFY: a wake-up only; the position is the truth). */
@@ -194,17 +183,8 @@ export class PostgresEventStore implements EventStore, SharedLog {
       const reason = o.reason ?? null;
       const recorded = events.map((p, i): RecordedEvent => {
         const version = expectedVersion + i + 1;
-        const { type, schemaVersion, data } = encodeEvent(p.event);
-        const row: HashedRow = {
-          stream_id: streamId,
-          version,
-          type,
-          schema_version: schemaVersion,
-          data,
-          recorded_at: o.recordedAt,
-          request_id: o.requestId,
-          caused_by_version: p.causedByVersion,
-        };
+        const row = encodeRow(streamId, version, p.event, o.recordedAt, o.requestId, p.causedByVersion);
+        const { type, schema_version: schemaVersion, data } = row;
         previous = chainHash(previous, row);
         const rec: RecordedEvent = {
           position: this.nextPosition++,
@@ -276,7 +256,7 @@ export class PostgresEventStore implements EventStore, SharedLog {
         `SELECT ${COLUMNS} FROM turboci_events WHERE stream_id = $1 AND version > $2::bigint AND version <= $3::bigint ORDER BY version LIMIT ${PAGE}`,
         [streamId, after, to],
       );
-      for (const row of rows) yield this.toRecorded(row);
+      for (const row of rows) yield this.decode(row);
       if (rows.length < PAGE) break;
       after = rows[rows.length - 1]!.version;
     }
@@ -290,7 +270,7 @@ export class PostgresEventStore implements EventStore, SharedLog {
     let after = afterPosition;
     for (;;) {
       const rows = this.pg.rows<PgEventRow>(`SELECT ${COLUMNS} FROM turboci_events WHERE position > $1 ORDER BY position LIMIT ${PAGE}`, [after]);
-      for (const row of rows) yield this.toRecorded(row);
+      for (const row of rows) yield this.decode(row);
       if (rows.length < PAGE) break;
       after = rows[rows.length - 1]!.position;
     }
@@ -299,7 +279,7 @@ export class PostgresEventStore implements EventStore, SharedLog {
 
   eventAt(position: number): RecordedEvent | undefined {
     const [row] = this.pg.rows<PgEventRow>(`SELECT ${COLUMNS} FROM turboci_events WHERE position = $1`, [position]);
-    if (row) return this.toRecorded(row);
+    if (row) return this.decode(row);
     return this.pending.find((p) => p.recorded.position === position)?.recorded;
   }
 
@@ -329,7 +309,7 @@ export class PostgresEventStore implements EventStore, SharedLog {
         [...params, after],
       );
       for (const row of rows) {
-        const rec: LoggedEvent = { ...this.toRecorded(row), storedSchemaVersion: row.schema_version };
+        const rec: LoggedEvent = { ...this.decode(row), storedSchemaVersion: row.schema_version };
         if (f.node === undefined || matchesNode(rec, f.node)) yield rec;
       }
       if (rows.length < PAGE) break;
@@ -365,17 +345,8 @@ export class PostgresEventStore implements EventStore, SharedLog {
       if (this.head(streamId)) throw new StreamExists(streamId);
       let previous: Buffer | null = null;
       for (const e of events) {
-        const { type, schemaVersion, data } = encodeEvent(e.event);
-        const row: HashedRow = {
-          stream_id: streamId,
-          version: e.version,
-          type,
-          schema_version: schemaVersion,
-          data,
-          recorded_at: e.recordedAt,
-          request_id: e.causation.requestId,
-          caused_by_version: e.causation.causedByVersion,
-        };
+        const row = encodeRow(streamId, e.version, e.event, e.recordedAt, e.causation.requestId, e.causation.causedByVersion);
+        const { type, schema_version: schemaVersion, data } = row;
         previous = chainHash(previous, row);
         const position = this.nextPosition++;
         this.pending.push({
@@ -476,20 +447,7 @@ export class PostgresEventStore implements EventStore, SharedLog {
     return new StorageFailure(e.code === '53100' ? 'full' : 'other', `${this.describe}: ${e.message}${e.code ? ` (${e.code})` : ''}`, { cause: err });
   }
 
-  private toRecorded(row: PgEventRow): RecordedEvent {
-    let event;
-    try {
-      event = decodeEvent(row, UPCASTERS, this.validate);
-    } catch (err) {
-      throw new Error(`event at position ${row.position} (${row.stream_id} v${row.version}, ${row.type}) cannot be read: ${(err as Error).message}`);
-    }
-    return {
-      position: row.position,
-      streamId: row.stream_id,
-      version: row.version,
-      recordedAt: row.recorded_at,
-      causation: { requestId: row.request_id, causedByVersion: row.caused_by_version, principal: row.principal, reason: row.reason },
-      event,
-    };
+  private decode(row: PgEventRow): RecordedEvent {
+    return recordedFromRow(row, this.validate);
   }
 }
