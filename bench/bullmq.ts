@@ -27,7 +27,9 @@ import { FlowProducer, Queue, Worker, type FlowJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startServer, tempDir, type ServerProcess } from '../test/support/server.js';
 import { benchArgs, median, ratio, report, type Ratio } from './harness.js';
-import { chain, fanIn, runStagesPull, runStagesPush, type StageSpec } from './stage-drivers.js';
+import { chain, fanIn, noopAnswer, runStagesPull, runStagesPush, type StageSpec } from './stage-drivers.js';
+import { startTestRunner } from '../test/support/runner.js';
+import { benchScript, spawnChild } from './transport-support.js';
 
 interface RedisAt {
   readonly host: string;
@@ -239,6 +241,24 @@ async function oursRun(shape: Shape, sync: 'FULL' | 'NORMAL', runners: 'push' | 
   }
 }
 
+/**
+ * The floor of the push path: the same number of Run calls, and as many at a time, from a separate process to
+ * the same in-process no-op runners, with nothing stored or decided (bench/unary-floor-client.ts). No server of
+ * this API that makes one unary call per stage can beat it on this machine.
+ */
+async function floorRun(shape: Shape): Promise<RunDetail & { ms: number }> {
+  const runners = await Promise.all(Array.from({ length: EXECUTORS }, () => startTestRunner({ run: async (req) => noopAnswer(req) })));
+  try {
+    const parallel = shape.kind === 'chain' ? 1 : EXECUTORS;
+    const child = spawnChild([benchScript('unary-floor-client'), JSON.stringify({ addresses: runners.map((r) => r.address), calls: stagesOf(shape), parallel })]);
+    const { ms } = JSON.parse(await child.nextLine(RUN_TIMEOUT_MS)) as { ms: number };
+    await child.exited;
+    return { ms, submitMs: 0 };
+  } finally {
+    await Promise.all(runners.map((r) => r.close()));
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 
 /** One side of a comparison: a name and one timed run. */
@@ -282,6 +302,8 @@ const SHAPES: readonly Shape[] = args.smoke
       { kind: 'chain', size: 1_000 },
     ];
 const ROUNDS = args.smoke ? 1 : 2;
+/** The side that stores nothing: one bare unary Run call per stage (floorRun). */
+const FLOOR = 'grpc-js unary floor';
 /** The issue's targets: durable against durable, and NORMAL against BullMQ's default setup. */
 const TARGETS = { durable: { 'fan-in': 2, chain: 1.5 }, default: { 'fan-in': 1, chain: 1 } } as const;
 
@@ -296,7 +318,7 @@ if (typeof durable === 'string') notes.push(`skipped ours --sync FULL vs BullMQ 
 const durableRedis = typeof durable === 'string' ? undefined : durable;
 
 try {
-  const sides: Side[] = [];
+  const sides: Side[] = [{ name: FLOOR, run: floorRun }];
   if (durableRedis) {
     sides.push(
       { name: 'ours push FULL', run: (s) => oursRun(s, 'FULL', 'push') },
@@ -311,16 +333,21 @@ try {
       { name: 'BullMQ default', run: (s) => bullmqRun(s, DEFAULT_REDIS) },
     );
   }
-  for (const shape of sides.length ? SHAPES : []) {
+  for (const shape of sides.length > 1 ? SHAPES : []) {
     const r = await compare(shape, sides, ROUNDS);
     const label = labelOf(shape);
     const get = (name: string) => r.get(name)!;
     for (const [name, v] of r) {
-      figures[`${name.startsWith('BullMQ') ? '' : '*'}${label}: ${name} (${name.startsWith('BullMQ') ? 'jobs' : 'stages'}/s)`] = v.perSecond;
-      if (shape.kind === 'chain') figures[`*${label}: ${name}, ms per link`] = v.msPerStage;
+      figures[`${name.startsWith('ours') ? '*' : ''}${label}: ${name} (${name.startsWith('BullMQ') ? 'jobs' : name === FLOOR ? 'calls' : 'stages'}/s)`] = v.perSecond;
+      if (shape.kind === 'chain') figures[`${name.startsWith('ours') ? '*' : ''}${label}: ${name}, ms per link`] = v.msPerStage;
     }
     for (const [name, v] of r) figures[`${label}: ${name}, submit the graph (ms)`] = v.submitMs;
+    // What the targets ask for, against the floor: above 1, no design with one unary call per stage reaches it.
+    const floor = get(FLOOR).perSecond;
+    if (durableRedis) figures[`*${label}: durable target (${TARGETS.durable[shape.kind]}× BullMQ) / unary floor`] = (TARGETS.durable[shape.kind] * get('BullMQ durable').perSecond) / floor;
+    if (defaultRedis) figures[`*${label}: default target (${TARGETS.default[shape.kind]}× BullMQ) / unary floor`] = (TARGETS.default[shape.kind] * get('BullMQ default').perSecond) / floor;
     for (const runners of ['push', 'pull'] as const) {
+      figures[`${label}: ours ${runners} FULL / unary floor`] = durableRedis ? get(`ours ${runners} FULL`).perSecond / floor : 'not run';
       if (durableRedis) {
         const ours = get(`ours ${runners} FULL`);
         const base = get('BullMQ durable');
@@ -341,6 +368,7 @@ notes.push(
   `default: ours --sync NORMAL loses nothing when the process is killed, only on power loss; ${defaultRedis?.persistence ?? 'default Redis not run'}`,
   `fan-in N = N no-op stages + 1 that waits for all (N + 1 counted); chain N = N stages, each waiting for the one before; BullMQ chain = a flow nested N deep`,
   `parallelism: ours ${EXECUTORS} push runners × 1 slot, or ${EXECUTORS} pull executors × 1 slot (Lease max_attempts + CompleteLease lease_next), vs BullMQ ${EXECUTORS} workers × concurrency 1, all in this process; the server / Redis in their own`,
+  `${FLOOR}: the same number of StageRunner.Run calls, as many at a time (4 for the fan-in, 1 for the chain), from a separate process to the same no-op runners, storing and deciding nothing: the ceiling for any design that makes one unary call per stage; a target / floor above 1 needs fewer calls than stages (streaming or batching), not a cheaper server`,
   `time = submit the whole graph → last stage completed; ms per link = that time / N on the chain; ${ROUNDS} round(s) per side, order rotating, median kept`,
 );
 report({ benchmark: 'bullmq', figures, ratios, notes }, args);

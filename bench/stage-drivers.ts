@@ -42,7 +42,7 @@ export function chain(n: number, runnerType: string): StageSpec[] {
 }
 
 /** A no-op runner's answer: success, stage FINAL, and a finalized result on every check assigned to the stage. */
-function noopAnswer(req: RunRequest): Partial<RunResponse> {
+export function noopAnswer(req: RunRequest): Partial<RunResponse> {
   return {
     stageState: StageState.STAGE_STATE_FINAL,
     checkUpdates: req.assignedCheckIds.map((checkId) => ({
