@@ -143,7 +143,10 @@ export function observeRpc(method: string, code: string, seconds: number): void 
 /** The event store, measured: events appended, and each group commit's latency and size. */
 export class MeteredEventStore implements EventStore {
   private pending = 0;
-  constructor(private readonly inner: EventStore) {}
+  readonly whenDurable?: (cb: (err: Error | null) => void) => void;
+  constructor(private readonly inner: EventStore) {
+    if (inner.whenDurable) this.whenDurable = (cb) => inner.whenDurable!(cb);
+  }
 
   get groupCommit(): boolean {
     return this.inner.groupCommit;

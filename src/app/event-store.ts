@@ -103,6 +103,11 @@ export interface EventStore {
   readonly groupCommit: boolean;
   /** Makes every append so far durable (a no-op for a store whose every append commits by itself). */
   flush(): void;
+  /**
+   * Only on a store whose flush() commits before the commit is on disk (SQLite syncing off the main thread): calls
+   * back once everything flushed so far is durable, in call order; with an error if it may not be.
+   */
+  whenDurable?(cb: (err: Error | null) => void): void;
   /** Drops every append since the last flush (after a StorageFailure: the open group is gone, or must go). */
   rollback?(): void;
   close(): void;

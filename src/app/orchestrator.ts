@@ -10,7 +10,7 @@ import type { DecideContext, WriteNodes } from '../domain/commands.js';
 import { decideWriteNodes } from '../domain/decide-write-nodes.js';
 import { checkReadSet } from '../domain/decide-transaction.js';
 import { WorkPlanDraft } from '../domain/workplan-draft.js';
-import { aborted, notFound } from '../domain/errors.js';
+import { aborted, DomainError, notFound } from '../domain/errors.js';
 import { ANONYMOUS_PRINCIPAL, eventNode, RUNNER_REGISTRY_STREAM, SYSTEM_PRINCIPAL, type Actor, type PendingEvent, type RecordedEvent } from '../domain/events.js';
 import type { Check, NodeRef, Stage, WorkPlanMeta } from '../domain/model.js';
 import { EventBus } from './event-bus.js';
@@ -62,6 +62,17 @@ export interface WriteNodesResult {
   readonly version: number;
 }
 
+interface Waiter {
+  ok(): void;
+  fail?(err: Error): void;
+}
+
+/** What one commit lets out once it is durable: its events (bus.durable$) and whoever waited for it. */
+interface Release {
+  readonly batches: (readonly RecordedEvent[])[];
+  readonly waiting: Waiter[];
+}
+
 export class Orchestrator {
   readonly bus = new EventBus();
   /** The group commit, subscribed to the bus; ended by close(). */
@@ -70,7 +81,12 @@ export class Orchestrator {
   private modelsSubscription: Subscription;
   /** Appended, not yet flushed: published on bus.durable$ by the next flush. */
   private unflushed: (readonly RecordedEvent[])[] = [];
-  private afterFlushQueue: { ok: () => void; fail?: (err: Error) => void }[] = [];
+  private afterFlushQueue: Waiter[] = [];
+  /**
+   * Committed, waiting for the store to say they are on disk (whenDurable), oldest first: each group's batches and
+   * waiters get out once its sync is done. Empty unless the store syncs off the main thread.
+   */
+  private readonly syncing: Release[] = [];
   /** Whether the log takes writes (a failed commit sets it; health follows it). */
   readonly storage: StorageState;
   /** Schedulers that join the group commit (see beforeCommit). */
@@ -296,13 +312,41 @@ export class Orchestrator {
       return;
     }
     this.writeOpen = false;
-    const batches = this.unflushed;
-    const waiting = this.afterFlushQueue;
+    const release: Release = { batches: this.unflushed, waiting: this.afterFlushQueue };
     this.unflushed = [];
     this.afterFlushQueue = [];
-    for (const batch of batches) this.bus.publishDurable(batch);
-    for (const w of waiting) w.ok();
+    if (this.store.whenDurable && release.batches.length > 0) {
+      // Committed, not yet on disk: it gets out when the sync is done; meanwhile this thread decides what comes next.
+      this.syncing.push(release);
+      this.store.whenDurable((err) => this.synced(err));
+    } else if (this.syncing.length > 0) {
+      this.syncing.at(-1)!.waiting.push(...release.waiting); // nothing new to sync: wait with the last commit
+    } else {
+      this.letOut(release);
+    }
     if (failure !== null) throw failure;
+  }
+
+  private letOut(release: Release): void {
+    for (const batch of release.batches) this.bus.publishDurable(batch);
+    for (const w of release.waiting) w.ok();
+  }
+
+  /**
+   * The oldest commit waiting for its sync is on disk, or may not be. A failed fsync leaves the file's state
+   * unknown (the kernel may have dropped the pages), and this process has decided later writes on top of it: the
+   * waiters get UNAVAILABLE and the error is thrown to end the process, as PostgreSQL does. A restart reads back
+   * a consistent prefix of the log, of which every acknowledged write is part.
+   */
+  private synced(err: Error | null): void {
+    const release = this.syncing.shift()!;
+    if (!err) {
+      this.letOut(release);
+      return;
+    }
+    const failure = new DomainError('UNAVAILABLE', `the event log could not be synced to disk (${err.message}); the server stops`);
+    for (const r of [release, ...this.syncing.splice(0)]) for (const w of r.waiting) (w.fail ?? w.ok)(failure);
+    throw new Error(`fsync of the event log failed: ${err.message}`, { cause: err });
   }
 
   /** Whether appends wait for a group commit (flush) before they are durable. */
@@ -329,8 +373,10 @@ export class Orchestrator {
    * fails, `fail` gets the error (without `fail`, fn runs: the read models are back to what the log holds).
    */
   afterFlush(fn: () => void, fail?: (err: Error) => void): void {
-    if (this.unflushed.length === 0) fn();
-    else this.afterFlushQueue.push({ ok: fn, ...(fail ? { fail } : {}) });
+    const waiter = { ok: fn, ...(fail ? { fail } : {}) };
+    if (this.unflushed.length > 0) this.afterFlushQueue.push(waiter);
+    else if (this.syncing.length > 0) this.syncing.at(-1)!.waiting.push(waiter);
+    else fn();
   }
 
   /** Resolves once everything appended so far is durable; rejects (a DomainError) if its commit fails. */

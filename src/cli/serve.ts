@@ -358,7 +358,7 @@ function openSqliteLog(dbPath: string, sync: 'FULL' | 'NORMAL', acceptDataLoss: 
   try {
     lock = acquireOwnerLock(dbPath);
     // Rows already in the current schema are the server's own: only upcast rows are validated again on start.
-    sqlite = new SqliteEventStore(dbPath, { synchronous: sync, groupCommit: true, commitMarker: true, validate: 'upcast' });
+    sqlite = new SqliteEventStore(dbPath, { synchronous: sync, syncOffMainThread: true, groupCommit: true, commitMarker: true, validate: 'upcast' });
   } catch (err) {
     throw databaseError(dbPath, err);
   }

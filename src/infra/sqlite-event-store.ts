@@ -14,6 +14,7 @@ import {
 import { CommitMarkerWriter } from './commit-marker.js';
 import { encodeRow, recordedFromRow, type EventRow, type Validation } from './event-codec.js';
 import { chainHash, type HashedRow } from './hash-chain.js';
+import { WalSync, type DurableCallback } from './wal-sync.js';
 
 /** The events table, its index and the triggers that make it append-only. */
 export const EVENTS_SCHEMA = `
@@ -62,6 +63,11 @@ export interface SqliteEventStoreOptions {
    * of a turn of the event loop instead of one each. The server uses it; until flush(), nothing is durable.
    */
   readonly groupCommit?: boolean;
+  /**
+   * With groupCommit and synchronous FULL: COMMIT at NORMAL and make each commit durable with an fdatasync of the
+   * WAL off the main thread (wal-sync.ts); whoever lets a commit's effects out waits for whenDurable(). The server.
+   */
+  readonly syncOffMainThread?: boolean;
   /** Write the commit marker `<path>.position` after every commit (the server; see commit-marker.ts). */
   readonly commitMarker?: boolean;
   /** What reads validate with zod: every row (default), or only rows that had to be upcast (see decodeEvent). */
@@ -73,6 +79,10 @@ export class SqliteEventStore implements EventStore {
   private readonly insert: Database.Statement;
   private readonly streamTail: Database.Statement<[string], { version: number; hash: Buffer | null }>;
   private readonly marker: CommitMarkerWriter | null;
+  /** Set when commits are made durable off the main thread (options.syncOffMainThread). */
+  private readonly walSync: WalSync | null;
+  /** The last position committed and not yet handed to walSync: the marker may say it once it is synced. */
+  private unsyncedPosition = 0;
   /** Something was appended since the commit marker was last written. */
   private appended = false;
   /**
@@ -106,9 +116,12 @@ export class SqliteEventStore implements EventStore {
     this.validate = options.validate ?? 'all';
     this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     this.db.pragma('busy_timeout = 5000');
+    this.walSync = null;
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
-      this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+      const offThread = (options.synchronous ?? 'FULL') === 'FULL' && options.syncOffMainThread === true && this.groupCommit;
+      this.walSync = offThread ? new WalSync(`${path}-wal`) : null;
+      this.db.pragma(`synchronous = ${offThread ? 'NORMAL' : (options.synchronous ?? 'FULL')}`);
       this.db.exec(EVENTS_SCHEMA);
       addHashColumn(this.db);
     }
@@ -195,6 +208,24 @@ export class SqliteEventStore implements EventStore {
     this.markCommitted();
   }
 
+  /**
+   * Calls back once everything committed so far is on disk: at once when COMMIT itself syncs, else after the
+   * WAL's next fdatasync (see syncOffMainThread); the commit marker then moves up to it. An error means it may
+   * not be: nothing of it may be let out.
+   */
+  whenDurable(cb: DurableCallback): void {
+    if (!this.walSync) {
+      cb(null);
+      return;
+    }
+    const position = this.unsyncedPosition;
+    this.unsyncedPosition = 0;
+    this.walSync.request((err) => {
+      if (!err && position > 0) this.writeMarker(position);
+      cb(err);
+    });
+  }
+
   rollback(): void {
     // After SQLITE_FULL or an I/O error SQLite may have rolled the transaction back already; then there is none.
     this.tails.clear();
@@ -228,12 +259,18 @@ export class SqliteEventStore implements EventStore {
   private markCommitted(): void {
     if (!this.marker || !this.appended) return;
     this.appended = false;
+    // The committed maximum: the last position this transaction appended (positions only grow within one), else
+    // read back (a max lookup on the primary key); never a position that was rolled back.
+    const position = this.pendingPosition || this.lastPosition();
+    this.pendingPosition = 0;
+    // Off the main thread, the marker says a position only once it is synced (whenDurable): never more than the disk holds.
+    if (this.walSync) this.unsyncedPosition = position;
+    else this.writeMarker(position);
+  }
+
+  private writeMarker(position: number): void {
     try {
-      // The committed maximum: the last position this transaction appended (positions only grow within one), else
-      // read back (a max lookup on the primary key); never a position that was rolled back.
-      const position = this.pendingPosition || this.lastPosition();
-      this.pendingPosition = 0;
-      this.marker.write(position);
+      this.marker?.write(position);
     } catch {
       // The events are committed; the marker stays behind (it only ever reports a log shorter than itself).
     }
@@ -337,6 +374,10 @@ export class SqliteEventStore implements EventStore {
   close(): void {
     if (!this.db.open) return;
     this.flush();
+    if (this.walSync) {
+      this.walSync.close(); // syncs what is left, and runs what waited for it
+      if (this.unsyncedPosition > 0) this.writeMarker(this.unsyncedPosition);
+    }
     this.db.close();
     this.marker?.close();
   }

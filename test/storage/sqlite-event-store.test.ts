@@ -173,3 +173,62 @@ test('appends to one stream within one group commit chain and check versions as 
   db.close();
   assert.deepEqual({ events: report.events, hashed: report.hashed, breaks: report.breaks }, { events: 3, hashed: 3, breaks: [] });
 });
+
+test('syncing off the main thread: COMMIT does not sync; whenDurable calls back in order after an fdatasync, and only then moves the commit marker', async () => {
+  const { readCommitMarker } = await import('../../src/infra/commit-marker.js');
+  const path = `${dir.path}/off-thread.db`;
+  const store = new SqliteEventStore(path, { groupCommit: true, commitMarker: true, syncOffMainThread: true });
+  const db = (store as unknown as { db: Database.Database }).db;
+  assert.equal(db.pragma('synchronous', { simple: true }), 1, 'COMMIT runs at NORMAL (1): the fdatasync is ours');
+  store.writeCommitMarker();
+  const order: string[] = [];
+  store.append('wp-a', 0, [created, check('c1')], { requestId: null, recordedAt: 1 });
+  store.flush();
+  const first = new Promise<void>((resolve, reject) =>
+    store.whenDurable((err) => {
+      order.push(`first marker=${readCommitMarker(path)?.position}`);
+      if (err) reject(err);
+      else resolve();
+    }),
+  );
+  assert.equal(readCommitMarker(path)?.position, 0, 'the marker never says more than is synced');
+  store.append('wp-a', 2, [check('c2')], { requestId: null, recordedAt: 2 });
+  store.flush();
+  const second = new Promise<void>((resolve, reject) =>
+    store.whenDurable((err) => {
+      order.push(`second marker=${readCommitMarker(path)?.position}`);
+      if (err) reject(err);
+      else resolve();
+    }),
+  );
+  assert.deepEqual(order, [], 'nothing is called back before the fdatasync has run');
+  await Promise.all([first, second]);
+  assert.deepEqual(order, ['first marker=2', 'second marker=3']);
+
+  // Closing syncs what is left at once and runs its callbacks.
+  store.append('wp-a', 3, [check('c3')], { requestId: null, recordedAt: 3 });
+  store.flush();
+  let closedWith: Error | null | undefined;
+  store.whenDurable((err) => (closedWith = err));
+  store.close();
+  assert.equal(closedWith, null);
+  assert.equal(readCommitMarker(path)?.position, 4);
+  const reopened = new SqliteEventStore(path, { readonly: true });
+  assert.deepEqual([...reopened.readStream('wp-a')].map((e) => e.version), [1, 2, 3, 4]);
+  reopened.close();
+});
+
+test('syncing off the main thread is only for group commit at FULL: NORMAL and per-append commits keep SQLite\'s own syncing', () => {
+  for (const [options, expected] of [
+    [{ groupCommit: true, synchronous: 'NORMAL', syncOffMainThread: true }, 1],
+    [{ groupCommit: false, synchronous: 'FULL', syncOffMainThread: true }, 2],
+    [{ groupCommit: true, synchronous: 'FULL' }, 2],
+  ] as const) {
+    const store = new SqliteEventStore(`${dir.path}/sync-${expected}-${options.groupCommit}-${options.synchronous}.db`, options);
+    assert.equal((store as unknown as { db: Database.Database }).db.pragma('synchronous', { simple: true }), expected, JSON.stringify(options));
+    let called = false;
+    store.whenDurable(() => (called = true));
+    assert.ok(called, 'nothing to wait for: at once');
+    store.close();
+  }
+});
