@@ -162,9 +162,9 @@ export class WorkPlansFeed {
     private readonly throttleMs = 100,
   ) {
     this.subscription = app.bus.durable$.subscribe((batch) => {
+      if (!this.clients.size) return; // nobody looking: nothing to remember (this ran for every event of every write)
       for (const rec of batch) if (rec.streamId !== RUNNER_REGISTRY_STREAM) this.touched.add(rec.streamId);
-      if (this.touched.size && this.clients.size && !this.timer) this.timer = setTimeout(() => this.send(), this.throttleMs);
-      if (!this.clients.size) this.touched.clear();
+      if (this.touched.size && !this.timer) this.timer = setTimeout(() => this.send(), this.throttleMs);
     });
   }
 
@@ -225,7 +225,7 @@ export class RunnersFeed {
     private readonly throttleMs = 100,
   ) {
     this.subscription = app.bus.durable$.subscribe((batch) => {
-      if (batch.some((rec) => rec.streamId === RUNNER_REGISTRY_STREAM || RUNNER_EVENTS.has(rec.event.type))) this.schedule();
+      if (this.clients.size && batch.some((rec) => rec.streamId === RUNNER_REGISTRY_STREAM || RUNNER_EVENTS.has(rec.event.type))) this.schedule();
     });
     this.refresh = setInterval(() => this.schedule(), 2000);
     this.refresh.unref();
