@@ -29,7 +29,7 @@ import { startServer, tempDir, type ServerProcess } from '../test/support/server
 import { benchArgs, median, ratio, report, type Ratio } from './harness.js';
 import { chain, fanIn, noopAnswer, runStagesPull, runStagesPush, type StageSpec } from './stage-drivers.js';
 import { startTestRunner } from '../test/support/runner.js';
-import { benchScript, spawnChild } from './transport-support.js';
+import { benchScript, cpuSeconds, spawnChild } from './transport-support.js';
 
 interface RedisAt {
   readonly host: string;
@@ -54,6 +54,11 @@ const labelOf = (s: Shape) => `${s.kind} ${s.size}`;
 /** Per-run figures besides the total, kept to report their medians. */
 interface RunDetail {
   readonly submitMs: number;
+  /**
+   * CPU of the process that does the orchestrating, per stage, in µs: our server's, or the floor's calling process;
+   * undefined for BullMQ (its work is split between Redis and the workers' Lua calls).
+   */
+  readonly cpuUsPerStage?: number;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -230,11 +235,14 @@ async function oursRun(shape: Shape, sync: 'FULL' | 'NORMAL', runners: 'push' | 
   let server: ServerProcess | undefined;
   try {
     server = await startServer(`${dir.path}/bench.db`, ['--sync', sync], { keepLogs: false });
+    const cpu0 = cpuSeconds(server.child.pid!);
     const r =
       runners === 'push'
         ? await runStagesPush(server.address, specOf(shape), { runners: EXECUTORS, maxConcurrent: 1, timeoutMs: RUN_TIMEOUT_MS })
         : await runStagesPull(server.address, specOf(shape), { executors: EXECUTORS, slots: 1, timeoutMs: RUN_TIMEOUT_MS });
-    return { ms: r.elapsedMs, submitMs: r.writeMs };
+    const cpu1 = cpuSeconds(server.child.pid!);
+    const cpuUsPerStage = cpu0 !== undefined && cpu1 !== undefined ? ((cpu1 - cpu0) * 1e6) / stagesOf(shape) : undefined;
+    return { ms: r.elapsedMs, submitMs: r.writeMs, ...(cpuUsPerStage === undefined ? {} : { cpuUsPerStage }) };
   } finally {
     await server?.stop();
     dir.remove();
@@ -251,9 +259,9 @@ async function floorRun(shape: Shape): Promise<RunDetail & { ms: number }> {
   try {
     const parallel = shape.kind === 'chain' ? 1 : EXECUTORS;
     const child = spawnChild([benchScript('unary-floor-client'), JSON.stringify({ addresses: runners.map((r) => r.address), calls: stagesOf(shape), parallel })]);
-    const { ms } = JSON.parse(await child.nextLine(RUN_TIMEOUT_MS)) as { ms: number };
+    const { ms, cpuMs } = JSON.parse(await child.nextLine(RUN_TIMEOUT_MS)) as { ms: number; cpuMs: number };
     await child.exited;
-    return { ms, submitMs: 0 };
+    return { ms, submitMs: 0, cpuUsPerStage: (cpuMs * 1000) / stagesOf(shape) };
   } finally {
     await Promise.all(runners.map((r) => r.close()));
   }
@@ -273,7 +281,7 @@ interface Side {
  * is collected before every run so no side pays for another's garbage.
  */
 async function compare(shape: Shape, sides: readonly Side[], rounds: number) {
-  const per = new Map(sides.map((s) => [s.name, { perSecond: [] as number[], submitMs: [] as number[] }]));
+  const per = new Map(sides.map((s) => [s.name, { perSecond: [] as number[], submitMs: [] as number[], cpu: [] as number[] }]));
   for (let round = 0; round < rounds; round++) {
     for (let k = 0; k < sides.length; k++) {
       const side = sides[(k + round) % sides.length]!;
@@ -281,12 +289,13 @@ async function compare(shape: Shape, sides: readonly Side[], rounds: number) {
       const r = await side.run(shape);
       per.get(side.name)!.perSecond.push((stagesOf(shape) / r.ms) * 1000);
       per.get(side.name)!.submitMs.push(r.submitMs);
+      if (r.cpuUsPerStage !== undefined) per.get(side.name)!.cpu.push(r.cpuUsPerStage);
     }
   }
   return new Map(
     [...per].map(([name, v]) => {
       const perSecond = median(v.perSecond);
-      return [name, { perSecond, msPerStage: 1000 / perSecond, submitMs: median(v.submitMs) }] as const;
+      return [name, { perSecond, msPerStage: 1000 / perSecond, submitMs: median(v.submitMs), cpuUsPerStage: v.cpu.length ? median(v.cpu) : undefined }] as const;
     }),
   );
 }
@@ -342,6 +351,8 @@ try {
       if (shape.kind === 'chain') figures[`${name.startsWith('ours') ? '*' : ''}${label}: ${name}, ms per link`] = v.msPerStage;
     }
     for (const [name, v] of r) figures[`${label}: ${name}, submit the graph (ms)`] = v.submitMs;
+    // What dominates: the orchestrating process's CPU per stage (the submit included), against the floor's per call.
+    for (const [name, v] of r) if (v.cpuUsPerStage !== undefined) figures[`${name.startsWith('ours') ? '*' : ''}${label}: ${name}, CPU per stage (µs)`] = v.cpuUsPerStage;
     // What the targets ask for, against the floor: above 1, no design with one unary call per stage reaches it.
     const floor = get(FLOOR).perSecond;
     if (durableRedis) figures[`*${label}: durable target (${TARGETS.durable[shape.kind]}× BullMQ) / unary floor`] = (TARGETS.durable[shape.kind] * get('BullMQ durable').perSecond) / floor;
