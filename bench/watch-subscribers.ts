@@ -5,8 +5,9 @@
 //   stdin  {"expect":V}                  the writes are over and V is the workplan's last version
 //   stdout SubscribersResult             once every stream has reached V, or nothing came for `--idle-timeout` ms
 //
-//   node dist/bench/watch-subscribers.js --address HOST:PORT --workplan ID --count N --after A [--idle-timeout MS] [--batched]
-// With --batched the streams are WatchWorkPlanBatched: the same events, several per message.
+//   node dist/bench/watch-subscribers.js --address HOST:PORT --workplan ID --count N --after A [--idle-timeout MS] [--batched [--batch-delay-ms MS]]
+// With --batched the streams are WatchWorkPlanBatched: the same events, several per message; --batch-delay-ms sets
+// their max_batch_delay_ms (a coalescing window).
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
@@ -34,6 +35,9 @@ export interface SubscribersResult {
   /** Recorded-at (server clock, ms) to received (same machine clock) over every event received. */
   readonly latencyP50Ms: number;
   readonly latencyP99Ms: number;
+  /** Messages and node events received by all streams since they opened (priming included). */
+  readonly messages?: number;
+  readonly eventsReceived?: number;
 }
 
 const { values } = parseArgs({
@@ -44,10 +48,11 @@ const { values } = parseArgs({
     after: { type: 'string' },
     'idle-timeout': { type: 'string', default: '20000' },
     batched: { type: 'boolean', default: false },
+    'batch-delay-ms': { type: 'string', default: '0' },
   },
 });
 if (!values.address || !values.workplan || !values.count || !values.after) {
-  console.error('usage: watch-subscribers.js --address HOST:PORT --workplan ID --count N --after A [--idle-timeout MS]');
+  console.error('usage: watch-subscribers.js --address HOST:PORT --workplan ID --count N --after A [--idle-timeout MS] [--batched [--batch-delay-ms MS]]');
   process.exit(2);
 }
 const address = values.address;
@@ -86,13 +91,14 @@ const latency = new Histogram();
 let gaps = 0;
 const ended: Record<string, number> = {};
 let lastProgress = Date.now();
+let messages = 0;
 /** Called on every event: readiness and completion are checked there, not polled. */
 let onProgress = () => {};
 
 function watch(): Watcher {
   // A channel of its own (no shared subchannel pool): one connection per watcher, like separate watching clients.
   const client = new TurboCIOrchestratorClient(address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
-  const req = WatchWorkPlanRequest.fromPartial({ workPlanId: values.workplan, afterVersion: after });
+  const req = WatchWorkPlanRequest.fromPartial({ workPlanId: values.workplan, afterVersion: after, maxBatchDelayMs: Number(values['batch-delay-ms']) });
   const stream = values.batched ? client.watchWorkPlanBatched(req, new Metadata()) : client.watchWorkPlan(req, new Metadata());
   const w: Watcher = { client, stream, received: 0, last: after, ended: false };
   const onEvent = (e: WorkPlanEvent) => {
@@ -103,6 +109,7 @@ function watch(): Watcher {
     if (e.timestamp) latency.add(Date.now() - e.timestamp.getTime());
   };
   stream.on('data', (message: WorkPlanEvent | WorkPlanEventBatch) => {
+    messages++;
     if ('events' in message) message.events.forEach(onEvent);
     else onEvent(message);
     lastProgress = Date.now();
@@ -161,6 +168,8 @@ const result: SubscribersResult = {
   catchUpMs,
   latencyP50Ms: latency.quantile(0.5),
   latencyP99Ms: latency.quantile(0.99),
+  messages,
+  eventsReceived: counts.reduce((a, b) => a + b, 0),
 };
 for (const w of watchers) {
   w.stream.cancel();
