@@ -82,12 +82,15 @@ interface WithWatchers {
   watcherCpuPerEvent: number[];
   /** Messages the watchers received per node event. */
   messagesPerEvent: number[];
+  /** CPU cores busy over the round (CPU seconds / wall seconds): server, watcher process, writer process. */
+  cores: [number, number, number][];
   results: SubscribersResult[];
 }
-const withWatchers = (): WithWatchers => ({ writes: [], delivered: [], serverCpuPerWrite: [], watcherCpuPerEvent: [], messagesPerEvent: [], results: [] });
+const withWatchers = (): WithWatchers => ({ writes: [], delivered: [], serverCpuPerWrite: [], watcherCpuPerEvent: [], messagesPerEvent: [], cores: [], results: [] });
 const m = {
   writesWithout: [] as number[],
   serverCpuPerWriteWithout: [] as number[],
+  coresWithout: [] as [number, number, number][],
   floorServerCpuPerEvent: [] as number[],
   floorWatcherCpuPerEvent: [] as number[],
   floorResults: [] as SubscribersResult[],
@@ -104,6 +107,21 @@ function usEach(from: number | undefined, to: number | undefined, n: number): nu
 
 function pushDefined(xs: number[], x: number | undefined): void {
   if (x !== undefined) xs.push(x);
+}
+
+/** CPU seconds per wall second since `t0` of each process (0 for one not measured), where /proc says. */
+function pushCores(xs: [number, number, number][], t0: number, from: (number | undefined)[], to: (number | undefined)[]): void {
+  const wall = (performance.now() - t0) / 1000;
+  if (from[0] === undefined || to[0] === undefined) return;
+  const core = (i: number) => (from[i] === undefined || to[i] === undefined ? 0 : (to[i]! - from[i]!) / wall);
+  xs.push([core(0), core(1), core(2)]);
+}
+
+/** Per-process medians of `xs`, as "server / watchers / writer". */
+function coresText(xs: [number, number, number][]): string {
+  if (!xs.length) return 'n/a (no /proc)';
+  const at = (i: number) => median(xs.map((x) => x[i]!)).toFixed(2);
+  return `${at(0)} / ${at(1)} / ${at(2)}`;
 }
 
 /**
@@ -157,7 +175,9 @@ class Rounds {
   async without(): Promise<void> {
     const workPlanId = (await this.api.createWorkPlan({ metadata: { bench: 'watch-fanout' } })).workPlan!.id;
     const cpu0 = cpuOf(this.server.pid);
+    const t0 = [performance.now(), cpuOf(this.load.pid)] as const;
     const r = await this.runWrites(workPlanId);
+    pushCores(m.coresWithout, t0[0], [cpu0, undefined, t0[1]], [cpuOf(this.server.pid), undefined, cpuOf(this.load.pid)]);
     pushDefined(m.serverCpuPerWriteWithout, usEach(cpu0, cpuOf(this.server.pid), this.calls));
     m.writesWithout.push(r.callsPerSec);
   }
@@ -173,9 +193,11 @@ class Rounds {
     const prime = () => this.write(workPlanId, `prime-${k++}`).then(() => undefined);
     const subs = await startWatchers(this.server.address, workPlanId, 1, prime, WATCHERS[kind].argv);
     try {
-      const cpu0 = [cpuOf(this.server.pid), cpuOf(subs.child.pid)];
+      const cpu0 = [cpuOf(this.server.pid), cpuOf(subs.child.pid), cpuOf(this.load.pid)];
+      const t0 = performance.now();
       const r = await this.runWrites(workPlanId);
       const result = await finishWatchers(subs, Number((await this.api.getWorkPlan({ id: workPlanId })).workPlan!.version));
+      pushCores(into.cores, t0, cpu0, [cpuOf(this.server.pid), cpuOf(subs.child.pid), cpuOf(this.load.pid)]);
       const events = this.calls * EVENTS_PER_WRITE * SUBSCRIBERS;
       pushDefined(into.serverCpuPerWrite, usEach(cpu0[0], cpuOf(this.server.pid), this.calls));
       pushDefined(into.watcherCpuPerEvent, usEach(cpu0[1], cpuOf(subs.child.pid), events));
@@ -249,6 +271,7 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number, load: 
   if (without !== undefined) {
     figures['*WriteNodes calls/s, no watcher'] = without;
     figures['server CPU µs per write, no watcher'] = cpu(m.serverCpuPerWriteWithout);
+    figures['CPU cores busy, server / watchers / writer, no watcher'] = coresText(m.coresWithout);
   }
   if (floorPerEvent !== undefined) figures['*server CPU µs per event sent to one watcher, no-op grpc-js streaming (one message per event)'] = round1(floorPerEvent);
   if (m.floorWatcherCpuPerEvent.length) figures['watcher process CPU µs per event received, no-op grpc-js streaming'] = cpu(m.floorWatcherCpuPerEvent);
@@ -269,6 +292,7 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number, load: 
     figures[`server CPU µs per write, ${kind} (fan-out included)`] = cpu(k.serverCpuPerWrite);
     figures[`*server CPU µs per event sent to one watcher, ${kind}`] = perEvent === undefined ? 'n/a (no /proc)' : Math.round(perEvent * 100) / 100;
     figures[`watcher process CPU µs per event received, ${kind}`] = cpu(k.watcherCpuPerEvent);
+    figures[`CPU cores busy, server / watchers / writer, ${kind}`] = coresText(k.cores);
     if (k.messagesPerEvent.length) figures[`messages per event received, ${kind}`] = Math.round(median(k.messagesPerEvent) * 1000) / 1000;
     figures[`watch latency p50 / p99 ms, recorded → received, ${kind} (median round)`] =
       `${median(k.results.map((r) => r.latencyP50Ms))} / ${median(k.results.map((r) => r.latencyP99Ms))}`;
@@ -307,7 +331,7 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number, load: 
         `Writes: a separate client process, ${CONCURRENCY} calls in flight, each writing one new PLANNED check (${EVENTS_PER_WRITE} node changes, so ${EVENTS_PER_WRITE} events to every watcher); a fresh workplan per round; the server at its default --sync FULL. The kinds of round (${KINDS.join(', ')}) take turns, in a rotated order each round.`,
         `Watchers: ${SUBSCRIBERS} streams in one separate process, one connection each, resuming after version 1 and live (each has received a priming write) before the timed writes; each counts every node event and checks that versions follow one another. plain: WatchWorkPlan, one message per event. batched: WatchWorkPlanBatched, the events waiting for a stream when it is written go in one message. windowed: WatchWorkPlanBatched with max_batch_delay_ms ${BATCH_DELAY_MS}, at most one message per ${BATCH_DELAY_MS} ms per stream.`,
         'The target ratio is the writers\' throughput as the writer sees it. Live events wait in per-watcher queues, so a round of writes can end before the watchers have their events; "writes/s delivered" counts until the last watcher has the last event, the rate the watchers could keep up with for good (beyond it their queues grow until RESOURCE_EXHAUSTED).',
-        'CPU figures: utime + stime from /proc of the server / the watcher process (all threads), from the first timed write until every watcher has the last event (clock-tick resolution: 10 ms over a round). The writer, the server and the watcher process share the machine\'s cores, so CPU spent on fan-out is taken from the writes.',
+        'CPU figures: utime + stime from /proc of the server / the watcher process / the writer (all threads), from the first timed write until every watcher has the last event (clock-tick resolution: 10 ms over a round); "cores busy" is that CPU time over the same wall time. The writer, the server and the watcher process share the machine\'s cores (with whatever else runs on it: see the load average), so CPU spent on fan-out, or by the watchers decoding what they receive, is taken from the writes.',
         `No-op streaming floor: bench/noop-watch-server.ts writes ${sample.length}-byte copies of one of our real events to the same ${SUBSCRIBERS} watchers over their own connections, one message per event per stream, as fast as flow control allows (all at once rather than at the writers' pace).`,
         ...(mismatched || gaps || endedText !== 'none'
           ? [`DELIVERY PROBLEM: ${mismatched} watcher(s) got a wrong event count, ${gaps} version gap(s), streams ended by the server: ${endedText}.`]
