@@ -13,11 +13,13 @@
 // Environment, for profiling and exploring (the defaults are what docs/performance.md reports):
 //   TURBOCI_BENCH_WATCH_KINDS=plain,none,batched,floor,windowed   the kinds of round to run (default: all)
 //   TURBOCI_BENCH_BATCH_DELAY_MS=50                                the windowed watchers' max_batch_delay_ms
+//   TURBOCI_BENCH_WATCHERS_NICE=10                                 the watcher process's niceness (default 0): a
+//       rough stand-in for watchers on other machines, whose decoding does not take CPU from the writes
 //
 // A third kind of round measures the floor of fan-out in node: bench/noop-watch-server.ts streams the same number of
 // copies of one of our real events to the same 100 watchers with grpc-js alone; its CPU per message sent is compared
 // with what fan-out costs our server per event. The kinds of round take turns.
-import { loadavg } from 'node:os';
+import { loadavg, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import { CheckState } from '../src/gen/turboci/v1/common.js';
@@ -64,6 +66,7 @@ const WATCHERS: Record<WatcherKind, { readonly label: string; readonly argv: rea
   batched: { label: 'batched watchers (WatchWorkPlanBatched)', argv: ['--batched'] },
   windowed: { label: `windowed watchers (WatchWorkPlanBatched, max_batch_delay_ms ${BATCH_DELAY_MS})`, argv: ['--batched', '--batch-delay-ms', String(BATCH_DELAY_MS)] },
 };
+const WATCHERS_NICE = Number(process.env.TURBOCI_BENCH_WATCHERS_NICE ?? 0);
 const ALL_KINDS = ['plain', 'none', 'batched', 'floor', 'windowed'] as const;
 type RoundKind = (typeof ALL_KINDS)[number];
 const KINDS: readonly RoundKind[] = process.env.TURBOCI_BENCH_WATCH_KINDS
@@ -132,6 +135,7 @@ function coresText(xs: [number, number, number][]): string {
 async function startWatchers(address: string, workPlanId: string, after: number, prime: () => Promise<void>, kindArgv: readonly string[] = []): Promise<ChildProc> {
   const argv = ['--address', address, '--workplan', workPlanId, '--count', String(SUBSCRIBERS), '--after', String(after), ...kindArgv];
   const subs = spawnChild([benchScript('watch-subscribers'), ...argv]);
+  if (WATCHERS_NICE && subs.child.pid !== undefined) setPriority(subs.child.pid, WATCHERS_NICE);
   const ready = subs.nextLine(60_000);
   let settled = false;
   void ready.then(
@@ -320,6 +324,7 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number, load: 
     'writes per round': calls,
     'writes in flight': CONCURRENCY,
     'rounds (each kind)': roundsDone,
+    ...(WATCHERS_NICE ? { 'watcher process niceness (TURBOCI_BENCH_WATCHERS_NICE)': WATCHERS_NICE } : {}),
     'load average (1 min) at start / end': `${load.before[0]!.toFixed(2)} / ${load.after[0]!.toFixed(2)}`,
   });
   report(
