@@ -15,6 +15,8 @@
 //   TURBOCI_BENCH_BATCH_DELAY_MS=50                                the windowed watchers' max_batch_delay_ms
 //   TURBOCI_BENCH_WATCHERS_NICE=10                                 the watcher process's niceness (default 0): a
 //       rough stand-in for watchers on other machines, whose decoding does not take CPU from the writes
+//   TURBOCI_BENCH_WATCHERS_RAW=1     the watchers read each event's version off the wire instead of decoding it
+//       (another stand-in for watchers whose CPU is elsewhere; the checks of counts and versions are the same)
 //
 // A third kind of round measures the floor of fan-out in node: bench/noop-watch-server.ts streams the same number of
 // copies of one of our real events to the same 100 watchers with grpc-js alone; its CPU per message sent is compared
@@ -67,6 +69,7 @@ const WATCHERS: Record<WatcherKind, { readonly label: string; readonly argv: rea
   windowed: { label: `windowed watchers (WatchWorkPlanBatched, max_batch_delay_ms ${BATCH_DELAY_MS})`, argv: ['--batched', '--batch-delay-ms', String(BATCH_DELAY_MS)] },
 };
 const WATCHERS_NICE = Number(process.env.TURBOCI_BENCH_WATCHERS_NICE ?? 0);
+const WATCHERS_RAW = process.env.TURBOCI_BENCH_WATCHERS_RAW === '1';
 const ALL_KINDS = ['plain', 'none', 'batched', 'floor', 'windowed'] as const;
 type RoundKind = (typeof ALL_KINDS)[number];
 const KINDS: readonly RoundKind[] = process.env.TURBOCI_BENCH_WATCH_KINDS
@@ -133,7 +136,7 @@ function coresText(xs: [number, number, number][]): string {
  * follows measures steady fan-out, not subscriptions being opened.
  */
 async function startWatchers(address: string, workPlanId: string, after: number, prime: () => Promise<void>, kindArgv: readonly string[] = []): Promise<ChildProc> {
-  const argv = ['--address', address, '--workplan', workPlanId, '--count', String(SUBSCRIBERS), '--after', String(after), ...kindArgv];
+  const argv = ['--address', address, '--workplan', workPlanId, '--count', String(SUBSCRIBERS), '--after', String(after), ...kindArgv, ...(WATCHERS_RAW ? ['--raw'] : [])];
   const subs = spawnChild([benchScript('watch-subscribers'), ...argv]);
   if (WATCHERS_NICE && subs.child.pid !== undefined) setPriority(subs.child.pid, WATCHERS_NICE);
   const ready = subs.nextLine(60_000);
@@ -324,6 +327,7 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number, load: 
     'writes per round': calls,
     'writes in flight': CONCURRENCY,
     'rounds (each kind)': roundsDone,
+    ...(WATCHERS_RAW ? { 'watchers decode': 'version, kind and timestamp only (TURBOCI_BENCH_WATCHERS_RAW=1)' } : {}),
     ...(WATCHERS_NICE ? { 'watcher process niceness (TURBOCI_BENCH_WATCHERS_NICE)': WATCHERS_NICE } : {}),
     'load average (1 min) at start / end': `${load.before[0]!.toFixed(2)} / ${load.after[0]!.toFixed(2)}`,
   });
