@@ -593,6 +593,22 @@ describe('coalescing window (max_batch_delay_ms)', () => {
     }
   });
 
+  test('large events are split across messages: no batch outgrows what a default client accepts (4 MiB)', async () => {
+    const id = await newWorkPlan();
+    const v0 = await write({ workPlanId: id, checks: [{ id: 'big', kind: 'k' }] });
+    // Every event carries the whole check: 24 events of ~200 KiB are ~5 MB waiting at once for a resumed watcher.
+    const blob = 'x'.repeat(200 * 1024);
+    let v = v0;
+    for (let i = 0; i < 24; i++) v = await write({ workPlanId: id, checks: [{ id: 'big', options: { blob, i } }] });
+    for (const w of [new Watch(suite.client, { workPlanId: id, afterVersion: v0 }, 120_000, true), windowed({ workPlanId: id, afterVersion: v0 }, 200)]) {
+      await w.until((x) => x.lastVersion >= v || x.ended !== null, `version ${v}`);
+      assert.equal(w.ended, null, JSON.stringify(w.ended));
+      assert.deepEqual(w.nodeVersions, Array.from({ length: v - v0 }, (_, i) => v0 + 1 + i));
+      assert.ok(w.messages > 1, `${w.events.length} events in ${w.messages} message(s)`);
+      await w.cancel();
+    }
+  });
+
   test('INVALID_ARGUMENT on WatchWorkPlan, and beyond 1000 ms', async () => {
     const id = await newWorkPlan();
     const plain = await grpcError(new Watch(suite.client, { workPlanId: id, maxBatchDelayMs: 10 }));

@@ -29,6 +29,11 @@ export type WatchCall = ServerWritableStream<WatchWorkPlanRequest, Buffer>;
 
 /** The most events WatchWorkPlanBatched puts in one message. */
 export const MAX_BATCH_EVENTS = 512;
+/**
+ * No more events are added to a batch once it holds this many bytes: clients refuse messages over 4 MiB by default
+ * (grpc-js, grpc-go, grpc-java), and one event can carry a check with 256 KiB of options and as much of result data.
+ */
+export const MAX_BATCH_BYTES = 1024 * 1024;
 
 const END_CODE: Record<WatchEnd['reason'], status> = {
   overflow: status.RESOURCE_EXHAUSTED,
@@ -120,9 +125,13 @@ export class WatchService {
           if (batched) {
             // Everything waiting now goes in one message; events are encoded once for every watcher either way.
             const events = watchItemToBytes(sub.workPlanId, item);
-            for (let more = events.length < MAX_BATCH_EVENTS ? sub.next() : undefined; more; ) {
+            let bytes = 0;
+            for (const e of events) bytes += e.length;
+            for (let more = events.length < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES ? sub.next() : undefined; more; ) {
+              const from = events.length;
               watchItemToBytes(sub.workPlanId, more, events);
-              more = events.length < MAX_BATCH_EVENTS ? sub.next() : undefined;
+              for (let i = from; i < events.length; i++) bytes += events[i]!.length;
+              more = events.length < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES ? sub.next() : undefined;
             }
             ok = call.write(batchFrame(events));
           } else {

@@ -3801,7 +3801,7 @@ export const TurboCIOrchestratorService = {
   /**
    * Extension: WatchWorkPlan with several events per message. The same events in the same order, with the same
    * versions, filters, resume (after_version) and slow-consumer rule; a message holds whatever was waiting when it
-   * was written (at most 512 events), so a busy watcher gets fewer, larger messages.
+   * was written (at most 512 events, and no event is added past 1 MiB), so a busy watcher gets fewer, larger messages.
    */
   watchWorkPlanBatched: {
     path: "/turboci.v1.TurboCIOrchestrator/WatchWorkPlanBatched" as const,
@@ -3838,7 +3838,7 @@ export interface TurboCIOrchestratorServer extends UntypedServiceImplementation 
   /**
    * Extension: WatchWorkPlan with several events per message. The same events in the same order, with the same
    * versions, filters, resume (after_version) and slow-consumer rule; a message holds whatever was waiting when it
-   * was written (at most 512 events), so a busy watcher gets fewer, larger messages.
+   * was written (at most 512 events, and no event is added past 1 MiB), so a busy watcher gets fewer, larger messages.
    */
   watchWorkPlanBatched: handleServerStreamingCall<WatchWorkPlanRequest, WorkPlanEventBatch>;
   /** Extension: approve or reject an approval gate (a check with approval_gate set). */
@@ -3990,7 +3990,7 @@ export interface TurboCIOrchestratorClient extends Client {
   /**
    * Extension: WatchWorkPlan with several events per message. The same events in the same order, with the same
    * versions, filters, resume (after_version) and slow-consumer rule; a message holds whatever was waiting when it
-   * was written (at most 512 events), so a busy watcher gets fewer, larger messages.
+   * was written (at most 512 events, and no event is added past 1 MiB), so a busy watcher gets fewer, larger messages.
    */
   watchWorkPlanBatched(
     request: WatchWorkPlanRequest,
