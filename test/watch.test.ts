@@ -874,36 +874,43 @@ describe('backpressure', () => {
     await w.cancel();
   });
 
-  test('a consumer that cannot keep up gets RESOURCE_EXHAUSTED with its last version, and resumes without loss', async () => {
-    const id = (await sc.api.createWorkPlan({})).workPlan!.id;
-    const v0 = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', kind: 'k' }] })).workPlanVersion);
-    const w = new Watch(sc.client, { workPlanId: id });
-    await w.until((x) => x.events.length === 1, 'the snapshot');
-    w.stream.pause(); // stop reading: gRPC flow control fills up, then the server's buffer, then it gives up
-    const blob = 'x'.repeat(16 * 1024);
-    const overflowed = () => slow.logs.some((l) => l.msg === 'watch subscription closed' && l.reason === 'overflow');
-    let last = v0;
-    for (let i = 0; i < 2000 && !overflowed(); i++) {
-      last = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob, i } }] })).workPlanVersion);
-    }
-    assert.ok(overflowed(), 'the server ended the slow subscriber');
-    assert.equal(liveSubscriptions(slow), 0);
-    w.stream.resume();
-    const end = await w.end();
-    assert.equal(end.code, status.RESOURCE_EXHAUSTED);
-    const m = /last version sent: (\d+); resume with after_version=(\d+)/.exec(end.details);
-    assert.ok(m, end.details);
-    const sent = Number(m[1]);
-    // Every event the server said it sent arrived, nothing after it: nothing was dropped silently.
-    assert.equal(w.lastVersion, sent);
-    assert.ok(sent < last);
+  for (const [name, batched, windowMs] of [
+    ['a consumer', false, 0],
+    ['a windowed WatchWorkPlanBatched consumer', true, 20],
+  ] as const) {
+    test(`${name} that cannot keep up gets RESOURCE_EXHAUSTED with its last version, and resumes without loss`, async () => {
+      const id = (await sc.api.createWorkPlan({})).workPlan!.id;
+      const v0 = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', kind: 'k' }] })).workPlanVersion);
+      const w = new Watch(sc.client, { workPlanId: id, ...(windowMs ? { maxBatchDelayMs: windowMs } : {}) }, 120_000, batched);
+      await w.until((x) => x.events.length === 1, 'the snapshot');
+      w.stream.pause(); // stop reading: gRPC flow control fills up, then the server's buffer, then it gives up
+      const blob = 'x'.repeat(16 * 1024);
+      const overflows = () => slow.logs.filter((l) => l.msg === 'watch subscription closed' && l.reason === 'overflow').length;
+      const overflowsBefore = overflows();
+      const overflowed = () => overflows() > overflowsBefore;
+      let last = v0;
+      for (let i = 0; i < 2000 && !overflowed(); i++) {
+        last = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob, i } }] })).workPlanVersion);
+      }
+      assert.ok(overflowed(), 'the server ended the slow subscriber');
+      assert.equal(liveSubscriptions(slow), 0);
+      w.stream.resume();
+      const end = await w.end();
+      assert.equal(end.code, status.RESOURCE_EXHAUSTED);
+      const m = /last version sent: (\d+); resume with after_version=(\d+)/.exec(end.details);
+      assert.ok(m, end.details);
+      const sent = Number(m[1]);
+      // Every event the server said it sent arrived, nothing after it: nothing was dropped silently.
+      assert.equal(w.lastVersion, sent);
+      assert.ok(sent < last);
 
-    const more = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob: 'small' } }] })).workPlanVersion);
-    const resumed = new Watch(sc.client, { workPlanId: id, afterVersion: sent });
-    await resumed.untilVersion(more);
-    const versions = [...w.nodeVersions.slice(1), ...resumed.nodeVersions];
-    assert.deepEqual(versions, Array.from({ length: more - v0 }, (_, i) => v0 + 1 + i), 'every change once, in order');
-    await resumed.cancel();
-    await untilNoSubscriptions(slow);
-  });
+      const more = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob: 'small' } }] })).workPlanVersion);
+      const resumed = new Watch(sc.client, { workPlanId: id, afterVersion: sent, ...(windowMs ? { maxBatchDelayMs: windowMs } : {}) }, 120_000, batched);
+      await resumed.untilVersion(more);
+      const versions = [...w.nodeVersions.slice(1), ...resumed.nodeVersions];
+      assert.deepEqual(versions, Array.from({ length: more - v0 }, (_, i) => v0 + 1 + i), 'every change once, in order');
+      await resumed.cancel();
+      await untilNoSubscriptions(slow);
+    });
+  }
 });
