@@ -52,6 +52,7 @@ async function startScriptServer(name: string, bytes: Uint8Array): Promise<Child
 
 /** The load generator (bench/transport-client.ts), one process kept up across jobs like a real, warm client. */
 export interface LoadClient {
+  readonly pid: number | undefined;
   run(job: ClientJob): Promise<ClientResult>;
   stop(): Promise<void>;
 }
@@ -59,6 +60,7 @@ export interface LoadClient {
 export function startLoadClient(): LoadClient {
   const proc = spawnChild([benchScript('transport-client')]);
   return {
+    pid: proc.child.pid,
     run: async (job) => {
       proc.send(JSON.stringify(job));
       return JSON.parse(await proc.nextLine(300_000)) as ClientResult;

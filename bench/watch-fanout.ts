@@ -4,18 +4,30 @@
 // makes a fixed number of WriteNodes calls, 16 in flight, each writing one new check to the round's fresh workplan
 // (3 node changes each: created, PLANNED, WAITING). Ours: with 100 watchers on that workplan, in a separate process
 // (bench/watch-subscribers.ts, one connection each, every event consumed), opened and live before the writes start.
-// Baseline: the same writes with no watcher. After each round with watchers, every watcher's event count and version
-// sequence are checked against the workplan's final version; a mismatch is reported, not thrown.
+// Baseline: the same writes with no watcher. Watchers come in three kinds, each a kind of round: WatchWorkPlan (one
+// message per event), WatchWorkPlanBatched (the events waiting when a stream is written, in one message) and
+// WatchWorkPlanBatched with max_batch_delay_ms (a coalescing window: at most one message per window per stream).
+// After each round with watchers, every watcher's event count and version sequence are checked against the
+// workplan's final version; a mismatch is reported, not thrown.
+//
+// Environment, for profiling and exploring (the defaults are what docs/performance.md reports):
+//   TURBOCI_BENCH_WATCH_KINDS=plain,none,batched,floor,windowed   the kinds of round to run (default: all)
+//   TURBOCI_BENCH_BATCH_DELAY_MS=50                                the windowed watchers' max_batch_delay_ms
+//   TURBOCI_BENCH_WATCHERS_NICE=10                                 the watcher process's niceness (default 0): a
+//       rough stand-in for watchers on other machines, whose decoding does not take CPU from the writes
+//   TURBOCI_BENCH_WATCHERS_RAW=1     the watchers read each event's version off the wire instead of decoding it
+//       (another stand-in for watchers whose CPU is elsewhere; the checks of counts and versions are the same)
 //
 // A third kind of round measures the floor of fan-out in node: bench/noop-watch-server.ts streams the same number of
 // copies of one of our real events to the same 100 watchers with grpc-js alone; its CPU per message sent is compared
-// with what fan-out costs our server per event. The three kinds of round take turns.
+// with what fan-out costs our server per event. The kinds of round take turns.
+import { loadavg, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import { CheckState } from '../src/gen/turboci/v1/common.js';
 import { WatchWorkPlanRequest, WorkPlanEvent } from '../src/gen/turboci/v1/service.js';
 import { connect, tempDir, type Api } from '../test/support/server.js';
-import { benchArgs, median, ratio, report } from './harness.js';
+import { benchArgs, median, ratio, report, type Ratio } from './harness.js';
 import type { SubscribersResult } from './watch-subscribers.js';
 import {
   benchScript,
@@ -45,28 +57,50 @@ const SIZES = args.smoke
 const MIN_CALLS = 200;
 const MAX_CALLS = 400;
 /** No new round starts after this much time (the first always does): a machine busy with other work keeps the budget. */
-const ROUNDS_BUDGET_MS = 45_000;
+const ROUNDS_BUDGET_MS = 60_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+type WatcherKind = 'plain' | 'batched' | 'windowed';
+const BATCH_DELAY_MS = Number(process.env.TURBOCI_BENCH_BATCH_DELAY_MS ?? 50);
+const WATCHERS: Record<WatcherKind, { readonly label: string; readonly argv: readonly string[] }> = {
+  plain: { label: 'watchers (WatchWorkPlan)', argv: [] },
+  batched: { label: 'batched watchers (WatchWorkPlanBatched)', argv: ['--batched'] },
+  windowed: { label: `windowed watchers (WatchWorkPlanBatched, max_batch_delay_ms ${BATCH_DELAY_MS})`, argv: ['--batched', '--batch-delay-ms', String(BATCH_DELAY_MS)] },
+};
+const WATCHERS_NICE = Number(process.env.TURBOCI_BENCH_WATCHERS_NICE ?? 0);
+const WATCHERS_RAW = process.env.TURBOCI_BENCH_WATCHERS_RAW === '1';
+const ALL_KINDS = ['plain', 'none', 'batched', 'floor', 'windowed'] as const;
+type RoundKind = (typeof ALL_KINDS)[number];
+const KINDS: readonly RoundKind[] = process.env.TURBOCI_BENCH_WATCH_KINDS
+  ? process.env.TURBOCI_BENCH_WATCH_KINDS.split(',').map((k) => {
+      if (!(ALL_KINDS as readonly string[]).includes(k)) throw new Error(`TURBOCI_BENCH_WATCH_KINDS: unknown kind "${k}" (known: ${ALL_KINDS.join(', ')})`);
+      return k as RoundKind;
+    })
+  : ALL_KINDS;
+
 /** Medians are taken over these, one entry per round. */
+interface WithWatchers {
+  writes: number[];
+  /** Writes per second counted until the last watcher has the last event: what watchers can sustain. */
+  delivered: number[];
+  serverCpuPerWrite: number[];
+  watcherCpuPerEvent: number[];
+  /** Messages the watchers received per node event. */
+  messagesPerEvent: number[];
+  /** CPU cores busy over the round (CPU seconds / wall seconds): server, watcher process, writer process. */
+  cores: [number, number, number][];
+  results: SubscribersResult[];
+}
+const withWatchers = (): WithWatchers => ({ writes: [], delivered: [], serverCpuPerWrite: [], watcherCpuPerEvent: [], messagesPerEvent: [], cores: [], results: [] });
 const m = {
   writesWithout: [] as number[],
-  writesWith: [] as number[],
-  /** Writes per second counted until the last watcher has the last event: what watchers can sustain. */
-  deliveredWith: [] as number[],
   serverCpuPerWriteWithout: [] as number[],
-  serverCpuPerWriteWith: [] as number[],
-  watcherCpuPerEvent: [] as number[],
+  coresWithout: [] as [number, number, number][],
   floorServerCpuPerEvent: [] as number[],
   floorWatcherCpuPerEvent: [] as number[],
-  results: [] as SubscribersResult[],
   floorResults: [] as SubscribersResult[],
-  /** The same as writesWith .. results, with WatchWorkPlanBatched watchers. */
-  writesWithBatched: [] as number[],
-  deliveredWithBatched: [] as number[],
-  serverCpuPerWriteWithBatched: [] as number[],
-  resultsBatched: [] as SubscribersResult[],
+  kinds: { plain: withWatchers(), batched: withWatchers(), windowed: withWatchers() } as Record<WatcherKind, WithWatchers>,
 };
 
 /** CPU seconds of a process, where /proc says. */
@@ -81,14 +115,30 @@ function pushDefined(xs: number[], x: number | undefined): void {
   if (x !== undefined) xs.push(x);
 }
 
+/** CPU seconds per wall second since `t0` of each process (0 for one not measured), where /proc says. */
+function pushCores(xs: [number, number, number][], t0: number, from: (number | undefined)[], to: (number | undefined)[]): void {
+  const wall = (performance.now() - t0) / 1000;
+  if (from[0] === undefined || to[0] === undefined) return;
+  const core = (i: number) => (from[i] === undefined || to[i] === undefined ? 0 : (to[i]! - from[i]!) / wall);
+  xs.push([core(0), core(1), core(2)]);
+}
+
+/** Per-process medians of `xs`, as "server / watchers / writer". */
+function coresText(xs: [number, number, number][]): string {
+  if (!xs.length) return 'n/a (no /proc)';
+  const at = (i: number) => median(xs.map((x) => x[i]!)).toFixed(2);
+  return `${at(0)} / ${at(1)} / ${at(2)}`;
+}
+
 /**
  * Starts the watcher process on `address`, resuming after `after`, and calls `prime` (one more event on the
  * workplan) every 200 ms until it says every stream has received an event: then all of them are live, and what
  * follows measures steady fan-out, not subscriptions being opened.
  */
-async function startWatchers(address: string, workPlanId: string, after: number, prime: () => Promise<void>, batched = false): Promise<ChildProc> {
-  const argv = ['--address', address, '--workplan', workPlanId, '--count', String(SUBSCRIBERS), '--after', String(after), ...(batched ? ['--batched'] : [])];
+async function startWatchers(address: string, workPlanId: string, after: number, prime: () => Promise<void>, kindArgv: readonly string[] = []): Promise<ChildProc> {
+  const argv = ['--address', address, '--workplan', workPlanId, '--count', String(SUBSCRIBERS), '--after', String(after), ...kindArgv, ...(WATCHERS_RAW ? ['--raw'] : [])];
   const subs = spawnChild([benchScript('watch-subscribers'), ...argv]);
+  if (WATCHERS_NICE && subs.child.pid !== undefined) setPriority(subs.child.pid, WATCHERS_NICE);
   const ready = subs.nextLine(60_000);
   let settled = false;
   void ready.then(
@@ -132,30 +182,36 @@ class Rounds {
   async without(): Promise<void> {
     const workPlanId = (await this.api.createWorkPlan({ metadata: { bench: 'watch-fanout' } })).workPlan!.id;
     const cpu0 = cpuOf(this.server.pid);
+    const t0 = [performance.now(), cpuOf(this.load.pid)] as const;
     const r = await this.runWrites(workPlanId);
+    pushCores(m.coresWithout, t0[0], [cpu0, undefined, t0[1]], [cpuOf(this.server.pid), undefined, cpuOf(this.load.pid)]);
     pushDefined(m.serverCpuPerWriteWithout, usEach(cpu0, cpuOf(this.server.pid), this.calls));
     m.writesWithout.push(r.callsPerSec);
   }
 
   /**
-   * Our writes with SUBSCRIBERS watchers. CPU is read once every watcher has the last event: fan-out that lags behind
-   * the writes is still work done for them.
+   * Our writes with SUBSCRIBERS watchers of one kind. CPU is read once every watcher has the last event: fan-out
+   * that lags behind the writes is still work done for them.
    */
-  async with(batched = false): Promise<void> {
+  async with(kind: WatcherKind): Promise<void> {
+    const into = m.kinds[kind];
     const workPlanId = (await this.api.createWorkPlan({ metadata: { bench: 'watch-fanout' } })).workPlan!.id;
     let k = 0;
     const prime = () => this.write(workPlanId, `prime-${k++}`).then(() => undefined);
-    const subs = await startWatchers(this.server.address, workPlanId, 1, prime, batched);
+    const subs = await startWatchers(this.server.address, workPlanId, 1, prime, WATCHERS[kind].argv);
     try {
-      const cpu0 = [cpuOf(this.server.pid), cpuOf(subs.child.pid)];
+      const cpu0 = [cpuOf(this.server.pid), cpuOf(subs.child.pid), cpuOf(this.load.pid)];
+      const t0 = performance.now();
       const r = await this.runWrites(workPlanId);
       const result = await finishWatchers(subs, Number((await this.api.getWorkPlan({ id: workPlanId })).workPlan!.version));
+      pushCores(into.cores, t0, cpu0, [cpuOf(this.server.pid), cpuOf(subs.child.pid), cpuOf(this.load.pid)]);
       const events = this.calls * EVENTS_PER_WRITE * SUBSCRIBERS;
-      pushDefined(batched ? m.serverCpuPerWriteWithBatched : m.serverCpuPerWriteWith, usEach(cpu0[0], cpuOf(this.server.pid), this.calls));
-      if (!batched) pushDefined(m.watcherCpuPerEvent, usEach(cpu0[1], cpuOf(subs.child.pid), events));
-      (batched ? m.writesWithBatched : m.writesWith).push(r.callsPerSec);
-      (batched ? m.deliveredWithBatched : m.deliveredWith).push(this.calls / (r.seconds + result.catchUpMs / 1000));
-      (batched ? m.resultsBatched : m.results).push(result);
+      pushDefined(into.serverCpuPerWrite, usEach(cpu0[0], cpuOf(this.server.pid), this.calls));
+      pushDefined(into.watcherCpuPerEvent, usEach(cpu0[1], cpuOf(subs.child.pid), events));
+      into.writes.push(r.callsPerSec);
+      into.delivered.push(this.calls / (r.seconds + result.catchUpMs / 1000));
+      if (result.messages !== undefined && result.eventsReceived) into.messagesPerEvent.push(result.messages / result.eventsReceived);
+      into.results.push(result);
     } finally {
       await subs.stop();
     }
@@ -211,80 +267,84 @@ async function sampleEvent(address: string, api: Api): Promise<Uint8Array> {
   }
 }
 
-function summarize(sample: Uint8Array, calls: number, roundsDone: number): void {
-  const cpu = (xs: number[]) => (xs.length ? Math.round(median(xs) * 10) / 10 : 'n/a (no /proc)');
-  // What fan-out costs our server per event sent to one watcher: the extra CPU per write over the events it makes.
-  const perEvent =
-    m.serverCpuPerWriteWith.length && m.serverCpuPerWriteWithout.length
-      ? (median(m.serverCpuPerWriteWith) - median(m.serverCpuPerWriteWithout)) / (EVENTS_PER_WRITE * SUBSCRIBERS)
-      : undefined;
-  const perEventBatched =
-    m.serverCpuPerWriteWithBatched.length && m.serverCpuPerWriteWithout.length
-      ? (median(m.serverCpuPerWriteWithBatched) - median(m.serverCpuPerWriteWithout)) / (EVENTS_PER_WRITE * SUBSCRIBERS)
-      : undefined;
-  const allResults = [...m.results, ...m.resultsBatched];
+const round1 = (x: number) => Math.round(x * 10) / 10;
+
+function summarize(sample: Uint8Array, calls: number, roundsDone: number, load: { before: number[]; after: number[] }): void {
+  const cpu = (xs: number[]) => (xs.length ? round1(median(xs)) : 'n/a (no /proc)');
+  const without = m.writesWithout.length ? median(m.writesWithout) : undefined;
+  const floorPerEvent = m.floorServerCpuPerEvent.length ? median(m.floorServerCpuPerEvent) : undefined;
+  const figures: Record<string, number | string> = {};
+  const ratios: Ratio[] = [];
+  if (without !== undefined) {
+    figures['*WriteNodes calls/s, no watcher'] = without;
+    figures['server CPU µs per write, no watcher'] = cpu(m.serverCpuPerWriteWithout);
+    figures['CPU cores busy, server / watchers / writer, no watcher'] = coresText(m.coresWithout);
+  }
+  if (floorPerEvent !== undefined) figures['*server CPU µs per event sent to one watcher, no-op grpc-js streaming (one message per event)'] = round1(floorPerEvent);
+  if (m.floorWatcherCpuPerEvent.length) figures['watcher process CPU µs per event received, no-op grpc-js streaming'] = cpu(m.floorWatcherCpuPerEvent);
+  if (m.floorResults.length) figures['no-op streaming: time to deliver the same events, ms (median round)'] = median(m.floorResults.map((r) => r.catchUpMs));
+  for (const kind of ['plain', 'batched', 'windowed'] as const) {
+    const k = m.kinds[kind];
+    if (!k.writes.length) continue;
+    const label = `${SUBSCRIBERS} ${WATCHERS[kind].label}`;
+    const writes = median(k.writes);
+    const delivered = median(k.delivered);
+    // What fan-out costs our server per event sent to one watcher: the extra CPU per write over the events it makes.
+    const perEvent =
+      k.serverCpuPerWrite.length && m.serverCpuPerWriteWithout.length
+        ? (median(k.serverCpuPerWrite) - median(m.serverCpuPerWriteWithout)) / (EVENTS_PER_WRITE * SUBSCRIBERS)
+        : undefined;
+    figures[`*WriteNodes calls/s, ${label}`] = writes;
+    figures[`writes/s delivered to all of them (until the last has the last event), ${kind}`] = delivered;
+    figures[`server CPU µs per write, ${kind} (fan-out included)`] = cpu(k.serverCpuPerWrite);
+    figures[`*server CPU µs per event sent to one watcher, ${kind}`] = perEvent === undefined ? 'n/a (no /proc)' : Math.round(perEvent * 100) / 100;
+    figures[`watcher process CPU µs per event received, ${kind}`] = cpu(k.watcherCpuPerEvent);
+    figures[`CPU cores busy, server / watchers / writer, ${kind}`] = coresText(k.cores);
+    if (k.messagesPerEvent.length) figures[`messages per event received, ${kind}`] = Math.round(median(k.messagesPerEvent) * 1000) / 1000;
+    figures[`watch latency p50 / p99 ms, recorded → received, ${kind} (median round)`] =
+      `${median(k.results.map((r) => r.latencyP50Ms))} / ${median(k.results.map((r) => r.latencyP99Ms))}`;
+    figures[`watchers catch-up after the last write, ms, ${kind} (median round)`] = median(k.results.map((r) => r.catchUpMs));
+    if (without !== undefined) {
+      ratios.push(ratio(`WriteNodes calls/s with ${label} vs none`, writes, without, 'calls/s', { target: 0.9 }));
+      ratios.push(ratio(`writes/s delivered to ${SUBSCRIBERS} ${kind} watchers vs WriteNodes calls/s with none`, delivered, without, 'writes/s'));
+    }
+    if (perEvent !== undefined && perEvent > 0 && floorPerEvent !== undefined) {
+      ratios.push(ratio(`server CPU per event sent, ${kind} vs no-op grpc-js streaming (one message per event)`, perEvent, floorPerEvent, 'µs', { lowerIsBetter: true }));
+    }
+  }
+  const allResults = Object.values(m.kinds).flatMap((k) => k.results);
   const mismatched = allResults.reduce((s, r) => s + r.mismatched, 0);
   const gaps = allResults.reduce((s, r) => s + r.gaps, 0);
   const ended: Record<string, number> = {};
   for (const r of allResults) for (const [code, n] of Object.entries(r.ended)) ended[code] = (ended[code] ?? 0) + n;
   const endedText = Object.entries(ended).map(([code, n]) => `${n} ${code}`).join(', ') || 'none';
   const floorBad = m.floorResults.filter((r) => r.mismatched || r.gaps || Object.keys(r.ended).length).length;
-  const without = median(m.writesWithout);
-  const withSubs = median(m.writesWith);
-  const delivered = median(m.deliveredWith);
-  const withBatched = median(m.writesWithBatched);
-  const deliveredBatched = median(m.deliveredWithBatched);
-  const floorPerEvent = m.floorServerCpuPerEvent.length ? median(m.floorServerCpuPerEvent) : undefined;
+  Object.assign(figures, {
+    'watchers with a wrong event count (all rounds)': mismatched,
+    'version gaps seen by watchers (all rounds)': gaps,
+    'watch streams ended by the server (all rounds)': endedText,
+    'event bytes': sample.length,
+    'writes per round': calls,
+    'writes in flight': CONCURRENCY,
+    'rounds (each kind)': roundsDone,
+    ...(WATCHERS_RAW ? { 'watchers decode': 'version, kind and timestamp only (TURBOCI_BENCH_WATCHERS_RAW=1)' } : {}),
+    ...(WATCHERS_NICE ? { 'watcher process niceness (TURBOCI_BENCH_WATCHERS_NICE)': WATCHERS_NICE } : {}),
+    'load average (1 min) at start / end': `${load.before[0]!.toFixed(2)} / ${load.after[0]!.toFixed(2)}`,
+  });
   report(
     {
       benchmark: 'watch-fanout',
-      figures: {
-        '*WriteNodes calls/s, no watcher': without,
-        [`*WriteNodes calls/s, ${SUBSCRIBERS} watchers`]: withSubs,
-        [`writes/s delivered to all ${SUBSCRIBERS} watchers (until the last has the last event)`]: delivered,
-        [`*WriteNodes calls/s, ${SUBSCRIBERS} batched watchers (WatchWorkPlanBatched)`]: withBatched,
-        [`writes/s delivered to all ${SUBSCRIBERS} batched watchers`]: deliveredBatched,
-        [`server CPU µs per write, ${SUBSCRIBERS} batched watchers (fan-out included)`]: cpu(m.serverCpuPerWriteWithBatched),
-        '*server CPU µs per event sent to one watcher, ours batched': perEventBatched ?? 'n/a (no /proc)',
-        'server CPU µs per write, no watcher': cpu(m.serverCpuPerWriteWithout),
-        [`server CPU µs per write, ${SUBSCRIBERS} watchers (fan-out included)`]: cpu(m.serverCpuPerWriteWith),
-        '*server CPU µs per event sent to one watcher, ours': perEvent ?? 'n/a (no /proc)',
-        '*server CPU µs per event sent to one watcher, no-op grpc-js streaming': cpu(m.floorServerCpuPerEvent),
-        'watcher process CPU µs per event received (ours / no-op)': `${cpu(m.watcherCpuPerEvent)} / ${cpu(m.floorWatcherCpuPerEvent)}`,
-        'watch latency p50 ms, recorded → received (median round)': median(m.results.map((r) => r.latencyP50Ms)),
-        'watch latency p99 ms, recorded → received (median round)': median(m.results.map((r) => r.latencyP99Ms)),
-        'watchers catch-up after the last write, ms (median round)': median(m.results.map((r) => r.catchUpMs)),
-        'no-op streaming: time to deliver the same events, ms (median round)': median(m.floorResults.map((r) => r.catchUpMs)),
-        'watchers with a wrong event count (all rounds)': mismatched,
-        'version gaps seen by watchers (all rounds)': gaps,
-        'watch streams ended by the server (all rounds)': endedText,
-        'event bytes': sample.length,
-        'writes per round': calls,
-        'writes in flight': CONCURRENCY,
-        'rounds (each kind)': roundsDone,
-      },
-      ratios: [
-        ratio(`WriteNodes calls/s with ${SUBSCRIBERS} watchers vs none`, withSubs, without, 'calls/s', { target: 0.9 }),
-        ratio(`writes/s delivered to ${SUBSCRIBERS} watchers vs WriteNodes calls/s with none`, delivered, without, 'writes/s'),
-        ratio(`WriteNodes calls/s with ${SUBSCRIBERS} batched watchers vs none`, withBatched, without, 'calls/s', { target: 0.9 }),
-        ratio(`writes/s delivered to ${SUBSCRIBERS} batched watchers vs WriteNodes calls/s with none`, deliveredBatched, without, 'writes/s'),
-        ...(perEvent !== undefined && floorPerEvent !== undefined
-          ? [ratio('server CPU per event sent, ours vs no-op grpc-js streaming', perEvent, floorPerEvent, 'µs', { lowerIsBetter: true })]
-          : []),
-        ...(perEventBatched !== undefined && perEventBatched > 0 && floorPerEvent !== undefined
-          ? [ratio('server CPU per event sent, ours batched vs no-op grpc-js streaming (one message per event)', perEventBatched, floorPerEvent, 'µs', { lowerIsBetter: true })]
-          : []),
-      ],
+      figures,
+      ratios,
       notes: [
-        `Writes: a separate client process, ${CONCURRENCY} calls in flight, each writing one new PLANNED check (${EVENTS_PER_WRITE} node changes, so ${EVENTS_PER_WRITE} events to every watcher); a fresh workplan per round; the server at its default --sync FULL. The four kinds of round (no watcher, ${SUBSCRIBERS} watchers, ${SUBSCRIBERS} batched watchers, no-op streaming) take turns.`,
-        `Batched watchers: the same, over WatchWorkPlanBatched (the events waiting for a watcher when its stream is written go in one message).`,
-        `Watchers: ${SUBSCRIBERS} WatchWorkPlan streams in one separate process, one connection each, resuming after version 1 and live (each has received a priming write) before the timed writes; each counts every node event and checks that versions follow one another.`,
+        `Writes: a separate client process, ${CONCURRENCY} calls in flight, each writing one new PLANNED check (${EVENTS_PER_WRITE} node changes, so ${EVENTS_PER_WRITE} events to every watcher); a fresh workplan per round; the server at its default --sync FULL. The kinds of round (${KINDS.join(', ')}) take turns, in a rotated order each round.`,
+        `Watchers: ${SUBSCRIBERS} streams in one separate process, one connection each, resuming after version 1 and live (each has received a priming write) before the timed writes; each counts every node event and checks that versions follow one another. plain: WatchWorkPlan, one message per event. batched: WatchWorkPlanBatched, the events waiting for a stream when it is written go in one message. windowed: WatchWorkPlanBatched with max_batch_delay_ms ${BATCH_DELAY_MS}, at most one message per ${BATCH_DELAY_MS} ms per stream.`,
         'The target ratio is the writers\' throughput as the writer sees it. Live events wait in per-watcher queues, so a round of writes can end before the watchers have their events; "writes/s delivered" counts until the last watcher has the last event, the rate the watchers could keep up with for good (beyond it their queues grow until RESOURCE_EXHAUSTED).',
-        'CPU figures: utime + stime from /proc of the server / the watcher process (all threads), from the first timed write until every watcher has the last event. The writer, the server and the watcher process share the machine\'s cores, so CPU spent on fan-out is taken from the writes.',
+        'CPU figures: utime + stime from /proc of the server / the watcher process / the writer (all threads), from the first timed write until every watcher has the last event (clock-tick resolution: 10 ms over a round); "cores busy" is that CPU time over the same wall time. The writer, the server and the watcher process share the machine\'s cores (with whatever else runs on it: see the load average), so CPU spent on fan-out, or by the watchers decoding what they receive, is taken from the writes.',
         `No-op streaming floor: bench/noop-watch-server.ts writes ${sample.length}-byte copies of one of our real events to the same ${SUBSCRIBERS} watchers over their own connections, one message per event per stream, as fast as flow control allows (all at once rather than at the writers' pace).`,
         ...(mismatched || gaps || endedText !== 'none'
           ? [`DELIVERY PROBLEM: ${mismatched} watcher(s) got a wrong event count, ${gaps} version gap(s), streams ended by the server: ${endedText}.`]
-          : [`Delivery checked: every watcher received exactly one event per version after the one it resumed from, in order (${m.results.map((r) => r.expectedPerSubscriber).join(', ')} events per watcher per round).`]),
+          : [`Delivery checked: every watcher received exactly one event per version after the one it resumed from, in order (${allResults.map((r) => r.expectedPerSubscriber).join(', ')} events per watcher per round).`]),
         ...(floorBad ? [`The no-op streaming floor lost events in ${floorBad} round(s): its figures are suspect.`] : []),
         ...(roundsDone < SIZES.rounds ? [`Only ${roundsDone} of ${SIZES.rounds} rounds: the machine was too slow to fit them in the time budget.`] : []),
       ],
@@ -295,6 +355,7 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number): void 
 
 const dir = tempDir('turboci-bench-watch-fanout-');
 const stoppers: (() => Promise<void> | void)[] = [() => dir.remove()];
+const loadBefore = loadavg();
 try {
   const server = await startQuietServer(join(dir.path, 'watch.db'));
   stoppers.unshift(() => server.stop());
@@ -316,14 +377,21 @@ try {
 
   const rounds = new Rounds(api, server, load, calls);
   const floorState = { last: 1 };
-  const kinds = [() => rounds.with(), () => rounds.without(), () => rounds.with(true), () => rounds.floor(noop, floorState)];
+  const run: Record<RoundKind, () => Promise<void>> = {
+    plain: () => rounds.with('plain'),
+    none: () => rounds.without(),
+    batched: () => rounds.with('batched'),
+    floor: () => rounds.floor(noop, floorState),
+    windowed: () => rounds.with('windowed'),
+  };
+  const kinds = KINDS.map((k) => run[k]);
   // Rotated order each round, so a drift of the machine hits every kind alike.
   const deadline = Date.now() + ROUNDS_BUDGET_MS;
   let done = 0;
   for (; done < SIZES.rounds && (done === 0 || Date.now() < deadline); done++) {
     for (let k = 0; k < kinds.length; k++) await kinds[(done + k) % kinds.length]!();
   }
-  summarize(sample, calls, done);
+  summarize(sample, calls, done, { before: loadBefore, after: loadavg() });
 } finally {
   for (const stop of stoppers) await stop();
 }

@@ -1,6 +1,6 @@
 // WatchWorkPlan against the real server process with a real gRPC client: filters, snapshot then live, completion,
-// resume (after a disconnect, under racing writes, after RESOURCE_EXHAUSTED), cancellation and shutdown leaking no
-// subscription (counted from the server's own log lines).
+// WatchWorkPlanBatched and its coalescing window, resume (after a disconnect, under racing writes, after
+// RESOURCE_EXHAUSTED), cancellation and shutdown leaking no subscription (counted from the server's own log lines).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -63,21 +63,23 @@ type Ev = Omit<WorkPlanEvent, 'version'> & { version: number };
 /** A WatchWorkPlanRequest with after_version as a number. */
 type WatchReq = Omit<DeepPartial<WatchWorkPlanRequest>, 'afterVersion'> & { afterVersion?: number | undefined };
 
-/** One WatchWorkPlan call: collects events and the final status. */
+/** One WatchWorkPlan call (or, batched, WatchWorkPlanBatched): collects events and the final status. */
 class Watch {
   readonly events: Ev[] = [];
+  /** Messages received (one per event unless batched). */
+  messages = 0;
   ended: Ended | null = null;
-  readonly stream: ClientReadableStream<WorkPlanEvent>;
+  readonly stream: ClientReadableStream<WorkPlanEvent | WorkPlanEventBatch>;
   private readonly pokes = new Set<() => void>();
 
-  constructor(client: TurboCIOrchestratorClient, req: WatchReq, deadlineMs = 120_000) {
+  constructor(client: TurboCIOrchestratorClient, req: WatchReq, deadlineMs = 120_000, batched = false) {
     const { afterVersion, ...rest } = req;
     const full = WatchWorkPlanRequest.fromPartial({ ...(rest as WatchWorkPlanRequest), afterVersion: afterVersion === undefined ? undefined : BigInt(afterVersion) });
-    this.stream = client.watchWorkPlan(full, new Metadata(), {
-      deadline: Date.now() + deadlineMs,
-    });
-    this.stream.on('data', (e: WorkPlanEvent) => {
-      this.events.push({ ...e, version: Number(e.version) });
+    const options = { deadline: Date.now() + deadlineMs };
+    this.stream = batched ? client.watchWorkPlanBatched(full, new Metadata(), options) : client.watchWorkPlan(full, new Metadata(), options);
+    this.stream.on('data', (message: WorkPlanEvent | WorkPlanEventBatch) => {
+      this.messages++;
+      for (const e of 'events' in message ? message.events : [message]) this.events.push({ ...e, version: Number(e.version) });
       this.poke();
     });
     this.stream.on('error', () => {}); // the status event carries it
@@ -491,6 +493,133 @@ describe('batched', () => {
   });
 });
 
+describe('coalescing window (max_batch_delay_ms)', () => {
+  /** A windowed WatchWorkPlanBatched stream. */
+  const windowed = (req: WatchReq, windowMs: number, client = suite.client) => new Watch(client, { ...req, maxBatchDelayMs: windowMs }, 120_000, true);
+
+  test('windowed watchers get exactly what unbatched ones get, filtered the same, under concurrent writes', async () => {
+    const id = await newWorkPlan();
+    const v0 = await write({ workPlanId: id, checks: [{ id: 'seed', kind: 'k' }], stages: [{ id: 'seed' }] });
+    const filter: WatchReq = { includeChecks: true, checkStateFilter: [CheckState.CHECK_STATE_PLANNED] };
+    const plain = new Watch(suite.client, { workPlanId: id, afterVersion: v0 });
+    const plainFiltered = new Watch(suite.client, { ...filter, workPlanId: id, afterVersion: v0 });
+    const plainSnapshot = new Watch(suite.client, { workPlanId: id });
+    const watches = [
+      windowed({ workPlanId: id, afterVersion: v0 }, 200),
+      windowed({ workPlanId: id, afterVersion: v0 }, 20),
+      windowed({ ...filter, workPlanId: id, afterVersion: v0 }, 50),
+      windowed({ workPlanId: id }, 100),
+    ];
+    await Promise.all([plainSnapshot, watches[3]!].map((w) => w.until((x) => x.events.length === 2, 'the snapshot')));
+    // Writes racing with each other (several land in one window), checks and stages, some completing.
+    const writes: Promise<number>[] = [];
+    for (let i = 0; i < 40; i++) {
+      writes.push(
+        write({
+          workPlanId: id,
+          checks: [{ id: `c${i}`, kind: 'k', state: i % 3 === 0 ? CheckState.CHECK_STATE_PLANNED : CheckState.CHECK_STATE_PLANNING }],
+          ...(i % 4 === 0 ? { stages: [{ id: `s${i}` }] } : {}),
+        }),
+      );
+      if (i % 8 === 7) await Promise.all(writes);
+    }
+    const last = Math.max(...(await Promise.all(writes)));
+    const t = await target(id);
+    assert.equal(t.version, last);
+    await Promise.all([plain, plainSnapshot, watches[0]!, watches[1]!, watches[3]!].map((w) => w.untilCaughtUp(t)));
+    const expectedFiltered = (await history(id)).filter((e) => e.version > v0 && e.checkEvent?.newState === CheckState.CHECK_STATE_PLANNED);
+    await plainFiltered.until((w) => w.events.length >= expectedFiltered.length, 'every filtered event');
+    await watches[2]!.until((w) => w.events.length >= expectedFiltered.length, 'every filtered event, windowed');
+
+    assert.deepEqual(watches[0]!.events, plain.events, 'window 200 ms: the same events, order and versions');
+    assert.deepEqual(watches[1]!.events, plain.events, 'window 20 ms: the same events, order and versions');
+    assert.deepEqual(plainFiltered.events, expectedFiltered);
+    assert.deepEqual(watches[2]!.events, expectedFiltered, 'filtered and windowed: what the filter keeps');
+    assert.deepEqual(watches[3]!.events, plainSnapshot.events, 'snapshot then live, windowed');
+    assert.equal(new Set(plain.events.map((e) => e.version)).size, t.version - v0, 'one event per version after v0');
+    await Promise.all([plain, plainFiltered, plainSnapshot, ...watches].map((w) => w.cancel()));
+  });
+
+  test('a windowed watcher resumes from the last version it received: every change once, in order', async () => {
+    const id = await newWorkPlan();
+    const v0 = await write({ workPlanId: id, stages: [{ id: 's' }] });
+    const step = (i: number) => write({ workPlanId: id, stages: [{ id: 's', currentAttempt: { processUid: 'p', progress: { message: `step ${i}` } } }] });
+    const first = windowed({ workPlanId: id, afterVersion: v0 }, 100);
+    let v = v0;
+    for (let i = 0; i < 10; i++) v = await step(i);
+    await first.untilVersion(v);
+    // More writes, some perhaps waiting in the window when the client goes away.
+    for (let i = 10; i < 15; i++) await step(i);
+    await first.cancel();
+    const resumeAt = first.lastVersion;
+    for (let i = 15; i < 20; i++) v = await step(i);
+    const second = windowed({ workPlanId: id, afterVersion: resumeAt }, 100);
+    await second.untilVersion(v);
+    const log = await history(id);
+    assert.deepEqual([...first.events, ...second.events], log.filter((e) => e.version > v0), 'every change after v0 once, in order');
+    await second.cancel();
+  });
+
+  test('a stream cancelled or shut down with events waiting in its window leaks nothing and says where to resume', async () => {
+    const d = tempDir();
+    const s = await startServer(`${d.path}/window.db`);
+    const c = connect(s.address);
+    try {
+      const id = (await c.api.createWorkPlan({})).workPlan!.id;
+      const v0 = Number((await c.api.writeNodes({ workPlanId: id, stages: [{ id: 's' }] })).workPlanVersion);
+      const step = (i: number) =>
+        c.api.writeNodes({ workPlanId: id, stages: [{ id: 's', currentAttempt: { processUid: 'p', progress: { message: `step ${i}` } } }] }).then((r) => Number(r.workPlanVersion));
+      const cancelled = windowed({ workPlanId: id, afterVersion: v0 }, 1000, c.client);
+      const shut = windowed({ workPlanId: id, afterVersion: v0 }, 1000, c.client);
+      let v = await step(0);
+      await Promise.all([cancelled.untilVersion(v), shut.untilVersion(v)]);
+      for (let i = 1; i < 5; i++) v = await step(i);
+      await cancelled.cancel();
+      await untilLog(s, (l) => l.msg === 'watch subscription closed' && l.reason === 'cancelled', 'the cancelled subscription closed');
+      const exited = s.stop('SIGTERM');
+      const end = await shut.end();
+      assert.equal(end.code, status.UNAVAILABLE);
+      const m = /last version sent: (\d+); resume with after_version=(\d+)$/.exec(end.details);
+      assert.ok(m, end.details);
+      // Whatever was still waiting for the window was not sent, and the status says so: resume picks it up.
+      assert.equal(shut.lastVersion, Number(m[1]));
+      assert.deepEqual(shut.events.map((e) => e.version), Array.from({ length: Number(m[1]) - v0 }, (_, i) => v0 + 1 + i));
+      assert.equal(await exited, 0);
+      assert.equal(liveSubscriptions(s), 0);
+    } finally {
+      c.close();
+      await s.stop();
+      d.remove();
+    }
+  });
+
+  test('large events are split across messages: no batch outgrows what a default client accepts (4 MiB)', async () => {
+    const id = await newWorkPlan();
+    const v0 = await write({ workPlanId: id, checks: [{ id: 'big', kind: 'k' }] });
+    // Every event carries the whole check: 24 events of ~200 KiB are ~5 MB waiting at once for a resumed watcher.
+    const blob = 'x'.repeat(200 * 1024);
+    let v = v0;
+    for (let i = 0; i < 24; i++) v = await write({ workPlanId: id, checks: [{ id: 'big', options: { blob, i } }] });
+    for (const w of [new Watch(suite.client, { workPlanId: id, afterVersion: v0 }, 120_000, true), windowed({ workPlanId: id, afterVersion: v0 }, 200)]) {
+      await w.until((x) => x.lastVersion >= v || x.ended !== null, `version ${v}`);
+      assert.equal(w.ended, null, JSON.stringify(w.ended));
+      assert.deepEqual(w.nodeVersions, Array.from({ length: v - v0 }, (_, i) => v0 + 1 + i));
+      assert.ok(w.messages > 1, `${w.events.length} events in ${w.messages} message(s)`);
+      await w.cancel();
+    }
+  });
+
+  test('INVALID_ARGUMENT on WatchWorkPlan, and beyond 1000 ms', async () => {
+    const id = await newWorkPlan();
+    const plain = await grpcError(new Watch(suite.client, { workPlanId: id, maxBatchDelayMs: 10 }));
+    assert.equal(plain.code, status.INVALID_ARGUMENT);
+    assert.match(plain.details, /max_batch_delay_ms/);
+    const tooLong = await grpcError(windowed({ workPlanId: id }, 1001));
+    assert.equal(tooLong.code, status.INVALID_ARGUMENT);
+    assert.match(tooLong.details, /max_batch_delay_ms/);
+  });
+});
+
 describe('resume', () => {
   test('a client that disconnects and comes back with after_version gets exactly the missed events, in order, once', async () => {
     const id = await newWorkPlan();
@@ -745,36 +874,43 @@ describe('backpressure', () => {
     await w.cancel();
   });
 
-  test('a consumer that cannot keep up gets RESOURCE_EXHAUSTED with its last version, and resumes without loss', async () => {
-    const id = (await sc.api.createWorkPlan({})).workPlan!.id;
-    const v0 = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', kind: 'k' }] })).workPlanVersion);
-    const w = new Watch(sc.client, { workPlanId: id });
-    await w.until((x) => x.events.length === 1, 'the snapshot');
-    w.stream.pause(); // stop reading: gRPC flow control fills up, then the server's buffer, then it gives up
-    const blob = 'x'.repeat(16 * 1024);
-    const overflowed = () => slow.logs.some((l) => l.msg === 'watch subscription closed' && l.reason === 'overflow');
-    let last = v0;
-    for (let i = 0; i < 2000 && !overflowed(); i++) {
-      last = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob, i } }] })).workPlanVersion);
-    }
-    assert.ok(overflowed(), 'the server ended the slow subscriber');
-    assert.equal(liveSubscriptions(slow), 0);
-    w.stream.resume();
-    const end = await w.end();
-    assert.equal(end.code, status.RESOURCE_EXHAUSTED);
-    const m = /last version sent: (\d+); resume with after_version=(\d+)/.exec(end.details);
-    assert.ok(m, end.details);
-    const sent = Number(m[1]);
-    // Every event the server said it sent arrived, nothing after it: nothing was dropped silently.
-    assert.equal(w.lastVersion, sent);
-    assert.ok(sent < last);
+  for (const [name, batched, windowMs] of [
+    ['a consumer', false, 0],
+    ['a windowed WatchWorkPlanBatched consumer', true, 20],
+  ] as const) {
+    test(`${name} that cannot keep up gets RESOURCE_EXHAUSTED with its last version, and resumes without loss`, async () => {
+      const id = (await sc.api.createWorkPlan({})).workPlan!.id;
+      const v0 = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', kind: 'k' }] })).workPlanVersion);
+      const w = new Watch(sc.client, { workPlanId: id, ...(windowMs ? { maxBatchDelayMs: windowMs } : {}) }, 120_000, batched);
+      await w.until((x) => x.events.length === 1, 'the snapshot');
+      w.stream.pause(); // stop reading: gRPC flow control fills up, then the server's buffer, then it gives up
+      const blob = 'x'.repeat(16 * 1024);
+      const overflows = () => slow.logs.filter((l) => l.msg === 'watch subscription closed' && l.reason === 'overflow').length;
+      const overflowsBefore = overflows();
+      const overflowed = () => overflows() > overflowsBefore;
+      let last = v0;
+      for (let i = 0; i < 2000 && !overflowed(); i++) {
+        last = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob, i } }] })).workPlanVersion);
+      }
+      assert.ok(overflowed(), 'the server ended the slow subscriber');
+      assert.equal(liveSubscriptions(slow), 0);
+      w.stream.resume();
+      const end = await w.end();
+      assert.equal(end.code, status.RESOURCE_EXHAUSTED);
+      const m = /last version sent: (\d+); resume with after_version=(\d+)/.exec(end.details);
+      assert.ok(m, end.details);
+      const sent = Number(m[1]);
+      // Every event the server said it sent arrived, nothing after it: nothing was dropped silently.
+      assert.equal(w.lastVersion, sent);
+      assert.ok(sent < last);
 
-    const more = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob: 'small' } }] })).workPlanVersion);
-    const resumed = new Watch(sc.client, { workPlanId: id, afterVersion: sent });
-    await resumed.untilVersion(more);
-    const versions = [...w.nodeVersions.slice(1), ...resumed.nodeVersions];
-    assert.deepEqual(versions, Array.from({ length: more - v0 }, (_, i) => v0 + 1 + i), 'every change once, in order');
-    await resumed.cancel();
-    await untilNoSubscriptions(slow);
-  });
+      const more = Number((await sc.api.writeNodes({ workPlanId: id, checks: [{ id: 'big', options: { blob: 'small' } }] })).workPlanVersion);
+      const resumed = new Watch(sc.client, { workPlanId: id, afterVersion: sent, ...(windowMs ? { maxBatchDelayMs: windowMs } : {}) }, 120_000, batched);
+      await resumed.untilVersion(more);
+      const versions = [...w.nodeVersions.slice(1), ...resumed.nodeVersions];
+      assert.deepEqual(versions, Array.from({ length: more - v0 }, (_, i) => v0 + 1 + i), 'every change once, in order');
+      await resumed.cancel();
+      await untilNoSubscriptions(slow);
+    });
+  }
 });

@@ -169,7 +169,9 @@ export class WatchHub {
         this.watched.delete(rec.streamId);
         continue;
       }
-      for (const sub of [...watched.subs]) sub.offer(step);
+      // One item for every watcher whose filter keeps the change (all of them, usually): not one each.
+      const item = liveItem(step, step.change);
+      for (const sub of [...watched.subs]) sub.offer(step, item);
     }
   }
 
@@ -182,6 +184,12 @@ export class WatchHub {
     }
     this.options.onClose?.(sub, reason, this.subs.size);
   }
+}
+
+/** The item a live step makes with `change` (the step's, or null when a filter left it out); null when empty. */
+function liveItem(step: WatchStep, change: NodeChange | null): WatchItem | null {
+  if (!change && !step.completed) return null;
+  return { version: step.version, timestamp: step.recordedAt, change, completed: step.completed, snapshot: false, principal: step.principal ?? null, reason: step.reason ?? null };
 }
 
 /** A FIFO with O(1) push and shift. */
@@ -238,6 +246,8 @@ export class WatchSubscription {
   private readonly stageStates: ReadonlySet<StageState>;
   private readonly checks: boolean;
   private readonly stages: boolean;
+  /** Every change matches. */
+  private readonly unfiltered: boolean;
 
   constructor(
     readonly id: number,
@@ -255,6 +265,7 @@ export class WatchSubscription {
     this.stageIds = new Set(filter.stageIds);
     this.checkStates = new Set(filter.checkStates);
     this.stageStates = new Set(filter.stageStates);
+    this.unfiltered = this.checks && this.stages && !this.checkIds.size && !this.stageIds.size && !this.checkStates.size && !this.stageStates.size;
   }
 
   /** The resume point: every matching change up to this version was handed over; null while a snapshot is partial. */
@@ -335,10 +346,10 @@ export class WatchSubscription {
     return item;
   }
 
-  /** @internal A live step of this workplan, straight from the bus. */
-  offer(step: WatchStep): void {
+  /** @internal A live step of this workplan, straight from the bus; `whole` is its item with the change kept. */
+  offer(step: WatchStep, whole?: WatchItem | null): void {
     if (this.closed || step.version <= this.handoverVersion || step.version <= this.sent) return;
-    const item = this.itemFor(step);
+    const item = whole && (step.change === null || this.matches(step.change)) ? whole : this.itemFor(step);
     if (!item) return;
     if (this.live.length >= this.bufferSize) {
       const last = this.lastVersionSent;
@@ -400,11 +411,11 @@ export class WatchSubscription {
 
   private itemFor(step: WatchStep): WatchItem | null {
     const change = step.change && this.matches(step.change) ? step.change : null;
-    if (!change && !step.completed) return null;
-    return { version: step.version, timestamp: step.recordedAt, change, completed: step.completed, snapshot: false, principal: step.principal ?? null, reason: step.reason ?? null };
+    return liveItem(step, change);
   }
 
   private matches(change: NodeChange): boolean {
+    if (this.unfiltered) return true;
     if (change.kind === 'check') {
       return (
         this.checks &&

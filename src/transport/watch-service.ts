@@ -9,11 +9,13 @@ import type { Orchestrator } from '../app/orchestrator.js';
 import type { WatchWorkPlanRequest } from '../gen/turboci/v1/service.js';
 import type { Logger } from '../logging.js';
 import { observeRpc, observeWatches } from '../metrics.js';
+import { invalidArgument } from '../domain/errors.js';
 import { statusText, toServiceError } from './errors.js';
 import { undecodable } from './decode.js';
 import { parseRequest } from './validation.js';
 import { batchFrame, watchItemToBytes } from './watch-to-proto.js';
 import { watchWorkPlanRequest } from './watch-validation.js';
+import { PumpScheduler } from './pump-scheduler.js';
 
 export interface WatchServiceOptions {
   /** Authenticates and authorizes a call before it opens (throws a DomainError: UNAUTHENTICATED, PERMISSION_DENIED). */
@@ -27,6 +29,11 @@ export type WatchCall = ServerWritableStream<WatchWorkPlanRequest, Buffer>;
 
 /** The most events WatchWorkPlanBatched puts in one message. */
 export const MAX_BATCH_EVENTS = 512;
+/**
+ * No more events are added to a batch once it holds this many bytes: clients refuse messages over 4 MiB by default
+ * (grpc-js, grpc-go, grpc-java), and one event can carry a check with 256 KiB of options and as much of result data.
+ */
+export const MAX_BATCH_BYTES = 1024 * 1024;
 
 const END_CODE: Record<WatchEnd['reason'], status> = {
   overflow: status.RESOURCE_EXHAUSTED,
@@ -38,6 +45,8 @@ export class WatchService {
   readonly hub: WatchHub;
 
   private readonly authorize: (call: WatchCall) => void;
+  /** When each stream's pump runs: one setImmediate for all woken together, one timer per coalescing window. */
+  private readonly pumps = new PumpScheduler();
 
   constructor(
     private readonly app: Orchestrator,
@@ -71,7 +80,10 @@ export class WatchService {
   /** WatchWorkPlan: one message per event. */
   readonly handler = (call: WatchCall): void => this.serve(call, false);
 
-  /** WatchWorkPlanBatched: the same events, as many as are waiting (up to MAX_BATCH_EVENTS) in each message. */
+  /**
+   * WatchWorkPlanBatched: the same events, as many as are waiting (up to MAX_BATCH_EVENTS) in each message; with
+   * max_batch_delay_ms, at most one pump (so usually one message) per that many ms.
+   */
   readonly batchedHandler = (call: WatchCall): void => this.serve(call, true);
 
   private serve(call: WatchCall, batched: boolean): void {
@@ -83,6 +95,10 @@ export class WatchService {
     let sub: WatchSubscription | undefined;
     let waitingForDrain = false;
     let scheduled = false;
+    /** max_batch_delay_ms (batched only; 0 = pump as soon as woken). */
+    let windowMs = 0;
+    /** With a window: no pump before this time (performance.now() ms), set when a pump has written something. */
+    let notBefore = 0;
 
     const finish = (code: status, details?: string) => {
       if (finished) return false;
@@ -98,18 +114,24 @@ export class WatchService {
       if (!finish(code, details)) return;
       call.emit('error', { code, details, message: details, metadata: new Metadata() });
     };
-    const pump = () => {
+    const pump = (at: number) => {
       scheduled = false;
       if (finished || waitingForDrain || !sub) return;
+      let wrote = false;
       try {
         for (let item = sub.next(); item; item = sub.next()) {
           let ok = true;
+          wrote = true;
           if (batched) {
             // Everything waiting now goes in one message; events are encoded once for every watcher either way.
             const events = watchItemToBytes(sub.workPlanId, item);
-            for (let more = events.length < MAX_BATCH_EVENTS ? sub.next() : undefined; more; ) {
-              events.push(...watchItemToBytes(sub.workPlanId, more));
-              more = events.length < MAX_BATCH_EVENTS ? sub.next() : undefined;
+            let bytes = 0;
+            for (const e of events) bytes += e.length;
+            for (let more = events.length < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES ? sub.next() : undefined; more; ) {
+              const from = events.length;
+              watchItemToBytes(sub.workPlanId, more, events);
+              for (let i = from; i < events.length; i++) bytes += events[i]!.length;
+              more = events.length < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES ? sub.next() : undefined;
             }
             ok = call.write(batchFrame(events));
           } else {
@@ -119,20 +141,24 @@ export class WatchService {
             waitingForDrain = true;
             call.once('drain', () => {
               waitingForDrain = false;
-              pump();
+              wake();
             });
-            return;
+            break;
           }
         }
       } catch (err) {
         this.log.error({ ...line, err }, 'watch stream failed');
         sub.end({ reason: 'internal', message: 'internal error; see the server log' });
       }
+      // `at` is the slot's own time when run by a window timer (however late it fires), so a stream kept busy is
+      // pumped once per window, on the window's boundaries, as are all streams with the same window.
+      if (wrote && windowMs > 0) notBefore = at + windowMs;
     };
     const wake = () => {
       if (scheduled || waitingForDrain || finished) return;
       scheduled = true;
-      setImmediate(pump);
+      if (windowMs > 0 && notBefore > this.pumps.now()) this.pumps.at(notBefore, windowMs, pump);
+      else this.pumps.soon(pump);
     };
     const ended = (end: WatchEnd) => {
       const last = sub?.lastVersionSent;
@@ -165,6 +191,8 @@ export class WatchService {
       try {
         this.authorize(call);
         const req = parseRequest(watchWorkPlanRequest, undecodable(call.request));
+        if (req.maxBatchDelayMs > 0 && !batched) throw invalidArgument('only WatchWorkPlanBatched coalesces events; use it, or leave this 0', 'max_batch_delay_ms');
+        windowMs = req.maxBatchDelayMs;
         sub = this.hub.open(req, { wake, ended });
       } catch (err) {
         const { error, internal } = toServiceError(err);

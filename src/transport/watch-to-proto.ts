@@ -52,33 +52,76 @@ export function watchItemToProto(workPlanId: string, item: WatchItem): WorkPlanE
  */
 const encoded = new WeakMap<NodeChange | Completion, Buffer>();
 
-export function watchItemToBytes(workPlanId: string, item: WatchItem): Buffer[] {
-  const shared = !item.snapshot ? [item.change, item.completed].filter((x): x is NodeChange | Completion => x !== null) : [];
-  const cached = shared.map((x) => encoded.get(x));
-  if (shared.length > 0 && cached.every((b) => b !== undefined)) return [...(cached as Buffer[])];
-  const bytes = watchItemToProto(workPlanId, item).map((m) => Buffer.from(WorkPlanEvent.encode(m).finish()));
-  shared.forEach((x, i) => encoded.set(x, bytes[i]!));
-  return bytes;
+/**
+ * The messages of `item`, appended to `out` (returned). Live items reuse the bytes cached on their shared change /
+ * completion objects, without allocating anything else.
+ */
+export function watchItemToBytes(workPlanId: string, item: WatchItem, out: Buffer[] = []): Buffer[] {
+  if (!item.snapshot) {
+    const change = item.change === null ? null : encoded.get(item.change);
+    const completed = item.completed === null ? null : encoded.get(item.completed);
+    if (change !== undefined && completed !== undefined && (change !== null || completed !== null)) {
+      if (change) out.push(change);
+      if (completed) out.push(completed);
+      return out;
+    }
+  }
+  const messages = watchItemToProto(workPlanId, item);
+  for (let i = 0; i < messages.length; i++) {
+    const bytes = Buffer.from(WorkPlanEvent.encode(messages[i]!).finish());
+    out.push(bytes);
+    if (!item.snapshot) {
+      // watchItemToProto makes the change's message first, then the completion's.
+      const owner = i === 0 && item.change ? item.change : item.completed;
+      if (owner) encoded.set(owner, bytes);
+    }
+  }
+  return out;
 }
+
+/** The last frame batchFrame built, and the event buffers it was built from (never mutated: see `encoded`). */
+let lastEvents: readonly Buffer[] = [];
+let lastFrame: Buffer | null = null;
 
 /**
  * A WorkPlanEventBatch made of already encoded WorkPlanEvents: each is field 1 (length-delimited) of the batch, so
- * the shared bytes of every event are framed, not encoded again.
+ * the shared bytes of every event are framed, not encoded again. Watchers of a workplan are pumped one after the
+ * other, and those with the same filter have the very same buffers pending: the frame built for the previous one is
+ * returned again when its events are the same buffers in the same order (grpc-js copies a message as it frames it,
+ * so one Buffer can be written to many calls). `events` must not be changed afterwards.
  */
 export function batchFrame(events: readonly Buffer[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const e of events) parts.push(FIELD_1_LEN, varint(e.length), e);
-  return Buffer.concat(parts);
+  if (lastFrame !== null && sameBuffers(events, lastEvents)) return lastFrame;
+  let size = 0;
+  for (const e of events) size += 1 + varintSize(e.length) + e.length;
+  const frame = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const e of events) {
+    frame[at++] = 0x0a; // field 1, wire type 2
+    let n = e.length;
+    while (n > 0x7f) {
+      frame[at++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    frame[at++] = n;
+    at += e.copy(frame, at);
+  }
+  lastEvents = events;
+  lastFrame = frame;
+  return frame;
 }
 
-const FIELD_1_LEN = Buffer.from([0x0a]); // field 1, wire type 2
+function sameBuffers(a: readonly Buffer[], b: readonly Buffer[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
-function varint(n: number): Buffer {
-  const bytes: number[] = [];
+function varintSize(n: number): number {
+  let size = 1;
   while (n > 0x7f) {
-    bytes.push((n & 0x7f) | 0x80);
+    size++;
     n >>>= 7;
   }
-  bytes.push(n);
-  return Buffer.from(bytes);
+  return size;
 }

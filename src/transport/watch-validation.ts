@@ -18,6 +18,15 @@ const stateFilter = <T extends string>(what: string, values: Record<number, T>) 
     }),
   );
 
+/** The longest coalescing window a WatchWorkPlanBatched client may ask for (max_batch_delay_ms). */
+export const MAX_BATCH_DELAY_MS = 1000;
+
+/** What the application watches, and how the transport delivers it. */
+export interface WatchCallRequest extends WatchRequest {
+  /** WatchWorkPlanBatched: at most one message per this many ms per stream; 0 = as soon as events are durable. */
+  readonly maxBatchDelayMs: number;
+}
+
 export const watchWorkPlanRequest = z.object({
   workPlanId: id,
   includeChecks: z.boolean(),
@@ -27,8 +36,9 @@ export const watchWorkPlanRequest = z.object({
   checkIdFilter: z.array(id),
   stageIdFilter: z.array(id),
   afterVersion: int64(0, Number.MAX_SAFE_INTEGER).optional(),
+  maxBatchDelayMs: z.number().int().min(0).max(MAX_BATCH_DELAY_MS),
 }).transform(
-  (r): WatchRequest => ({
+  (r): WatchCallRequest => ({
     workPlanId: r.workPlanId,
     includeChecks: r.includeChecks,
     includeStages: r.includeStages,
@@ -37,5 +47,6 @@ export const watchWorkPlanRequest = z.object({
     checkIds: r.checkIdFilter,
     stageIds: r.stageIdFilter,
     afterVersion: r.afterVersion,
+    maxBatchDelayMs: r.maxBatchDelayMs,
   }),
 );

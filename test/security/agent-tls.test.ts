@@ -102,7 +102,7 @@ test('TLS + mTLS + auth end to end: the agent over TLS runs a shell stage; a cli
     const wp = (await writer.api.createWorkPlan({ metadata: {} })).workPlan!.id;
     // A watcher sees who made each change.
     const seen: WorkPlanEvent[] = [];
-    const watch = writer.orchestrator.watchWorkPlan({ workPlanId: wp, includeChecks: false, includeStages: false, checkStateFilter: [], stageStateFilter: [], checkIdFilter: [], stageIdFilter: [], afterVersion: 0n }, new Metadata());
+    const watch = writer.orchestrator.watchWorkPlan({ workPlanId: wp, includeChecks: false, includeStages: false, checkStateFilter: [], stageStateFilter: [], checkIdFilter: [], stageIdFilter: [], afterVersion: 0n, maxBatchDelayMs: 0 }, new Metadata());
     watch.on('data', (e: WorkPlanEvent) => seen.push(e));
     watch.on('error', (_e: ServiceError) => {});
     await writer.api.writeNodes({

@@ -37,7 +37,7 @@ export function clients(address: string, options: ConnectOptions) {
     /** Opens a watch; resolves 'OK' on the first event, or the status name of the error. */
     watch: (workPlanId: string) =>
       new Promise<string>((resolve) => {
-        const stream = orchestrator.client.watchWorkPlan({ workPlanId, includeChecks: false, includeStages: false, checkStateFilter: [], stageStateFilter: [], checkIdFilter: [], stageIdFilter: [] }, new Metadata());
+        const stream = orchestrator.client.watchWorkPlan({ workPlanId, includeChecks: false, includeStages: false, checkStateFilter: [], stageStateFilter: [], checkIdFilter: [], stageIdFilter: [], maxBatchDelayMs: 0 }, new Metadata());
         stream.once('data', () => {
           resolve('OK');
           stream.cancel();

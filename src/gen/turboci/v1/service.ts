@@ -199,7 +199,17 @@ export interface WatchWorkPlanRequest {
    * stream starts with a snapshot: one event per matching node, old_state == new_state, version = the workplan's
    * current version. Must be from 0 to the workplan's current version.
    */
-  afterVersion?: bigint | undefined;
+  afterVersion?:
+    | bigint
+    | undefined;
+  /**
+   * Extension, WatchWorkPlanBatched only: a coalescing window. When set, a message is written at most once per this
+   * many milliseconds per stream (the first after a quiet window goes at once), so under a steady stream of writes
+   * one message carries the events of many writes: latency (up to this delay) traded for throughput. The events,
+   * their order, versions, filters and resume are unchanged. 0 (the default) writes whatever is waiting as soon as
+   * it is durable. At most 1000; INVALID_ARGUMENT on WatchWorkPlan.
+   */
+  maxBatchDelayMs: number;
 }
 
 export interface WorkPlanEvent {
@@ -2527,6 +2537,7 @@ function createBaseWatchWorkPlanRequest(): WatchWorkPlanRequest {
     checkIdFilter: [],
     stageIdFilter: [],
     afterVersion: undefined,
+    maxBatchDelayMs: 0,
   };
 }
 
@@ -2566,6 +2577,9 @@ export const WatchWorkPlanRequest: MessageFns<WatchWorkPlanRequest> = {
         throw new globalThis.Error("value provided for field message.afterVersion of type int64 too large");
       }
       writer.uint32(64).int64(message.afterVersion);
+    }
+    if (message.maxBatchDelayMs !== 0) {
+      writer.uint32(800).uint32(message.maxBatchDelayMs);
     }
     return writer;
   },
@@ -2667,6 +2681,14 @@ export const WatchWorkPlanRequest: MessageFns<WatchWorkPlanRequest> = {
             message.afterVersion = reader.int64() as bigint;
             continue;
           }
+          case 100: {
+            if (tag !== 800) {
+              break;
+            }
+
+            message.maxBatchDelayMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2721,6 +2743,11 @@ export const WatchWorkPlanRequest: MessageFns<WatchWorkPlanRequest> = {
         : isSet(object.after_version)
         ? BigInt(object.after_version)
         : undefined,
+      maxBatchDelayMs: isSet(object.maxBatchDelayMs)
+        ? globalThis.Number(object.maxBatchDelayMs)
+        : isSet(object.max_batch_delay_ms)
+        ? globalThis.Number(object.max_batch_delay_ms)
+        : 0,
     };
   },
 
@@ -2750,6 +2777,9 @@ export const WatchWorkPlanRequest: MessageFns<WatchWorkPlanRequest> = {
     if (message.afterVersion !== undefined) {
       obj.afterVersion = message.afterVersion.toString();
     }
+    if (message.maxBatchDelayMs !== 0) {
+      obj.maxBatchDelayMs = Math.round(message.maxBatchDelayMs);
+    }
     return obj;
   },
 
@@ -2768,6 +2798,7 @@ export const WatchWorkPlanRequest: MessageFns<WatchWorkPlanRequest> = {
     message.afterVersion = (object.afterVersion !== undefined && object.afterVersion !== null)
       ? BigInt(object.afterVersion)
       : undefined;
+    message.maxBatchDelayMs = object.maxBatchDelayMs ?? 0;
     return message;
   },
 };
@@ -3770,7 +3801,7 @@ export const TurboCIOrchestratorService = {
   /**
    * Extension: WatchWorkPlan with several events per message. The same events in the same order, with the same
    * versions, filters, resume (after_version) and slow-consumer rule; a message holds whatever was waiting when it
-   * was written (at most 512 events), so a busy watcher gets fewer, larger messages.
+   * was written (at most 512 events, and no event is added past 1 MiB), so a busy watcher gets fewer, larger messages.
    */
   watchWorkPlanBatched: {
     path: "/turboci.v1.TurboCIOrchestrator/WatchWorkPlanBatched" as const,
@@ -3807,7 +3838,7 @@ export interface TurboCIOrchestratorServer extends UntypedServiceImplementation 
   /**
    * Extension: WatchWorkPlan with several events per message. The same events in the same order, with the same
    * versions, filters, resume (after_version) and slow-consumer rule; a message holds whatever was waiting when it
-   * was written (at most 512 events), so a busy watcher gets fewer, larger messages.
+   * was written (at most 512 events, and no event is added past 1 MiB), so a busy watcher gets fewer, larger messages.
    */
   watchWorkPlanBatched: handleServerStreamingCall<WatchWorkPlanRequest, WorkPlanEventBatch>;
   /** Extension: approve or reject an approval gate (a check with approval_gate set). */
@@ -3959,7 +3990,7 @@ export interface TurboCIOrchestratorClient extends Client {
   /**
    * Extension: WatchWorkPlan with several events per message. The same events in the same order, with the same
    * versions, filters, resume (after_version) and slow-consumer rule; a message holds whatever was waiting when it
-   * was written (at most 512 events), so a busy watcher gets fewer, larger messages.
+   * was written (at most 512 events, and no event is added past 1 MiB), so a busy watcher gets fewer, larger messages.
    */
   watchWorkPlanBatched(
     request: WatchWorkPlanRequest,
