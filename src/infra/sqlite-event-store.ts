@@ -68,6 +68,8 @@ export interface SqliteEventStoreOptions {
    * WAL off the main thread (wal-sync.ts); whoever lets a commit's effects out waits for whenDurable(). The server.
    */
   readonly syncOffMainThread?: boolean;
+  /** With syncOffMainThread: syncs faster than this on average stay on the main thread (see wal-sync.ts; default 1 ms). */
+  readonly syncInlineBelowMs?: number;
   /** Write the commit marker `<path>.position` after every commit (the server; see commit-marker.ts). */
   readonly commitMarker?: boolean;
   /** What reads validate with zod: every row (default), or only rows that had to be upcast (see decodeEvent). */
@@ -120,7 +122,7 @@ export class SqliteEventStore implements EventStore {
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
       const offThread = (options.synchronous ?? 'FULL') === 'FULL' && options.syncOffMainThread === true && this.groupCommit;
-      this.walSync = offThread ? new WalSync(`${path}-wal`) : null;
+      this.walSync = offThread ? new WalSync(`${path}-wal`, options.syncInlineBelowMs) : null;
       this.db.pragma(`synchronous = ${offThread ? 'NORMAL' : (options.synchronous ?? 'FULL')}`);
       this.db.exec(EVENTS_SCHEMA);
       addHashColumn(this.db);

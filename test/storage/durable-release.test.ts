@@ -1,4 +1,4 @@
-// With the fsync off the main thread (the server's SQLite store at --sync FULL), a commit's effects get out only once
+// With the fsync off the main thread (the server's SQLite store at --sync FULL, when the disk is slow), a commit's effects get out only once
 // its fdatasync is done: bus.durable$ (watchers, the web UI) and every afterFlush/durable() waiter (answers,
 // dispatches, leases). In process, through the Orchestrator on a real SQLite file.
 import assert from 'node:assert/strict';
@@ -11,7 +11,8 @@ const dir = tempDir('turboci-durable-release-');
 after(() => dir.remove());
 
 test('a group commit is let out after its fdatasync, in commit order, and a waiter with nothing new waits for the last sync', async () => {
-  const store = new SqliteEventStore(`${dir.path}/release.db`, { groupCommit: true, syncOffMainThread: true });
+  // Every sync off the main thread (syncInlineBelowMs 0), as on a slow disk.
+  const store = new SqliteEventStore(`${dir.path}/release.db`, { groupCommit: true, syncOffMainThread: true, syncInlineBelowMs: 0 });
   const app = Orchestrator.open(store);
   const seen: string[] = [];
   const sub = app.bus.durable$.subscribe((batch) => seen.push(`durable ${batch.map((r) => r.version).join(',')}`));
@@ -46,7 +47,7 @@ test('a group commit is let out after its fdatasync, in commit order, and a wait
 });
 
 test('closing the store runs what still waits for a sync', async () => {
-  const store = new SqliteEventStore(`${dir.path}/close.db`, { groupCommit: true, syncOffMainThread: true });
+  const store = new SqliteEventStore(`${dir.path}/close.db`, { groupCommit: true, syncOffMainThread: true, syncInlineBelowMs: 0 });
   const app = Orchestrator.open(store);
   app.createWorkPlan({});
   let released = false;

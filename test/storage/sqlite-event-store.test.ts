@@ -177,7 +177,8 @@ test('appends to one stream within one group commit chain and check versions as 
 test('syncing off the main thread: COMMIT does not sync; whenDurable calls back in order after an fdatasync, and only then moves the commit marker', async () => {
   const { readCommitMarker } = await import('../../src/infra/commit-marker.js');
   const path = `${dir.path}/off-thread.db`;
-  const store = new SqliteEventStore(path, { groupCommit: true, commitMarker: true, syncOffMainThread: true });
+  // inlineBelowMs 0: every sync off the main thread, as on a slow disk.
+  const store = new SqliteEventStore(path, { groupCommit: true, commitMarker: true, syncOffMainThread: true, syncInlineBelowMs: 0 });
   const db = (store as unknown as { db: Database.Database }).db;
   assert.equal(db.pragma('synchronous', { simple: true }), 1, 'COMMIT runs at NORMAL (1): the fdatasync is ours');
   store.writeCommitMarker();
@@ -231,4 +232,31 @@ test('syncing off the main thread is only for group commit at FULL: NORMAL and p
     assert.ok(called, 'nothing to wait for: at once');
     store.close();
   }
+});
+
+test('syncs stay on the main thread while they are fast, and move off it once they are slower than the threshold', async () => {
+  const { readCommitMarker } = await import('../../src/infra/commit-marker.js');
+  const path = `${dir.path}/adaptive.db`;
+  // A threshold no real fdatasync beats: the first sync is made here (nothing measured yet), then they move off.
+  const store = new SqliteEventStore(path, { groupCommit: true, commitMarker: true, syncOffMainThread: true, syncInlineBelowMs: 1e-9 });
+  store.append('wp', 0, [created], { requestId: null, recordedAt: 1 });
+  store.flush();
+  let first: Error | null | undefined;
+  store.whenDurable((err) => (first = err));
+  assert.equal(first, null, 'made on the main thread: called back before whenDurable returned');
+  assert.equal(readCommitMarker(path)?.position, 1);
+  store.append('wp', 1, [check('c')], { requestId: null, recordedAt: 2 });
+  store.flush();
+  let second: Error | null | undefined;
+  const done = new Promise<void>((resolve) =>
+    store.whenDurable((err) => {
+      second = err;
+      resolve();
+    }),
+  );
+  assert.equal(second, undefined, 'slower than the threshold: off the main thread');
+  await done;
+  assert.equal(second, null);
+  assert.equal(readCommitMarker(path)?.position, 2);
+  store.close();
 });
