@@ -17,6 +17,15 @@ import {
   type WorkPlanMeta,
 } from './model.js';
 import type { WorkPlanState } from './view.js';
+import {
+  appended,
+  compactAssignments,
+  compactGroupOrNull,
+  EMPTY,
+  EMPTY_JSON,
+  sharedId,
+  type IdSource,
+} from './compact.js';
 
 /** What evolution needs of an event besides its data: where it stands in the stream and when it was recorded. */
 export interface EventPoint {
@@ -36,8 +45,8 @@ export const isStageEvent = (e: DomainEvent): e is StageEventData => e.type.star
  */
 export function evolve(state: WorkPlanState, event: DomainEvent, at: EventPoint): void {
   evolveDependencies(state, event);
-  if (isCheckEvent(event)) state.putCheck(evolveCheck(state.check(event.data.checkId), event, at));
-  else if (isStageEvent(event)) state.putStage(evolveStage(state.stage(event.data.stageId), event, at));
+  if (isCheckEvent(event)) state.putCheck(evolveCheck(state.check(event.data.checkId), event, at, state));
+  else if (isStageEvent(event)) state.putStage(evolveStage(state.stage(event.data.stageId), event, at, state));
   state.putMeta(evolveWorkPlan(state.meta, event, at, state.meta.id));
 }
 
@@ -147,7 +156,11 @@ export function evolveWorkPlan(meta: WorkPlanMeta | undefined, event: DomainEven
   return { ...meta, updatedAt: at.recordedAt, version: at.version };
 }
 
-export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: EventPoint): Check {
+/**
+ * Folds a check event into the check. `nodes` (the workplan's state) lets the new check share the id strings of the
+ * nodes it names (src/domain/compact.ts); without it the values are the same, only not shared.
+ */
+export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: EventPoint, nodes?: IdSource): Check {
   if (event.type === 'CheckCreated') {
     const d = event.data;
     return {
@@ -155,10 +168,10 @@ export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: 
       state: 'PLANNING',
       kind: d.kind,
       options: d.options,
-      results: [],
-      dependencies: d.dependencies,
+      results: EMPTY,
+      dependencies: compactGroupOrNull(d.dependencies, nodes),
       gate: d.gate ?? null,
-      approvals: [],
+      approvals: EMPTY,
       createdAt: at.recordedAt,
       updatedAt: at.recordedAt,
       version: 1,
@@ -176,7 +189,7 @@ export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: 
         ...touched,
         kind: d.kind ?? prev.kind,
         options: d.options ? mergeJson(prev.options, d.options) : prev.options,
-        dependencies: d.dependencies === undefined ? prev.dependencies : d.dependencies,
+        dependencies: d.dependencies === undefined ? prev.dependencies : compactGroupOrNull(d.dependencies, nodes),
       };
     }
     case 'CheckStateChanged':
@@ -186,34 +199,35 @@ export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: 
       const result = {
         id: d.resultId,
         ownerType: d.ownerType,
-        ownerId: d.ownerId,
+        ownerId: d.ownerType === 'stage' ? sharedId(nodes, 'stage', d.ownerId) : d.ownerId,
         data: d.data,
         createdAt: at.recordedAt,
         finalizedAt: d.finalized ? at.recordedAt : null,
         failure: d.failure,
       };
-      return { ...prev, ...touched, results: [...prev.results, result] };
+      return { ...prev, ...touched, results: appended(prev.results, result) };
     }
     case 'CheckApprovalGiven': {
       const d = event.data;
       const approval = { principal: d.principal, decision: d.decision, comment: d.comment, at: at.recordedAt };
-      return { ...prev, ...touched, approvals: [...prev.approvals, approval] };
+      return { ...prev, ...touched, approvals: appended(prev.approvals, approval) };
     }
     case 'CheckApprovalTimedOut':
       return { ...prev, ...touched };
   }
 }
 
-export function evolveStage(prev: Stage | undefined, event: StageEventData, at: EventPoint): Stage {
+/** Folds a stage event into the stage; `nodes` as for evolveCheck. */
+export function evolveStage(prev: Stage | undefined, event: StageEventData, at: EventPoint, nodes?: IdSource): Stage {
   if (event.type === 'StageCreated') {
     const d = event.data;
     return {
       id: d.stageId,
       state: 'PLANNED',
       args: d.args,
-      attempts: [],
-      assignments: d.assignments,
-      dependencies: d.dependencies,
+      attempts: EMPTY,
+      assignments: compactAssignments(d.assignments, nodes),
+      dependencies: compactGroupOrNull(d.dependencies, nodes),
       executionMode: d.executionMode,
       runnerType: d.runnerType,
       maxAttempts: d.maxAttempts,
@@ -238,8 +252,8 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
         ...prev,
         ...touched,
         args: d.args ? mergeJson(prev.args, d.args) : prev.args,
-        assignments: d.assignments ?? prev.assignments,
-        dependencies: d.dependencies === undefined ? prev.dependencies : d.dependencies,
+        assignments: d.assignments ? compactAssignments(d.assignments, nodes) : prev.assignments,
+        dependencies: d.dependencies === undefined ? prev.dependencies : compactGroupOrNull(d.dependencies, nodes),
         executionMode: d.executionMode ?? prev.executionMode,
         runnerType: d.runnerType ?? prev.runnerType,
         maxAttempts: d.maxAttempts ?? prev.maxAttempts,
@@ -256,14 +270,14 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
         idx: event.data.idx,
         state: 'PENDING',
         processUid: '',
-        details: {},
-        progress: [],
+        details: EMPTY_JSON,
+        progress: EMPTY,
         createdAt: at.recordedAt,
         updatedAt: at.recordedAt,
         failure: null,
         execution: null,
       };
-      return { ...prev, ...touched, attempts: [...prev.attempts, attempt] };
+      return { ...prev, ...touched, attempts: appended(prev.attempts, attempt) };
     }
     case 'StageAttemptStateChanged': {
       const d = event.data;
@@ -282,7 +296,7 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
     case 'StageAttemptProgressAppended': {
       const d = event.data;
       const entry = { message: d.message, timestamp: d.timestamp ?? at.recordedAt, details: d.details };
-      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, progress: [...a.progress, entry], updatedAt: at.recordedAt }));
+      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, progress: appended(a.progress, entry), updatedAt: at.recordedAt }));
     }
     case 'StageAttemptDispatched': {
       const d = event.data;
