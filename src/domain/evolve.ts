@@ -40,14 +40,22 @@ export const isCheckEvent = (e: DomainEvent): e is CheckEventData => e.type.star
 export const isStageEvent = (e: DomainEvent): e is StageEventData => e.type.startsWith('Stage');
 
 /**
- * Folds one event of the workplan's stream into `state`: the dependency indexes first (they read the node's old
- * edges), then the node, then the header.
+ * Folds one event of the workplan's stream into `state`: the dependency indexes first (unlinking the node's old
+ * edges while the node still has them), then the node, then its new edges (linked once the node has them, so an
+ * index may read a group's place from the node's own tree), then the header.
  */
 export function evolve(state: WorkPlanState, event: DomainEvent, at: EventPoint): void {
-  evolveDependencies(state, event);
+  const relinked = evolveDependencies(state, event);
   if (isCheckEvent(event)) state.putCheck(evolveCheck(state.check(event.data.checkId), event, at, state));
   else if (isStageEvent(event)) state.putStage(evolveStage(state.stage(event.data.stageId), event, at, state));
+  if (relinked) link(state, relinked.self, relinked.after);
   state.putMeta(evolveWorkPlan(state.meta, event, at, state.meta.id));
+}
+
+/** A node whose dependencies an event replaced: its old edges are unlinked, the new ones still to link. */
+interface Relinked {
+  readonly self: NodeKey;
+  readonly after: DependencyGroup | null;
 }
 
 /**
@@ -56,41 +64,44 @@ export function evolve(state: WorkPlanState, event: DomainEvent, at: EventPoint)
  * hold), so checking a fan-in of N is O(1), not O(N), and parent → child stages. A node's root group is keyed by
  * the node's own key; sub-groups by the node key and their path (src/domain/dependency-groups.ts).
  */
-function evolveDependencies(state: WorkPlanState, e: DomainEvent): void {
+function evolveDependencies(state: WorkPlanState, e: DomainEvent): Relinked | null {
   switch (e.type) {
     case 'CheckCreated':
     case 'CheckAmended': {
-      if (e.data.dependencies === undefined) return;
+      if (e.data.dependencies === undefined) return null;
       const self = nodeKey({ kind: 'check', id: e.data.checkId });
-      relink(state, self, state.check(e.data.checkId)?.dependencies ?? null, e.data.dependencies);
-      return;
+      unlinkGroup(state, self, state.check(e.data.checkId)?.dependencies ?? null, []);
+      return { self, after: e.data.dependencies };
     }
     case 'CheckStateChanged':
       if (e.data.to === 'FINAL') countFinal(state, nodeKey({ kind: 'check', id: e.data.checkId }));
-      return;
+      return null;
     case 'StageStateChanged':
       if (e.data.to === 'FINAL') countFinal(state, nodeKey({ kind: 'stage', id: e.data.stageId }));
-      return;
+      return null;
     case 'StageCreated':
     case 'StageAmended': {
       const prev = state.stage(e.data.stageId);
+      let relinked: Relinked | null = null;
       if (e.data.dependencies !== undefined) {
-        relink(state, nodeKey({ kind: 'stage', id: e.data.stageId }), prev?.dependencies ?? null, e.data.dependencies);
+        const self = nodeKey({ kind: 'stage', id: e.data.stageId });
+        unlinkGroup(state, self, prev?.dependencies ?? null, []);
+        relinked = { self, after: e.data.dependencies };
       }
       const parent = e.data.parentStageId;
       if (parent !== undefined && parent !== prev?.parentStageId) {
         if (prev?.parentStageId) state.orphan(prev.parentStageId, e.data.stageId);
         if (parent) state.adopt(parent, e.data.stageId);
       }
-      return;
+      return relinked;
     }
     default:
-      return;
+      return null;
   }
 }
 
-function relink(state: WorkPlanState, self: NodeKey, before: DependencyGroup | null, after: DependencyGroup | null): void {
-  unlinkGroup(state, self, before, []);
+/** Links a node's new dependencies (its old ones are unlinked already), or clears its count when it has none. */
+function link(state: WorkPlanState, self: NodeKey, after: DependencyGroup | null): void {
   if (after) linkGroup(state, self, after, []);
   else state.setFinalTargets(self, 0);
 }
