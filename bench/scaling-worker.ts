@@ -18,8 +18,13 @@ export interface WorkerResult extends DriveTimes {
   readonly rssAtRestBytes: number;
   readonly heapUsedBeforeBytes: number;
   readonly heapUsedAtRestBytes: number;
-  /** V8's heap as reserved (committed) at rest, and memory outside it (SQLite, buffers), for where RSS goes. */
+  /**
+   * Where RSS goes: V8's heap as committed (used or not) and memory V8 knows of outside it (typed arrays, buffers),
+   * before the run and at rest; the rest of RSS is native (SQLite, malloc, code).
+   */
+  readonly heapTotalBeforeBytes: number;
   readonly heapTotalAtRestBytes: number;
+  readonly externalBeforeBytes: number;
   readonly externalAtRestBytes: number;
   /** The process's peak RSS (getrusage), warm-up included. */
   readonly peakRssBytes: number;
@@ -71,7 +76,9 @@ async function main(): Promise<void> {
       rssAtRestBytes: mem.rss,
       heapUsedBeforeBytes: before.heapUsed,
       heapUsedAtRestBytes: mem.heapUsed,
+      heapTotalBeforeBytes: before.heapTotal,
       heapTotalAtRestBytes: mem.heapTotal,
+      externalBeforeBytes: before.external,
       externalAtRestBytes: mem.external,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
     };

@@ -1,5 +1,5 @@
 import { groupKey } from '../src/domain/dependency-groups.js';
-import type { Check, DependencyGroup, NodeKey, NodeKind, Stage, WorkPlanMeta } from '../src/domain/model.js';
+import type { Check, DependencyGroup, NodeKey, NodeKind, NodeRef, Stage, WorkPlanMeta } from '../src/domain/model.js';
 import type { WorkPlanState } from '../src/domain/view.js';
 
 /** No node, group or edge (in the index arrays below). */
@@ -34,6 +34,8 @@ export class WorkPlanModel implements WorkPlanState {
   /** Per node number: its kind (0 check, 1 stage) and id. */
   private nodeKind = new Uint8Array(16);
   private nodeId: string[] = [];
+  /** Per node number: the edge object every edge to it shares, once an edge to it is linked (frozen). */
+  private nodeRefs: (NodeRef | undefined)[] = [];
   /** Per node number: its first group number and how many groups its range has (NONE / 0 without). */
   private groupBase = new Int32Array(16).fill(NONE);
   private groupSpan = new Int32Array(16);
@@ -74,6 +76,10 @@ export class WorkPlanModel implements WorkPlanState {
   children(stageId: string): Iterable<string> {
     return this.childrenOf.get(stageId) ?? [];
   }
+  nodeRef(kind: NodeKind, id: string): NodeRef | undefined {
+    const n = (kind === 'check' ? this.checkNumbers : this.stageNumbers).get(id);
+    return n === undefined ? undefined : this.nodeRefs[n];
+  }
 
   putMeta(meta: WorkPlanMeta): void {
     this.meta = meta;
@@ -90,6 +96,7 @@ export class WorkPlanModel implements WorkPlanState {
     const g = this.groupNumber(dependent, true);
     if (g === NONE) throw new Error(`link of ${target} to ${dependent}, which is no group of its node`);
     const t = this.nodeNumber(target, true);
+    this.nodeRefs[t] ??= Object.freeze({ kind: this.nodeKind[t] === 0 ? 'check' : 'stage', id: this.nodeId[t]! });
     const last = this.lastDependent[t]!;
     // The same edge twice in one group links once (the list is a set): its edges are linked one after the other.
     if (last !== NONE && this.edgeGroup[last] === g) return;
@@ -158,6 +165,7 @@ export class WorkPlanModel implements WorkPlanState {
     }
     this.nodeKind[n] = kind === 'check' ? 0 : 1;
     this.nodeId.push(id);
+    this.nodeRefs.push(undefined);
     (kind === 'check' ? this.checkNumbers : this.stageNumbers).set(id, n);
     return n;
   }
@@ -246,10 +254,10 @@ function pathAt(root: DependencyGroup, at: number): number[] {
   return path;
 }
 
-/** A copy of `a` with room for index `at` (doubling), new slots set to `fill`. */
+/** A copy of `a` with room for index `at` (growing by half: at most a third of a large index is unused), new slots set to `fill`. */
 function grown<T extends Int32Array | Uint8Array>(a: T, at: number, fill = 0): T {
   let size = a.length;
-  while (size <= at) size *= 2;
+  while (size <= at) size = Math.ceil(size * 1.5);
   const b = new (a.constructor as new (n: number) => T)(size);
   b.set(a);
   if (fill !== 0) b.fill(fill, a.length);

@@ -5,7 +5,8 @@
 // - arrays grow by `concat` or `map`, which allocate the exact length (`[...a, x]` reserves ~17 more slots);
 // - empty arrays and the empty attempt details are one shared, frozen value, not one per node;
 // - the id an edge, an assignment or a result names is the target node's own id string when that node exists, so a
-//   workplan holds one copy of each id instead of one per reference.
+//   workplan holds one copy of each id instead of one per reference; and edges to a node that other edges name
+//   already share one (frozen) edge object, kept by the committed model.
 //
 // Values are unchanged (same fields, same order, same JSON): the read model rebuilt by replay equals the live one.
 import type { Assignment, DependencyGroup, JsonObject, NodeKind, NodeRef } from './model.js';
@@ -19,6 +20,8 @@ export const EMPTY_JSON: JsonObject = Object.freeze({}) as JsonObject;
 export interface IdSource {
   check(id: string): { readonly id: string } | undefined;
   stage(id: string): { readonly id: string } | undefined;
+  /** The one edge object the workplan keeps for a node other edges name, when it keeps one (the committed model). */
+  nodeRef?(kind: NodeKind, id: string): NodeRef | undefined;
 }
 
 /** `id`, as the string the node of that kind and id already holds when there is one. */
@@ -35,7 +38,7 @@ const exactMap = <T, U>(list: readonly T[], f: (item: T) => U): readonly U[] => 
 
 /** A dependency group as one exact-size tree: the same predicate, threshold, edges and sub-groups. */
 export function compactGroup(group: DependencyGroup, nodes: IdSource | undefined): DependencyGroup {
-  const edges = exactMap(group.edges, (e): NodeRef => ({ kind: e.kind, id: sharedId(nodes, e.kind, e.id) }));
+  const edges = exactMap(group.edges, (e): NodeRef => nodes?.nodeRef?.(e.kind, e.id) ?? { kind: e.kind, id: sharedId(nodes, e.kind, e.id) });
   if (group.groups === undefined) return { predicate: group.predicate, threshold: group.threshold, edges };
   return { predicate: group.predicate, threshold: group.threshold, edges, groups: exactMap(group.groups, (g) => compactGroup(g, nodes)) };
 }
