@@ -19,6 +19,9 @@ Benchmarks: ${BENCHMARKS.join(', ')}
   --smoke   tiny sizes: checks that every benchmark still runs (CI does this); the figures mean nothing
   --json    also print each benchmark's JSON summary on stdout
   --only    run only these benchmarks
+  --scaling-1m[=SHAPE,...]
+            scaling also runs 1M nodes per shape (all, or those named: chain, fan, dag, nested), for memory
+            per node past 100k; ~10 minutes per shape
   -h        this help`;
 
 const argv = process.argv.slice(2);
@@ -34,7 +37,7 @@ for (const name of only) {
     process.exit(2);
   }
 }
-const passOn = argv.filter((a) => a === '--smoke' || a === '--json');
+const passOn = argv.filter((a) => a === '--smoke' || a === '--json' || a.startsWith('--scaling-1m'));
 const here = fileURLToPath(new URL('.', import.meta.url));
 
 const failed: string[] = [];

@@ -1,6 +1,9 @@
 // One scaling run in a fresh process, so that its peak RSS is its own: `node --expose-gc scaling-worker.js
-// --shape chain|fan|dag --nodes N [--warmup N]`. Prints one JSON line (WorkerResult) on stdout.
+// --shape chain|fan|dag|nested --nodes N [--warmup N] [--heap-snapshot FILE]`. Prints one JSON line (WorkerResult)
+// on stdout. --heap-snapshot writes V8 heap snapshots at rest (after the full GC) to FILE and
+// before the run to FILE.before, for scripts/heap-summary.mjs (`node scripts/heap-summary.mjs FILE FILE.before`).
 import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
 import { parseArgs } from 'node:util';
 import { Orchestrator } from '../src/app/orchestrator.js';
 import { SqliteEventStore } from '../src/infra/sqlite-event-store.js';
@@ -15,6 +18,14 @@ export interface WorkerResult extends DriveTimes {
   readonly rssAtRestBytes: number;
   readonly heapUsedBeforeBytes: number;
   readonly heapUsedAtRestBytes: number;
+  /**
+   * Where RSS goes: V8's heap as committed (used or not) and memory V8 knows of outside it (typed arrays, buffers),
+   * before the run and at rest; the rest of RSS is native (SQLite, malloc, code).
+   */
+  readonly heapTotalBeforeBytes: number;
+  readonly heapTotalAtRestBytes: number;
+  readonly externalBeforeBytes: number;
+  readonly externalAtRestBytes: number;
   /** The process's peak RSS (getrusage), warm-up included. */
   readonly peakRssBytes: number;
 }
@@ -36,7 +47,7 @@ async function run(dir: string, name: string, shape: Shape, nodes: number): Prom
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { shape: { type: 'string' }, nodes: { type: 'string' }, warmup: { type: 'string' } } });
+  const { values } = parseArgs({ options: { shape: { type: 'string' }, nodes: { type: 'string' }, warmup: { type: 'string' }, 'heap-snapshot': { type: 'string' } } });
   const shape = values.shape as Shape;
   if (!SHAPES.includes(shape)) throw new Error(`--shape: one of ${SHAPES.join(', ')}`);
   const nodes = Number(values.nodes);
@@ -50,10 +61,13 @@ async function main(): Promise<void> {
     w.store.close();
     fullGc();
     const before = process.memoryUsage();
+    const snapshotPath = values['heap-snapshot'];
+    if (snapshotPath) writeHeapSnapshot(`${snapshotPath}.before`);
     const { times, app, store } = await run(dir.path, 'run', shape, nodes);
     await nextTurn(); // nothing the last write deferred may count as "at rest"
     fullGc();
     const mem = process.memoryUsage();
+    if (snapshotPath) writeHeapSnapshot(snapshotPath);
     const result: WorkerResult = {
       shape,
       nodes,
@@ -62,6 +76,10 @@ async function main(): Promise<void> {
       rssAtRestBytes: mem.rss,
       heapUsedBeforeBytes: before.heapUsed,
       heapUsedAtRestBytes: mem.heapUsed,
+      heapTotalBeforeBytes: before.heapTotal,
+      heapTotalAtRestBytes: mem.heapTotal,
+      externalBeforeBytes: before.external,
+      externalAtRestBytes: mem.external,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
     };
     app.close();

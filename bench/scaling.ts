@@ -11,6 +11,18 @@ import { SHAPES, WRITE_BATCH_NODES, type Shape } from './scaling-workload.js';
 
 const args = benchArgs();
 const SIZES = args.smoke ? [100, 300] : [1_000, 10_000, 100_000];
+/**
+ * `--scaling-1m[=SHAPE,...]`: also a run of 1M nodes per shape (all, or those named), for memory growth past 100k.
+ * Not in the default run: a 1M run takes ~10 minutes per shape on 2 shared cores.
+ */
+const MILLION = 1_000_000;
+const millionArg = process.argv.slice(2).find((a) => a === '--scaling-1m' || a.startsWith('--scaling-1m='));
+const MILLION_SHAPES: readonly Shape[] = !millionArg
+  ? []
+  : millionArg.includes('=')
+    ? (millionArg.slice(millionArg.indexOf('=') + 1).split(',') as Shape[])
+    : SHAPES;
+for (const shape of MILLION_SHAPES) if (!SHAPES.includes(shape)) throw new Error(`--scaling-1m: unknown shape "${shape}" (${SHAPES.join(', ')})`);
 const SMALLEST = SIZES[0]!;
 const LARGEST = SIZES.at(-1)!;
 /** The smallest size runs this many times (median): at 1k a run is a fraction of a second, and noise weighs most. */
@@ -22,9 +34,12 @@ const MIB = 2 ** 20;
 const BYTES_PER_NODE_TARGET = 1024;
 
 function runWorker(shape: Shape, nodes: number): WorkerResult {
-  const argv = ['--expose-gc', WORKER, '--shape', shape, '--nodes', String(nodes), '--warmup', String(WARMUP_NODES)];
+  // A 1M-node workplan in progress needs more than V8's default old space on a small machine.
+  const heap = nodes >= MILLION ? ['--max-old-space-size=8192'] : [];
+  const argv = ['--expose-gc', ...heap, WORKER, '--shape', shape, '--nodes', String(nodes), '--warmup', String(WARMUP_NODES)];
   // The timeout kills a worker that hangs; stderr passes through so a failing one says why.
-  const r = spawnSync(process.execPath, argv, { encoding: 'utf8', timeout: 300_000, stdio: ['ignore', 'pipe', 'inherit'] });
+  const timeout = nodes >= MILLION ? 3_600_000 : 300_000;
+  const r = spawnSync(process.execPath, argv, { encoding: 'utf8', timeout, stdio: ['ignore', 'pipe', 'inherit'] });
   if (r.status !== 0) throw new Error(`scaling worker ${shape} ${nodes} failed (${r.status ?? r.signal})`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as WorkerResult;
 }
@@ -32,7 +47,9 @@ function runWorker(shape: Shape, nodes: number): WorkerResult {
 const totalMs = (r: WorkerResult) => r.createMs + r.claimMs + r.completeMs;
 /** RSS the run added, after a full GC with every read model still loaded, per node. */
 const restBytesPerNode = (r: WorkerResult) => (r.rssAtRestBytes - r.rssBeforeBytes) / r.nodes;
-const label = (n: number) => (n >= 1000 ? `${n / 1000}k` : String(n));
+/** JS heap used (after a full GC) the run added, per node; typed arrays' contents are outside it (external). */
+const heapBytesPerNode = (r: WorkerResult) => (r.heapUsedAtRestBytes - r.heapUsedBeforeBytes) / r.nodes;
+const label = (n: number) => (n >= MILLION ? `${n / MILLION}M` : n >= 1000 ? `${n / 1000}k` : String(n));
 
 /** The run of the smallest size with the median time out of SMALL_REPEATS. */
 function smallestRun(shape: Shape): WorkerResult {
@@ -49,7 +66,9 @@ function figuresOf(r: WorkerResult): Record<string, number | string> {
     [`${k}: events appended`]: r.events,
     [`${k}: peak RSS (MB)`]: r.peakRssBytes / MIB,
     [`${k}: RSS at rest per node (bytes)`]: restBytesPerNode(r),
-    [`${k}: JS heap used at rest per node (bytes)`]: (r.heapUsedAtRestBytes - r.heapUsedBeforeBytes) / r.nodes,
+    [`${k}: JS heap used at rest per node (bytes)`]: heapBytesPerNode(r),
+    [`${k}: JS heap committed at rest per node (bytes)`]: (r.heapTotalAtRestBytes - r.heapTotalBeforeBytes) / r.nodes,
+    [`${k}: outside the JS heap (typed arrays, buffers) per node (bytes)`]: (r.externalAtRestBytes - r.externalBeforeBytes) / r.nodes,
   };
 }
 
@@ -81,6 +100,12 @@ function main(): void {
   }
   const perNode = Math.max(...largest.map(restBytesPerNode));
   figures[`*RSS at rest per node, ${label(LARGEST)} nodes, worst shape (bytes)`] = perNode;
+  figures[`*JS heap used at rest per node, ${label(LARGEST)} nodes, worst shape (bytes)`] = Math.max(...largest.map(heapBytesPerNode));
+  for (const shape of MILLION_SHAPES) {
+    const r = runWorker(shape, MILLION);
+    Object.assign(figures, figuresOf(r));
+    figures[`*${shape} 1M nodes: RSS / JS heap used at rest per node (bytes)`] = `${restBytesPerNode(r).toFixed(0)} / ${heapBytesPerNode(r).toFixed(0)}`;
+  }
   const memory = `memory at rest per node (${label(LARGEST)}, worst shape)`;
   ratios.push(ratio(memory, perNode, BYTES_PER_NODE_TARGET, 'bytes/node', { lowerIsBetter: true, target: 1 }));
   report(
@@ -94,6 +119,7 @@ function main(): void {
         `time = create (WriteNodes of ${WRITE_BATCH_NODES} nodes each) + drive (per stage: one WriteNodes claiming its attempt with a process_uid, one completing it: check result + FINAL, attempt COMPLETE); ready stages are learnt from the WriteNodes answers, no polling`,
         `each (shape, N) in a fresh process after a ${WARMUP_NODES}-node warm-up of the same shape (JIT); peak RSS is the process's getrusage maximum; RSS at rest = after global.gc() with every read model loaded, minus the RSS before the run`,
         linearity(),
+        `JS heap committed = V8's heap pages at rest, used or not (RSS holds them); outside the JS heap = process.memoryUsage().external (typed arrays of the dependency index, buffers); --scaling-1m[=SHAPE,...] adds 1M-node runs`,
         `memory ratio = ${BYTES_PER_NODE_TARGET} bytes / (RSS at rest per node at the largest N, worst shape), target ≥ 1`,
       ],
     },

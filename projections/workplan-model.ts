@@ -1,20 +1,55 @@
-import type { Check, NodeKey, Stage, WorkPlanMeta } from '../src/domain/model.js';
+import { groupKey } from '../src/domain/dependency-groups.js';
+import type { Check, DependencyGroup, NodeKey, NodeKind, NodeRef, Stage, WorkPlanMeta } from '../src/domain/model.js';
 import type { WorkPlanState } from '../src/domain/view.js';
+
+/** No node, group or edge (in the index arrays below). */
+const NONE = -1;
 
 /**
  * The committed read model of one workplan: its checks, its stages and the dependency indexes over them. Disposable:
  * replaying its stream rebuilds it exactly.
+ *
+ * The dependency index is numeric (issue 18, memory per node): a node named by an edge or having dependencies gets
+ * a number inside the workplan, the groups of its dependency tree a contiguous range of group numbers (in the
+ * tree's pre-order), and the index is kept in typed arrays: per group its owner and its count of satisfied members,
+ * per target node a list of the groups holding an edge to it (a linked list through an edge pool, in the order the
+ * edges were linked). The view's string keys (`check:a`, `stage:b 1.0`) are parsed at the boundary and made again
+ * on the way out; a group's path is read from its node's current tree, which is why `evolve` links new edges after
+ * the node is stored and unlinks old ones before.
  */
 export class WorkPlanModel implements WorkPlanState {
   readonly checks = new Map<string, Check>();
   readonly stages = new Map<string, Stage>();
-  private readonly dependentsOf = new Map<NodeKey, Set<NodeKey>>();
   private readonly childrenOf = new Map<string, Set<string>>();
-  private readonly finalTargetsOf = new Map<NodeKey, number>();
   /** request id → the stream version of the last event that request appended (for idempotent retries). */
   readonly requests = new Map<string, number>();
   /** Nodes not FINAL yet: at 0 (with nodes) the workplan is complete, and may be evicted once idle. */
   private unfinished = 0;
+
+  // ---- the numeric dependency index
+  /** id → node number, per kind (only nodes the index has seen). */
+  private readonly checkNumbers = new Map<string, number>();
+  private readonly stageNumbers = new Map<string, number>();
+  private nodeCount = 0;
+  /** Per node number: its kind (0 check, 1 stage) and id. */
+  private nodeKind = new Uint8Array(16);
+  private nodeId: string[] = [];
+  /** Per node number: the edge object every edge to it shares, once an edge to it is linked (frozen). */
+  private nodeRefs: (NodeRef | undefined)[] = [];
+  /** Per node number: its first group number and how many groups its range has (NONE / 0 without). */
+  private groupBase = new Int32Array(16).fill(NONE);
+  private groupSpan = new Int32Array(16);
+  /** Per node number: the first and last edge of its list of dependent groups. */
+  private firstDependent = new Int32Array(16).fill(NONE);
+  private lastDependent = new Int32Array(16).fill(NONE);
+  private groupCount = 0;
+  /** Per group number: the node it belongs to, and its count of satisfied members. */
+  private groupOwner = new Int32Array(16);
+  private satisfied = new Int32Array(16);
+  private edgeCount = 0;
+  /** Per edge of the dependents lists: the dependent group, and the next edge of the same target's list. */
+  private edgeGroup = new Int32Array(16);
+  private edgeNext = new Int32Array(16);
 
   constructor(public meta: WorkPlanMeta) {}
 
@@ -29,14 +64,21 @@ export class WorkPlanModel implements WorkPlanState {
   stage(id: string): Stage | undefined {
     return this.stages.get(id);
   }
-  dependents(target: NodeKey): Iterable<NodeKey> {
-    return this.dependentsOf.get(target) ?? [];
+  *dependents(target: NodeKey): Iterable<NodeKey> {
+    const n = this.nodeNumber(target, false);
+    if (n === NONE) return;
+    for (let e = this.firstDependent[n]!; e !== NONE; e = this.edgeNext[e]!) yield this.keyOfGroup(this.edgeGroup[e]!);
   }
   finalTargets(node: NodeKey): number {
-    return this.finalTargetsOf.get(node) ?? 0;
+    const g = this.groupNumber(node, false);
+    return g === NONE ? 0 : this.satisfied[g]!;
   }
   children(stageId: string): Iterable<string> {
     return this.childrenOf.get(stageId) ?? [];
+  }
+  nodeRef(kind: NodeKind, id: string): NodeRef | undefined {
+    const n = (kind === 'check' ? this.checkNumbers : this.stageNumbers).get(id);
+    return n === undefined ? undefined : this.nodeRefs[n];
   }
 
   putMeta(meta: WorkPlanMeta): void {
@@ -51,15 +93,41 @@ export class WorkPlanModel implements WorkPlanState {
     this.stages.set(stage.id, stage);
   }
   link(target: NodeKey, dependent: NodeKey): void {
-    addTo(this.dependentsOf, target, dependent);
+    const g = this.groupNumber(dependent, true);
+    if (g === NONE) throw new Error(`link of ${target} to ${dependent}, which is no group of its node`);
+    const t = this.nodeNumber(target, true);
+    this.nodeRefs[t] ??= Object.freeze({ kind: this.nodeKind[t] === 0 ? 'check' : 'stage', id: this.nodeId[t]! });
+    const last = this.lastDependent[t]!;
+    // The same edge twice in one group links once (the list is a set): its edges are linked one after the other.
+    if (last !== NONE && this.edgeGroup[last] === g) return;
+    const e = this.edgeCount++;
+    if (e >= this.edgeGroup.length) {
+      this.edgeGroup = grown(this.edgeGroup, e);
+      this.edgeNext = grown(this.edgeNext, e);
+    }
+    this.edgeGroup[e] = g;
+    this.edgeNext[e] = NONE;
+    if (last === NONE) this.firstDependent[t] = e;
+    else this.edgeNext[last] = e;
+    this.lastDependent[t] = e;
   }
   setFinalTargets(node: NodeKey, count: number): void {
-    // 0 is what an absent entry reads as: most nodes never have a FINAL target, and keep no entry (nor key string).
-    if (count === 0) this.finalTargetsOf.delete(node);
-    else this.finalTargetsOf.set(node, count);
+    const g = this.groupNumber(node, count !== 0);
+    if (g !== NONE) this.satisfied[g] = count;
   }
   unlink(target: NodeKey, dependent: NodeKey): void {
-    this.dependentsOf.get(target)?.delete(dependent);
+    const t = this.nodeNumber(target, false);
+    const g = this.groupNumber(dependent, false);
+    if (t === NONE || g === NONE) return;
+    let prev = NONE;
+    for (let e = this.firstDependent[t]!; e !== NONE; prev = e, e = this.edgeNext[e]!) {
+      if (this.edgeGroup[e] !== g) continue;
+      const next = this.edgeNext[e]!;
+      if (prev === NONE) this.firstDependent[t] = next;
+      else this.edgeNext[prev] = next;
+      if (this.lastDependent[t] === e) this.lastDependent[t] = prev;
+      return;
+    }
   }
   adopt(parentId: string, childId: string): void {
     addTo(this.childrenOf, parentId, childId);
@@ -72,6 +140,128 @@ export class WorkPlanModel implements WorkPlanState {
     if (before && before.state !== 'FINAL') this.unfinished--;
     if (after.state !== 'FINAL') this.unfinished++;
   }
+
+  /** The number of the node a key names; with `add`, a new one when it has none yet (else NONE). */
+  private nodeNumber(key: NodeKey, add: boolean): number {
+    const colon = key.indexOf(':');
+    const kind: NodeKind = colon === 5 && key.startsWith('check') ? 'check' : 'stage';
+    const id = key.slice(colon + 1);
+    const numbers = kind === 'check' ? this.checkNumbers : this.stageNumbers;
+    const n = numbers.get(id);
+    if (n !== undefined || !add) return n ?? NONE;
+    return this.addNode(kind, id);
+  }
+
+  private addNode(kind: NodeKind, given: string): number {
+    // The node's own id string when it exists: one copy per id.
+    const id = (kind === 'check' ? this.checks.get(given) : this.stages.get(given))?.id ?? given;
+    const n = this.nodeCount++;
+    if (n >= this.nodeKind.length) {
+      this.nodeKind = grown(this.nodeKind, n);
+      this.groupBase = grown(this.groupBase, n, NONE);
+      this.groupSpan = grown(this.groupSpan, n);
+      this.firstDependent = grown(this.firstDependent, n, NONE);
+      this.lastDependent = grown(this.lastDependent, n, NONE);
+    }
+    this.nodeKind[n] = kind === 'check' ? 0 : 1;
+    this.nodeId.push(id);
+    this.nodeRefs.push(undefined);
+    (kind === 'check' ? this.checkNumbers : this.stageNumbers).set(id, n);
+    return n;
+  }
+
+  private treeOf(n: number): DependencyGroup | null {
+    const id = this.nodeId[n]!;
+    return (this.nodeKind[n] === 0 ? this.checks.get(id) : this.stages.get(id))?.dependencies ?? null;
+  }
+
+  /**
+   * The number of the group a key names (`node` or `node path`), placed in its node's current tree; with `add`, the
+   * node gets a range of group numbers when it has none large enough. NONE when there is no such group.
+   */
+  private groupNumber(key: NodeKey, add: boolean): number {
+    const space = key.indexOf(' ');
+    const node = space < 0 ? key : (key.slice(0, space) as NodeKey);
+    const n = this.nodeNumber(node, add);
+    if (n === NONE) return NONE;
+    const tree = this.treeOf(n);
+    if (!tree) return NONE;
+    const at = space < 0 ? 0 : preorderIndex(tree, key.slice(space + 1).split('.').map(Number));
+    if (at === NONE) return NONE;
+    if (this.groupSpan[n]! <= at) {
+      if (!add) return NONE;
+      this.allocateGroups(n, treeSize(tree));
+    }
+    return this.groupBase[n]! + at;
+  }
+
+  private allocateGroups(n: number, size: number): void {
+    const base = this.groupCount;
+    this.groupCount += size;
+    if (this.groupCount > this.groupOwner.length) {
+      this.groupOwner = grown(this.groupOwner, this.groupCount - 1);
+      this.satisfied = grown(this.satisfied, this.groupCount - 1);
+    }
+    this.groupOwner.fill(n, base, base + size);
+    this.satisfied.fill(0, base, base + size);
+    this.groupBase[n] = base;
+    this.groupSpan[n] = size;
+  }
+
+  /** A group's key: its node's key, and the group's path in the node's tree after a space unless it is the root. */
+  private keyOfGroup(g: number): NodeKey {
+    const n = this.groupOwner[g]!;
+    const node: NodeKey = `${this.nodeKind[n] === 0 ? 'check' : 'stage'}:${this.nodeId[n]!}`;
+    const at = g - this.groupBase[n]!;
+    return at === 0 ? node : groupKey(node, pathAt(this.treeOf(n)!, at));
+  }
+}
+
+/** Groups in a tree (the root and every sub-group, however deep). */
+function treeSize(g: DependencyGroup): number {
+  let size = 1;
+  for (const sub of g.groups ?? []) size += treeSize(sub);
+  return size;
+}
+
+/** The pre-order index of the group at `path` in the tree (the root is 0); NONE when there is none there. */
+function preorderIndex(root: DependencyGroup, path: readonly number[]): number {
+  let at = 0;
+  let g = root;
+  for (const i of path) {
+    const subs = g.groups ?? [];
+    if (!(i >= 0 && i < subs.length)) return NONE;
+    at += 1;
+    for (let j = 0; j < i; j++) at += treeSize(subs[j]!);
+    g = subs[i]!;
+  }
+  return at;
+}
+
+/** The path of the group with pre-order index `at` (> 0) in the tree. */
+function pathAt(root: DependencyGroup, at: number): number[] {
+  const path: number[] = [];
+  let g = root;
+  let left = at;
+  while (left > 0) {
+    left -= 1; // past g itself
+    const subs = g.groups ?? [];
+    let i = 0;
+    while (left >= treeSize(subs[i]!)) left -= treeSize(subs[i++]!);
+    path.push(i);
+    g = subs[i]!;
+  }
+  return path;
+}
+
+/** A copy of `a` with room for index `at` (growing by half: at most a third of a large index is unused), new slots set to `fill`. */
+function grown<T extends Int32Array | Uint8Array>(a: T, at: number, fill = 0): T {
+  let size = a.length;
+  while (size <= at) size = Math.ceil(size * 1.5);
+  const b = new (a.constructor as new (n: number) => T)(size);
+  b.set(a);
+  if (fill !== 0) b.fill(fill, a.length);
+  return b;
 }
 
 function addTo<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {

@@ -17,6 +17,15 @@ import {
   type WorkPlanMeta,
 } from './model.js';
 import type { WorkPlanState } from './view.js';
+import {
+  appended,
+  compactAssignments,
+  compactGroupOrNull,
+  EMPTY,
+  EMPTY_JSON,
+  sharedId,
+  type IdSource,
+} from './compact.js';
 
 /** What evolution needs of an event besides its data: where it stands in the stream and when it was recorded. */
 export interface EventPoint {
@@ -31,14 +40,22 @@ export const isCheckEvent = (e: DomainEvent): e is CheckEventData => e.type.star
 export const isStageEvent = (e: DomainEvent): e is StageEventData => e.type.startsWith('Stage');
 
 /**
- * Folds one event of the workplan's stream into `state`: the dependency indexes first (they read the node's old
- * edges), then the node, then the header.
+ * Folds one event of the workplan's stream into `state`: the dependency indexes first (unlinking the node's old
+ * edges while the node still has them), then the node, then its new edges (linked once the node has them, so an
+ * index may read a group's place from the node's own tree), then the header.
  */
 export function evolve(state: WorkPlanState, event: DomainEvent, at: EventPoint): void {
-  evolveDependencies(state, event);
-  if (isCheckEvent(event)) state.putCheck(evolveCheck(state.check(event.data.checkId), event, at));
-  else if (isStageEvent(event)) state.putStage(evolveStage(state.stage(event.data.stageId), event, at));
+  const relinked = evolveDependencies(state, event);
+  if (isCheckEvent(event)) state.putCheck(evolveCheck(state.check(event.data.checkId), event, at, state));
+  else if (isStageEvent(event)) state.putStage(evolveStage(state.stage(event.data.stageId), event, at, state));
+  if (relinked) link(state, relinked.self, relinked.after);
   state.putMeta(evolveWorkPlan(state.meta, event, at, state.meta.id));
+}
+
+/** A node whose dependencies an event replaced: its old edges are unlinked, the new ones still to link. */
+interface Relinked {
+  readonly self: NodeKey;
+  readonly after: DependencyGroup | null;
 }
 
 /**
@@ -47,41 +64,44 @@ export function evolve(state: WorkPlanState, event: DomainEvent, at: EventPoint)
  * hold), so checking a fan-in of N is O(1), not O(N), and parent → child stages. A node's root group is keyed by
  * the node's own key; sub-groups by the node key and their path (src/domain/dependency-groups.ts).
  */
-function evolveDependencies(state: WorkPlanState, e: DomainEvent): void {
+function evolveDependencies(state: WorkPlanState, e: DomainEvent): Relinked | null {
   switch (e.type) {
     case 'CheckCreated':
     case 'CheckAmended': {
-      if (e.data.dependencies === undefined) return;
+      if (e.data.dependencies === undefined) return null;
       const self = nodeKey({ kind: 'check', id: e.data.checkId });
-      relink(state, self, state.check(e.data.checkId)?.dependencies ?? null, e.data.dependencies);
-      return;
+      unlinkGroup(state, self, state.check(e.data.checkId)?.dependencies ?? null, []);
+      return { self, after: e.data.dependencies };
     }
     case 'CheckStateChanged':
       if (e.data.to === 'FINAL') countFinal(state, nodeKey({ kind: 'check', id: e.data.checkId }));
-      return;
+      return null;
     case 'StageStateChanged':
       if (e.data.to === 'FINAL') countFinal(state, nodeKey({ kind: 'stage', id: e.data.stageId }));
-      return;
+      return null;
     case 'StageCreated':
     case 'StageAmended': {
       const prev = state.stage(e.data.stageId);
+      let relinked: Relinked | null = null;
       if (e.data.dependencies !== undefined) {
-        relink(state, nodeKey({ kind: 'stage', id: e.data.stageId }), prev?.dependencies ?? null, e.data.dependencies);
+        const self = nodeKey({ kind: 'stage', id: e.data.stageId });
+        unlinkGroup(state, self, prev?.dependencies ?? null, []);
+        relinked = { self, after: e.data.dependencies };
       }
       const parent = e.data.parentStageId;
       if (parent !== undefined && parent !== prev?.parentStageId) {
         if (prev?.parentStageId) state.orphan(prev.parentStageId, e.data.stageId);
         if (parent) state.adopt(parent, e.data.stageId);
       }
-      return;
+      return relinked;
     }
     default:
-      return;
+      return null;
   }
 }
 
-function relink(state: WorkPlanState, self: NodeKey, before: DependencyGroup | null, after: DependencyGroup | null): void {
-  unlinkGroup(state, self, before, []);
+/** Links a node's new dependencies (its old ones are unlinked already), or clears its count when it has none. */
+function link(state: WorkPlanState, self: NodeKey, after: DependencyGroup | null): void {
   if (after) linkGroup(state, self, after, []);
   else state.setFinalTargets(self, 0);
 }
@@ -147,7 +167,11 @@ export function evolveWorkPlan(meta: WorkPlanMeta | undefined, event: DomainEven
   return { ...meta, updatedAt: at.recordedAt, version: at.version };
 }
 
-export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: EventPoint): Check {
+/**
+ * Folds a check event into the check. `nodes` (the workplan's state) lets the new check share the id strings of the
+ * nodes it names (src/domain/compact.ts); without it the values are the same, only not shared.
+ */
+export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: EventPoint, nodes?: IdSource): Check {
   if (event.type === 'CheckCreated') {
     const d = event.data;
     return {
@@ -155,10 +179,10 @@ export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: 
       state: 'PLANNING',
       kind: d.kind,
       options: d.options,
-      results: [],
-      dependencies: d.dependencies,
+      results: EMPTY,
+      dependencies: compactGroupOrNull(d.dependencies, nodes),
       gate: d.gate ?? null,
-      approvals: [],
+      approvals: EMPTY,
       createdAt: at.recordedAt,
       updatedAt: at.recordedAt,
       version: 1,
@@ -176,7 +200,7 @@ export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: 
         ...touched,
         kind: d.kind ?? prev.kind,
         options: d.options ? mergeJson(prev.options, d.options) : prev.options,
-        dependencies: d.dependencies === undefined ? prev.dependencies : d.dependencies,
+        dependencies: d.dependencies === undefined ? prev.dependencies : compactGroupOrNull(d.dependencies, nodes),
       };
     }
     case 'CheckStateChanged':
@@ -186,34 +210,35 @@ export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: 
       const result = {
         id: d.resultId,
         ownerType: d.ownerType,
-        ownerId: d.ownerId,
+        ownerId: d.ownerType === 'stage' ? sharedId(nodes, 'stage', d.ownerId) : d.ownerId,
         data: d.data,
         createdAt: at.recordedAt,
         finalizedAt: d.finalized ? at.recordedAt : null,
         failure: d.failure,
       };
-      return { ...prev, ...touched, results: [...prev.results, result] };
+      return { ...prev, ...touched, results: appended(prev.results, result) };
     }
     case 'CheckApprovalGiven': {
       const d = event.data;
       const approval = { principal: d.principal, decision: d.decision, comment: d.comment, at: at.recordedAt };
-      return { ...prev, ...touched, approvals: [...prev.approvals, approval] };
+      return { ...prev, ...touched, approvals: appended(prev.approvals, approval) };
     }
     case 'CheckApprovalTimedOut':
       return { ...prev, ...touched };
   }
 }
 
-export function evolveStage(prev: Stage | undefined, event: StageEventData, at: EventPoint): Stage {
+/** Folds a stage event into the stage; `nodes` as for evolveCheck. */
+export function evolveStage(prev: Stage | undefined, event: StageEventData, at: EventPoint, nodes?: IdSource): Stage {
   if (event.type === 'StageCreated') {
     const d = event.data;
     return {
       id: d.stageId,
       state: 'PLANNED',
       args: d.args,
-      attempts: [],
-      assignments: d.assignments,
-      dependencies: d.dependencies,
+      attempts: EMPTY,
+      assignments: compactAssignments(d.assignments, nodes),
+      dependencies: compactGroupOrNull(d.dependencies, nodes),
       executionMode: d.executionMode,
       runnerType: d.runnerType,
       maxAttempts: d.maxAttempts,
@@ -238,8 +263,8 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
         ...prev,
         ...touched,
         args: d.args ? mergeJson(prev.args, d.args) : prev.args,
-        assignments: d.assignments ?? prev.assignments,
-        dependencies: d.dependencies === undefined ? prev.dependencies : d.dependencies,
+        assignments: d.assignments ? compactAssignments(d.assignments, nodes) : prev.assignments,
+        dependencies: d.dependencies === undefined ? prev.dependencies : compactGroupOrNull(d.dependencies, nodes),
         executionMode: d.executionMode ?? prev.executionMode,
         runnerType: d.runnerType ?? prev.runnerType,
         maxAttempts: d.maxAttempts ?? prev.maxAttempts,
@@ -256,14 +281,14 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
         idx: event.data.idx,
         state: 'PENDING',
         processUid: '',
-        details: {},
-        progress: [],
+        details: EMPTY_JSON,
+        progress: EMPTY,
         createdAt: at.recordedAt,
         updatedAt: at.recordedAt,
         failure: null,
         execution: null,
       };
-      return { ...prev, ...touched, attempts: [...prev.attempts, attempt] };
+      return { ...prev, ...touched, attempts: appended(prev.attempts, attempt) };
     }
     case 'StageAttemptStateChanged': {
       const d = event.data;
@@ -282,7 +307,7 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
     case 'StageAttemptProgressAppended': {
       const d = event.data;
       const entry = { message: d.message, timestamp: d.timestamp ?? at.recordedAt, details: d.details };
-      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, progress: [...a.progress, entry], updatedAt: at.recordedAt }));
+      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, progress: appended(a.progress, entry), updatedAt: at.recordedAt }));
     }
     case 'StageAttemptDispatched': {
       const d = event.data;
