@@ -126,9 +126,12 @@ export class WalSync {
     const t0 = performance.now();
     fdatasync(fd, (err) => {
       this.observe(performance.now() - t0);
-      const called = this.inFlight!; // emptied by close() if it ran them already
-      this.inFlight = null;
+      // Still "running" while the callbacks run: a request one of them makes (a flush that commits) queues behind
+      // them instead of syncing ahead of them, so callbacks stay in request order; close() finds none left to call.
+      const called = this.inFlight!;
+      this.inFlight = [];
       for (const cb of called) cb(err);
+      this.inFlight = null;
       if (this.closed) this.closeFile();
       else if (this.next.length > 0) this.start();
     });
