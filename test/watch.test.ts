@@ -84,8 +84,14 @@ class Watch {
     });
     this.stream.on('error', () => {}); // the status event carries it
     this.stream.on('status', (s: { code: status; details: string }) => {
-      this.ended = { code: s.code, details: s.details };
-      this.poke();
+      // grpc-js reports the status as soon as the trailers arrive, even while messages received before them still
+      // wait in a paused stream's buffer: the stream has ended for the test only once those are delivered too.
+      const ended = () => {
+        this.ended = { code: s.code, details: s.details };
+        this.poke();
+      };
+      if (this.stream.readableLength === 0) ended();
+      else this.stream.once('end', ended);
     });
   }
 
