@@ -15,7 +15,7 @@
 // once they are fast again.
 // SQLite checkpoints at NORMAL still sync the WAL before copying it and the database after, so a checkpoint never
 // drops frames that this class has not synced yet.
-import { closeSync, fdatasync, fdatasyncSync, fstatSync, fsyncSync, openSync, statSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export type DurableCallback = (err: Error | null) => void;
@@ -27,7 +27,6 @@ const EWMA_WEIGHT = 0.2;
 
 export class WalSync {
   private fd = -1;
-  private inode = -1;
   /** The callbacks of the fdatasync running now, if one is. */
   private inFlight: DurableCallback[] | null = null;
   /** Waiting for the next fdatasync (the running one may have started before their commits). */
@@ -138,22 +137,19 @@ export class WalSync {
   }
 
   /**
-   * The WAL's descriptor, opened on first use (SQLite creates the file with the first write) and opened again if
-   * the file was replaced (SQLite deletes it only when the last connection closes, but an fdatasync of a stale
-   * file would silently cover nothing). The directory is synced once per file, so the file's entry is durable too.
+   * The WAL's descriptor, opened on first use (SQLite creates the file with the first write; -1 until then). It is
+   * not looked up again: SQLite deletes the WAL only when the last connection closes, and the store's own
+   * connection stays open as long as this object is used. The directory is synced once, so the file's entry is
+   * durable too.
    */
   private file(): number {
-    let inode: number;
+    if (this.fd >= 0) return this.fd;
     try {
-      inode = statSync(this.walPath).ino;
+      this.fd = openSync(this.walPath, 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return -1;
       throw err;
     }
-    if (this.fd >= 0 && inode === this.inode) return this.fd;
-    if (this.fd >= 0) closeSync(this.fd);
-    this.fd = openSync(this.walPath, 'r');
-    this.inode = fstatSync(this.fd).ino;
     const dir = openSync(dirname(this.walPath), 'r');
     try {
       fsyncSync(dir);

@@ -185,23 +185,20 @@ test('syncing off the main thread: COMMIT does not sync; whenDurable calls back 
   const order: string[] = [];
   store.append('wp-a', 0, [created, check('c1')], { requestId: null, recordedAt: 1 });
   store.flush();
-  const first = new Promise<void>((resolve, reject) =>
-    store.whenDurable((err) => {
-      order.push(`first marker=${readCommitMarker(path)?.position}`);
-      if (err) reject(err);
-      else resolve();
-    }),
-  );
+  /** Resolves when whenDurable calls back, noting the marker's position at that moment. */
+  const durable = (label: string) =>
+    new Promise<void>((resolve, reject) =>
+      store.whenDurable((err) => {
+        order.push(`${label} marker=${readCommitMarker(path)?.position}`);
+        if (err) reject(err);
+        else resolve();
+      }),
+    );
+  const first = durable('first');
   assert.equal(readCommitMarker(path)?.position, 0, 'the marker never says more than is synced');
   store.append('wp-a', 2, [check('c2')], { requestId: null, recordedAt: 2 });
   store.flush();
-  const second = new Promise<void>((resolve, reject) =>
-    store.whenDurable((err) => {
-      order.push(`second marker=${readCommitMarker(path)?.position}`);
-      if (err) reject(err);
-      else resolve();
-    }),
-  );
+  const second = durable('second');
   assert.deepEqual(order, [], 'nothing is called back before the fdatasync has run');
   await Promise.all([first, second]);
   assert.deepEqual(order, ['first marker=2', 'second marker=3']);
