@@ -1,8 +1,10 @@
-// The pull runner agent: N slots; one long-polling Lease asks for as many attempts of its type as slots are free,
-// and a slot that completes an attempt gets its next one in the same CompleteLease (lease_next). Each runs
-// args.command in a fresh working directory, streams output lines as progress with its heartbeats, honours
-// cancellation, and completes. It rides out server restarts (retries with backoff, keeps its leases) and drains on
-// request.
+// The pull runner agent: N slots. By default it keeps one Work stream open (an extension): it gives the server
+// credit for its free slots, attempts come in as they are leased, and each completion goes out on the stream giving
+// its slot back, so the next attempt is leased into it in the same commit. Against a server without Work it uses
+// the v1 calls: one long-polling Lease asks for as many attempts as slots are free, and a slot that completes gets
+// its next attempt in the same CompleteLease (lease_next). Each attempt runs args.command in a fresh working
+// directory, streams output lines as progress with its heartbeats, honours cancellation, and completes. It rides
+// out server restarts (retries with backoff, keeps its leases) and drains on request.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
@@ -18,6 +20,7 @@ import {
 } from '../gen/turboci/v1/pull.js';
 import { startUnary, unary } from '../client/unary.js';
 import { containedCwd, parseCommandArgs, RunningCommand, scrubbedEnv } from './command.js';
+import { WorkConnection, type CompletionInput } from './work-connection.js';
 
 export interface AgentOptions {
   readonly server: string;
@@ -32,6 +35,8 @@ export interface AgentOptions {
   readonly waitMs: number;
   /** Give up completing (server unreachable) after this long. */
   readonly completeRetryMs: number;
+  /** 'stream' (default): the Work stream, or the v1 calls when the server lacks it; 'unary': the v1 calls only. */
+  readonly protocol?: 'stream' | 'unary';
   readonly log: Logger;
   /** Token and TLS settings for reaching the server. */
   readonly connect?: ConnectOptions;
@@ -43,13 +48,6 @@ const MAX_LINES_PER_HEARTBEAT = 500;
 const MAX_LINE = 8 * 1024;
 const RETRYABLE = new Set([status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.INTERNAL, status.UNKNOWN, status.RESOURCE_EXHAUSTED, status.ABORTED]);
 
-/** What CompleteLease carries, before defaults are filled in. */
-interface CompletionInput {
-  readonly stageState?: StageState;
-  readonly checkUpdates?: { checkId: string; resultData: Record<string, unknown>; finalize: boolean; state: CheckState }[];
-  readonly failure?: { message: string };
-  readonly details?: Record<string, unknown>;
-}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -63,6 +61,8 @@ export class Agent {
   private leaser: Promise<void> = Promise.resolve();
   private readonly workers = new Set<Promise<void>>();
   private wake: (() => void) | null = null;
+  /** The open Work stream, if any. */
+  private work: WorkConnection | null = null;
 
   constructor(private readonly o: AgentOptions) {
     const ch = channel(o.connect, { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2000 });
@@ -72,26 +72,67 @@ export class Agent {
 
   start(): void {
     mkdirSync(this.o.workdir, { recursive: true });
-    this.leaser = this.leaseLoop();
-    this.o.log.info({ server: this.o.server, runnerType: this.o.runnerType, runnerId: this.o.runnerId, concurrency: this.o.concurrency }, 'agent started');
+    const protocol = this.o.protocol ?? 'stream';
+    this.leaser = protocol === 'stream' ? this.workLoop() : this.leaseLoop();
+    this.o.log.info({ server: this.o.server, runnerType: this.o.runnerType, runnerId: this.o.runnerId, concurrency: this.o.concurrency, protocol }, 'agent started');
   }
 
   /** Stops leasing, lets running commands finish and report, then resolves. */
   async drain(): Promise<void> {
-    this.draining = true;
-    for (const c of this.leaseCalls) c.cancel();
-    this.wake?.();
+    this.stopLeasing();
+    while (this.workers.size > 0) await Promise.all([...this.workers]);
+    this.work?.end();
     await this.leaser;
+    // Attempts the server leased before it saw the drain arrive up to the stream's end: they are run too.
     while (this.workers.size > 0) await Promise.all([...this.workers]);
     this.client.close();
   }
 
   /** Stops every running command's process group now (a second signal). */
   abort(): void {
+    this.stopLeasing();
+    for (const r of this.running) r.stop('the agent was stopped');
+  }
+
+  private stopLeasing(): void {
     this.draining = true;
     for (const c of this.leaseCalls) c.cancel();
+    this.work?.drain();
     this.wake?.();
-    for (const r of this.running) r.stop('the agent was stopped');
+  }
+
+  /**
+   * Keeps a Work stream open while not draining, reopening it with backoff when it breaks; falls back to the v1
+   * calls for good when the server answers UNIMPLEMENTED (it predates Work).
+   */
+  private async workLoop(): Promise<void> {
+    let backoff = 200;
+    while (!this.draining) {
+      const work = new WorkConnection(this.client, {
+        runnerId: this.o.runnerId,
+        runnerType: this.o.runnerType,
+        labels: this.o.labels,
+        credit: this.freeSlots.length,
+        idleMs: Math.max(this.o.waitMs, 1000),
+        onLeased: (l) => this.run(this.freeSlots.pop() ?? -1, l, 'work stream'),
+      });
+      this.work = work;
+      const end = await work.done;
+      this.work = null;
+      if (end.unimplemented) {
+        this.o.log.info('the server has no Work stream; using Lease and CompleteLease');
+        return this.leaseLoop();
+      }
+      if (this.draining) break;
+      if (end.code === status.OK) {
+        backoff = 200;
+        continue;
+      }
+      if (end.received > 0) backoff = 200;
+      this.o.log.warn({ code: status[end.code] ?? end.code, error: end.details, retryInMs: backoff }, 'work stream ended; reopening');
+      await this.pause(backoff);
+      backoff = Math.min(backoff * 2, 5000);
+    }
   }
 
   /**
@@ -140,17 +181,46 @@ export class Agent {
     }
   }
 
-  /** Runs an attempt in `slot`, then the next ones CompleteLease hands back, then frees the slot. */
+  /**
+   * Runs an attempt in `slot` and completes it: on the Work stream when one is open (the completion gives the slot
+   * back there, and the next attempt arrives as a lease), else by CompleteLease, then the next ones it hands back.
+   */
   private run(slot: number, first: LeasedAttempt, via: string): void {
+    let freed = false;
+    const free = (creditGiven: boolean) => {
+      if (freed) return;
+      freed = true;
+      if (slot < 0) return;
+      this.freeSlots.push(slot);
+      if (!creditGiven && !this.draining) this.work?.addCredit(1);
+      this.wake?.();
+    };
     const worker = (async () => {
-      let next: LeasedAttempt | undefined = await this.execute(slot, first, via);
-      while (next) next = await this.execute(slot, next, 'complete (lease_next)');
+      let l: LeasedAttempt | undefined = first;
+      let how = via;
+      while (l) {
+        const at = { slot, workPlanId: l.workPlanId, stageId: l.stageId, attempt: l.attemptIdx, leaseId: l.leaseId };
+        const outcome = await this.execute(slot, l, how);
+        if (!outcome) break;
+        const work = this.work;
+        if (work?.usable) {
+          const credit = this.draining || slot < 0 ? 0 : 1;
+          const answered = work.complete(l.leaseToken, outcome, credit);
+          free(credit === 1);
+          const answer = await answered;
+          if (answer.code === status.OK) this.o.log.info({ ...at, failed: Boolean(outcome.failure) }, 'completed');
+          else if (answer.code !== 'lost' && !RETRYABLE.has(answer.code)) this.o.log.warn({ ...at, code: status[answer.code] ?? answer.code, error: answer.message }, 'completion refused');
+          else await this.complete(at, l.leaseToken, outcome, false);
+          return;
+        }
+        l = await this.complete(at, l.leaseToken, outcome, this.o.protocol === 'unary' || this.work === null);
+        how = 'complete (lease_next)';
+      }
     })()
       .catch((err: Error) => this.o.log.error({ slot, error: err.message }, 'slot failed'))
       .finally(() => {
         this.workers.delete(worker);
-        if (slot >= 0) this.freeSlots.push(slot);
-        this.wake?.();
+        free(false);
       });
     this.workers.add(worker);
   }
@@ -168,8 +238,8 @@ export class Agent {
     });
   }
 
-  /** Runs one leased attempt and completes it; resolves with the next attempt the completion leased, if any. */
-  private async execute(slot: number, l: LeasedAttempt, via: string): Promise<LeasedAttempt | undefined> {
+  /** Runs one leased attempt; resolves with its outcome, or undefined when the lease ended first (nothing to complete). */
+  private async execute(slot: number, l: LeasedAttempt, via: string): Promise<CompletionInput | undefined> {
     const at = { slot, workPlanId: l.workPlanId, stageId: l.stageId, attempt: l.attemptIdx, leaseId: l.leaseId };
     this.o.log.info({ ...at, via }, 'leased');
     const args = (l.args ?? {}) as Record<string, unknown>;
@@ -178,7 +248,7 @@ export class Agent {
       parsed = parseCommandArgs(args);
     } catch (err) {
       // A broken stage is not retried: the same args would fail the same way.
-      return this.complete(at, l.leaseToken, { stageState: StageState.STAGE_STATE_FINAL, failure: { message: (err as Error).message } });
+      return { stageState: StageState.STAGE_STATE_FINAL, failure: { message: (err as Error).message } };
     }
     const dir = mkdtempSync(join(this.o.workdir, `${l.stageId.replace(/[^\w.-]/g, '_').slice(0, 40)}-${l.attemptIdx}-`));
     let cwd: string;
@@ -186,8 +256,7 @@ export class Agent {
       cwd = containedCwd(this.o.workdir, dir, parsed.cwd);
     } catch (err) {
       rmSync(dir, { recursive: true, force: true });
-      await this.complete(at, l.leaseToken, { stageState: StageState.STAGE_STATE_FINAL, failure: { message: (err as Error).message } });
-      return;
+      return { stageState: StageState.STAGE_STATE_FINAL, failure: { message: (err as Error).message } };
     }
     try {
       mkdirSync(cwd, { recursive: true });
@@ -223,14 +292,14 @@ export class Agent {
       }
       const data = { exit_code: result.exitCode ?? -1, duration_ms: result.durationMs, output_tail: result.tail, runner_id: this.o.runnerId };
       if (result.exitCode === 0 && !result.stopped) {
-        return await this.complete(at, l.leaseToken, {
+        return {
           stageState: StageState.STAGE_STATE_FINAL,
           checkUpdates: l.assignedCheckIds.map((checkId) => ({ checkId, resultData: data, finalize: true, state: CheckState.CHECK_STATE_FINAL })),
           details: data,
-        });
+        };
       } else {
         const why = result.stopped ?? (result.signal ? `command was killed by ${result.signal}` : `command exited with code ${result.exitCode}`);
-        return await this.complete(at, l.leaseToken, { failure: { message: why }, details: data });
+        return { failure: { message: why }, details: data };
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -287,14 +356,14 @@ export class Agent {
   }
 
   /**
-   * CompleteLease, retried while the server is unreachable. Unless draining it also asks for this slot's next
-   * attempt (lease_next, extension): resolves with it when one was offerable.
+   * CompleteLease, retried while the server is unreachable. With `next` and unless draining it also asks for this
+   * slot's next attempt (lease_next, extension): resolves with it when one was offerable.
    */
-  private async complete(at: object, leaseToken: string, req: CompletionInput): Promise<LeasedAttempt | undefined> {
+  private async complete(at: object, leaseToken: string, req: CompletionInput, next: boolean): Promise<LeasedAttempt | undefined> {
     const until = Date.now() + this.o.completeRetryMs;
     let backoff = 200;
     for (;;) {
-      const leaseNext = this.draining
+      const leaseNext = this.draining || !next
         ? undefined
         : { runnerId: this.o.runnerId, runnerType: this.o.runnerType, labels: { ...this.o.labels }, maxAttempts: 1 };
       try {

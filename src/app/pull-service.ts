@@ -64,11 +64,75 @@ export interface LeasedAttempt {
   readonly checks: { checkId: string; kind: string; options: JsonObject }[];
 }
 
+/** Someone waiting for attempts: a long-polling Lease call, or an agent's Work stream with credit. */
 interface Waiter {
   readonly req: LeaseRequest;
   readonly caller: Caller;
-  readonly resolve: (leased: LeasedAttempt[]) => void;
-  readonly timer: NodeJS.Timeout;
+  /** How many attempts it takes now (0: none, for now). */
+  want(): number;
+  /** Hands it what was leased for it (at least one attempt). */
+  take(leased: LeasedAttempt[]): void;
+  /** The server stops: no more attempts for it. */
+  stop(): void;
+}
+
+/** Most credit a Work stream may have outstanding (attempts leased to it and not yet given back). */
+export const MAX_WORK_CREDIT = 1000;
+
+/**
+ * An agent's Work stream, as the scheduler sees it: a waiter that stays, taking as many attempts as its credit
+ * allows. Each lease uses one credit; completions and add_credit give credit back.
+ */
+export class WorkSession implements Waiter {
+  private credit = 0;
+  private draining = false;
+  private closed = false;
+
+  constructor(
+    private readonly pull: PullService,
+    readonly req: LeaseRequest,
+    readonly caller: Caller,
+    private readonly deliver: (leased: LeasedAttempt[]) => void,
+    private readonly stopped: () => void,
+  ) {}
+
+  want(): number {
+    return this.draining || this.closed ? 0 : this.credit;
+  }
+
+  take(leased: LeasedAttempt[]): void {
+    this.credit -= leased.length;
+    this.deliver(leased);
+  }
+
+  stop(): void {
+    this.close();
+    this.stopped();
+  }
+
+  /** More attempts may be leased to it now (credit capped at MAX_WORK_CREDIT); those offerable are, at once. */
+  addCredit(n: number): void {
+    this.credit = Math.min(this.credit + n, MAX_WORK_CREDIT);
+    this.pull.serve(this);
+  }
+
+  /** Applies a completion as CompleteLease does (throws its DomainError). */
+  complete(token: string, completion: Omit<ExecutionCompletion, 'fingerprint'>): void {
+    this.pull.sawAgent(this.req);
+    this.pull.complete(token, completion, this.caller);
+  }
+
+  /** Nothing more is leased to it; completions are still taken. */
+  drain(): void {
+    this.draining = true;
+  }
+
+  /** The stream ended: it waits no more. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pull.forget(this);
+  }
 }
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('base64url');
@@ -124,15 +188,14 @@ export class PullService {
     this.subscription?.unsubscribe();
     this.subscription = null;
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
-    for (const w of this.waiters.splice(0)) {
-      clearTimeout(w.timer);
-      w.resolve([]);
-    }
+    for (const w of [...this.waiters]) w.stop();
+    this.waiters.length = 0;
   }
 
-  /** Pull agents that called Lease in the last 10 minutes (for the runners page), and whether one is waiting now. */
+  /** Pull agents that called Lease in the last 10 minutes or have a Work stream open (for the runners page), and whether one is waiting now. */
   agents(): Map<string, { runnerType: string; labels: Readonly<Record<string, string>>; lastSeen: number; waiting: boolean }> {
-    const waiting = new Set(this.waiters.map((w) => w.req.runnerId));
+    const waiting = new Set(this.waiters.filter((w) => w.want() > 0).map((w) => w.req.runnerId));
+    for (const w of this.waiters) if (w instanceof WorkSession) this.sawAgent(w.req);
     const out = new Map<string, { runnerType: string; labels: Readonly<Record<string, string>>; lastSeen: number; waiting: boolean }>();
     const since = this.app.now() - 600_000;
     for (const [id, a] of this.seen) {
@@ -151,19 +214,52 @@ export class PullService {
    * least one; empty when none came.
    */
   lease(req: LeaseRequest, cancelled: { onCancel(f: () => void): void }, caller: Caller = ANONYMOUS): Promise<LeasedAttempt[]> {
-    this.seen.set(req.runnerId, { runnerType: req.runnerType, labels: req.labels, lastSeen: this.app.now() });
-    const now = this.tryLeaseMany(req, caller);
+    this.sawAgent(req);
+    const max = leaseBatch(req);
+    const now = this.tryLeaseMany(req, caller, max);
     if (now.length > 0 || req.waitMs <= 0 || !this.subscription) return Promise.resolve(now);
     return new Promise((resolve) => {
-      const waiter: Waiter = {
-        req,
-        caller,
-        resolve,
-        timer: setTimeout(() => this.drop(waiter, []), Math.min(req.waitMs, MAX_TIMER_MS)),
+      const answer = (leased: LeasedAttempt[]) => {
+        if (!this.forget(waiter)) return;
+        clearTimeout(timer);
+        resolve(leased);
       };
+      const waiter: Waiter = { req, caller, want: () => max, take: answer, stop: () => answer([]) };
+      const timer = setTimeout(() => answer([]), Math.min(req.waitMs, MAX_TIMER_MS));
       this.waiters.push(waiter);
-      cancelled.onCancel(() => this.drop(waiter, []));
+      cancelled.onCancel(() => answer([]));
     });
+  }
+
+  /**
+   * Opens an agent's Work stream with no credit: `deliver` gets every attempt leased to it (its commit not yet
+   * durable: the caller waits for that), `stopped` is called when the server stops.
+   */
+  openWork(req: Omit<LeaseRequest, 'waitMs' | 'maxAttempts'>, caller: Caller, deliver: (leased: LeasedAttempt[]) => void, stopped: () => void): WorkSession {
+    const session = new WorkSession(this, { ...req, waitMs: 0 }, caller, deliver, stopped);
+    this.sawAgent(session.req);
+    this.waiters.push(session);
+    return session;
+  }
+
+  /** Leases what `waiter` wants, now (a Work stream that was given credit). */
+  serve(waiter: Waiter): void {
+    const want = waiter.want();
+    if (want <= 0) return;
+    const leased = this.tryLeaseMany(waiter.req, waiter.caller, want);
+    if (leased.length > 0) waiter.take(leased);
+  }
+
+  /** Removes a waiter; false when it was gone already. */
+  forget(waiter: Waiter): boolean {
+    const i = this.waiters.indexOf(waiter);
+    if (i < 0) return false;
+    this.waiters.splice(i, 1);
+    return true;
+  }
+
+  sawAgent(req: LeaseRequest): void {
+    this.seen.set(req.runnerId, { runnerType: req.runnerType, labels: req.labels, lastSeen: this.app.now() });
   }
 
   heartbeat(
@@ -198,8 +294,8 @@ export class PullService {
       (draft, ctx) => decideLeaseCompletion({ target: ref, completion: { ...completion, fingerprint } }, draft, ctx),
       actorOf(caller),
     );
-    if (next) this.seen.set(next.runnerId, { runnerType: next.runnerType, labels: next.labels, lastSeen: this.app.now() });
-    return next ? this.tryLeaseMany(next, caller) : [];
+    if (next) this.sawAgent(next);
+    return next ? this.tryLeaseMany(next, caller, leaseBatch(next)) : [];
   }
 
   /** The lease token is the capability; with auth on, it must also come from the token that leased it (or an admin). */
@@ -214,18 +310,10 @@ export class PullService {
     return ref;
   }
 
-  private drop(waiter: Waiter, leased: LeasedAttempt[]): void {
-    const i = this.waiters.indexOf(waiter);
-    if (i < 0) return;
-    this.waiters.splice(i, 1);
-    clearTimeout(waiter.timer);
-    waiter.resolve(leased);
-  }
-
   /** New attempts, attempts queued again, and leases that ended (a slot under a limit freed) can serve a waiter. */
   private canServeWaiter(batch: readonly RecordedEvent[]): boolean {
     return (
-      this.waiters.length > 0 &&
+      this.waiters.some((w) => w.want() > 0) &&
       batch.some(
         (r) =>
           r.event.type === 'StageAttemptCreated' ||
@@ -235,21 +323,24 @@ export class PullService {
     );
   }
 
-  /** Serves waiters in arrival order. */
+  /** Serves waiters in arrival order; a Work stream that was served goes to the back of the line. */
   private pump(): void {
     for (const waiter of [...this.waiters]) {
-      if (!this.waiters.includes(waiter)) continue;
-      const leased = this.tryLeaseMany(waiter.req, waiter.caller);
-      if (leased.length > 0) this.drop(waiter, leased);
+      const want = waiter.want();
+      if (want <= 0 || !this.waiters.includes(waiter)) continue;
+      const leased = this.tryLeaseMany(waiter.req, waiter.caller, want);
+      if (leased.length === 0) continue;
+      if (waiter instanceof WorkSession && this.forget(waiter)) this.waiters.push(waiter);
+      waiter.take(leased);
     }
     this.armBackoffTimer();
   }
 
   /** Attempts held back by a retry backoff wake the waiters when their backoff ends (a scheduler timer, not domain state). */
   private armBackoffTimer(): void {
-    if (this.waiters.length === 0) return;
+    const types = new Set(this.waiters.filter((w) => w.want() > 0).map((w) => w.req.runnerType));
+    if (types.size === 0) return;
     const now = this.app.now();
-    const types = new Set(this.waiters.map((w) => w.req.runnerType));
     let earliest = Infinity;
     for (const type of types) {
       for (const o of this.app.models.leases.offerableOf(type)) {
@@ -272,9 +363,8 @@ export class PullService {
     return o.idx > 1 ? o.createdAt + (o.retryBackoffMs || this.config.defaultRetryBackoffMs) : o.createdAt;
   }
 
-  /** Up to req.maxAttempts leases, one decision each (limits and fairness are re-read after every lease). */
-  private tryLeaseMany(req: LeaseRequest, caller: Caller): LeasedAttempt[] {
-    const max = Math.min(Math.max(req.maxAttempts ?? 1, 1), MAX_LEASE_BATCH);
+  /** Up to `max` leases, one decision each (limits and fairness are re-read after every lease). */
+  private tryLeaseMany(req: LeaseRequest, caller: Caller, max: number): LeasedAttempt[] {
     const leased: LeasedAttempt[] = [];
     while (leased.length < max) {
       const one = this.tryLease(req, caller);
@@ -354,6 +444,9 @@ export class PullService {
     return stage.policy.heartbeatIntervalMs || this.config.defaultHeartbeatIntervalMs;
   }
 }
+
+/** How many attempts a Lease (or a lease_next) asks for: max_attempts, 1 to MAX_LEASE_BATCH. */
+const leaseBatch = (req: LeaseRequest): number => Math.min(Math.max(req.maxAttempts ?? 1, 1), MAX_LEASE_BATCH);
 
 const ANONYMOUS: Caller = { principal: ANONYMOUS_PRINCIPAL, authenticated: false, admin: false };
 const actorOf = (caller: Caller): Actor => ({ principal: caller.principal });

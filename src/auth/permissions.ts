@@ -9,7 +9,7 @@ export const PERMISSIONS = [
   'eventlog.read', // ReadEvents, GetWorkPlanAt, GetReadModelDigest (in the token's realms)
   'runners.list', // ListStageRunners
   'runners.register', // RegisterStageRunner, UnregisterStageRunner (for the token's runner types)
-  'runners.lease', // Lease, Heartbeat, CompleteLease (for the token's runner types)
+  'runners.lease', // Lease, Heartbeat, CompleteLease, Work (for the token's runner types)
   'runners.callback', // UpdateStageExecution, CompleteStageExecution (executions dispatched to the token's runners)
   'tokens.manage', // creating and revoking tokens
 ] as const;
@@ -49,5 +49,6 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
   Lease: 'runners.lease',
   Heartbeat: 'runners.lease',
   CompleteLease: 'runners.lease',
+  Work: 'runners.lease',
   Approve: 'workplans.approve',
 };

@@ -36,7 +36,10 @@ Options (each has an environment variable; the flag wins):
   --workdir DIR        where working directories are made         TURBOCI_RUNNER_WORKDIR (default $TMPDIR/turboci-runner)
   --id ID              process uid reported on attempts           TURBOCI_RUNNER_ID (default HOSTNAME-PID)
   --grace MS           SIGTERM → SIGKILL grace when stopping       TURBOCI_RUNNER_GRACE (default 10000)
-  --wait MS            long-poll wait of each lease request       (default 30000)
+  --wait MS            an idle Work stream is reopened (or a Lease long-poll renewed) after this long  (default 30000)
+  --protocol P         stream: one Work stream carries leases and completions (an extension; against a server
+                       without it the agent falls back to unary); unary: Lease and CompleteLease calls only
+                                                                  TURBOCI_RUNNER_PROTOCOL (default stream)
   --log-level LEVEL    trace, debug, info, warn, error, silent    TURBOCI_LOG_LEVEL (default info)
   --pass-env NAME      pass this variable of the agent's environment to commands (repeatable)  TURBOCI_RUNNER_PASS_ENV
 ${CLIENT_ARG_HELP}
@@ -63,6 +66,7 @@ export async function runner(argv: string[]): Promise<number> {
       id: { type: 'string' },
       grace: { type: 'string' },
       wait: { type: 'string' },
+      protocol: { type: 'string' },
       'log-level': { type: 'string' },
       'pass-env': { type: 'string', multiple: true },
       ...CLIENT_ARG_OPTIONS,
@@ -88,6 +92,8 @@ export async function runner(argv: string[]): Promise<number> {
   const concurrency = integer('--concurrency', values.concurrency ?? env.TURBOCI_RUNNER_CONCURRENCY ?? '1', 1, 1000);
   const graceMs = integer('--grace', values.grace ?? env.TURBOCI_RUNNER_GRACE ?? '10000', 0, 3600_000);
   const waitMs = integer('--wait', values.wait ?? '30000', 0, 60_000);
+  const protocol = values.protocol ?? env.TURBOCI_RUNNER_PROTOCOL ?? 'stream';
+  if (protocol !== 'stream' && protocol !== 'unary') throw new UsageError(`--protocol: "${protocol}" is not stream or unary`);
   const level = values['log-level'] ?? env.TURBOCI_LOG_LEVEL ?? 'info';
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) {
     throw new UsageError(`--log-level: "${level}" is not one of trace, debug, info, warn, error, silent`);
@@ -103,6 +109,7 @@ export async function runner(argv: string[]): Promise<number> {
     graceMs,
     waitMs,
     completeRetryMs: 10 * 60_000,
+    protocol,
     log,
     connect: connectOptionsFrom(values),
     passEnv: values['pass-env'] ?? (env.TURBOCI_RUNNER_PASS_ENV ? env.TURBOCI_RUNNER_PASS_ENV.split(',').filter(Boolean) : []),

@@ -69,8 +69,8 @@ describe('turboci runner agents', () => {
       return s.state === StageState.STAGE_STATE_FINAL ? s : undefined;
     }, `stage ${id} FINAL`, timeoutMs);
 
-  test('two agents (concurrency 2) run 10 quick stages: all done, limits never exceeded, no attempt leased twice', async () => {
-    const out = `${dir.path}/ran.txt`;
+  for (const protocol of ['stream', 'unary'] as const) test(`two agents (concurrency 2, --protocol ${protocol}) run 10 quick stages: all done, limits never exceeded, no attempt leased twice`, async () => {
+    const out = `${dir.path}/ran-${protocol}.txt`;
     const workPlanId = (await api.createWorkPlan({})).workPlan!.id;
     const ids = Array.from({ length: 10 }, (_, i) => `s${i}`);
     await api.writeNodes({
@@ -83,8 +83,8 @@ describe('turboci runner agents', () => {
         assignments: [{ targetCheckId: `c-${id}` }],
       })),
     });
-    const a = agent(['--type', 'shell', '--concurrency', '2', '--id', 'agent-a']);
-    const b = agent(['--type', 'shell', '--concurrency', '2', '--id', 'agent-b']);
+    const a = agent(['--type', 'shell', '--concurrency', '2', '--id', 'agent-a', '--protocol', protocol]);
+    const b = agent(['--type', 'shell', '--concurrency', '2', '--id', 'agent-b', '--protocol', protocol]);
     for (const id of ids) await finalStage(workPlanId, id, 60_000);
 
     const { checks, stages } = await api.queryNodes({ workPlanId });
@@ -116,11 +116,17 @@ describe('turboci runner agents', () => {
     for (const [runner, n] of flight.perRunner) assert.ok(n <= 2, `${runner} had ${n} in flight (concurrency 2)`);
     assert.ok(flight.total <= 3, `${flight.total} in flight (server limit shell=3)`);
     assert.equal(flight.perRunner.size, 2, 'both agents took work');
-    // The one-round-trip paths (extensions) are what the agent uses by default.
     const via = [...a.logs, ...b.logs].filter((l) => l.msg === 'leased').map((l) => String(l.via));
     assert.equal(via.length, 10);
-    assert.ok(via.includes('complete (lease_next)'), `no attempt came back in a CompleteLease answer: ${JSON.stringify(via)}`);
-    assert.ok(via.some((v) => v.startsWith('lease')), 'the first attempts came from Lease');
+    if (protocol === 'stream') {
+      // By default every attempt comes over the Work stream, and every completion goes back on it.
+      assert.deepEqual(new Set(via), new Set(['work stream']));
+      assert.equal([...a.logs, ...b.logs].filter((l) => l.msg === 'completed').length, 10);
+    } else {
+      // The one-round-trip paths of the unary protocol (extensions): a completion hands back the next attempt.
+      assert.ok(via.includes('complete (lease_next)'), `no attempt came back in a CompleteLease answer: ${JSON.stringify(via)}`);
+      assert.ok(via.some((v) => v.startsWith('lease')), 'the first attempts came from Lease');
+    }
 
     // SIGTERM drains: an idle agent exits 0.
     assert.equal(await a.stop('SIGTERM'), 0);

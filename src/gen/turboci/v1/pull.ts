@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -26,6 +28,67 @@ import { CheckOptions, CheckUpdate } from "./stagerunner.js";
 export const protobufPackage = "turboci.v1";
 
 export const protobufFileName = "turboci/v1/pull.proto";
+
+/** Extension: what an agent sends on a Work stream; exactly one field is set. */
+export interface WorkRequest {
+  /** The first message, and only the first. */
+  open?: WorkOpen | undefined;
+  complete?:
+    | WorkCompletion
+    | undefined;
+  /** More credit: the agent can take this many more attempts (a slot freed without a completion). 1 to 1000. */
+  addCredit?:
+    | number
+    | undefined;
+  /**
+   * Lease nothing more on this stream (the agent is draining); completions are still taken. Half-close the
+   * stream once every completion is answered; the server then ends it with OK.
+   */
+  drain?: boolean | undefined;
+}
+
+export interface WorkOpen {
+  /** As in LeaseRequest: the runner process (each lease's process uid), its type and labels. */
+  runnerId: string;
+  runnerType: string;
+  labels: { [key: string]: string };
+  /** Attempts the agent can take now (its free slots); 0 to 1000. The credit outstanding never exceeds 1000. */
+  credit: number;
+}
+
+export interface WorkOpen_LabelsEntry {
+  key: string;
+  value: string;
+}
+
+export interface WorkCompletion {
+  /** Chosen by the agent (e.g. a counter); the `completed` answer carries it back. */
+  seq: bigint;
+  /** The outcome, as CompleteLease takes it; its lease_next must be unset (the credit below plays its part). */
+  completion:
+    | CompleteLeaseRequest
+    | undefined;
+  /** Credit given back with this completion (0 to 1000; usually 1, 0 when the slot is not to be refilled). */
+  credit: number;
+}
+
+/** Extension: what the server sends on a Work stream; exactly one field is set. */
+export interface WorkResponse {
+  /** An attempt leased to this agent: run it, heartbeat it, complete it. */
+  leased?: LeasedAttempt | undefined;
+  completed?: WorkCompleted | undefined;
+}
+
+export interface WorkCompleted {
+  seq: bigint;
+  /**
+   * 0 (OK) when the outcome was applied or was an identical repeat. Otherwise the gRPC status code CompleteLease
+   * would have answered (FAILED_PRECONDITION when the lease is over, INVALID_ARGUMENT naming a field, ...): the
+   * completion was not applied and its credit was still given back. The stream stays open either way.
+   */
+  code: number;
+  message: string;
+}
 
 export interface LeaseRequest {
   /** The runner process; becomes the attempt's process_uid. */
@@ -114,6 +177,668 @@ export interface CompleteLeaseResponse {
   /** Extension: the attempts leased for lease_next (empty without it, or when none was offerable). */
   nextAttempts: LeasedAttempt[];
 }
+
+function createBaseWorkRequest(): WorkRequest {
+  return { open: undefined, complete: undefined, addCredit: undefined, drain: undefined };
+}
+
+export const WorkRequest: MessageFns<WorkRequest> = {
+  encode(message: WorkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.open !== undefined) {
+      WorkOpen.encode(message.open, writer.uint32(10).fork()).join();
+    }
+    if (message.complete !== undefined) {
+      WorkCompletion.encode(message.complete, writer.uint32(18).fork()).join();
+    }
+    if (message.addCredit !== undefined) {
+      writer.uint32(24).int32(message.addCredit);
+    }
+    if (message.drain !== undefined) {
+      writer.uint32(32).bool(message.drain);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.open = WorkOpen.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.complete = WorkCompletion.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.addCredit = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.drain = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkRequest {
+    return {
+      open: isSet(object.open) ? WorkOpen.fromJSON(object.open) : undefined,
+      complete: isSet(object.complete) ? WorkCompletion.fromJSON(object.complete) : undefined,
+      addCredit: isSet(object.addCredit)
+        ? globalThis.Number(object.addCredit)
+        : isSet(object.add_credit)
+        ? globalThis.Number(object.add_credit)
+        : undefined,
+      drain: isSet(object.drain) ? globalThis.Boolean(object.drain) : undefined,
+    };
+  },
+
+  toJSON(message: WorkRequest): unknown {
+    const obj: any = {};
+    if (message.open !== undefined) {
+      obj.open = WorkOpen.toJSON(message.open);
+    }
+    if (message.complete !== undefined) {
+      obj.complete = WorkCompletion.toJSON(message.complete);
+    }
+    if (message.addCredit !== undefined) {
+      obj.addCredit = Math.round(message.addCredit);
+    }
+    if (message.drain !== undefined) {
+      obj.drain = message.drain;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkRequest>, I>>(base?: I): WorkRequest {
+    return WorkRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkRequest>, I>>(object: I): WorkRequest {
+    const message = createBaseWorkRequest();
+    message.open = (object.open !== undefined && object.open !== null) ? WorkOpen.fromPartial(object.open) : undefined;
+    message.complete = (object.complete !== undefined && object.complete !== null)
+      ? WorkCompletion.fromPartial(object.complete)
+      : undefined;
+    message.addCredit = object.addCredit ?? undefined;
+    message.drain = object.drain ?? undefined;
+    return message;
+  },
+};
+
+function createBaseWorkOpen(): WorkOpen {
+  return { runnerId: "", runnerType: "", labels: {}, credit: 0 };
+}
+
+export const WorkOpen: MessageFns<WorkOpen> = {
+  encode(message: WorkOpen, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runnerId !== "") {
+      writer.uint32(10).string(message.runnerId);
+    }
+    if (message.runnerType !== "") {
+      writer.uint32(18).string(message.runnerType);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      WorkOpen_LabelsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    if (message.credit !== 0) {
+      writer.uint32(32).int32(message.credit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkOpen {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkOpen();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runnerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runnerType = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = WorkOpen_LabelsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.labels[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.credit = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkOpen {
+    return {
+      runnerId: isSet(object.runnerId)
+        ? globalThis.String(object.runnerId)
+        : isSet(object.runner_id)
+        ? globalThis.String(object.runner_id)
+        : "",
+      runnerType: isSet(object.runnerType)
+        ? globalThis.String(object.runnerType)
+        : isSet(object.runner_type)
+        ? globalThis.String(object.runner_type)
+        : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      credit: isSet(object.credit) ? globalThis.Number(object.credit) : 0,
+    };
+  },
+
+  toJSON(message: WorkOpen): unknown {
+    const obj: any = {};
+    if (message.runnerId !== "") {
+      obj.runnerId = message.runnerId;
+    }
+    if (message.runnerType !== "") {
+      obj.runnerType = message.runnerType;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
+    if (message.credit !== 0) {
+      obj.credit = Math.round(message.credit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkOpen>, I>>(base?: I): WorkOpen {
+    return WorkOpen.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkOpen>, I>>(object: I): WorkOpen {
+    const message = createBaseWorkOpen();
+    message.runnerId = object.runnerId ?? "";
+    message.runnerType = object.runnerType ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.credit = object.credit ?? 0;
+    return message;
+  },
+};
+
+function createBaseWorkOpen_LabelsEntry(): WorkOpen_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const WorkOpen_LabelsEntry: MessageFns<WorkOpen_LabelsEntry> = {
+  encode(message: WorkOpen_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkOpen_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkOpen_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkOpen_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: WorkOpen_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkOpen_LabelsEntry>, I>>(base?: I): WorkOpen_LabelsEntry {
+    return WorkOpen_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkOpen_LabelsEntry>, I>>(object: I): WorkOpen_LabelsEntry {
+    const message = createBaseWorkOpen_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseWorkCompletion(): WorkCompletion {
+  return { seq: 0n, completion: undefined, credit: 0 };
+}
+
+export const WorkCompletion: MessageFns<WorkCompletion> = {
+  encode(message: WorkCompletion, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0n) {
+      if (BigInt.asUintN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.completion !== undefined) {
+      CompleteLeaseRequest.encode(message.completion, writer.uint32(18).fork()).join();
+    }
+    if (message.credit !== 0) {
+      writer.uint32(24).int32(message.credit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkCompletion {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkCompletion();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.completion = CompleteLeaseRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.credit = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkCompletion {
+    return {
+      seq: isSet(object.seq) ? BigInt(object.seq) : 0n,
+      completion: isSet(object.completion) ? CompleteLeaseRequest.fromJSON(object.completion) : undefined,
+      credit: isSet(object.credit) ? globalThis.Number(object.credit) : 0,
+    };
+  },
+
+  toJSON(message: WorkCompletion): unknown {
+    const obj: any = {};
+    if (message.seq !== 0n) {
+      obj.seq = message.seq.toString();
+    }
+    if (message.completion !== undefined) {
+      obj.completion = CompleteLeaseRequest.toJSON(message.completion);
+    }
+    if (message.credit !== 0) {
+      obj.credit = Math.round(message.credit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkCompletion>, I>>(base?: I): WorkCompletion {
+    return WorkCompletion.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkCompletion>, I>>(object: I): WorkCompletion {
+    const message = createBaseWorkCompletion();
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    message.completion = (object.completion !== undefined && object.completion !== null)
+      ? CompleteLeaseRequest.fromPartial(object.completion)
+      : undefined;
+    message.credit = object.credit ?? 0;
+    return message;
+  },
+};
+
+function createBaseWorkResponse(): WorkResponse {
+  return { leased: undefined, completed: undefined };
+}
+
+export const WorkResponse: MessageFns<WorkResponse> = {
+  encode(message: WorkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.leased !== undefined) {
+      LeasedAttempt.encode(message.leased, writer.uint32(10).fork()).join();
+    }
+    if (message.completed !== undefined) {
+      WorkCompleted.encode(message.completed, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.leased = LeasedAttempt.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.completed = WorkCompleted.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkResponse {
+    return {
+      leased: isSet(object.leased) ? LeasedAttempt.fromJSON(object.leased) : undefined,
+      completed: isSet(object.completed) ? WorkCompleted.fromJSON(object.completed) : undefined,
+    };
+  },
+
+  toJSON(message: WorkResponse): unknown {
+    const obj: any = {};
+    if (message.leased !== undefined) {
+      obj.leased = LeasedAttempt.toJSON(message.leased);
+    }
+    if (message.completed !== undefined) {
+      obj.completed = WorkCompleted.toJSON(message.completed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkResponse>, I>>(base?: I): WorkResponse {
+    return WorkResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkResponse>, I>>(object: I): WorkResponse {
+    const message = createBaseWorkResponse();
+    message.leased = (object.leased !== undefined && object.leased !== null)
+      ? LeasedAttempt.fromPartial(object.leased)
+      : undefined;
+    message.completed = (object.completed !== undefined && object.completed !== null)
+      ? WorkCompleted.fromPartial(object.completed)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWorkCompleted(): WorkCompleted {
+  return { seq: 0n, code: 0, message: "" };
+}
+
+export const WorkCompleted: MessageFns<WorkCompleted> = {
+  encode(message: WorkCompleted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0n) {
+      if (BigInt.asUintN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.code !== 0) {
+      writer.uint32(16).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkCompleted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkCompleted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkCompleted {
+    return {
+      seq: isSet(object.seq) ? BigInt(object.seq) : 0n,
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: WorkCompleted): unknown {
+    const obj: any = {};
+    if (message.seq !== 0n) {
+      obj.seq = message.seq.toString();
+    }
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkCompleted>, I>>(base?: I): WorkCompleted {
+    return WorkCompleted.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkCompleted>, I>>(object: I): WorkCompleted {
+    const message = createBaseWorkCompleted();
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
 
 function createBaseLeaseRequest(): LeaseRequest {
   return { runnerId: "", runnerType: "", labels: {}, waitMs: 0, maxAttempts: 0 };
@@ -1281,6 +2006,26 @@ export const TurboCIRunnerPullService = {
       Buffer.from(CompleteLeaseResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CompleteLeaseResponse => CompleteLeaseResponse.decode(value),
   },
+  /**
+   * Extension: Lease and CompleteLease over one long-lived stream per agent, for throughput: a stage costs two
+   * messages on an open HTTP/2 stream instead of a unary call. The agent opens with `open` (who it is and how many
+   * attempts it can take now: its credit); the server leases attempts to it as they become offerable, one `leased`
+   * message each, never more than the credit it was given (each lease uses one). A `complete` applies an outcome
+   * as CompleteLease does, gives back `credit` slots (usually 1: the next attempt is leased into the freed slot in
+   * the same group commit as the completion), and is answered by one `completed` with its `seq`. Every message goes
+   * out only once the commit that records it is durable. Leases are not tied to the stream: when it breaks they
+   * stay the agent's until their heartbeats lapse, and may be completed on a new stream or by CompleteLease.
+   * Heartbeats stay unary. A server without this RPC answers UNIMPLEMENTED: use Lease and CompleteLease then.
+   */
+  work: {
+    path: "/turboci.v1.TurboCIRunnerPull/Work" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: WorkRequest): Buffer => Buffer.from(WorkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WorkRequest => WorkRequest.decode(value),
+    responseSerialize: (value: WorkResponse): Buffer => Buffer.from(WorkResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WorkResponse => WorkResponse.decode(value),
+  },
 } as const;
 
 export interface TurboCIRunnerPullServer extends UntypedServiceImplementation {
@@ -1300,6 +2045,18 @@ export interface TurboCIRunnerPullServer extends UntypedServiceImplementation {
    * stage of a chain opened) and the new leases are committed together before the answer goes out.
    */
   completeLease: handleUnaryCall<CompleteLeaseRequest, CompleteLeaseResponse>;
+  /**
+   * Extension: Lease and CompleteLease over one long-lived stream per agent, for throughput: a stage costs two
+   * messages on an open HTTP/2 stream instead of a unary call. The agent opens with `open` (who it is and how many
+   * attempts it can take now: its credit); the server leases attempts to it as they become offerable, one `leased`
+   * message each, never more than the credit it was given (each lease uses one). A `complete` applies an outcome
+   * as CompleteLease does, gives back `credit` slots (usually 1: the next attempt is leased into the freed slot in
+   * the same group commit as the completion), and is answered by one `completed` with its `seq`. Every message goes
+   * out only once the commit that records it is durable. Leases are not tied to the stream: when it breaks they
+   * stay the agent's until their heartbeats lapse, and may be completed on a new stream or by CompleteLease.
+   * Heartbeats stay unary. A server without this RPC answers UNIMPLEMENTED: use Lease and CompleteLease then.
+   */
+  work: handleBidiStreamingCall<WorkRequest, WorkResponse>;
 }
 
 export interface TurboCIRunnerPullClient extends Client {
@@ -1361,6 +2118,20 @@ export interface TurboCIRunnerPullClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CompleteLeaseResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Extension: Lease and CompleteLease over one long-lived stream per agent, for throughput: a stage costs two
+   * messages on an open HTTP/2 stream instead of a unary call. The agent opens with `open` (who it is and how many
+   * attempts it can take now: its credit); the server leases attempts to it as they become offerable, one `leased`
+   * message each, never more than the credit it was given (each lease uses one). A `complete` applies an outcome
+   * as CompleteLease does, gives back `credit` slots (usually 1: the next attempt is leased into the freed slot in
+   * the same group commit as the completion), and is answered by one `completed` with its `seq`. Every message goes
+   * out only once the commit that records it is durable. Leases are not tied to the stream: when it breaks they
+   * stay the agent's until their heartbeats lapse, and may be completed on a new stream or by CompleteLease.
+   * Heartbeats stay unary. A server without this RPC answers UNIMPLEMENTED: use Lease and CompleteLease then.
+   */
+  work(): ClientDuplexStream<WorkRequest, WorkResponse>;
+  work(options: Partial<CallOptions>): ClientDuplexStream<WorkRequest, WorkResponse>;
+  work(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<WorkRequest, WorkResponse>;
 }
 
 export const TurboCIRunnerPullClient = makeGenericClientConstructor(
