@@ -4,18 +4,19 @@
 // WorkPlanCompletedEvent; the executors are started (and idle, waiting for work) before the clock starts.
 //
 //   pull (ours)      4 in-process pull executors (one gRPC channel each) × 16 slots, using the protocol as
-//                    `turboci runner` does: Lease with max_attempts = free slots, CompleteLease with lease_next (one
-//                    round trip per stage). They run nothing: no shell command is spawned, so this is the protocol
-//                    and the scheduler alone (bench/stage-drivers.ts startPullExecutors).
-//   pull v1          the same executors as a v1 client: 16 loops of Lease → CompleteLease (two round trips a stage);
-//                    a second ratio, ours against it.
+//                    `turboci runner` does: one Work stream each with credit for 16, every completion on it giving
+//                    its credit back (two messages per stage). They run nothing: no shell command is spawned, so this
+//                    is the protocol and the scheduler alone (bench/stage-drivers.ts startPullExecutors).
+//   pull unary       the same executors as `turboci runner --protocol unary`: Lease with max_attempts = free slots,
+//                    CompleteLease with lease_next (one round trip per stage).
+//   pull v1          the same executors as a v1 client: 16 loops of Lease → CompleteLease (two round trips a stage).
 //   push (baseline)  4 in-process no-op StageRunners (SYNC Run answering FINAL at once), 16 slots each.
 //   agent (figure)   4 real `turboci runner` agent processes × 4 slots running `true` (sh -c), a smaller N: what a
 //                    real agent adds (process spawn, working directory, heartbeats, logs). Not a ratio.
 import { startAgent, type AgentProcess } from '../test/pull/support.js';
 import { tempDir } from '../test/support/server.js';
 import { benchArgs, median, ratio, report } from './harness.js';
-import { driveWorkplan, independentStages, startNoopRunners, startPullExecutors, withServer, type StageSpec } from './stage-drivers.js';
+import { driveWorkplan, independentStages, startNoopRunners, startPullExecutors, withServer, type PullProtocol, type StageSpec } from './stage-drivers.js';
 
 const args = benchArgs();
 const N = args.smoke ? 20 : 1000;
@@ -42,8 +43,8 @@ async function round<T extends { close(): Promise<unknown> }>(address: string, s
   }
 }
 
-const pullRound = (address: string, n = N, v1 = false) =>
-  round(address, independentStages(n, PULL_TYPE), () => startPullExecutors(address, { executors: EXECUTORS, slots: SLOTS, runnerType: PULL_TYPE, v1 }));
+const pullRound = (address: string, n = N, protocol: PullProtocol = 'stream') =>
+  round(address, independentStages(n, PULL_TYPE), () => startPullExecutors(address, { executors: EXECUTORS, slots: SLOTS, runnerType: PULL_TYPE, protocol }));
 const pushRound = (address: string, n = N) =>
   round(address, independentStages(n, PUSH_TYPE), () => startNoopRunners(address, { count: EXECUTORS, runnerType: PUSH_TYPE, maxConcurrent: SLOTS }));
 
@@ -72,8 +73,8 @@ const result = await withServer('pull', [], async (address) => {
     await pushRound(address, WARMUP);
   }
   // Three sides, in an order that rotates every round; medians.
-  const sides = [() => pullRound(address), () => pushRound(address), () => pullRound(address, N, true)];
-  const got: number[][] = [[], [], []];
+  const sides = [() => pullRound(address), () => pushRound(address), () => pullRound(address, N, 'v1'), () => pullRound(address, N, 'unary')];
+  const got: number[][] = [[], [], [], []];
   for (let i = 0; i < ROUNDS; i++) {
     for (let k = 0; k < sides.length; k++) {
       const j = (k + i) % sides.length;
@@ -82,7 +83,7 @@ const result = await withServer('pull', [], async (address) => {
   }
   const workdir = tempDir('turboci-bench-agents-');
   try {
-    return { pull: median(got[0]!), push: median(got[1]!), v1: median(got[2]!), agent: await agentRound(address, workdir.path) };
+    return { pull: median(got[0]!), push: median(got[1]!), v1: median(got[2]!), unary: median(got[3]!), agent: await agentRound(address, workdir.path) };
   } finally {
     workdir.remove();
   }
@@ -94,20 +95,22 @@ report(
     figures: {
       stages: N,
       'concurrency (pull clients × loops = push runners × slots)': `${EXECUTORS} × ${SLOTS}`,
-      '*pull Lease(max_attempts) → CompleteLease(lease_next), no-op (stages/s)': result.pull,
+      '*pull over Work streams, no-op (stages/s)': result.pull,
+      'pull unary, Lease(max_attempts) → CompleteLease(lease_next), no-op (stages/s)': result.unary,
       'pull as a v1 client, Lease → CompleteLease, no-op (stages/s)': result.v1,
       'push dispatch, no-op (stages/s)': result.push,
       [`turboci runner agents running \`true\`, ${EXECUTORS} × ${AGENT_SLOTS} slots, ${AGENT_STAGES} stages (stages/s)`]: result.agent,
       'rounds (medians)': String(ROUNDS),
     },
     ratios: [
-      ratio('pull (one round trip a stage) vs push dispatch (no-op, sync FULL)', result.pull, result.push, 'stages/s'),
-      ratio('pull (one round trip a stage) vs pull as a v1 client (two)', result.pull, result.v1, 'stages/s'),
+      ratio('pull over Work streams vs push dispatch (no-op, sync FULL)', result.pull, result.push, 'stages/s'),
+      ratio('pull over Work streams vs pull unary (one round trip a stage)', result.pull, result.unary, 'stages/s'),
+      ratio('pull unary (one round trip a stage) vs pull as a v1 client (two)', result.unary, result.v1, 'stages/s'),
     ],
     notes: [
       'pull executors spawn no command: they complete at once; the agent figure is the real `turboci runner` running `true`',
       'independent stages written in one WriteNodes; timed from that write to the WorkPlanCompletedEvent',
-      'both sides write twice per stage (lease + completion, dispatch + completion), on one server with --sync FULL (the default); the three sides rotate their order every round',
+      'every side writes twice per stage (lease + completion, dispatch + completion), on one server with --sync FULL (the default); the four sides rotate their order every round',
     ],
   },
   args,

@@ -7,8 +7,17 @@
 //   drive       driveWorkplan(): create a workplan, write the stages, resolve on its WorkPlanCompletedEvent
 //   all in one  runStagesPush(): runners + drive + cleanup, the "ours" of the BullMQ comparison
 //   server      withServer(): a fresh `turboci serve` process on a temp database, removed afterwards
-import { credentials, Metadata, status, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
-import { CompleteLeaseRequest, LeaseRequest, TurboCIRunnerPullClient, type LeasedAttempt, type LeaseResponse, type CompleteLeaseResponse } from '../src/gen/turboci/v1/pull.js';
+import { credentials, Metadata, status, type ClientDuplexStream, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import {
+  CompleteLeaseRequest,
+  LeaseRequest,
+  TurboCIRunnerPullClient,
+  type CompleteLeaseResponse,
+  type LeasedAttempt,
+  type LeaseResponse,
+  type WorkRequest,
+  type WorkResponse,
+} from '../src/gen/turboci/v1/pull.js';
 import { CheckState, NodeType, PredicateType, StageState } from '../src/gen/turboci/v1/common.js';
 import { WatchWorkPlanRequest, WriteNodesRequest, type TurboCIOrchestratorClient, type WorkPlanCompletedEvent, type WorkPlanEvent } from '../src/gen/turboci/v1/service.js';
 import type { RunRequest, RunResponse } from '../src/gen/turboci/v1/stagerunner.js';
@@ -223,6 +232,9 @@ export async function runStagesPush(
   }
 }
 
+/** How pull executors talk to the server (see startPullExecutors). */
+export type PullProtocol = 'stream' | 'unary' | 'v1';
+
 export interface PullExecutors {
   /** Attempts leased so far, over all executors. */
   leases(): number;
@@ -236,14 +248,18 @@ const PULL_WAIT_MS = 10_000;
 /**
  * Starts `executors` in-process no-op pull executors, one gRPC channel each, with `slots` slots each; they run
  * nothing (no command is spawned), so this is the protocol and the scheduler alone, as `startNoopRunners` is for
- * push. By default they use the protocol as `turboci runner` does: one long-polling Lease at a time asking for
- * as many attempts as slots are free (max_attempts), and each completion asks for the slot's next attempt in the
- * same call (lease_next): one round trip per stage while there is work. With `v1: true`, each slot loops
- * Lease → CompleteLease (two round trips per stage), as a client of the v1 contract does.
+ * push. `protocol`:
+ * - 'stream' (default, what `turboci runner` does): one Work stream per executor with credit for its slots; each
+ *   leased attempt is completed on the stream at once, giving its credit back: two messages per stage.
+ * - 'unary': `turboci runner --protocol unary`: one long-polling Lease at a time asking for as many attempts as slots
+ *   are free (max_attempts), and each completion asks for the slot's next attempt in the same call (lease_next):
+ *   one round trip per stage while there is work.
+ * - 'v1': each slot loops Lease → CompleteLease (two round trips per stage), as a client of the v1 contract does.
  */
-export function startPullExecutors(address: string, opts: { executors: number; slots: number; runnerType: string; v1?: boolean }): PullExecutors {
+export function startPullExecutors(address: string, opts: { executors: number; slots: number; runnerType: string; protocol?: PullProtocol }): PullExecutors {
   const channels = Array.from({ length: opts.executors }, () => new TurboCIRunnerPullClient(address, credentials.createInsecure()));
   const waiting = new Set<ClientUnaryCall>();
+  const streams = new Set<ClientDuplexStream<WorkRequest, WorkResponse>>();
   const tag = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   let stopped = false;
   let leases = 0;
@@ -262,15 +278,42 @@ export function startPullExecutors(address: string, opts: { executors: number; s
   /** Completes `a` (FINAL, a result on every assigned check); with leaseNext, resolves with the next attempt leased. */
   const complete = (client: TurboCIRunnerPullClient, runnerId: string, a: LeasedAttempt, leaseNext: boolean) =>
     new Promise<LeasedAttempt | undefined>((resolve, reject) => {
-      const req = CompleteLeaseRequest.fromPartial({
-        leaseToken: a.leaseToken,
-        stageState: StageState.STAGE_STATE_FINAL,
-        checkUpdates: a.assignedCheckIds.map((checkId) => ({ checkId, state: CheckState.CHECK_STATE_FINAL, resultData: { ok: true }, finalize: true })),
-        ...(leaseNext ? { leaseNext: { runnerId, runnerType: opts.runnerType, maxAttempts: 1 } } : {}),
-      });
+      const req: CompleteLeaseRequest = {
+        ...answer(a),
+        ...(leaseNext ? { leaseNext: LeaseRequest.fromPartial({ runnerId, runnerType: opts.runnerType, maxAttempts: 1 }) } : {}),
+      };
       client.completeLease(req, new Metadata(), { deadline: Date.now() + 30_000 }, (err, res: CompleteLeaseResponse) => (err ? reject(err) : resolve(res.nextAttempts[0])));
     });
   const cancelledByUs = (err: unknown) => stopped && (err as ServiceError).code === status.CANCELLED;
+  const answer = (a: LeasedAttempt) =>
+    CompleteLeaseRequest.fromPartial({
+      leaseToken: a.leaseToken,
+      stageState: StageState.STAGE_STATE_FINAL,
+      checkUpdates: a.assignedCheckIds.map((checkId) => ({ checkId, state: CheckState.CHECK_STATE_FINAL, resultData: { ok: true }, finalize: true })),
+    });
+
+  /** Work: one stream, credit for every slot; each attempt completed on it at once, its credit given back. */
+  const streamLoop = (client: TurboCIRunnerPullClient, runnerId: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const call = client.work(new Metadata());
+      streams.add(call);
+      let seq = 0n;
+      call.on('data', (m: WorkResponse) => {
+        if (m.leased) {
+          leases++;
+          call.write({ complete: { seq: ++seq, completion: answer(m.leased), credit: 1 } });
+        } else if (m.completed && m.completed.code !== status.OK) {
+          call.cancel();
+          reject(new Error(`completion ${m.completed.seq} refused: ${status[m.completed.code]}: ${m.completed.message}`));
+        }
+      });
+      call.on('error', (err) => (cancelledByUs(err) ? undefined : reject(err)));
+      call.on('status', () => {
+        streams.delete(call);
+        resolve();
+      });
+      call.write({ open: { runnerId, runnerType: opts.runnerType, labels: {}, credit: opts.slots } });
+    });
 
   /** v1: one slot, Lease → CompleteLease. */
   const v1Loop = async (client: TurboCIRunnerPullClient, runnerId: string): Promise<void> => {
@@ -335,10 +378,11 @@ export function startPullExecutors(address: string, opts: { executors: number; s
     }
   };
 
+  const protocol = opts.protocol ?? 'stream';
   const loops = channels.flatMap((client, c) =>
-    opts.v1
+    protocol === 'v1'
       ? Array.from({ length: opts.slots }, (_, j) => v1Loop(client, `pull-${tag}-${c}-${j}`))
-      : [executor(client, `pull-${tag}-${c}`)],
+      : [protocol === 'stream' ? streamLoop(client, `pull-${tag}-${c}`) : executor(client, `pull-${tag}-${c}`)],
   );
   // One that fails stops only itself; close() reports the failure. Catching here keeps it from being unhandled.
   const ended = Promise.allSettled(loops);
@@ -347,6 +391,7 @@ export function startPullExecutors(address: string, opts: { executors: number; s
     close: async () => {
       stopped = true;
       for (const call of waiting) call.cancel();
+      for (const call of streams) call.cancel();
       for (const w of wakes) w();
       const failed = (await ended).find((r): r is PromiseRejectedResult => r.status === 'rejected');
       for (const ch of channels) ch.close();
@@ -362,11 +407,11 @@ export function startPullExecutors(address: string, opts: { executors: number; s
 export async function runStagesPull(
   address: string,
   stages: readonly StageSpec[],
-  opts: { executors: number; slots: number; timeoutMs?: number; v1?: boolean },
+  opts: { executors: number; slots: number; timeoutMs?: number; protocol?: PullProtocol },
 ): Promise<DriveResult> {
   const types = [...new Set(stages.map((s) => s.runnerType))];
   if (types.includes('')) throw new Error('runStagesPull: every stage needs a runner_type');
-  const pools = types.map((runnerType) => startPullExecutors(address, { executors: opts.executors, slots: opts.slots, runnerType, v1: opts.v1 ?? false }));
+  const pools = types.map((runnerType) => startPullExecutors(address, { executors: opts.executors, slots: opts.slots, runnerType, protocol: opts.protocol ?? 'stream' }));
   let result: DriveResult;
   try {
     result = await driveWorkplan(address, stages, opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs });
