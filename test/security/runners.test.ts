@@ -54,6 +54,11 @@ test('pull: type isolation, lease ownership, assigned checks only, no WriteNodes
   const wp = await plan(writer, 'compile', 'build');
 
   assert.equal(await outcome(gpu.lease('build')), 'PERMISSION_DENIED', 'a gpu runner cannot lease build');
+  assert.equal(await gpu.work('build'), 'PERMISSION_DENIED', 'nor open a Work stream for build');
+  assert.equal(await writer.work('build'), 'PERMISSION_DENIED', 'a writer token has no runners.lease');
+  const nobody = clients(server.address, {});
+  assert.equal(await nobody.work('build'), 'UNAUTHENTICATED', 'no token, no stream');
+  nobody.close();
   const leased = (await a.lease('build', 'agent-a')).attempt!;
   assert.equal(leased.stageId, 'compile');
   const token = leased.leaseToken;
@@ -61,6 +66,7 @@ test('pull: type isolation, lease ownership, assigned checks only, no WriteNodes
   // Another runner token with the right lease token still cannot act on it.
   assert.equal(await outcome(b.heartbeat(token)), 'PERMISSION_DENIED');
   assert.equal(await outcome(b.completeLease(token, { stageState: StageState.STAGE_STATE_FINAL })), 'PERMISSION_DENIED');
+  assert.equal(await b.workComplete('build', token, { stageState: StageState.STAGE_STATE_FINAL }), 'PERMISSION_DENIED', 'nor on a Work stream');
   // Runners cannot write nodes at all; a writer cannot finish a leased attempt behind its lease.
   assert.equal(await outcome(a.api.writeNodes({ workPlanId: wp, checks: [{ id: 'mine', state: CheckState.CHECK_STATE_FINAL }] })), 'PERMISSION_DENIED');
   await assert.rejects(

@@ -4,7 +4,7 @@ import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { channel, type ConnectOptions } from '../../src/client/connect.js';
 import { unary, type UnaryMethod } from '../../src/client/unary.js';
 import { ReadEventsRequest, GetWorkPlanAtRequest, TurboCIEventLogClient } from '../../src/gen/turboci/v1/eventlog.js';
-import { CompleteLeaseRequest, HeartbeatRequest, LeaseRequest, TurboCIRunnerPullClient } from '../../src/gen/turboci/v1/pull.js';
+import { CompleteLeaseRequest, HeartbeatRequest, LeaseRequest, TurboCIRunnerPullClient, type LeasedAttempt, type WorkRequest, type WorkResponse } from '../../src/gen/turboci/v1/pull.js';
 import { BIN, connect } from '../support/server.js';
 
 /** `turboci token create`; returns the secret it printed. */
@@ -34,6 +34,18 @@ export function clients(address: string, options: ConnectOptions) {
     heartbeat: (leaseToken: string) => call(pull.heartbeat.bind(pull), HeartbeatRequest.fromPartial({ leaseToken })),
     completeLease: (leaseToken: string, req: Partial<CompleteLeaseRequest> = {}) =>
       call(pull.completeLease.bind(pull), CompleteLeaseRequest.fromPartial({ ...req, leaseToken })),
+    /** Opens a Work stream with credit 1: resolves with the first attempt leased, or the status name the stream ended with. */
+    work: (runnerType: string, runnerId = 'r') => workStream<LeasedAttempt>(pull, [{ open: { runnerId, runnerType, labels: {}, credit: 1 } }], (m) => m.leased),
+    /** Completes a lease on a Work stream: resolves with the status name of its answer, or of the stream's end. */
+    workComplete: (runnerType: string, leaseToken: string, req: Partial<CompleteLeaseRequest> = {}) =>
+      workStream<string>(
+        pull,
+        [
+          { open: { runnerId: 'r', runnerType, labels: {}, credit: 0 } },
+          { complete: { seq: 1n, completion: CompleteLeaseRequest.fromPartial({ ...req, leaseToken }), credit: 0 } },
+        ],
+        (m) => (m.completed ? status[m.completed.code] : undefined),
+      ),
     /** Opens a watch; resolves 'OK' on the first event, or the status name of the error. */
     watch: (workPlanId: string) =>
       new Promise<string>((resolve) => {
@@ -50,6 +62,21 @@ export function clients(address: string, options: ConnectOptions) {
       pull.close();
     },
   };
+}
+
+/** Sends `messages` on a new Work stream; resolves with the first answer `pick` takes, or the status name the stream ended with. */
+function workStream<T>(pull: TurboCIRunnerPullClient, messages: Partial<WorkRequest>[], pick: (m: WorkResponse) => T | undefined): Promise<T | string> {
+  return new Promise((resolve) => {
+    const stream = pull.work(new Metadata());
+    stream.on('data', (m: WorkResponse) => {
+      const got = pick(m);
+      if (got === undefined) return;
+      resolve(got);
+      stream.cancel();
+    });
+    stream.on('error', (err: ServiceError) => resolve(status[err.code]!));
+    for (const m of messages) stream.write(m as WorkRequest);
+  });
 }
 
 /** The status name a call ended with: OK, or its error code's name. */
