@@ -220,6 +220,23 @@ test('a runner killed mid-stream: its runs fail and are retried elsewhere; resta
   assert.equal(restarted.unaryRuns(), 0);
 });
 
+test('unregistered with a run in flight: the stream is half-closed, the run still answers, then the runner ends it', async () => {
+  const release = gate();
+  const r = await runner({ run: () => release.opened.then(done) });
+  const { registrationId } = await register('half-1', 'half', r.address, 2);
+  const workPlanId = await newWorkPlan();
+  await conn.api.writeNodes({ workPlanId, stages: [{ id: 'h', runnerType: 'half' }] });
+  await eventually(async () => (r.runs.length === 1 ? true : undefined), 'the run in flight');
+  await conn.api.unregisterStageRunner({ registrationId });
+  await sleep(200);
+  assert.equal(r.openStreams(), 1, 'open while its run is in flight');
+  release.open();
+  const [h] = await allFinal(workPlanId, 'h FINAL');
+  assert.equal(h!.attempts.length, 1);
+  assert.equal(h!.attempts[0]!.state, AttemptState.ATTEMPT_STATE_COMPLETE);
+  await eventually(async () => (r.openStreams() === 0 ? true : undefined), 'the stream ended');
+});
+
 test('unregistering a runner ends its stream; a runner closing ends its streams itself', async () => {
   const r = await runner({ run: done });
   const { registrationId } = await register('bye-1', 'bye', r.address, 2);
