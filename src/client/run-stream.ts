@@ -38,19 +38,25 @@ export function serveRunStream(run: (req: RunRequest) => Promise<RunResponse>): 
       if ((halfClosed || draining) && running === 0) finish();
     };
     const send = (result: RunStreamResult) => {
-      if (!over && !call.cancelled) call.write(result);
+      try {
+        if (!over && !call.cancelled) call.write(result);
+      } catch {
+        // the call is gone: the orchestrator fails the runs it had sent on it
+      }
     };
     enders.add(endIfIdle);
     call.on('data', (req: RunRequest) => {
       if (draining) return send({ executionId: req.executionId, error: { code: status.UNAVAILABLE, message: 'the runner is shutting down' } });
       running++;
-      new Promise<RunResponse>((resolve) => resolve(run(req))).then(
-        (response) => send({ executionId: req.executionId, response }),
-        (err: unknown) => send({ executionId: req.executionId, error: errorOf(err) }),
-      ).finally(() => {
+      const answer = (result: RunStreamResult) => {
         running--;
+        send(result);
         endIfIdle();
-      });
+      };
+      void new Promise<RunResponse>((resolve) => resolve(run(req))).then(
+        (response) => answer({ executionId: req.executionId, response }),
+        (err: unknown) => answer({ executionId: req.executionId, error: errorOf(err) }),
+      );
     });
     call.on('end', () => {
       halfClosed = true;
