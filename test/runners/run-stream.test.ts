@@ -135,6 +135,28 @@ test('answers out of order are matched by execution id: each result lands on its
   assert.deepEqual(applied, [['s2', 'completed'], ['s1', 'completed'], ['s0', 'completed']]);
 });
 
+test('a run failing on the stream fails its attempt with the words a failed Run has', async () => {
+  const failures: string[] = [];
+  for (const runStream of [true, false]) {
+    let calls = 0;
+    const r = await runner({
+      runStream,
+      run: async () => {
+        if (++calls === 1) throw new Error('boom');
+        return { stageState: StageState.STAGE_STATE_FINAL };
+      },
+    });
+    await register(`err-${runStream}`, `err-${runStream}`, r.address);
+    const workPlanId = await newWorkPlan();
+    await conn.api.writeNodes({ workPlanId, stages: [{ id: 'e', runnerType: `err-${runStream}`, maxAttempts: 2 }] });
+    const [e] = await allFinal(workPlanId, 'e FINAL');
+    assert.deepEqual(e!.attempts.map((a) => a.state), [AttemptState.ATTEMPT_STATE_INCOMPLETE, AttemptState.ATTEMPT_STATE_COMPLETE]);
+    assert.equal(r.unaryRuns(), runStream ? 0 : 2);
+    failures.push(e!.attempts[0]!.failure!.message.replace(/^runner \S+ at \S+: /, ''));
+  }
+  assert.deepEqual(failures, ['INTERNAL: Error: boom', 'INTERNAL: Error: boom'], 'on the stream as by Run');
+});
+
 test('a deadline on the stream fails that run alone; its late answer is dropped and the stream carries the retry', async () => {
   let calls = 0;
   const r = await runner({
