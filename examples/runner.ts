@@ -1,5 +1,6 @@
 // A minimal stage runner: a StageRunner gRPC server that registers with the orchestrator (re-registering as its
-// heartbeat), runs each stage it is sent, and reports a result for every check assigned to the stage.
+// heartbeat), runs each stage it is sent, and reports a result for every check assigned to the stage. The
+// orchestrator sends the stages on one RunStream (unary Run stays for servers that predate it); both call run().
 //
 //   node dist/examples/runner.js --server 127.0.0.1:50051 [--type echo] [--port 0] [--concurrency 2]
 //
@@ -9,12 +10,13 @@ import { channel, CLIENT_ARG_OPTIONS, connectOptionsFrom } from '../src/client/c
 import { CheckState, ExecutionMode, StageState } from '../src/gen/turboci/v1/common.js';
 import { RegisterStageRunnerRequest, TurboCIOrchestratorClient } from '../src/gen/turboci/v1/service.js';
 import { StageRunnerService, type RunRequest, type RunResponse } from '../src/gen/turboci/v1/stagerunner.js';
+import { serveRunStream } from '../src/client/run-stream.js';
 import { describeError, exampleArgs, reachable } from './support.js';
 
 const USAGE = `usage: node dist/examples/runner.js [--server HOST:PORT] [--type TYPE] [--port N] [--concurrency N] [--id ID]
 
 A StageRunner (push protocol): registers with the server (default 127.0.0.1:50051) as runner type TYPE (default
-echo), answers Run with {echo: args.message} on every check assigned to the stage, unregisters on SIGTERM.`;
+echo), answers Run (and RunStream) with {echo: args.message} on every check assigned to the stage, unregisters on SIGTERM.`;
 const { values } = exampleArgs(USAGE, {
     server: { type: 'string', default: '127.0.0.1:50051' },
     type: { type: 'string', default: 'echo' },
@@ -24,8 +26,8 @@ const { values } = exampleArgs(USAGE, {
     ...CLIENT_ARG_OPTIONS, // --token (or TURBOCI_TOKEN: a runner token for --type), --tls-ca, --tls-cert, --tls-key
 });
 
-async function run(req: RunRequest): Promise<RunResponse> {
-  console.log(`running stage ${req.stageId} attempt ${req.attemptIdx} of ${req.workPlanId}`);
+async function run(req: RunRequest, via: 'Run' | 'RunStream'): Promise<RunResponse> {
+  console.log(`running stage ${req.stageId} attempt ${req.attemptIdx} of ${req.workPlanId} (${via})`);
   return {
     stageState: StageState.STAGE_STATE_FINAL,
     checkUpdates: req.assignedCheckIds.map((checkId) => ({
@@ -41,9 +43,11 @@ async function run(req: RunRequest): Promise<RunResponse> {
 }
 
 const server = new Server();
+const runStream = serveRunStream((req) => run(req, 'RunStream'));
 server.addService(StageRunnerService, {
   run: (call: ServerUnaryCall<RunRequest, RunResponse>, callback: sendUnaryData<RunResponse>) =>
-    run(call.request).then((res) => callback(null, res), (err: Error) => callback(err)),
+    run(call.request, 'Run').then((res) => callback(null, res), (err: Error) => callback(err)),
+  runStream: runStream.handler,
   runAsync: (_call: unknown, callback: sendUnaryData<unknown>) => callback(null, { accepted: false }),
   ping: (_call: unknown, callback: sendUnaryData<unknown>) =>
     callback(null, { runnerType: values.type, supportedModes: [ExecutionMode.EXECUTION_MODE_SYNC], availableCapacity: Number(values.concurrency) }),
@@ -83,6 +87,7 @@ const stop = () => {
   clearInterval(heartbeat);
   orchestrator.unregisterStageRunner({ registrationId }, () => {
     orchestrator.close();
+    runStream.drain(); // streams end once their runs are answered; tryShutdown waits for them
     server.tryShutdown(() => process.exit(0));
   });
 };

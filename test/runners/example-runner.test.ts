@@ -20,6 +20,8 @@ test('examples/runner registers, runs a stage and reports a result on its check'
     const lines = createInterface({ input: child.stdout! });
     const [ready] = (await once(lines, 'line')) as [string];
     assert.match(ready, /runner example-1 \(type echo\) listening on 127\.0\.0\.1:\d+, registration /);
+    const printed: string[] = [];
+    lines.on('line', (line: string) => printed.push(line));
     const workPlanId = (await conn.api.createWorkPlan({})).workPlan!.id;
     await conn.api.writeNodes({
       workPlanId,
@@ -33,6 +35,7 @@ test('examples/runner registers, runs a stage and reports a result on its check'
     assert.deepEqual(check.results[0]!.data, { echo: 'hello', runner: 'example-1' });
     const stage = (await conn.api.queryNodes({ workPlanId, stageIds: ['say'], includeStages: true })).stages[0]!;
     assert.equal(stage.state, StageState.STAGE_STATE_FINAL);
+    assert.deepEqual(printed, [`running stage say attempt 1 of ${workPlanId} (RunStream)`], 'sent on the RunStream');
     child.kill('SIGTERM');
     await once(child, 'exit');
     await eventually(async () => ((await conn.api.listStageRunners({ runnerType: 'echo' })).runners.length === 0 ? true : undefined), 'unregistered');

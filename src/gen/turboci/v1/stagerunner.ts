@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -85,6 +87,26 @@ export interface RunAsyncResponse {
   accepted: boolean;
   estimatedCompletion: Date | undefined;
   runnerExecutionId: string;
+}
+
+/** Extension: the answer to one RunRequest sent on RunStream. */
+export interface RunStreamResult {
+  /** Extension: the execution_id of the RunRequest this answers. */
+  executionId: string;
+  /** Extension: the run's result, as Run would return it (validated and applied the same way). */
+  response?:
+    | RunResponse
+    | undefined;
+  /** Extension: the run failed as a Run call fails with a gRPC status: the attempt is made INCOMPLETE with it. */
+  error?: RunStreamError | undefined;
+}
+
+/** Extension: a failed run on RunStream, in the terms of a gRPC status. */
+export interface RunStreamError {
+  /** Extension: a gRPC status code (google.rpc.Code: 14 UNAVAILABLE, 13 INTERNAL...); never 0 (OK). */
+  code: number;
+  /** Extension: what went wrong, as a status message would say it. */
+  message: string;
 }
 
 export interface PingRequest {
@@ -1029,6 +1051,200 @@ export const RunAsyncResponse: MessageFns<RunAsyncResponse> = {
   },
 };
 
+function createBaseRunStreamResult(): RunStreamResult {
+  return { executionId: "", response: undefined, error: undefined };
+}
+
+export const RunStreamResult: MessageFns<RunStreamResult> = {
+  encode(message: RunStreamResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.executionId !== "") {
+      writer.uint32(10).string(message.executionId);
+    }
+    if (message.response !== undefined) {
+      RunResponse.encode(message.response, writer.uint32(18).fork()).join();
+    }
+    if (message.error !== undefined) {
+      RunStreamError.encode(message.error, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunStreamResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunStreamResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.executionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.response = RunResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = RunStreamError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunStreamResult {
+    return {
+      executionId: isSet(object.executionId)
+        ? globalThis.String(object.executionId)
+        : isSet(object.execution_id)
+        ? globalThis.String(object.execution_id)
+        : "",
+      response: isSet(object.response) ? RunResponse.fromJSON(object.response) : undefined,
+      error: isSet(object.error) ? RunStreamError.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: RunStreamResult): unknown {
+    const obj: any = {};
+    if (message.executionId !== "") {
+      obj.executionId = message.executionId;
+    }
+    if (message.response !== undefined) {
+      obj.response = RunResponse.toJSON(message.response);
+    }
+    if (message.error !== undefined) {
+      obj.error = RunStreamError.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RunStreamResult>, I>>(base?: I): RunStreamResult {
+    return RunStreamResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RunStreamResult>, I>>(object: I): RunStreamResult {
+    const message = createBaseRunStreamResult();
+    message.executionId = object.executionId ?? "";
+    message.response = (object.response !== undefined && object.response !== null)
+      ? RunResponse.fromPartial(object.response)
+      : undefined;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? RunStreamError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRunStreamError(): RunStreamError {
+  return { code: 0, message: "" };
+}
+
+export const RunStreamError: MessageFns<RunStreamError> = {
+  encode(message: RunStreamError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunStreamError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunStreamError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunStreamError {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: RunStreamError): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RunStreamError>, I>>(base?: I): RunStreamError {
+    return RunStreamError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RunStreamError>, I>>(object: I): RunStreamError {
+    const message = createBaseRunStreamError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
 function createBasePingRequest(): PingRequest {
   return {};
 }
@@ -1238,12 +1454,44 @@ export const StageRunnerService = {
     responseSerialize: (value: PingResponse): Buffer => Buffer.from(PingResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PingResponse => PingResponse.decode(value),
   },
+  /**
+   * Extension: Run for many attempts over one long-lived stream. The orchestrator opens one RunStream per runner
+   * address and sends a RunRequest on it for every SYNC attempt dispatched there (while one runs, others may be sent:
+   * at most max_concurrent are in flight); the runner sends one RunStreamResult per request, as soon as that run is
+   * over, in any order (they are matched by execution_id). Each request is exactly what Run would get, and each
+   * result carries what Run would return (or fail with). The request's deadline is the orchestrator's: a result
+   * after it is discarded. A runner that ends the stream (or breaks it) fails every run it has not answered, as a
+   * failed Run would; after a half-close (no more requests) the runner answers what it has and then ends the
+   * stream with OK. A runner that answers RunStream with UNIMPLEMENTED (one written before it existed) is sent
+   * Run calls instead; implementing RunStream spares the runner and the orchestrator one call per attempt.
+   */
+  runStream: {
+    path: "/turboci.v1.StageRunner/RunStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: RunRequest): Buffer => Buffer.from(RunRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RunRequest => RunRequest.decode(value),
+    responseSerialize: (value: RunStreamResult): Buffer => Buffer.from(RunStreamResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RunStreamResult => RunStreamResult.decode(value),
+  },
 } as const;
 
 export interface StageRunnerServer extends UntypedServiceImplementation {
   run: handleUnaryCall<RunRequest, RunResponse>;
   runAsync: handleUnaryCall<RunAsyncRequest, RunAsyncResponse>;
   ping: handleUnaryCall<PingRequest, PingResponse>;
+  /**
+   * Extension: Run for many attempts over one long-lived stream. The orchestrator opens one RunStream per runner
+   * address and sends a RunRequest on it for every SYNC attempt dispatched there (while one runs, others may be sent:
+   * at most max_concurrent are in flight); the runner sends one RunStreamResult per request, as soon as that run is
+   * over, in any order (they are matched by execution_id). Each request is exactly what Run would get, and each
+   * result carries what Run would return (or fail with). The request's deadline is the orchestrator's: a result
+   * after it is discarded. A runner that ends the stream (or breaks it) fails every run it has not answered, as a
+   * failed Run would; after a half-close (no more requests) the runner answers what it has and then ends the
+   * stream with OK. A runner that answers RunStream with UNIMPLEMENTED (one written before it existed) is sent
+   * Run calls instead; implementing RunStream spares the runner and the orchestrator one call per attempt.
+   */
+  runStream: handleBidiStreamingCall<RunRequest, RunStreamResult>;
 }
 
 export interface StageRunnerClient extends Client {
@@ -1286,6 +1534,20 @@ export interface StageRunnerClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PingResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Extension: Run for many attempts over one long-lived stream. The orchestrator opens one RunStream per runner
+   * address and sends a RunRequest on it for every SYNC attempt dispatched there (while one runs, others may be sent:
+   * at most max_concurrent are in flight); the runner sends one RunStreamResult per request, as soon as that run is
+   * over, in any order (they are matched by execution_id). Each request is exactly what Run would get, and each
+   * result carries what Run would return (or fail with). The request's deadline is the orchestrator's: a result
+   * after it is discarded. A runner that ends the stream (or breaks it) fails every run it has not answered, as a
+   * failed Run would; after a half-close (no more requests) the runner answers what it has and then ends the
+   * stream with OK. A runner that answers RunStream with UNIMPLEMENTED (one written before it existed) is sent
+   * Run calls instead; implementing RunStream spares the runner and the orchestrator one call per attempt.
+   */
+  runStream(): ClientDuplexStream<RunRequest, RunStreamResult>;
+  runStream(options: Partial<CallOptions>): ClientDuplexStream<RunRequest, RunStreamResult>;
+  runStream(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<RunRequest, RunStreamResult>;
 }
 
 export const StageRunnerClient = makeGenericClientConstructor(
