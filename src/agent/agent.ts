@@ -48,7 +48,6 @@ const MAX_LINES_PER_HEARTBEAT = 500;
 const MAX_LINE = 8 * 1024;
 const RETRYABLE = new Set([status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.INTERNAL, status.UNKNOWN, status.RESOURCE_EXHAUSTED, status.ABORTED]);
 
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Agent {

@@ -89,6 +89,8 @@ export function workHandler(pull: PullService, log: Logger, durable: () => Promi
     let principal: Principal = ANONYMOUS;
     let session: WorkSession | null = null;
     let finished = false;
+    /** An error ends the stream once what is queued is written; nothing more is read or leased meanwhile. */
+    let failing = false;
     let leases = 0;
     let completions = 0;
 
@@ -101,14 +103,18 @@ export function workHandler(pull: PullService, log: Logger, durable: () => Promi
       log.info({ ...line, code: status[code], durationMs, leases, completions, ...(details ? { error: details } : {}) }, 'rpc');
       return true;
     };
+    const endWith = (code: status, details: string) => {
+      if (!finish(code, details)) return;
+      call.emit('error', { code, details: statusText(details), message: details, metadata: new Metadata() });
+    };
     /** Ends the stream with an error status, after the messages already queued. */
     const fail = (err: unknown) => {
+      if (failing) return;
+      failing = true;
+      session?.close();
       const { error, internal } = toServiceError(err);
       if (internal) log.error({ ...line, err: internal }, 'work stream failed');
-      outbox.whenEmpty(() => {
-        if (!finish(error.code, error.details)) return;
-        call.emit('error', { code: error.code, details: statusText(error.details), message: error.details, metadata: new Metadata() });
-      });
+      outbox.whenEmpty(() => endWith(error.code, error.details));
     };
     const outbox = new Outbox(
       durable,
@@ -118,19 +124,14 @@ export function workHandler(pull: PullService, log: Logger, durable: () => Promi
       // The commit these messages record failed: they are withdrawn, and the agent reconnects.
       (err) => {
         const { error } = toServiceError(err);
-        if (!finish(error.code, error.details)) return;
-        call.emit('error', { code: error.code, details: statusText(error.details), message: error.details, metadata: new Metadata() });
+        endWith(error.code, error.details);
       },
     );
     const deliver = (leased: LeasedAttempt[]) => {
       leases += leased.length;
       for (const l of leased) outbox.push({ leased: toLeasedAttempt(l), completed: undefined });
     };
-    const stopped = () =>
-      outbox.whenEmpty(() => {
-        if (!finish(status.UNAVAILABLE, 'the server is shutting down')) return;
-        call.emit('error', { code: status.UNAVAILABLE, details: 'the server is shutting down', message: 'the server is shutting down', metadata: new Metadata() });
-      });
+    const stopped = () => outbox.whenEmpty(() => endWith(status.UNAVAILABLE, 'the server is shutting down'));
 
     const onMessage = (raw: WorkRequest): void => {
       if (isUndecodable(raw)) undecodable(raw);
@@ -186,7 +187,7 @@ export function workHandler(pull: PullService, log: Logger, durable: () => Promi
       return;
     }
     call.on('data', (msg: WorkRequest) => {
-      if (finished) return;
+      if (finished || failing) return;
       try {
         onMessage(msg);
       } catch (err) {

@@ -1,11 +1,12 @@
 // Kill -9 the server while pull executors use the faster paths (extensions): Lease with max_attempts (several
 // attempts per call) and CompleteLease with lease_next (the next attempt in the completion's answer); and the Work
-// stream (leases against credit, completions giving it back). After each kill, the log holds every lease a client was handed (nothing runs that the log does not show
-// as leased) and every completion the server acknowledged; no attempt is ever leased twice; and a restarted server
-// rebuilds the same state as an independent replay of the file. Rounds alternate between a kill at a random moment
-// and a kill the instant the client holds its N-th answer (a server that answered before committing fails this;
-// checked by delaying the commit and answering without waiting for it; for the Work stream, by writing its messages
-// without waiting for durable(): acknowledged completions went missing in 3 runs of 3).
+// stream (leases against credit, completions giving it back). After each kill, the log holds every lease a client
+// was handed (nothing runs that the log does not show as leased) and every completion the server acknowledged; no
+// attempt is ever leased twice; and a restarted server rebuilds the same state as an independent replay of the
+// file. Rounds alternate between a kill at a random moment and a kill the instant the client holds its N-th answer
+// (a server that answered before committing fails this; checked by delaying the commit and answering without
+// waiting for it; for the Work stream, by writing its messages without waiting for durable(): acknowledged
+// completions went missing in 3 runs of 3).
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { ReadModels } from '../../projections/read-models.js';

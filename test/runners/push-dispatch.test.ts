@@ -21,7 +21,7 @@ const runners: TestRunner[] = [];
 
 before(async () => {
   dir = tempDir();
-  server = await startServer(`${dir.path}/push.db`);
+  server = await startServer(`${dir.path}/push.db`, ['--log-level', 'debug']); // the 'dispatch' line of a completed run is debug
   conn = connect(server.address);
 });
 after(async () => {

@@ -15,7 +15,7 @@ const runners: TestRunner[] = [];
 
 before(async () => {
   dir = tempDir();
-  server = await startServer(`${dir.path}/run-stream.db`);
+  server = await startServer(`${dir.path}/run-stream.db`, ['--log-level', 'debug']); // the 'dispatch' line of a completed run is debug
   conn = connect(server.address);
 });
 after(async () => {
