@@ -25,10 +25,18 @@ export interface RunnerCall {
   readonly callbackAddress: string;
 }
 
-/** Outbound calls to runners; rejects with an Error whose message says what went wrong. */
+/**
+ * The runner could not be reached at all (connection refused or reset, its stream gone): a call that failed this
+ * way says nothing about the stage, only that the runner is down.
+ */
+export class RunnerUnreachable extends Error {}
+
+/** Outbound calls to runners; rejects with an Error whose message says what went wrong (RunnerUnreachable when it could not be reached). */
 export interface RunnerTransport {
   run(address: string, call: RunnerCall): Promise<Omit<ExecutionCompletion, 'fingerprint'>>;
   runAsync(address: string, call: RunnerCall): Promise<{ accepted: boolean }>;
+  /** Resolves when the runner at `address` answers anything (it is up); rejects when it cannot be reached. */
+  ping(address: string): Promise<void>;
   /** Closes the channels to every address not in `addresses` (no live registration uses them any more). */
   retainOnly(addresses: ReadonlySet<string>): void;
   close(): void;
@@ -44,6 +52,9 @@ export interface DispatcherConfig {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** On a shared log, how often to look for synchronous runs whose replica is gone. */
 const ORPHAN_CHECK_MS = 5_000;
+/** A runner found unreachable is held back this long at first, twice as long after each failed probe, up to the max. */
+const FIRST_HOLD_BACK_MS = 1_000;
+const MAX_HOLD_BACK_MS = 30_000;
 
 export class Dispatcher {
   private readonly deadlineTimers = new Map<string, NodeJS.Timeout>();
@@ -51,6 +62,12 @@ export class Dispatcher {
   private subscription: Subscription | null = null;
   private unhook: (() => void) | null = null;
   private orphanTimer: NodeJS.Timeout | null = null;
+  /**
+   * Registrations whose runner could not be reached: nothing is dispatched to them until a Ping answers. Without
+   * this, the attempt retried after an unreachable dispatch went straight back to the same dead runner, and a stage
+   * burned all its attempts within milliseconds. Scheduler state, not domain state: a restart forgets it.
+   */
+  private readonly heldBack = new Map<string, { delayMs: number; timer: NodeJS.Timeout }>();
 
   constructor(
     private readonly app: Orchestrator,
@@ -104,8 +121,10 @@ export class Dispatcher {
     this.subscription?.unsubscribe();
     this.subscription = null;
     for (const t of [...this.deadlineTimers.values(), ...this.expiryTimers.values()]) clearTimeout(t);
+    for (const h of this.heldBack.values()) clearTimeout(h.timer);
     this.deadlineTimers.clear();
     this.expiryTimers.clear();
+    this.heldBack.clear();
     this.transport.close();
   }
 
@@ -176,7 +195,7 @@ export class Dispatcher {
     const { executions, runners } = this.app.models;
     const now = this.app.now();
     for (const type of executions.queuedTypes()) {
-      const live = [...runners.registrations()].filter((r) => r.runnerType === type && r.expiresAt > now);
+      const live = [...runners.registrations()].filter((r) => r.runnerType === type && r.expiresAt > now && !this.heldBack.has(r.registrationId));
       if (live.length === 0) continue;
       for (const queued of executions.queue(type)) {
         const free = live.filter((r) => executions.load(r.registrationId) < r.maxConcurrent);
@@ -244,12 +263,12 @@ export class Dispatcher {
           // An answer the domain refuses (a check not assigned to the stage, say) fails the attempt rather than leave it hanging.
           done(outcome.startsWith('refused: ') ? this.fail(ref, `runner ${runner.runnerId} answered with ${outcome}`) : outcome);
         },
-        (err: Error) => done(this.fail(ref, `runner ${runner.runnerId} at ${runner.address}: ${err.message}`)),
+        (err: Error) => done(this.failed(ref, runner, err)),
       );
     } else {
       durable.then(() => this.transport.runAsync(runner.address, call)).then(
         (answer) => done(answer.accepted ? 'accepted' : this.apply(() => this.runners.declined(ref.executionId), 'declined, queued again')),
-        (err: Error) => done(this.fail(ref, `runner ${runner.runnerId} at ${runner.address}: ${err.message}`)),
+        (err: Error) => done(this.failed(ref, runner, err)),
       );
     }
   }
@@ -265,6 +284,43 @@ export class Dispatcher {
       this.log.error({ err }, 'applying a runner answer failed');
       return 'error';
     }
+  }
+
+  /** A dispatch that failed: the attempt is INCOMPLETE, and a runner that could not be reached is held back. */
+  private failed(ref: ExecutionRef, runner: RunnerRegistration, err: Error): string {
+    if (err instanceof RunnerUnreachable) this.holdBack(runner);
+    return this.fail(ref, `runner ${runner.runnerId} at ${runner.address}: ${err.message}`);
+  }
+
+  /** Nothing goes to `runner` until a Ping answers; the first probe comes after FIRST_HOLD_BACK_MS. */
+  private holdBack(runner: RunnerRegistration, delayMs = FIRST_HOLD_BACK_MS): void {
+    // Several runs failing together (a broken stream) are one finding, not a reason to back off longer.
+    if (this.heldBack.has(runner.registrationId) && delayMs === FIRST_HOLD_BACK_MS) return;
+    const timer = setTimeout(() => this.probe(runner, delayMs), delayMs);
+    timer.unref();
+    this.heldBack.set(runner.registrationId, { delayMs, timer });
+    this.log.warn({ registrationId: runner.registrationId, runnerId: runner.runnerId, address: runner.address, retryInMs: delayMs }, 'runner unreachable; holding it back');
+  }
+
+  /** Pings a held-back runner: reachable again, it gets work at once; still down (or gone), it waits twice as long. */
+  private probe(runner: RunnerRegistration, delayMs: number): void {
+    if (!this.subscription) return;
+    const current = this.app.models.runners.registration(runner.registrationId);
+    if (!current) {
+      this.heldBack.delete(runner.registrationId);
+      return;
+    }
+    this.transport.ping(current.address).then(
+      () => {
+        if (!this.heldBack.delete(runner.registrationId) || !this.subscription) return;
+        this.log.info({ registrationId: runner.registrationId, runnerId: runner.runnerId, address: runner.address }, 'runner reachable again');
+        this.pump();
+      },
+      () => {
+        if (!this.heldBack.has(runner.registrationId) || !this.subscription) return;
+        this.holdBack(runner, Math.min(delayMs * 2, MAX_HOLD_BACK_MS));
+      },
+    );
   }
 
   private fail(ref: ExecutionRef, message: string): string {

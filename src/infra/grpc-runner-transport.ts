@@ -2,7 +2,7 @@
 // long-lived RunStream per address (a message on an open HTTP/2 stream costs microseconds, a unary call about a
 // millisecond); a runner that does not implement it (UNIMPLEMENTED) gets unary Run calls instead.
 import { credentials, Metadata, status, type ClientDuplexStream } from '@grpc/grpc-js';
-import type { RunnerCall, RunnerTransport } from '../app/dispatcher.js';
+import { RunnerUnreachable, type RunnerCall, type RunnerTransport } from '../app/dispatcher.js';
 import type { ExecutionCompletion } from '../domain/decide-completion.js';
 import { StageRunnerClient, type RunRequest, type RunResponse, type RunStreamResult } from '../gen/turboci/v1/stagerunner.js';
 import { completionProblem, toCompletion } from '../transport/runner-mapping.js';
@@ -31,6 +31,9 @@ interface Link {
   /** No longer used for new runs (its address was dropped): cancelled once nothing waits on it. */
   closing: boolean;
 }
+
+/** A runner held back as unreachable is probed with Ping; no answer within this long counts as still down. */
+const PING_TIMEOUT_MS = 5_000;
 
 export class GrpcRunnerTransport implements RunnerTransport {
   private readonly clients = new Map<string, StageRunnerClient>();
@@ -67,6 +70,15 @@ export class GrpcRunnerTransport implements RunnerTransport {
         new Metadata(),
         { deadline: new Date(Math.min(call.deadline, Date.now() + 30_000)) },
         (err, res) => (err ? reject(describe(err)) : resolve({ accepted: res.accepted })),
+      ),
+    );
+  }
+
+  ping(address: string): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.client(address).ping({}, new Metadata(), { deadline: new Date(Date.now() + PING_TIMEOUT_MS) }, (err) =>
+        // Any answer, UNIMPLEMENTED included (a runner without Ping), says it is up.
+        err && (err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED) ? reject(describe(err)) : resolve(),
       ),
     );
   }
@@ -113,7 +125,7 @@ export class GrpcRunnerTransport implements RunnerTransport {
       if (!waiting) return; // its deadline passed: the run has failed already
       link.waiting.delete(result.executionId);
       clearTimeout(waiting.timer);
-      if (result.error) waiting.reject(describe({ code: result.error.code, details: result.error.message }));
+      if (result.error) waiting.reject(describe({ code: result.error.code, details: result.error.message }, true));
       else if (result.response) settle(result.response, waiting.resolve, waiting.reject);
       else waiting.reject(new Error('its answer was refused: a RunStreamResult with neither response nor error'));
       this.cancelIfDone(link);
@@ -131,7 +143,7 @@ export class GrpcRunnerTransport implements RunnerTransport {
           clearTimeout(w.timer);
           // A v1 runner never saw them: they go again, as Run calls, with the same deadline.
           if (v1) this.runUnary(address, w.request, w.request.deadline!.getTime()).then(w.resolve, w.reject);
-          else w.reject(s.code === status.OK ? new Error('unreachable: the runner ended its RunStream without answering') : describe(s));
+          else w.reject(s.code === status.OK ? new RunnerUnreachable('unreachable: the runner ended its RunStream without answering') : describe(s));
         }
       });
     });
@@ -176,12 +188,17 @@ function toRequest(call: RunnerCall): RunRequest {
 }
 
 /** A failed call (or a run that failed on a stream) as the attempt's failure says it. */
-function describe(err: { code: number; details?: string; message?: string }): Error {
+/**
+ * A failed call in words; UNAVAILABLE is RunnerUnreachable (the runner is down), unless `fromRunner`: the runner
+ * itself answered a run with that code (a RunStreamError), so it is up.
+ */
+function describe(err: { code: number; details?: string; message?: string }, fromRunner = false): Error {
   const what =
     err.code === status.UNAVAILABLE
       ? 'unreachable'
       : err.code === status.DEADLINE_EXCEEDED
         ? 'deadline exceeded'
         : status[err.code] ?? `code ${err.code}`;
-  return new Error(`${what}: ${err.details || err.message}`);
+  const message = `${what}: ${err.details || err.message}`;
+  return err.code === status.UNAVAILABLE && !fromRunner ? new RunnerUnreachable(message) : new Error(message);
 }
