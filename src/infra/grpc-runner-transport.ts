@@ -125,7 +125,7 @@ export class GrpcRunnerTransport implements RunnerTransport {
       if (!waiting) return; // its deadline passed: the run has failed already
       link.waiting.delete(result.executionId);
       clearTimeout(waiting.timer);
-      if (result.error) waiting.reject(describe({ code: result.error.code, details: result.error.message }, true));
+      if (result.error) waiting.reject(describe({ code: result.error.code, details: result.error.message }));
       else if (result.response) settle(result.response, waiting.resolve, waiting.reject);
       else waiting.reject(new Error('its answer was refused: a RunStreamResult with neither response nor error'));
       this.cancelIfDone(link);
@@ -189,10 +189,10 @@ function toRequest(call: RunnerCall): RunRequest {
 
 /** A failed call (or a run that failed on a stream) as the attempt's failure says it. */
 /**
- * A failed call in words; UNAVAILABLE is RunnerUnreachable (the runner is down), unless `fromRunner`: the runner
- * itself answered a run with that code (a RunStreamError), so it is up.
+ * A failed call in words. UNAVAILABLE is RunnerUnreachable: the runner is down, or says it cannot take runs (a
+ * draining runner answers a run on its stream so); either way it is held back until it answers a Ping.
  */
-function describe(err: { code: number; details?: string; message?: string }, fromRunner = false): Error {
+function describe(err: { code: number; details?: string; message?: string }): Error {
   const what =
     err.code === status.UNAVAILABLE
       ? 'unreachable'
@@ -200,5 +200,5 @@ function describe(err: { code: number; details?: string; message?: string }, fro
         ? 'deadline exceeded'
         : status[err.code] ?? `code ${err.code}`;
   const message = `${what}: ${err.details || err.message}`;
-  return err.code === status.UNAVAILABLE && !fromRunner ? new RunnerUnreachable(message) : new Error(message);
+  return err.code === status.UNAVAILABLE ? new RunnerUnreachable(message) : new Error(message);
 }
