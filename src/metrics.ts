@@ -56,6 +56,8 @@ interface Sources {
   app?: Orchestrator;
   /** Watch hubs (gRPC WatchWorkPlan, HTTP SSE), by transport. */
   watches: Map<string, () => { subscriptions: number; queued: number }>;
+  /** Open Work streams (pull agents connected), by runner type. */
+  workStreams?: () => ReadonlyMap<string, number>;
 }
 const sources: Sources = { watches: new Map() };
 
@@ -64,6 +66,9 @@ export function observeApp(app: Orchestrator): void {
 }
 export function observeWatches(transport: string, read: () => { subscriptions: number; queued: number }): void {
   sources.watches.set(transport, read);
+}
+export function observeWorkStreams(read: () => ReadonlyMap<string, number>): void {
+  sources.workStreams = read;
 }
 
 new Gauge({
@@ -108,6 +113,16 @@ new Gauge({
     const perType = new Map<string, number>();
     for (const r of sources.app?.models.runners.registrations() ?? []) perType.set(r.runnerType, (perType.get(r.runnerType) ?? 0) + 1);
     for (const [type, n] of perType) this.set({ runner_type: type }, n);
+  },
+});
+new Gauge({
+  name: 'turboci_work_streams',
+  help: 'open TurboCIRunnerPull.Work streams (pull agents connected), by runner type',
+  labelNames: ['runner_type'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const [type, n] of sources.workStreams?.() ?? []) this.set({ runner_type: type }, n);
   },
 });
 new Gauge({

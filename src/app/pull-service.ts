@@ -221,6 +221,13 @@ export class PullService {
     return out;
   }
 
+  /** Open Work streams, by runner type. */
+  workStreams(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const w of this.waiters) if (w instanceof WorkSession) out.set(w.req.runnerType, (out.get(w.req.runnerType) ?? 0) + 1);
+    return out;
+  }
+
   limit(runnerType: string): number {
     return this.config.limits.get(runnerType) ?? this.config.defaultLimit;
   }

@@ -5,6 +5,7 @@ import type { PullService } from '../app/pull-service.js';
 import type { JsonObject } from '../domain/model.js';
 import type { TurboCIRunnerPullServer } from '../gen/turboci/v1/pull.js';
 import type { Logger } from '../logging.js';
+import { observeWorkStreams } from '../metrics.js';
 import { completeRequest, heartbeatRequest, leaseRequest, toLeasedAttempt } from './pull-mapping.js';
 import { completionValues, toCompletion } from './runner-mapping.js';
 import { unaryHandler } from './unary.js';
@@ -15,6 +16,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 /** `durable`: see unaryHandler. */
 export function pullService(pull: PullService, log: Logger, durable: () => Promise<void>, auth?: Authenticator): TurboCIRunnerPullServer {
   const unary = unaryHandler(log, durable, auth);
+  observeWorkStreams(() => pull.workStreams());
   return {
     lease: unary('Lease', async (req, { call, principal }) => {
       const r = parseRequest(leaseRequest, req);

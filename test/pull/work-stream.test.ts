@@ -85,6 +85,8 @@ describe('Work stream', () => {
     s.send(open('w-1', 'basic', 2));
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(s.got.length, 0, 'nothing to lease yet');
+    const metrics = await (await fetch(`http://${server.httpAddress}/metrics`)).text();
+    assert.match(metrics, /^turboci_work_streams\{runner_type="basic"\} 1$/m, 'the open stream is counted');
     const workPlanId = await writeStages('basic', ['a', 'b', 'c', 'd']);
     const [first, second] = await s.received(2);
     await new Promise((r) => setTimeout(r, 200));
