@@ -161,7 +161,9 @@ export class GrpcRunnerTransport implements RunnerTransport {
       const tls = address.startsWith(TLS_SCHEME);
       const target = tls ? address.slice(TLS_SCHEME.length) : address;
       const creds = tls ? credentials.createSsl(this.options.tlsCa ?? null) : credentials.createInsecure();
-      this.clients.set(address, (client = new StageRunnerClient(target, creds)));
+      // A runner held back as unreachable is probed at most 30 s apart; the channel must not wait longer than that
+      // to reconnect (grpc-js backs off up to 120 s by default), or the probe would fail while the runner is back.
+      this.clients.set(address, (client = new StageRunnerClient(target, creds, { 'grpc.max_reconnect_backoff_ms': 30_000 })));
     }
     return client;
   }
