@@ -24,16 +24,16 @@ const credit = z.number().int().min(0, 'must not be negative').max(MAX_WORK_CRED
 const openMessage = z.object({
   open: z.object({ runnerId: requiredId('runner_id'), runnerType: requiredId('runner_type'), labels: stringMap, credit }),
 });
+// One parse checks the token, the lease_next rule and the values a completion carries.
 const completeMessage = z.object({
   complete: z.object({
-    completion: completeRequest.refine((c) => c.leaseNext === undefined, {
+    completion: completeRequest.extend(completionValues.shape).refine((c) => c.leaseNext === undefined, {
       message: 'must be unset on a Work stream (the completion gives back credit instead)',
       path: ['leaseNext'],
     }),
     credit,
   }),
 });
-const completionValuesMessage = z.object({ complete: z.object({ completion: completionValues }) });
 const addCreditMessage = z.object({ addCredit: credit.min(1, 'must be at least 1') });
 
 /** Messages waiting for their commit to be durable; written in order, each batch once its own wait is over. */
@@ -152,7 +152,6 @@ export function workHandler(pull: PullService, log: Logger, durable: () => Promi
         let answer: WorkResponse;
         try {
           const { complete } = parseRequest(completeMessage, msg);
-          parseRequest(completionValuesMessage, msg);
           session.complete(complete.completion.leaseToken, toCompletion(msg.complete.completion!));
           answer = { leased: undefined, completed: { seq, code: status.OK, message: '' } };
         } catch (err) {
@@ -164,8 +163,8 @@ export function workHandler(pull: PullService, log: Logger, durable: () => Promi
         outbox.push(answer);
         // Applied or refused, the agent's slot is free: its credit comes back, and the next lease into it shares the
         // completion's group commit.
-        const back = msg.complete.credit;
-        if (Number.isInteger(back) && back > 0 && back <= MAX_WORK_CREDIT) session.addCredit(back);
+        const back = credit.safeParse(msg.complete.credit);
+        if (back.success && back.data > 0) session.addCredit(back.data);
         return;
       }
       if (msg.addCredit !== undefined) {
