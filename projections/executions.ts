@@ -1,7 +1,7 @@
 // The dispatch read model, folded from workplan events: attempts waiting for a runner (per runner type, oldest
 // first), executions in flight, and each registration's load. Everything is derived from events, so a restart
 // (or a replay) knows exactly what was queued and in flight.
-import type { RecordedEvent } from '../src/domain/events.js';
+import { attemptTransition, type AttemptTransition, type RecordedEvent } from '../src/domain/events.js';
 import { isTerminalAttempt, type ExecutionMode } from '../src/domain/model.js';
 import type { SnapshotProjection } from './projection.js';
 import type { WorkPlanLookup } from './workplans.js';
@@ -28,7 +28,7 @@ export interface ExecutionRef {
 
 export class ExecutionIndex implements SnapshotProjection {
   readonly name = 'executions';
-  readonly handles = ['StageAttemptCreated', 'StageAttemptDispatchDeclined', 'StageAttemptDispatched', 'StageAttemptStateChanged'] as const;
+  readonly handles = ['StageAttemptCreated', 'StageAttemptDispatchDeclined', 'StageAttemptDispatched', 'StageAttemptLeased', 'StageAttemptStateChanged'] as const;
 
   constructor(private readonly workplans: WorkPlanLookup) {}
 
@@ -64,6 +64,20 @@ export class ExecutionIndex implements SnapshotProjection {
 
   /** Folded after the workplan projection: the model already holds `rec`. */
   fold(rec: RecordedEvent): void {
+    this.foldFact(rec);
+    const t = attemptTransition(rec.event);
+    if (t) this.foldTransition(rec.streamId, t);
+  }
+
+  /** An attempt left PENDING (no longer queued) or ended (its execution, if any, no longer counts). */
+  private foldTransition(workPlanId: string, t: AttemptTransition): void {
+    const stage = this.workplans.workplan(workPlanId)!.stage(t.stageId)!;
+    if (t.from === 'PENDING') this.queues.get(stage.runnerType)?.delete(key(workPlanId, stage.id));
+    const execution = stage.attempts.find((a) => a.idx === t.idx)?.execution;
+    if (execution && isTerminalAttempt(t.to)) this.finish(execution.executionId);
+  }
+
+  private foldFact(rec: RecordedEvent): void {
     const model = this.workplans.workplan(rec.streamId)!;
     const e = rec.event;
     switch (e.type) {
@@ -96,13 +110,6 @@ export class ExecutionIndex implements SnapshotProjection {
         });
         this.inFlightIds.add(d.executionId);
         this.loads.set(d.registrationId, this.load(d.registrationId) + 1);
-        return;
-      }
-      case 'StageAttemptStateChanged': {
-        const stage = model.stage(e.data.stageId)!;
-        if (e.data.from === 'PENDING') this.queues.get(stage.runnerType)?.delete(key(rec.streamId, stage.id));
-        const execution = stage.attempts.find((a) => a.idx === e.data.idx)?.execution;
-        if (execution && isTerminalAttempt(e.data.to)) this.finish(execution.executionId);
         return;
       }
       default:

@@ -1,7 +1,7 @@
 // The pull read model, folded from workplan events: attempts that pull runners may lease (per runner type), the
 // leases in flight (per type and workplan, for limits and fairness) and every lease's token hash. Derived only from
 // events, so a restart (or a replay) knows exactly what is offerable and what is leased.
-import type { RecordedEvent } from '../src/domain/events.js';
+import { attemptTransition, type AttemptTransition, type RecordedEvent } from '../src/domain/events.js';
 import { isTerminalAttempt, type JsonObject } from '../src/domain/model.js';
 import type { SnapshotProjection } from './projection.js';
 import type { WorkPlanLookup } from './workplans.js';
@@ -40,7 +40,14 @@ type PlanQueue = Map<number, Map<string, OfferableAttempt>>;
 
 export class LeaseIndex implements SnapshotProjection {
   readonly name = 'leases';
-  readonly handles = ['StageAttemptCreated', 'StageAttemptDispatchDeclined', 'StageAttemptLeased', 'StageAttemptLeaseExtended', 'StageAttemptStateChanged'] as const;
+  readonly handles = [
+    'StageAttemptCreated',
+    'StageAttemptDispatchDeclined',
+    'StageAttemptDispatched',
+    'StageAttemptLeased',
+    'StageAttemptLeaseExtended',
+    'StageAttemptStateChanged',
+  ] as const;
 
   constructor(private readonly workplans: WorkPlanLookup) {}
 
@@ -106,6 +113,20 @@ export class LeaseIndex implements SnapshotProjection {
 
   /** Folded after the workplan projection: the model already holds `rec`. */
   fold(rec: RecordedEvent): void {
+    this.foldFact(rec);
+    const t = attemptTransition(rec.event);
+    if (t) this.foldTransition(rec.streamId, t);
+  }
+
+  /** An attempt left PENDING (no longer offerable) or ended (its lease, if any, no longer counts). */
+  private foldTransition(workPlanId: string, t: AttemptTransition): void {
+    const stage = this.workplans.workplan(workPlanId)!.stage(t.stageId)!;
+    if (t.from === 'PENDING' || t.from === 'SCHEDULED') this.withdraw(stage.runnerType, workPlanId, stage.id);
+    const lease = stage.attempts.find((a) => a.idx === t.idx)?.lease;
+    if (lease && isTerminalAttempt(t.to) && this.active.delete(lease.leaseId)) this.count(lease.runnerType, workPlanId, -1);
+  }
+
+  private foldFact(rec: RecordedEvent): void {
     const model = this.workplans.workplan(rec.streamId)!;
     const e = rec.event;
     switch (e.type) {
@@ -154,13 +175,6 @@ export class LeaseIndex implements SnapshotProjection {
       case 'StageAttemptLeaseExtended': {
         const ref = this.active.get(e.data.leaseId);
         if (ref) this.active.set(ref.leaseId, { ...ref, expiresAt: e.data.expiresAt });
-        return;
-      }
-      case 'StageAttemptStateChanged': {
-        const stage = model.stage(e.data.stageId)!;
-        if (e.data.from === 'PENDING' || e.data.from === 'SCHEDULED') this.withdraw(stage.runnerType, rec.streamId, stage.id);
-        const lease = stage.attempts.find((a) => a.idx === e.data.idx)?.lease;
-        if (lease && isTerminalAttempt(e.data.to) && this.active.delete(lease.leaseId)) this.count(lease.runnerType, rec.streamId, -1);
         return;
       }
       default:

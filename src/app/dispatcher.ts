@@ -244,7 +244,8 @@ export class Dispatcher {
     };
     const started = Date.now();
     // A run that went as expected is a debug line: one info line per stage cost ~6% of the server's CPU at full
-    // speed, and the log holds it (ExecutionCompleted). Anything else (failed, refused, unreachable...) is info.
+    // speed, and the log holds it (the attempt's change records the completion). Anything else (failed, refused,
+    // unreachable...) is info.
     const done = (outcome: string) => {
       const level = outcome === 'completed' || outcome === 'accepted' ? 'debug' : 'info';
       if (!this.log.isLevelEnabled(level)) return;

@@ -5,7 +5,8 @@
 import type { Subscription } from 'rxjs';
 import type { LeaseRef, OfferableAttempt } from '../../projections/leases.js';
 import { decideLeaseExpiry, decidePickupExpiry } from '../domain/decide-leases.js';
-import type { RecordedEvent } from '../domain/events.js';
+import { attemptTransition, type RecordedEvent } from '../domain/events.js';
+import { isTerminalAttempt } from '../domain/model.js';
 import type { Logger } from '../logging.js';
 import type { Orchestrator } from './orchestrator.js';
 import type { PullService } from './pull-service.js';
@@ -56,17 +57,16 @@ export class Reaper {
           if (o?.idx === e.data.idx) this.armPickup(o);
           break;
         }
-        case 'StageAttemptStateChanged': {
-          const k = attemptKey(rec.streamId, e.data.stageId, e.data.idx);
-          if (e.data.from === 'PENDING' || e.data.from === 'SCHEDULED') this.disarm(this.pickupTimers, k);
-          if (e.data.to === 'COMPLETE' || e.data.to === 'INCOMPLETE') {
-            const lease = this.app.models.workplan(rec.streamId)?.stage(e.data.stageId)?.attempts.find((a) => a.idx === e.data.idx)?.lease;
-            if (lease) this.disarm(this.leaseTimers, lease.leaseId);
-          }
-          break;
-        }
         default:
           break;
+      }
+      const t = attemptTransition(e);
+      if (t) {
+        if (t.from === 'PENDING' || t.from === 'SCHEDULED') this.disarm(this.pickupTimers, attemptKey(rec.streamId, t.stageId, t.idx));
+        if (isTerminalAttempt(t.to)) {
+          const lease = this.app.models.workplan(rec.streamId)?.stage(t.stageId)?.attempts.find((a) => a.idx === t.idx)?.lease;
+          if (lease) this.disarm(this.leaseTimers, lease.leaseId);
+        }
       }
     }
   }

@@ -9,6 +9,7 @@ import type {
   JsonObject,
   StageState,
 } from './model.js';
+import type { AppliedCompletion } from './events.js';
 
 export interface FailureInput {
   readonly message: string;
@@ -47,6 +48,8 @@ export interface AttemptWriteInput {
   readonly details?: JsonObject | undefined;
   readonly progress?: ProgressInput | undefined;
   readonly failure?: FailureInput | undefined;
+  /** Set by the server only, for a runner's answer: recorded on the state change the answer makes. */
+  readonly completion?: AppliedCompletion | undefined;
 }
 
 export interface AssignmentInput {

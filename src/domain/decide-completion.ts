@@ -2,7 +2,7 @@
 import type { CheckWriteInput, DecideContext, FailureInput, StageWriteInput } from './commands.js';
 import { decideWriteNodes } from './decide-write-nodes.js';
 import { invalidArgument } from './errors.js';
-import type { PendingEvent } from './events.js';
+import type { AppliedCompletion, PendingEvent } from './events.js';
 import type { CheckState, JsonObject, Stage, StageState } from './model.js';
 import type { WorkPlanDraft } from './workplan-draft.js';
 
@@ -27,12 +27,14 @@ export interface ExecutionCompletion {
 export interface RunnerAnswer {
   readonly stage: Stage;
   readonly completion: ExecutionCompletion;
+  /** The execution or lease the answer came by: recorded, with the answer's fingerprint, on the attempt's change. */
+  readonly via: Omit<AppliedCompletion, 'fingerprint'>;
   readonly before?: readonly StageWriteInput[];
 }
 
 /**
  * A runner's answer as one write: every check update (a result, finalize, then state), then the attempt
- * (COMPLETE, or INCOMPLETE with the failure), then the stage state. The caller emits its protocol's completion fact.
+ * (COMPLETE, or INCOMPLETE with the failure; that change records the completion), then the stage state.
  */
 export function decideRunnerAnswer(cmd: RunnerAnswer, draft: WorkPlanDraft, ctx: DecideContext): PendingEvent[] {
   const { stage, completion: c } = cmd;
@@ -54,7 +56,12 @@ export function decideRunnerAnswer(cmd: RunnerAnswer, draft: WorkPlanDraft, ctx:
     ...(cmd.before ?? []),
     {
       id: stage.id,
-      currentAttempt: { state: c.failure ? 'INCOMPLETE' : 'COMPLETE', failure: c.failure, details: c.details },
+      currentAttempt: {
+        state: c.failure ? 'INCOMPLETE' : 'COMPLETE',
+        failure: c.failure,
+        details: c.details,
+        completion: { ...cmd.via, fingerprint: c.fingerprint },
+      },
       state: final && !c.failure ? 'FINAL' : undefined,
     },
   ];

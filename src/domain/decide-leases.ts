@@ -27,7 +27,7 @@ export interface LeaseTarget {
   readonly leaseId: string;
 }
 
-/** Leasing moves the PENDING current attempt to RUNNING with the runner as its process uid, in one write. */
+/** Leasing moves the PENDING current attempt to RUNNING with the runner as its process uid: one event. */
 export function decideLease(cmd: { readonly stageId: string; readonly idx: number; readonly grant: LeaseGrant }, draft: WorkPlanDraft): PendingEvent[] {
   const { stageId, idx, grant } = cmd;
   const stage = draft.stage(stageId);
@@ -35,10 +35,7 @@ export function decideLease(cmd: { readonly stageId: string; readonly idx: numbe
   if (!stage || stage.state !== 'ATTEMPTING' || attempt?.idx !== idx || attempt.state !== 'PENDING') {
     throw failedPrecondition(`attempt ${idx} of stage "${stageId}" is no longer PENDING`);
   }
-  return [
-    draft.emit({ type: 'StageAttemptLeased', data: { stageId, idx, ...grant } }),
-    draft.emit({ type: 'StageAttemptStateChanged', data: { stageId, idx, from: 'PENDING', to: 'RUNNING', processUid: grant.runnerId, failure: null } }),
-  ];
+  return [draft.emit({ type: 'StageAttemptLeased', data: { stageId, idx, ...grant } })];
 }
 
 /**
@@ -114,8 +111,8 @@ export function decideHeartbeat(cmd: { readonly target: LeaseTarget; readonly he
 
 /**
  * CompleteLease, applied as one write like a push completion: every check update (a result, finalize, then state),
- * then the attempt (COMPLETE, or INCOMPLETE with the failure), then the stage state. An identical repeat appends
- * nothing.
+ * then the attempt (COMPLETE, or INCOMPLETE with the failure, recording the completion), then the stage state. An
+ * identical repeat appends nothing.
  */
 export function decideLeaseCompletion(
   cmd: { readonly target: LeaseTarget; readonly completion: ExecutionCompletion },
@@ -127,9 +124,7 @@ export function decideLeaseCompletion(
   if (lease.completion === c.fingerprint) return [];
   const status = leaseStatus(attempt, lease, ctx.now);
   if (status !== 'ACTIVE') refuse(status, stage, attempt, lease);
-  const events = decideRunnerAnswer({ stage, completion: c }, draft, ctx);
-  events.push(draft.emit({ type: 'StageAttemptLeaseCompleted', data: { stageId: stage.id, idx: attempt.idx, leaseId: lease.leaseId, fingerprint: c.fingerprint } }));
-  return events;
+  return decideRunnerAnswer({ stage, completion: c, via: { via: 'lease', id: lease.leaseId } }, draft, ctx);
 }
 
 /**

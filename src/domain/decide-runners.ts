@@ -132,10 +132,6 @@ export function decideDispatch(cmd: DispatchAttempt, draft: WorkPlanDraft): Pend
         ...(dispatchedBy ? { dispatchedBy } : {}),
       },
     }),
-    draft.emit({
-      type: 'StageAttemptStateChanged',
-      data: { stageId, idx, from: 'PENDING', to: 'SCHEDULED', processUid: '', failure: null },
-    }),
   ];
 }
 
@@ -205,9 +201,7 @@ export function decideCompletion(
   const runnerId = attempt.execution!.runnerId;
   // A runner that answers without having reported RUNNING is taken to have claimed the attempt first.
   const claim: StageWriteInput[] = attempt.state === 'RUNNING' ? [] : [{ id: stage.id, currentAttempt: { processUid: runnerId } }];
-  const events = decideRunnerAnswer({ stage, completion: c, before: claim }, draft, ctx);
-  events.push(draft.emit({ type: 'StageExecutionCompleted', data: { stageId: stage.id, idx: attempt.idx, executionId: target.executionId, fingerprint: c.fingerprint } }));
-  return events;
+  return decideRunnerAnswer({ stage, completion: c, before: claim, via: { via: 'execution', id: target.executionId } }, draft, ctx);
 }
 
 /** Transport errors, unreachable runners, deadlines: the attempt is INCOMPLETE with the reason (and retried). */

@@ -334,7 +334,15 @@ class WriteNodesDecision {
     const failure = target === 'INCOMPLETE' ? this.failure(w.failure ?? { message: 'attempt reported INCOMPLETE without a failure' }) : null;
     const version = this.emit({
       type: 'StageAttemptStateChanged',
-      data: { stageId: stage.id, idx: attempt.idx, from: attempt.state, to: target, processUid: target === 'RUNNING' ? uid : '', failure },
+      data: {
+        stageId: stage.id,
+        idx: attempt.idx,
+        from: attempt.state,
+        to: target,
+        processUid: target === 'RUNNING' ? uid : '',
+        failure,
+        ...(w.completion ? { completion: w.completion } : {}),
+      },
     });
     if (target !== 'COMPLETE') return false;
     // A completed attempt finishes the stage unless child stages are still running (the group).

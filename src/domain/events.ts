@@ -9,6 +9,7 @@ import {
   LEASE_EXPIRY_REASONS,
   NODE_KINDS,
   STAGE_STATES,
+  type AttemptState,
   type DependencyGroup,
   type JsonObject,
 } from './model.js';
@@ -125,6 +126,14 @@ export const StageStateChanged = event('StageStateChanged', {
   failure: failure.nullable(),
 });
 export const StageAttemptCreated = event('StageAttemptCreated', { stageId: id, idx: z.number().int().positive() });
+/** A runner's answer as applied: by the execution it was dispatched as, or by the lease it was leased under. */
+const appliedCompletion = z.object({ via: z.enum(['execution', 'lease']), id, fingerprint: z.string() });
+export type AppliedCompletion = z.infer<typeof appliedCompletion>;
+
+/**
+ * Schema version 2 added `completion`: the runner's answer that ended the attempt, recorded on the change it made
+ * (version 1 wrote a StageExecutionCompleted or StageAttemptLeaseCompleted beside it instead; both still read).
+ */
 export const StageAttemptStateChanged = event('StageAttemptStateChanged', {
   stageId: id,
   idx: z.number().int().positive(),
@@ -133,6 +142,7 @@ export const StageAttemptStateChanged = event('StageAttemptStateChanged', {
   /** The claimer, set when the attempt enters RUNNING. */
   processUid: z.string(),
   failure: failure.nullable(),
+  completion: appliedCompletion.optional(),
 });
 export const StageAttemptDetailsMerged = event('StageAttemptDetailsMerged', {
   stageId: id,
@@ -148,7 +158,11 @@ export const StageAttemptProgressAppended = event('StageAttemptProgressAppended'
   details: json,
 });
 
-/** The attempt was sent to a registered runner (it is SCHEDULED by the StageAttemptStateChanged beside it). */
+/**
+ * The attempt was sent to a registered runner and is SCHEDULED. Schema version 2: the event itself moves the attempt
+ * from PENDING to SCHEDULED; version 1 wrote a StageAttemptStateChanged beside it (read the same: applying both is
+ * the same as applying one).
+ */
 export const StageAttemptDispatched = event('StageAttemptDispatched', {
   stageId: id,
   idx: z.number().int().positive(),
@@ -169,7 +183,10 @@ export const StageAttemptDispatchDeclined = event('StageAttemptDispatchDeclined'
   idx: z.number().int().positive(),
   executionId: id,
 });
-/** A runner's completion of an execution was applied (the attempt and check changes stand beside it). */
+/**
+ * A runner's completion of an execution was applied (the attempt and check changes stand beside it). Written by
+ * logs before schema version 2 of StageAttemptStateChanged, which records the completion on the attempt's change.
+ */
 export const StageExecutionCompleted = event('StageExecutionCompleted', {
   stageId: id,
   idx: z.number().int().positive(),
@@ -178,8 +195,9 @@ export const StageExecutionCompleted = event('StageExecutionCompleted', {
 });
 
 /**
- * A pull runner leased the attempt (it goes RUNNING with the runner as process uid by the StageAttemptStateChanged
- * beside it). Only the token's hash is recorded.
+ * A pull runner leased the attempt, which goes from PENDING to RUNNING with the runner as its process uid. Schema
+ * version 2: the event itself makes that change; version 1 wrote a StageAttemptStateChanged beside it (read the
+ * same). Only the token's hash is recorded.
  */
 export const StageAttemptLeased = event('StageAttemptLeased', {
   stageId: id,
@@ -209,7 +227,10 @@ export const StageAttemptLeaseExpired = event('StageAttemptLeaseExpired', {
   leaseId: z.string(),
   reason: z.enum(LEASE_EXPIRY_REASONS),
 });
-/** A pull runner's completion was applied (the attempt and check changes stand beside it). */
+/**
+ * A pull runner's completion was applied (the attempt and check changes stand beside it). Written by logs before
+ * schema version 2 of StageAttemptStateChanged, which records the completion on the attempt's change.
+ */
 export const StageAttemptLeaseCompleted = event('StageAttemptLeaseCompleted', {
   stageId: id,
   idx: z.number().int().positive(),
@@ -298,13 +319,13 @@ export const SCHEMA_VERSION: Record<EventType, number> = {
   StageAmended: 1,
   StageStateChanged: 1,
   StageAttemptCreated: 1,
-  StageAttemptStateChanged: 1,
+  StageAttemptStateChanged: 2,
   StageAttemptDetailsMerged: 1,
   StageAttemptProgressAppended: 1,
-  StageAttemptDispatched: 1,
+  StageAttemptDispatched: 2,
   StageAttemptDispatchDeclined: 1,
   StageExecutionCompleted: 1,
-  StageAttemptLeased: 1,
+  StageAttemptLeased: 2,
   StageAttemptLeaseExtended: 1,
   StageAttemptLeaseExpired: 1,
   StageAttemptLeaseCompleted: 1,
@@ -407,3 +428,28 @@ export const eventNode = (event: DomainEvent): { kind: 'check' | 'stage'; id: st
       return { kind: 'stage', id: event.data.stageId };
   }
 };
+
+/** An attempt's state change, as an event states it or implies it. */
+export interface AttemptTransition {
+  readonly stageId: string;
+  readonly idx: number;
+  readonly from: AttemptState;
+  readonly to: AttemptState;
+}
+
+/**
+ * The attempt state change `event` makes, if any: stated by StageAttemptStateChanged, implied by a lease (PENDING to
+ * RUNNING) and by a dispatch (PENDING to SCHEDULED). Whoever follows attempt states asks this, not the event type.
+ */
+export function attemptTransition(event: DomainEvent): AttemptTransition | null {
+  switch (event.type) {
+    case 'StageAttemptStateChanged':
+      return event.data;
+    case 'StageAttemptLeased':
+      return { stageId: event.data.stageId, idx: event.data.idx, from: 'PENDING', to: 'RUNNING' };
+    case 'StageAttemptDispatched':
+      return { stageId: event.data.stageId, idx: event.data.idx, from: 'PENDING', to: 'SCHEDULED' };
+    default:
+      return null;
+  }
+}

@@ -292,12 +292,15 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
     }
     case 'StageAttemptStateChanged': {
       const d = event.data;
+      const c = d.completion;
       return withAttempt(prev, touched, d.idx, (a) => ({
         ...a,
         state: d.to,
         processUid: d.processUid || a.processUid,
         failure: d.failure ?? a.failure,
         updatedAt: at.recordedAt,
+        ...(c?.via === 'execution' && a.execution ? { execution: { ...a.execution, completion: c.fingerprint } } : {}),
+        ...(c?.via === 'lease' && a.lease ? { lease: { ...a.lease, completion: c.fingerprint } } : {}),
       }));
     }
     case 'StageAttemptDetailsMerged': {
@@ -319,7 +322,7 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
         deadline: d.deadline,
         completion: null,
       };
-      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, execution, updatedAt: at.recordedAt }));
+      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, state: 'SCHEDULED', execution, updatedAt: at.recordedAt }));
     }
     case 'StageAttemptDispatchDeclined':
       // The only way back to PENDING: the runner never took the attempt, so it is queued again as it was.
@@ -345,7 +348,7 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
         completion: null,
         expired: null,
       };
-      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, lease, updatedAt: at.recordedAt }));
+      return withAttempt(prev, touched, d.idx, (a) => ({ ...a, state: 'RUNNING', processUid: d.runnerId, lease, updatedAt: at.recordedAt }));
     }
     case 'StageAttemptLeaseExtended': {
       const d = event.data;

@@ -29,10 +29,7 @@ const pendingAttempt = [
   ev.stageState('s', 'PLANNED', 'ATTEMPTING'),
   ev.attemptCreated('s', 1),
 ];
-const leasedEvents: DomainEvent[] = [
-  { type: 'StageAttemptLeased', data: { stageId: 's', idx: 1, ...grant } },
-  ev.attemptState('s', 1, 'PENDING', 'RUNNING', 'agent-1'),
-];
+const leasedEvents: DomainEvent[] = [{ type: 'StageAttemptLeased', data: { stageId: 's', idx: 1, ...grant } }];
 const leased = [...pendingAttempt, ...leasedEvents];
 const target = { stageId: 's', idx: 1, leaseId: 'l1' };
 const events = (p: readonly { event: DomainEvent }[]) => p.map((e) => e.event);
@@ -42,6 +39,14 @@ describe('lease decider', () => {
   test('leasing records the lease and moves the PENDING attempt to RUNNING under the runner', () => {
     const g = given(...pendingAttempt);
     assert.deepEqual(events(decideLease({ stageId: 's', idx: 1, grant }, g.draft())), leasedEvents);
+  });
+
+  test('the lease alone makes the attempt RUNNING; a version 1 log, with the state change beside it, folds the same', () => {
+    const attempt = (...events: DomainEvent[]) => given(...pendingAttempt, ...events).model.stage('s')!.attempts[0];
+    const v2 = attempt(...leasedEvents);
+    assert.equal(v2!.state, 'RUNNING');
+    assert.equal(v2!.processUid, 'agent-1');
+    assert.deepEqual(attempt(...leasedEvents, ev.attemptState('s', 1, 'PENDING', 'RUNNING', 'agent-1')), v2);
   });
 
   test('an attempt that is no longer PENDING cannot be leased again', () => {
@@ -65,14 +70,23 @@ describe('lease decider', () => {
     assert.deepEqual(d, { events: [], cancelRequested: true });
   });
 
-  test('completion applies the answer, then records the lease completed; an identical repeat decides nothing', () => {
+  test('completion applies the answer, the attempt change recording the lease; an identical repeat decides nothing', () => {
     const g = given(...leased);
     const completion = { stageState: 'FINAL' as const, checkUpdates: [{ checkId: 'c', finalize: true, state: 'FINAL' as const }], fingerprint: 'f1' };
     const out = events(decideLeaseCompletion({ target, completion }, g.draft(), ctx));
     assert.deepEqual(
       out.map((e) => e.type),
-      ['CheckResultAdded', 'CheckStateChanged', 'StageAttemptStateChanged', 'StageStateChanged', 'StageAttemptLeaseCompleted'],
+      ['CheckResultAdded', 'CheckStateChanged', 'StageAttemptStateChanged', 'StageStateChanged'],
     );
+    assert.deepEqual(out[2]!.data, {
+      stageId: 's',
+      idx: 1,
+      from: 'RUNNING',
+      to: 'COMPLETE',
+      processUid: '',
+      failure: null,
+      completion: { via: 'lease', id: target.leaseId, fingerprint: 'f1' },
+    });
     const done = given(...leased, ...out);
     assert.deepEqual(decideLeaseCompletion({ target, completion }, done.draft(), ctx), []);
     assert.throws(
@@ -94,7 +108,7 @@ describe('lease decider', () => {
   });
 
   test('the reaper expires an overdue lease: the attempt goes INCOMPLETE with the reason', () => {
-    const overdue = given(...leased.slice(0, -2), { type: 'StageAttemptLeased', data: { stageId: 's', idx: 1, ...grant, expiresAt: NOW - 1 } }, leasedEvents[1]!);
+    const overdue = given(...pendingAttempt, { type: 'StageAttemptLeased', data: { stageId: 's', idx: 1, ...grant, expiresAt: NOW - 1 } });
     assert.deepEqual(events(decideLeaseExpiry({ target, reason: 'HEARTBEATS_MISSED', message: 'gone' }, overdue.draft())), [
       { type: 'StageAttemptLeaseExpired', data: { stageId: 's', idx: 1, leaseId: 'l1', reason: 'HEARTBEATS_MISSED' } },
       ev.attemptState('s', 1, 'RUNNING', 'INCOMPLETE', '', { message: 'gone', occurredAt: NOW }),

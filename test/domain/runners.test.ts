@@ -30,7 +30,6 @@ const started = [
 const dispatched: DomainEvent[] = [
   ...started,
   { type: 'StageAttemptDispatched', data: { stageId: 's', idx: 1, executionId: 'x1', registrationId: 'reg-1', runnerId: 'r1', mode: 'SYNC', deadline: NOW + 1000 } },
-  ev.attemptState('s', 1, 'PENDING', 'SCHEDULED'),
 ];
 const target = { executionId: 'x1', stageId: 's', idx: 1 };
 const events = (p: { event: DomainEvent }[]) => p.map((e) => e.event);
@@ -80,6 +79,12 @@ describe('executions', () => {
     assert.deepEqual(events(decideDispatch({ stageId: 's', idx: 1, runner, executionId: 'x1', deadline: NOW + 1000 }, g.draft())), dispatched.slice(started.length));
   });
 
+  test('the dispatch alone makes the attempt SCHEDULED; a version 1 log, with the state change beside it, folds the same', () => {
+    const v2 = given(...dispatched).model.stage('s')!.attempts[0]!;
+    assert.equal(v2.state, 'SCHEDULED');
+    assert.deepEqual(given(...dispatched, ev.attemptState('s', 1, 'PENDING', 'SCHEDULED')).model.stage('s')!.attempts[0], v2);
+  });
+
   test('a completion applies check updates, then the attempt (claimed by the runner), then the stage', () => {
     const g = given(...dispatched);
     const out = events(
@@ -87,25 +92,41 @@ describe('executions', () => {
     );
     assert.deepEqual(
       out.map((e) => e.type),
-      ['CheckResultAdded', 'CheckStateChanged', 'StageAttemptStateChanged', 'StageAttemptStateChanged', 'StageStateChanged', 'StageExecutionCompleted'],
+      ['CheckResultAdded', 'CheckStateChanged', 'StageAttemptStateChanged', 'StageAttemptStateChanged', 'StageStateChanged'],
     );
     assert.deepEqual(out[2], ev.attemptState('s', 1, 'SCHEDULED', 'RUNNING', 'r1'));
+    assert.deepEqual(out[3]!.data, { ...ev.attemptState('s', 1, 'RUNNING', 'COMPLETE').data, completion: { via: 'execution', id: 'x1', fingerprint: 'f1' } });
   });
 
-  test('an identical repeated completion decides nothing; a different one is FAILED_PRECONDITION', () => {
-    const g = given(
-      ...dispatched,
-      ev.attemptState('s', 1, 'SCHEDULED', 'RUNNING', 'r1'),
-      ev.attemptState('s', 1, 'RUNNING', 'COMPLETE'),
-      ev.stageState('s', 'ATTEMPTING', 'FINAL'),
-      { type: 'StageExecutionCompleted', data: { stageId: 's', idx: 1, executionId: 'x1', fingerprint: 'f1' } },
-    );
-    assert.deepEqual(decideCompletion({ target, completion: { checkUpdates: [], fingerprint: 'f1' } }, g.draft(), ctx), []);
-    assert.throws(
-      () => decideCompletion({ target, completion: { checkUpdates: [], fingerprint: 'f2' } }, g.draft(), ctx),
-      (e: unknown) => e instanceof DomainError && e.kind === 'FAILED_PRECONDITION',
-    );
-    assert.deepEqual(decideExecutionFailed({ target, message: 'late' }, g.draft()), [], 'a finished execution cannot fail any more');
+  test('an identical repeated completion decides nothing; a different one is FAILED_PRECONDITION (as recorded now and by version 1 logs)', () => {
+    const running = [...dispatched, ev.attemptState('s', 1, 'SCHEDULED', 'RUNNING', 'r1')];
+    const completed = ev.attemptState('s', 1, 'RUNNING', 'COMPLETE');
+    const histories = {
+      now: [
+        ...running,
+        {
+          type: 'StageAttemptStateChanged' as const,
+          data: { stageId: 's', idx: 1, from: 'RUNNING' as const, to: 'COMPLETE' as const, processUid: '', failure: null, completion: { via: 'execution' as const, id: 'x1', fingerprint: 'f1' } },
+        },
+        ev.stageState('s', 'ATTEMPTING', 'FINAL'),
+      ],
+      'version 1': [
+        ...running,
+        completed,
+        ev.stageState('s', 'ATTEMPTING', 'FINAL'),
+        { type: 'StageExecutionCompleted' as const, data: { stageId: 's', idx: 1, executionId: 'x1', fingerprint: 'f1' } },
+      ],
+    };
+    for (const [name, history] of Object.entries(histories)) {
+      const g = given(...history);
+      assert.deepEqual(decideCompletion({ target, completion: { checkUpdates: [], fingerprint: 'f1' } }, g.draft(), ctx), [], name);
+      assert.throws(
+        () => decideCompletion({ target, completion: { checkUpdates: [], fingerprint: 'f2' } }, g.draft(), ctx),
+        (e: unknown) => e instanceof DomainError && e.kind === 'FAILED_PRECONDITION',
+        name,
+      );
+      assert.deepEqual(decideExecutionFailed({ target, message: 'late' }, g.draft()), [], `${name}: a finished execution cannot fail any more`);
+    }
   });
 
   test('a runner failure makes the attempt INCOMPLETE; a decline puts it back to PENDING', () => {

@@ -251,6 +251,6 @@ describe('turboci runner agents', () => {
     assert.match(s.attempts[0]!.failure!.message, /stage cancelled/);
     await a.waitForLog((l) => l.msg === 'not completing: the lease is over');
     const log = readLog(server.dbPath).filter((e) => e.streamId === workPlanId);
-    assert.equal(log.filter((e) => e.event.type === 'StageAttemptLeaseCompleted').length, 0, 'no completion was applied');
+    assert.equal(log.filter((e) => e.event.type === 'StageAttemptStateChanged' && e.event.data.completion).length, 0, 'no completion was applied');
   });
 });

@@ -184,7 +184,7 @@ async function crashRounds(dbPath: string, executor: Executor): Promise<string[]
       leased.set(e.data.leaseId, attempt);
       attemptsLeased.set(attempt, (attemptsLeased.get(attempt) ?? 0) + 1);
     }
-    if (e.type === 'StageAttemptLeaseCompleted') completed.add(e.data.leaseId);
+    if (e.type === 'StageAttemptStateChanged' && e.data.completion?.via === 'lease') completed.add(e.data.completion.id);
   }
   const notLogged = [...seen.handed.keys()].filter((id) => !leased.has(id));
   assert.deepEqual(notLogged, [], 'leases handed to a client that the log does not show');

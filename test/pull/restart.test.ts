@@ -60,7 +60,7 @@ test('server SIGKILLed while agents work: after a restart every outcome is recor
         assert.ok(!ends.has(k), `${k} leased once`);
         ends.set(k, []);
       }
-      if (e.event.type === 'StageAttemptLeaseCompleted' || e.event.type === 'StageAttemptLeaseExpired') ends.get(k)!.push(e.event.type);
+      if ((e.event.type === 'StageAttemptStateChanged' && e.event.data.completion) || e.event.type === 'StageAttemptLeaseExpired') ends.get(k)!.push(e.event.type);
     }
     for (const [k, v] of ends) assert.equal(v.length, 1, `${k} ended exactly once: ${v.join(', ')}`);
     assert.ok(agent.logs.some((l) => l.msg === 'heartbeat failed; will retry' || l.msg === 'completion failed; retrying' || l.msg === 'lease failed; retrying'),

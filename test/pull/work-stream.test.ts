@@ -103,7 +103,7 @@ describe('Work stream', () => {
     assert.deepEqual(answer!.completed, { seq: 7n, code: status.OK, message: '' });
     assert.ok(next!.leased, 'the freed slot was refilled');
     const log = readLog(server.dbPath).filter((r) => r.streamId === workPlanId);
-    const done = log.find((r) => r.event.type === 'StageAttemptLeaseCompleted' && r.event.data.leaseId === first!.leased!.leaseId)!;
+    const done = log.find((r) => r.event.type === 'StageAttemptStateChanged' && r.event.data.completion?.id === first!.leased!.leaseId)!;
     const refilled = log.find((r) => r.event.type === 'StageAttemptLeased' && r.event.data.leaseId === next!.leased!.leaseId)!;
     assert.ok(done && refilled && refilled.version > done.version, 'the slot was refilled after the completion was recorded');
 

@@ -125,11 +125,11 @@ test('TLS + mTLS + auth end to end: the agent over TLS runs a shell stage; a cli
     // events --json: every event of the write carries ci-bot and the reason; the agent's completion its own token.
     const events = turboci('events', '--db', db, '-w', wp, '--json');
     assert.equal(events.status, 0, events.stderr);
-    const rows = events.stdout.trim().split('\n').map((l) => JSON.parse(l) as { requestId: string | null; principal?: string; reason?: string; type: string });
+    const rows = events.stdout.trim().split('\n').map((l) => JSON.parse(l) as { requestId: string | null; principal?: string; reason?: string; type: string; data: { completion?: unknown } });
     const mine = rows.filter((r) => r.requestId === 'r-release');
     assert.ok(mine.length >= 3);
     assert.ok(mine.every((r) => r.principal === 'ci-bot' && r.reason === 'release 1.2: ship it'));
-    assert.equal(rows.find((r) => r.type === 'StageAttemptLeaseCompleted')!.principal, 'shell-agent');
+    assert.equal(rows.find((r) => r.type === 'StageAttemptStateChanged' && r.data.completion)!.principal, 'shell-agent');
     assert.equal(rows.find((r) => r.type === 'WorkPlanCreated')!.principal, 'ci-bot');
     // explain and replay --step say who and why; so does the CLI over TLS + mTLS + token.
     const explain = turboci('explain', '--db', db, '-w', wp, 'check:ran');

@@ -84,7 +84,7 @@ test('pull: type isolation, lease ownership, assigned checks only, no WriteNodes
   assert.equal(after.checks.find((c) => c.id === 'mine')!.state, CheckState.CHECK_STATE_FINAL);
   assert.notEqual(after.checks.find((c) => c.id === 'not-mine')!.state, CheckState.CHECK_STATE_FINAL);
   const events = (await writer.readEvents(wp)).events;
-  assert.equal(events.find((e) => e.type === 'StageAttemptLeaseCompleted')!.principal, 'build-a');
+  assert.equal(events.find((e) => e.type === 'StageAttemptStateChanged' && e.data?.completion)!.principal, 'build-a');
   for (const c of [writer, a, b, gpu]) c.close();
 });
 

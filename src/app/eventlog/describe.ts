@@ -48,7 +48,6 @@ export function compact(v: unknown, max = 120): string {
   return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }
 
-
 /** One line saying what an event records, e.g. "check c1 went FINAL" or "attempt 2 of stage s was opened". */
 export function describeEvent(event: DomainEvent): string {
   const d = event.data as Record<string, unknown>;
@@ -56,6 +55,8 @@ export function describeEvent(event: DomainEvent): string {
   const node = about ? `${about.kind} ${about.id}` : 'the workplan';
   const attempt = typeof d.idx === 'number' ? `attempt ${d.idx} of ${node}` : node;
   const failure = (f: unknown) => (isPlainObject(f) && typeof f.message === 'string' ? ` (failure: "${f.message}")` : '');
+  const appliedCompletion = (c: unknown) =>
+    isPlainObject(c) ? `, applying the ${c.via === 'lease' ? `pull runner's completion (lease ${String(c.id)})` : `runner's completion (execution ${String(c.id)})`}` : '';
   switch (event.type) {
     case 'WorkPlanCreated':
       return `the workplan was created`;
@@ -78,19 +79,19 @@ export function describeEvent(event: DomainEvent): string {
     case 'StageAttemptCreated':
       return `${attempt} was opened`;
     case 'StageAttemptStateChanged':
-      return `${attempt} went ${String(d.to)}${d.processUid ? ` (process ${String(d.processUid)})` : ''}${failure(d.failure)}`;
+      return `${attempt} went ${String(d.to)}${d.processUid ? ` (process ${String(d.processUid)})` : ''}${failure(d.failure)}${appliedCompletion(d.completion)}`;
     case 'StageAttemptDetailsMerged':
       return `details were merged into ${attempt}`;
     case 'StageAttemptProgressAppended':
       return `progress was reported on ${attempt}: "${compact(d.message, 60)}"`;
     case 'StageAttemptDispatched':
-      return `${attempt} was sent to runner ${String(d.runnerId)} (${String(d.mode)}, execution ${String(d.executionId)})`;
+      return `${attempt} was sent to runner ${String(d.runnerId)} (${String(d.mode)}, execution ${String(d.executionId)}) and went SCHEDULED`;
     case 'StageAttemptDispatchDeclined':
       return `runner declined ${attempt}; it was queued again`;
     case 'StageExecutionCompleted':
       return `the runner's completion of ${attempt} was applied (execution ${String(d.executionId)})`;
     case 'StageAttemptLeased':
-      return `${attempt} was leased by pull runner ${String(d.runnerId)} until ${new Date(Number(d.expiresAt)).toISOString()}`;
+      return `${attempt} was leased by pull runner ${String(d.runnerId)} until ${new Date(Number(d.expiresAt)).toISOString()} and went RUNNING`;
     case 'StageAttemptLeaseExtended':
       return `the lease on ${attempt} was extended to ${new Date(Number(d.expiresAt)).toISOString()}`;
     case 'StageAttemptLeaseExpired':
