@@ -99,12 +99,12 @@ export class WatchTracker implements Projection {
     let change: NodeChange | null = null;
     if (isCheckEvent(e)) {
       const before = this.checks.get(e.data.checkId);
-      const after = evolveCheck(before, e, rec);
+      const after = (rec.node as Check | undefined) ?? evolveCheck(before, e, rec);
       this.putCheck(after);
       change = { kind: 'check', before, after };
     } else if (isStageEvent(e)) {
       const before = this.stages.get(e.data.stageId);
-      const after = evolveStage(before, e, rec);
+      const after = (rec.node as Stage | undefined) ?? evolveStage(before, e, rec);
       this.putStage(after);
       change = { kind: 'stage', before, after };
     }

@@ -434,6 +434,7 @@ export class Orchestrator {
       throw err;
     }
     if (this.storage.failure && recorded.length > 0) this.storage.recovered();
+    recorded = withNodes(recorded, events);
     this.bus.publish(recorded);
     if (recorded.length > 0) {
       this.appended++;
@@ -489,4 +490,12 @@ function answer(model: WorkPlanModel, req: WriteNodesRequest, events: readonly R
     stages: [...stageIds].map((id) => model.stage(id)).filter((s): s is Stage => s !== undefined),
     version: model.meta.version,
   };
+}
+
+/** The recorded events, carrying the nodes the decision folded (PendingEvent.node), so no fold repeats its work. */
+function withNodes(recorded: RecordedEvent[], events: readonly PendingEvent[]): RecordedEvent[] {
+  return recorded.map((r, i) => {
+    const node = events[i]?.node;
+    return node ? { ...r, node } : r;
+  });
 }

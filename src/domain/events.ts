@@ -10,6 +10,8 @@ import {
   NODE_KINDS,
   STAGE_STATES,
   type AttemptState,
+  type Check,
+  type Stage,
   type DependencyGroup,
   type JsonObject,
 } from './model.js';
@@ -382,12 +384,20 @@ export interface RecordedEvent {
   readonly recordedAt: number;
   readonly causation: Causation;
   readonly event: DomainEvent;
+  /** The node right after the event, as the decision that wrote it folded it (see PendingEvent.node); never stored. */
+  readonly node?: Check | Stage;
 }
 
 /** An event decided but not yet appended; versions are assigned in order after the stream's current version. */
 export interface PendingEvent {
   readonly event: DomainEvent;
   readonly causedByVersion: number | null;
+  /**
+   * The node right after the event, folded by the decision's draft: the read models and watchers take it instead of
+   * folding the event a second and third time. Unset for events that create or amend a node (the committed model
+   * builds those itself, sharing its edge objects) and for events without a node.
+   */
+  readonly node?: Check | Stage;
 }
 
 /** An event caused by the request itself, not by an earlier event of the stream. */

@@ -44,10 +44,11 @@ export const isStageEvent = (e: DomainEvent): e is StageEventData => e.type.star
  * edges while the node still has them), then the node, then its new edges (linked once the node has them, so an
  * index may read a group's place from the node's own tree), then the header.
  */
-export function evolve(state: WorkPlanState, event: DomainEvent, at: EventPoint): void {
+export function evolve(state: WorkPlanState, event: DomainEvent, at: EventPoint & { readonly node?: Check | Stage }): void {
   const relinked = evolveDependencies(state, event);
-  if (isCheckEvent(event)) state.putCheck(evolveCheck(state.check(event.data.checkId), event, at, state));
-  else if (isStageEvent(event)) state.putStage(evolveStage(state.stage(event.data.stageId), event, at, state));
+  // `at.node`: the node right after this event as the decision's draft folded it (PendingEvent.node), the same value.
+  if (isCheckEvent(event)) state.putCheck((at.node as Check | undefined) ?? evolveCheck(state.check(event.data.checkId), event, at, state));
+  else if (isStageEvent(event)) state.putStage((at.node as Stage | undefined) ?? evolveStage(state.stage(event.data.stageId), event, at, state));
   if (relinked) link(state, relinked.self, relinked.after);
   state.putMeta(evolveWorkPlan(state.meta, event, at, state.meta.id));
 }

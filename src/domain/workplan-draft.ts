@@ -3,7 +3,7 @@
 // continues on the same draft with the consequences, and the application appends `draft.events`. If the decision
 // throws, the draft is dropped and nothing happened.
 import type { DomainEvent, PendingEvent } from './events.js';
-import { evolve } from './evolve.js';
+import { evolve, isCheckEvent, isStageEvent } from './evolve.js';
 import type { Check, NodeKey, Stage, WorkPlanMeta } from './model.js';
 import type { WorkPlanState, WorkPlanView } from './view.js';
 
@@ -42,9 +42,10 @@ export class WorkPlanDraft implements WorkPlanState {
 
   /** Folds `event` into the draft and records it; returns the stream version it will have. */
   emit(event: DomainEvent, causedByVersion: number | null = null): PendingEvent {
-    const p: PendingEvent = { event, causedByVersion };
+    evolve(this, event, { version: this.baseVersion + this.pending.length + 1, recordedAt: this.now });
+    const node = adoptable(event) ? (isCheckEvent(event) ? this.checks.get(event.data.checkId) : this.stages.get(event.data.stageId)) : undefined;
+    const p: PendingEvent = node ? { event, causedByVersion, node } : { event, causedByVersion };
     this.pending.push(p);
-    evolve(this, event, { version: this.baseVersion + this.pending.length, recordedAt: this.now });
     return p;
   }
 
@@ -103,6 +104,19 @@ export class WorkPlanDraft implements WorkPlanState {
   }
   orphan(parentId: string, childId: string): void {
     toggle(this.orphaned, this.adopted, parentId, childId);
+  }
+}
+
+/** Events whose node the read models may take as the draft folded it: not those that create or amend one. */
+function adoptable(event: DomainEvent): event is Extract<DomainEvent, { type: `Check${string}` | `Stage${string}` }> {
+  switch (event.type) {
+    case 'CheckCreated':
+    case 'CheckAmended':
+    case 'StageCreated':
+    case 'StageAmended':
+      return false;
+    default:
+      return isCheckEvent(event) || isStageEvent(event);
   }
 }
 
