@@ -99,8 +99,7 @@ function advance(view: WorkPlanView, key: NodeKey, emit: Emit): void {
   }
   const stage = view.stage(ref.id);
   if (stage?.state === 'PLANNED' && isSatisfied(view, key, stage.dependencies)) {
-    emit({ type: 'StageStateChanged', data: { stageId: stage.id, from: 'PLANNED', to: 'ATTEMPTING', failure: null } });
-    emit({ type: 'StageAttemptCreated', data: { stageId: stage.id, idx: stage.attempts.length + 1 } });
+    emit({ type: 'StageAttemptCreated', data: { stageId: stage.id, idx: stage.attempts.length + 1, startsStage: true } });
   }
 }
 

@@ -127,7 +127,15 @@ export const StageStateChanged = event('StageStateChanged', {
   /** Set when the stage went FINAL without success. */
   failure: failure.nullable(),
 });
-export const StageAttemptCreated = event('StageAttemptCreated', { stageId: id, idx: z.number().int().positive() });
+/**
+ * Attempt N was opened, PENDING. Schema version 2 added `startsStage`: the resolver's first attempt of a PLANNED stage
+ * is also the stage's move to ATTEMPTING, one event (version 1 wrote a StageStateChanged before it).
+ */
+export const StageAttemptCreated = event('StageAttemptCreated', {
+  stageId: id,
+  idx: z.number().int().positive(),
+  startsStage: z.boolean().optional(),
+});
 /** A runner's answer as applied: by the execution it was dispatched as, or by the lease it was leased under. */
 const appliedCompletion = z.object({ via: z.enum(['execution', 'lease']), id, fingerprint: z.string() });
 export type AppliedCompletion = z.infer<typeof appliedCompletion>;
@@ -320,7 +328,7 @@ export const SCHEMA_VERSION: Record<EventType, number> = {
   StageCreated: 1,
   StageAmended: 1,
   StageStateChanged: 1,
-  StageAttemptCreated: 1,
+  StageAttemptCreated: 2,
   StageAttemptStateChanged: 2,
   StageAttemptDetailsMerged: 1,
   StageAttemptProgressAppended: 1,

@@ -289,7 +289,8 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
         failure: null,
         execution: null,
       };
-      return { ...prev, ...touched, attempts: appended(prev.attempts, attempt) };
+      const state = event.data.startsStage ? 'ATTEMPTING' : prev.state;
+      return { ...prev, ...touched, state, attempts: appended(prev.attempts, attempt) };
     }
     case 'StageAttemptStateChanged': {
       const d = event.data;

@@ -14,10 +14,11 @@ export type Upcaster = (data: Record<string, unknown>) => Record<string, unknown
 export const UPCASTERS: Readonly<Record<string, Upcaster>> = {
   /** Version 1 did not record who created a workplan: read it as unknown (''). */
   'WorkPlanCreated@1': (data) => ({ ...data, createdBy: '' }),
-  // Version 2 of these three records fewer events per attempt (see events.ts); version 1 data reads as it is.
+  // Version 2 of these four records fewer events per stage (see events.ts); version 1 data reads as it is.
   'StageAttemptStateChanged@1': (data) => data,
   'StageAttemptDispatched@1': (data) => data,
   'StageAttemptLeased@1': (data) => data,
+  'StageAttemptCreated@1': (data) => data,
 };
 
 export function encodeEvent(event: DomainEvent): { type: string; schemaVersion: number; data: string } {

@@ -56,8 +56,7 @@ describe('approval gates', () => {
       approval('release', 'alice', 'APPROVE', 'ship it'),
       result('release', 1, 'alice', { approvedBy: ['alice'] }, null),
       ev.checkState('release', 'WAITING', 'FINAL'),
-      ev.stageState('deploy', 'PLANNED', 'ATTEMPTING'),
-      ev.attemptCreated('deploy', 1),
+      ev.stageStarted('deploy'),
     ]);
   });
 
@@ -68,8 +67,7 @@ describe('approval gates', () => {
       approval('release', 'bob'),
       result('release', 1, 'bob', { approvedBy: ['alice', 'bob'] }, null),
       ev.checkState('release', 'WAITING', 'FINAL'),
-      ev.stageState('deploy', 'PLANNED', 'ATTEMPTING'),
-      ev.attemptCreated('deploy', 1),
+      ev.stageStarted('deploy'),
     ]);
   });
 

@@ -101,6 +101,8 @@ export const ev = {
   stageState: (stageId: string, from: string, to: string, failure: { message: string; occurredAt: number } | null = null): DomainEvent =>
     ({ type: 'StageStateChanged', data: { stageId, from, to, failure } }) as DomainEvent,
   attemptCreated: (stageId: string, idx: number): DomainEvent => ({ type: 'StageAttemptCreated', data: { stageId, idx } }),
+  /** The resolver starts a PLANNED stage: attempt 1 opened, the stage ATTEMPTING (one event). */
+  stageStarted: (stageId: string): DomainEvent => ({ type: 'StageAttemptCreated', data: { stageId, idx: 1, startsStage: true } }),
   attemptState: (
     stageId: string,
     idx: number,

@@ -26,8 +26,7 @@ const ctx = { now: NOW, defaultMaxAttempts: 3 };
 const pendingAttempt = [
   ev.checkCreated('c'),
   ev.stageCreated('s', { runnerType: 'shell', assignments: [{ checkId: 'c', goalState: 'FINAL' }] }),
-  ev.stageState('s', 'PLANNED', 'ATTEMPTING'),
-  ev.attemptCreated('s', 1),
+  ev.stageStarted('s'),
 ];
 const leasedEvents: DomainEvent[] = [{ type: 'StageAttemptLeased', data: { stageId: 's', idx: 1, ...grant } }];
 const leased = [...pendingAttempt, ...leasedEvents];

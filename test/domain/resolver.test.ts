@@ -17,17 +17,17 @@ describe('resolver: dependency predicates', () => {
 
   test('AND waits for every target; OR starts on the first; a threshold counts FINAL targets', () => {
     const g = given(...planned);
-    g.happens(ev.checkState('a', 'PLANNING', 'FINAL')).then(ev.stageState('any', 'PLANNED', 'ATTEMPTING'), ev.attemptCreated('any', 1));
-    const afterA = given(...planned, ev.checkState('a', 'PLANNING', 'FINAL'), ev.stageState('any', 'PLANNED', 'ATTEMPTING'), ev.attemptCreated('any', 1));
+    g.happens(ev.checkState('a', 'PLANNING', 'FINAL')).then(ev.stageStarted('any'));
+    const afterA = given(...planned, ev.checkState('a', 'PLANNING', 'FINAL'), ev.stageStarted('any'));
     afterA
       .happens(ev.checkState('b', 'PLANNING', 'FINAL'))
-      .then(ev.stageState('all', 'PLANNED', 'ATTEMPTING'), ev.attemptCreated('all', 1), ev.stageState('two', 'PLANNED', 'ATTEMPTING'), ev.attemptCreated('two', 1));
+      .then(ev.stageStarted('all'), ev.stageStarted('two'));
   });
 
   test("each consequence names the event that caused it", () => {
     const w = given(...planned).happens(ev.checkState('a', 'PLANNING', 'FINAL'));
     const trigger = planned.length + 2; // WorkPlanCreated, the planned nodes, then the FINAL
-    assert.deepEqual(w.causes, [trigger, trigger], "the start and its first attempt both follow from the FINAL");
+    assert.deepEqual(w.causes, [trigger], 'the start (with its first attempt) follows from the FINAL');
   });
 
   test('a PLANNED check with satisfied dependencies goes WAITING', () => {
@@ -38,7 +38,7 @@ describe('resolver: dependency predicates', () => {
 });
 
 describe('resolver: stages', () => {
-  const attempting = [ev.stageCreated('s', { maxAttempts: 2 }), ev.stageState('s', 'PLANNED', 'ATTEMPTING'), ev.attemptCreated('s', 1)];
+  const attempting = [ev.stageCreated('s', { maxAttempts: 2 }), ev.stageStarted('s')];
 
   test('an INCOMPLETE attempt is retried while attempts remain', () => {
     given(...attempting, ev.attemptState('s', 1, 'PENDING', 'RUNNING', 'p'))
@@ -57,7 +57,7 @@ describe('resolver: stages', () => {
   });
 
   test('a cancelled stage (FINAL) is not retried, and its assigned checks are finalized with a failure', () => {
-    const g = given(ev.checkCreated('c'), ev.stageCreated('s', { assignments: [{ checkId: 'c', goalState: 'FINAL' }] }), ev.stageState('s', 'PLANNED', 'ATTEMPTING'), ev.attemptCreated('s', 1));
+    const g = given(ev.checkCreated('c'), ev.stageCreated('s', { assignments: [{ checkId: 'c', goalState: 'FINAL' }] }), ev.stageStarted('s'));
     g.happens(ev.attemptState('s', 1, 'PENDING', 'INCOMPLETE', '', failure('cancelled')), ev.stageState('s', 'ATTEMPTING', 'FINAL', failure('cancelled'))).then(
       {
         type: 'CheckResultAdded',
@@ -70,8 +70,7 @@ describe('resolver: stages', () => {
   test('a parent AWAITING_GROUP goes FINAL when its last child does', () => {
     given(
       ev.stageCreated('parent'),
-      ev.stageState('parent', 'PLANNED', 'ATTEMPTING'),
-      ev.attemptCreated('parent', 1),
+      ev.stageStarted('parent'),
       ev.stageCreated('kid-1', { parentStageId: 'parent' }),
       ev.stageCreated('kid-2', { parentStageId: 'parent' }),
       ev.stageState('kid-1', 'PLANNED', 'FINAL'),
@@ -86,6 +85,6 @@ describe('resolver: stages', () => {
   test('a FINAL stage starts the stages that depend on it, and nothing else moves', () => {
     given(ev.stageCreated('build'), ev.stageCreated('deploy', { dependencies: on('stage', 'build') }), ev.stageCreated('other', { dependencies: on('stage', 'deploy') }))
       .happens(ev.stageState('build', 'PLANNED', 'FINAL'))
-      .then(ev.stageState('deploy', 'PLANNED', 'ATTEMPTING'), ev.attemptCreated('deploy', 1));
+      .then(ev.stageStarted('deploy'));
   });
 });

@@ -24,8 +24,7 @@ const ctx = { now: NOW, defaultMaxAttempts: 3 };
 const started = [
   ev.checkCreated('c'),
   ev.stageCreated('s', { runnerType: 'ci', assignments: [{ checkId: 'c', goalState: 'FINAL' }] }),
-  ev.stageState('s', 'PLANNED', 'ATTEMPTING'),
-  ev.attemptCreated('s', 1),
+  ev.stageStarted('s'),
 ];
 const dispatched: DomainEvent[] = [
   ...started,

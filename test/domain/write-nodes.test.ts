@@ -58,10 +58,20 @@ describe('stages and attempts', () => {
   test('a stage with satisfied dependencies starts: ATTEMPTING with attempt 1 PENDING', () => {
     given()
       .when({ stages: [{ id: 's' }] })
-      .then(ev.stageCreated('s'), ev.stageState('s', 'PLANNED', 'ATTEMPTING'), ev.attemptCreated('s', 1));
+      .then(ev.stageCreated('s'), ev.stageStarted('s'));
+    const started = given(ev.stageCreated('s'), ev.stageStarted('s')).model.stage('s')!;
+    assert.equal(started.state, 'ATTEMPTING');
+    assert.deepEqual(started.attempts.map((a) => [a.idx, a.state]), [[1, 'PENDING']]);
   });
 
-  const running = [ev.stageCreated('s'), ev.stageState('s', 'PLANNED', 'ATTEMPTING'), ev.attemptCreated('s', 1)];
+  test('a version 1 log, the start and the first attempt as two events, folds to the same stage', () => {
+    const v1 = given(ev.stageCreated('s'), ev.stageState('s', 'PLANNED', 'ATTEMPTING'), ev.attemptCreated('s', 1)).model.stage('s')!;
+    const v2 = given(ev.stageCreated('s'), ev.stageStarted('s')).model.stage('s')!;
+    assert.equal(v1.state, v2.state);
+    assert.deepEqual(v1.attempts, v2.attempts);
+  });
+
+  const running = [ev.stageCreated('s'), ev.stageStarted('s')];
 
   test('a process_uid alone claims the attempt: RUNNING', () => {
     given(...running)
@@ -94,8 +104,7 @@ describe('stages and attempts', () => {
     const g = given(
       ev.checkCreated('c'),
       ev.stageCreated('s', { maxAttempts: 1, assignments: [{ checkId: 'c', goalState: 'FINAL' }] }),
-      ev.stageState('s', 'PLANNED', 'ATTEMPTING'),
-      ev.attemptCreated('s', 1),
+      ev.stageStarted('s'),
     );
     g.when({ stages: [{ id: 's', currentAttempt: { failure: { message: 'oom' } } }] }).then(
       ev.attemptState('s', 1, 'PENDING', 'INCOMPLETE', '', { message: 'oom', occurredAt: NOW }),
@@ -128,8 +137,7 @@ describe('stages and attempts', () => {
       ...running,
       ev.attemptState('s', 1, 'PENDING', 'RUNNING', 'p'),
       ev.stageCreated('child', { parentStageId: 's' }),
-      ev.stageState('child', 'PLANNED', 'ATTEMPTING'),
-      ev.attemptCreated('child', 1),
+      ev.stageStarted('child'),
       ev.attemptState('child', 1, 'PENDING', 'RUNNING', 'q'),
     );
     g.when({ stages: [{ id: 's', currentAttempt: { state: 'COMPLETE' }, state: 'FINAL' }] }).then(
@@ -157,7 +165,7 @@ describe('whole-request validation', () => {
     const w = given().when({ stages: [{ id: 'a', dependencies: on('stage', 'b') }, { id: 'b' }] });
     assert.deepEqual(
       w.events.map((e) => e.type),
-      ['StageCreated', 'StageCreated', 'StageStateChanged', 'StageAttemptCreated'],
+      ['StageCreated', 'StageCreated', 'StageAttemptCreated'],
     );
   });
 
@@ -184,12 +192,12 @@ describe('whole-request validation', () => {
       ev.stageCreated('any', { dependencies: { predicate: 'OR', threshold: 0, edges: on('check', 'a', 'b').edges } }),
     );
     assert.deepEqual(
-      g.when({ checks: [{ id: 'a', state: 'FINAL' }] }).events.filter((e) => e.type === 'StageStateChanged'),
-      [ev.stageState('any', 'PLANNED', 'ATTEMPTING')],
+      g.when({ checks: [{ id: 'a', state: 'FINAL' }] }).events.filter((e) => e.type === 'StageAttemptCreated'),
+      [ev.stageStarted('any')],
     );
     assert.deepEqual(
-      g.when({ checks: [{ id: 'a', state: 'FINAL' }, { id: 'c', state: 'FINAL' }] }).events.filter((e) => e.type === 'StageStateChanged'),
-      [ev.stageState('two', 'PLANNED', 'ATTEMPTING'), ev.stageState('any', 'PLANNED', 'ATTEMPTING')],
+      g.when({ checks: [{ id: 'a', state: 'FINAL' }, { id: 'c', state: 'FINAL' }] }).events.filter((e) => e.type === 'StageAttemptCreated'),
+      [ev.stageStarted('two'), ev.stageStarted('any')],
     );
   });
 });

@@ -122,7 +122,7 @@ test('events lists the log, and each filter narrows it', () => {
   assert.equal(ndjson(run('events', '--db', db, '--until', '2000-01-01', '--json').stdout).length, 0);
 
   // Resolver events carry the version of the event they reacted to; client events carry none.
-  const started = mine.find((e) => e.type === 'StageStateChanged' && e.data.stageId === 'deploy' && e.data.to === 'ATTEMPTING')!;
+  const started = mine.find((e) => e.type === 'StageAttemptCreated' && e.data.stageId === 'deploy' && e.data.startsStage === true)!;
   assert.equal(started.causedByVersion, buildFinalVersion);
   assert.equal(started.requestId, 'r-build-done');
   assert.equal(mine.find((e) => e.version === buildFinalVersion)!.causedByVersion, null);
@@ -227,7 +227,7 @@ test('replay at several versions equals what QueryNodes returned at that moment 
   assert.doesNotMatch(steps.stdout, new RegExp(`^v${buildFinalVersion - 1} `, 'm'));
   const jsonSteps = ndjson(run('replay', '--db', db, '-w', wp, '--step', '--json').stdout);
   assert.equal(jsonSteps.length, finalVersion + 1); // one line per event, then the state
-  assert.deepEqual(jsonSteps.find((s) => s.type === 'StageStateChanged' && s.node === 'stage:deploy')!.changes, ['state: PLANNED → ATTEMPTING']);
+  assert.deepEqual(jsonSteps.find((s) => s.type === 'StageAttemptCreated' && s.node === 'stage:deploy')!.changes.slice(0, 1), ['state: PLANNED → ATTEMPTING']);
 });
 
 test('explain names the causes of each transition, back to the client request', () => {
@@ -238,12 +238,12 @@ test('explain names the causes of each transition, back to the client request', 
     history: { version: number; type: string; summary: string; because: string; causedBy: { version: number; summary: string; requestId: string }[] }[];
   };
   assert.deepEqual(x.node, { kind: 'stage', id: 'deploy' });
-  const started = x.history.find((h) => h.summary === 'stage deploy went ATTEMPTING')!;
+  const started = x.history.find((h) => h.summary === 'attempt 1 of stage deploy was opened and stage deploy went ATTEMPTING')!;
   assert.deepEqual(
     started.causedBy.map((c) => [c.version, c.summary, c.requestId]),
     [[buildFinalVersion, 'check build went FINAL', 'r-build-done']],
   );
-  assert.equal(started.because, `stage deploy went ATTEMPTING at v${started.version} because check build went FINAL at v${buildFinalVersion}, written by request r-build-done`);
+  assert.equal(started.because, `attempt 1 of stage deploy was opened and stage deploy went ATTEMPTING at v${started.version} because check build went FINAL at v${buildFinalVersion}, written by request r-build-done`);
   // The retry: attempt 2 was opened because attempt 1 went INCOMPLETE, which the client wrote in r-deploy-flaky.
   const retry = x.history.find((h) => h.summary === 'attempt 2 of stage deploy was opened')!;
   assert.equal(retry.causedBy.length, 1);

@@ -269,7 +269,7 @@ test('5. clicking a stage shows its attempts and the "why" chain; screenshot for
     await page.waitForSelector('#why li');
     const why = await page.locator('#why > li .because').allInnerTexts();
     // The attempt was opened by the resolver because build went FINAL, which a client request wrote.
-    assert.ok(why.some((w) => /^attempt 1 of stage run-unit was opened at v\d+ because check build went FINAL at v\d+, written/.test(w)), why.join('\n'));
+    assert.ok(why.some((w) => /^attempt 1 of stage run-unit was opened and stage run-unit went ATTEMPTING at v\d+ because check build went FINAL at v\d+, written/.test(w)), why.join('\n'));
     assert.ok(why.some((w) => /^attempt 1 of stage run-unit went COMPLETE at v\d+, written .*\(a client write\)$/.test(w)), why.join('\n'));
     assert.ok(why.some((w) => /^stage run-unit went FINAL at v\d+ because attempt 1 of stage run-unit went COMPLETE at v\d+/.test(w)), why.join('\n'));
 

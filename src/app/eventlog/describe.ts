@@ -77,7 +77,7 @@ export function describeEvent(event: DomainEvent): string {
     case 'CheckApprovalTimedOut':
       return `${node} reached its approval deadline ${new Date(Number(d.deadline)).toISOString()}`;
     case 'StageAttemptCreated':
-      return `${attempt} was opened`;
+      return `${attempt} was opened${d.startsStage ? ` and ${node} went ATTEMPTING` : ''}`;
     case 'StageAttemptStateChanged':
       return `${attempt} went ${String(d.to)}${d.processUid ? ` (process ${String(d.processUid)})` : ''}${failure(d.failure)}${appliedCompletion(d.completion)}`;
     case 'StageAttemptDetailsMerged':

@@ -147,7 +147,8 @@ function wentFinal(e: DomainEvent): NodeRef | null {
 /** The resolver's advances that happen when dependencies become satisfied. */
 const advanced = (e: DomainEvent): boolean =>
   (e.type === 'CheckStateChanged' && e.data.from === 'PLANNED' && e.data.to === 'WAITING') ||
-  (e.type === 'StageStateChanged' && e.data.from === 'PLANNED' && e.data.to === 'ATTEMPTING');
+  (e.type === 'StageStateChanged' && e.data.from === 'PLANNED' && e.data.to === 'ATTEMPTING') ||
+  (e.type === 'StageAttemptCreated' && e.data.startsStage === true);
 
 /**
  * Which member completed the node's dependencies when `target` went FINAL: the top-level sub-group holding it
