@@ -1,0 +1,125 @@
+// Memory at rest follows what is live, not what a busy period left behind. Every event replaces the node objects it
+// changes; the old versions have usually been promoted to V8's old generation by then, so a busy period leaves the
+// old-space pages holding scattered live objects between dead ones. V8's full GCs compact only a few of those pages
+// (at most a few MB of live objects each, even in its memory reducer), so a process idle after loading a large
+// workplan kept about twice its live heap as RSS, for good (measured in docs/performance.md, "Memory at rest").
+//
+// The IdleCompactor gives that back once the server is idle: when nothing was appended for idleMs after something
+// was, and old space holds at least minWastedBytes more than it uses, it runs one full GC that compacts every page.
+// That GC stops the thread (about 1 s per 100 MB of live heap on a shared 2-core machine): it runs once per busy
+// period, only when the log has been still for idleMs, and says so in the log.
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { Logger } from '../logging.js';
+
+/** Old space physically held but not used: what a compaction can give back. */
+export function oldSpaceWastedBytes(): number {
+  const old = getHeapSpaceStatistics().find((s) => s.space_name === 'old_space');
+  return old ? Math.max(0, old.physical_space_size - old.space_used_size) : 0;
+}
+
+let gcFunction: (() => void) | undefined;
+
+/**
+ * V8's gc() without starting node with --expose-gc: a context created while the flag is set gets it (the flag is
+ * cleared again at once, so no other context sees a `gc`). When the process already has one (--expose-gc), that one.
+ */
+function fullGc(): () => void {
+  if (gcFunction) return gcFunction;
+  const own = (globalThis as { gc?: () => void }).gc;
+  if (typeof own === 'function') return (gcFunction = own);
+  setFlagsFromString('--expose-gc');
+  try {
+    gcFunction = runInNewContext('gc') as () => void;
+  } finally {
+    setFlagsFromString('--no-expose-gc');
+  }
+  return gcFunction;
+}
+
+export interface Compaction {
+  readonly ms: number;
+  /** Old space physically held but not used, before and after. */
+  readonly wastedBeforeBytes: number;
+  readonly wastedAfterBytes: number;
+  readonly rssBeforeBytes: number;
+  readonly rssAfterBytes: number;
+}
+
+/** One full GC that evacuates every old-space page it can (V8's --compact-on-every-full-gc, for this GC only). */
+export function compactHeap(): Compaction {
+  const gc = fullGc();
+  const wastedBeforeBytes = oldSpaceWastedBytes();
+  const rssBeforeBytes = process.memoryUsage.rss();
+  const t0 = process.hrtime.bigint();
+  setFlagsFromString('--compact-on-every-full-gc');
+  try {
+    gc();
+  } finally {
+    setFlagsFromString('--no-compact-on-every-full-gc');
+  }
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  return { ms, wastedBeforeBytes, wastedAfterBytes: oldSpaceWastedBytes(), rssBeforeBytes, rssAfterBytes: process.memoryUsage.rss() };
+}
+
+export interface IdleCompactorOptions {
+  /** Nothing appended for this long counts as idle; 0 turns the compactor off. */
+  readonly idleMs: number;
+  /** Below this much wasted old space, a compaction is not worth its pause (default 32 MiB). */
+  readonly minWastedBytes?: number;
+}
+
+export class IdleCompactor {
+  private timer: NodeJS.Timeout | null = null;
+  private lastActivity: number;
+  private lastSeen: number;
+  /** Something was appended since the last compaction (or the start): the next idle period may compact. */
+  private busy = true;
+  compactions = 0;
+
+  constructor(
+    /** A number that moves whenever the server works (the read models' log position). */
+    private readonly activity: () => number,
+    private readonly options: IdleCompactorOptions,
+    private readonly log: Logger,
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.lastSeen = activity();
+    this.lastActivity = clock();
+  }
+
+  /** Looks every idleMs / 4 (at least every second). */
+  start(): void {
+    if (this.options.idleMs <= 0) return;
+    this.timer = setInterval(() => this.check(), Math.max(1000, Math.floor(this.options.idleMs / 4)));
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Compacts if the server is idle after a busy period and enough is wasted; returns the compaction if it ran. */
+  check(now = this.clock()): Compaction | undefined {
+    const seen = this.activity();
+    if (seen !== this.lastSeen) {
+      this.lastSeen = seen;
+      this.lastActivity = now;
+      this.busy = true;
+      return undefined;
+    }
+    if (!this.busy || now - this.lastActivity < this.options.idleMs) return undefined;
+    this.busy = false; // once per busy period, whatever it finds
+    if (oldSpaceWastedBytes() < (this.options.minWastedBytes ?? 32 * 2 ** 20)) return undefined;
+    const c = compactHeap();
+    this.compactions++;
+    this.log.info(
+      { ms: Math.round(c.ms), wastedBeforeMiB: mib(c.wastedBeforeBytes), wastedAfterMiB: mib(c.wastedAfterBytes), rssBeforeMiB: mib(c.rssBeforeBytes), rssAfterMiB: mib(c.rssAfterBytes) },
+      'heap compacted while idle',
+    );
+    return c;
+  }
+}
+
+const mib = (n: number) => Math.round(n / 2 ** 20);
