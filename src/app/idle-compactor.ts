@@ -5,17 +5,26 @@
 // workplan kept about twice its live heap as RSS, for good (measured in docs/performance.md, "Memory at rest").
 //
 // The IdleCompactor gives that back once the server is idle: when nothing was appended for idleMs after something
-// was, and old space holds at least minWastedBytes more than it uses, it runs one full GC that compacts every page.
+// was, and the heap holds at least minWastedBytes more than it uses (fragmented old space, and the young generation
+// grown to its maximum, which a GC at a low allocation rate shrinks), it runs one full GC that compacts every page.
 // That GC stops the thread (about 1 s per 100 MB of live heap on a shared 2-core machine): it runs once per busy
 // period, only when the log has been still for idleMs, and says so in the log.
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Logger } from '../logging.js';
 
-/** Old space physically held but not used: what a compaction can give back. */
-export function oldSpaceWastedBytes(): number {
-  const old = getHeapSpaceStatistics().find((s) => s.space_name === 'old_space');
-  return old ? Math.max(0, old.physical_space_size - old.space_used_size) : 0;
+/**
+ * Heap physically held but not used, in old space (pages fragmented by dead objects) and in the young generation
+ * (grown to its maximum under load, ~32 MB, a few MB of it used): what an idle compaction gives back. A GC at a low
+ * allocation rate shrinks the young generation, and the compaction empties fragmented pages. (Used counts objects
+ * that died since the last GC too, so this is a lower bound.)
+ */
+export function wastedHeapBytes(): number {
+  let wasted = 0;
+  for (const s of getHeapSpaceStatistics()) {
+    if (s.space_name === 'old_space' || s.space_name === 'new_space') wasted += Math.max(0, s.physical_space_size - s.space_used_size);
+  }
+  return wasted;
 }
 
 let gcFunction: (() => void) | undefined;
@@ -39,7 +48,7 @@ function fullGc(): () => void {
 
 export interface Compaction {
   readonly ms: number;
-  /** Old space physically held but not used, before and after. */
+  /** Old and new space physically held but not used, before and after (wastedHeapBytes). */
   readonly wastedBeforeBytes: number;
   readonly wastedAfterBytes: number;
   readonly rssBeforeBytes: number;
@@ -49,7 +58,7 @@ export interface Compaction {
 /** One full GC that evacuates every old-space page it can (V8's --compact-on-every-full-gc, for this GC only). */
 export function compactHeap(): Compaction {
   const gc = fullGc();
-  const wastedBeforeBytes = oldSpaceWastedBytes();
+  const wastedBeforeBytes = wastedHeapBytes();
   const rssBeforeBytes = process.memoryUsage.rss();
   const t0 = process.hrtime.bigint();
   setFlagsFromString('--compact-on-every-full-gc');
@@ -59,13 +68,13 @@ export function compactHeap(): Compaction {
     setFlagsFromString('--no-compact-on-every-full-gc');
   }
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  return { ms, wastedBeforeBytes, wastedAfterBytes: oldSpaceWastedBytes(), rssBeforeBytes, rssAfterBytes: process.memoryUsage.rss() };
+  return { ms, wastedBeforeBytes, wastedAfterBytes: wastedHeapBytes(), rssBeforeBytes, rssAfterBytes: process.memoryUsage.rss() };
 }
 
 export interface IdleCompactorOptions {
   /** Nothing appended for this long counts as idle; 0 turns the compactor off. */
   readonly idleMs: number;
-  /** Below this much wasted old space, a compaction is not worth its pause (default 32 MiB). */
+  /** Below this much wasted heap (wastedHeapBytes), a compaction is not worth its pause (default 32 MiB). */
   readonly minWastedBytes?: number;
 }
 
@@ -111,7 +120,7 @@ export class IdleCompactor {
     }
     if (!this.busy || now - this.lastActivity < this.options.idleMs) return undefined;
     this.busy = false; // once per busy period, whatever it finds
-    if (oldSpaceWastedBytes() < (this.options.minWastedBytes ?? 32 * 2 ** 20)) return undefined;
+    if (wastedHeapBytes() < (this.options.minWastedBytes ?? 32 * 2 ** 20)) return undefined;
     const c = compactHeap();
     this.compactions++;
     this.log.info(
