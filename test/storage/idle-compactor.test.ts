@@ -28,7 +28,7 @@ test('compacts once per busy period, after idleMs without activity, never while 
   now += 1;
   const c = compactor.check();
   assert.ok(c, 'idle for idleMs after writes: compacts');
-  assert.ok(c.wastedAfterBytes >= 0 && c.rssAfterBytes > 0);
+  assert.ok(c.ms >= 0 && c.wastedBeforeBytes >= 0 && c.rssBeforeBytes > 0);
   assert.equal(compactor.compactions, 1);
   now += 10 * 60_000;
   assert.equal(compactor.check(), undefined, 'still idle: once per busy period');
