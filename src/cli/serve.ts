@@ -8,6 +8,7 @@ import { Authenticator } from '../auth/authenticator.js';
 import { TOKEN_STREAM } from '../domain/events.js';
 import { Dispatcher } from '../app/dispatcher.js';
 import { Evictor } from '../app/evictor.js';
+import { IdleCompactor } from '../app/idle-compactor.js';
 import { Orchestrator } from '../app/orchestrator.js';
 import { PullService } from '../app/pull-service.js';
 import { Reaper } from '../app/reaper.js';
@@ -60,6 +61,9 @@ Options (each has an environment variable; the flag wins):
                      background every N events; 0 = no snapshots    TURBOCI_SNAPSHOT_EVERY (default 100000)
   --evict-after S    a complete workplan unused for S seconds leaves memory
                      (folded back from the log when asked for); 0 = never  TURBOCI_EVICT_AFTER (default 900)
+  --compact-when-idle S  after S seconds without a write (once per busy period), give the JS heap's
+                     fragmented pages back: one compacting GC (0.2-1.3 s at ~100 MB live, 4.6 s at 1.2 GB); 0 = never
+                                                                 TURBOCI_COMPACT_WHEN_IDLE (default 30)
   --advertise-address HOST:PORT
                      address async runners call back (callback_address) TURBOCI_ADVERTISE_ADDRESS
                                                                        (default: the bound address)
@@ -124,6 +128,7 @@ export async function serve(argv: string[]): Promise<number> {
       'retry-backoff': { type: 'string' },
       'snapshot-every': { type: 'string' },
       'evict-after': { type: 'string' },
+      'compact-when-idle': { type: 'string' },
       'accept-data-loss': { type: 'boolean' },
       'max-value-bytes': { type: 'string' },
       'max-metadata-bytes': { type: 'string' },
@@ -152,6 +157,7 @@ export async function serve(argv: string[]): Promise<number> {
   const heartbeatInterval = integer('--heartbeat-interval', values['heartbeat-interval'] ?? env.TURBOCI_HEARTBEAT_INTERVAL ?? '10000', 100, 3600_000);
   const pickupTimeout = integer('--pickup-timeout', values['pickup-timeout'] ?? env.TURBOCI_PICKUP_TIMEOUT ?? '0', 0, 7 * 24 * 3600_000);
   const evictAfter = integer('--evict-after', values['evict-after'] ?? env.TURBOCI_EVICT_AFTER ?? '900', 0, 365 * 24 * 3600);
+  const compactWhenIdle = integer('--compact-when-idle', values['compact-when-idle'] ?? env.TURBOCI_COMPACT_WHEN_IDLE ?? '30', 0, 365 * 24 * 3600);
   const snapshotEvery = integer('--snapshot-every', values['snapshot-every'] ?? env.TURBOCI_SNAPSHOT_EVERY ?? '100000', 0, 1_000_000_000);
   const retryBackoff = integer('--retry-backoff', values['retry-backoff'] ?? env.TURBOCI_RETRY_BACKOFF ?? '0', 0, 7 * 24 * 3600_000);
   const inputLimits = {
@@ -262,6 +268,9 @@ export async function serve(argv: string[]): Promise<number> {
   snapshots.start(app.bus.durable$);
   const evictor = new Evictor(app, evictAfter * 1000, log);
   evictor.start();
+  // Activity: an append moves the position, a fold-back of an evicted workplan allocates as much as a busy period.
+  const compactor = new IdleCompactor(() => app.models.position + app.models.workplans.foldBacks, { idleMs: compactWhenIdle * 1000 }, log);
+  compactor.start();
   const runners = new RunnerService(app);
   const pull = new PullService(app, log, {
     limits,
@@ -284,6 +293,7 @@ export async function serve(argv: string[]): Promise<number> {
     approvals.stop();
     snapshots.stop();
     evictor.stop();
+    compactor.stop();
     app.close();
     store.close();
     lock?.release();
@@ -330,6 +340,7 @@ export async function serve(argv: string[]): Promise<number> {
   dispatcher.stop();
   snapshots.stop();
   evictor.stop();
+  compactor.stop();
   await http.close();
   app.close();
   store.close();

@@ -74,7 +74,16 @@ export interface SqliteEventStoreOptions {
   readonly commitMarker?: boolean;
   /** What reads validate with zod: every row (default), or only rows that had to be upcast (see decodeEvent). */
   readonly validate?: Validation;
+  /**
+   * SQLite's page cache for this connection, in KiB (default DEFAULT_CACHE_KIB). better-sqlite3 is built with a
+   * 16 MiB default; the log's hot pages (the tail of the table and of its indexes) fit in far less, and the rest of
+   * a read is the OS page cache's. See docs/performance.md, "Memory at rest".
+   */
+  readonly cacheKiB?: number;
 }
+
+/** 2 MiB: SQLite's own default (better-sqlite3 raises it to 16 MiB, which a large log fills and keeps). */
+export const DEFAULT_CACHE_KIB = 2048;
 
 export class SqliteEventStore implements EventStore {
   private readonly db: Database.Database;
@@ -118,6 +127,7 @@ export class SqliteEventStore implements EventStore {
     this.validate = options.validate ?? 'all';
     this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     this.db.pragma('busy_timeout = 5000');
+    this.db.pragma(`cache_size = -${Math.max(64, Math.floor(options.cacheKiB ?? DEFAULT_CACHE_KIB))}`);
     this.walSync = null;
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
