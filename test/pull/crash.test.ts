@@ -147,9 +147,15 @@ async function crashRounds(dbPath: string, executor: Executor): Promise<string[]
     // Odd rounds: killed at a random moment. Even rounds: killed synchronously the moment the client holds its
     // N-th answer, before anything else runs in this process, so an answer sent ahead of its commit is caught.
     const killAfter = round % 2 === 0 ? 3 + Math.floor(Math.random() * 12) : Infinity;
+    // Progress, not time, decides when a round has done enough: on a loaded machine (or on PostgreSQL) a fixed
+    // delay could end a round before a single completion.
+    const enough = round % 2 === 0 ? killAfter : 10 + Math.floor(Math.random() * 30);
+    let progressed!: () => void;
+    const progress = new Promise<void>((resolve) => (progressed = resolve));
     let answers = 0;
     const answered = () => {
       if (++answers === killAfter) server.child.kill('SIGKILL');
+      if (answers === enough) progressed();
     };
     // Made before the executors start: an early kill must not fail the test's own setup.
     const noisePlan = (await conn.api.createWorkPlan({})).workPlan!.id;
@@ -166,7 +172,12 @@ async function crashRounds(dbPath: string, executor: Executor): Promise<string[]
         }
       }
     })();
-    await new Promise((r) => setTimeout(r, 150 + Math.random() * 500));
+    // Odd rounds: once the clients have had `enough` answers, a random moment later. (The cap only keeps a broken
+    // server from hanging the test; the assertions below say whether the round did enough.)
+    let cap: NodeJS.Timeout | undefined;
+    await Promise.race([progress, new Promise((r) => (cap = setTimeout(r, 60_000)))]);
+    clearTimeout(cap);
+    await new Promise((r) => setTimeout(r, Math.random() * 300));
     await server.stop('SIGKILL'); // a no-op if an answer killed it already
     stop = true;
     await Promise.all([...executors, noise]);
