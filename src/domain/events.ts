@@ -402,8 +402,9 @@ export interface PendingEvent {
   readonly causedByVersion: number | null;
   /**
    * The node right after the event, folded by the decision's draft: the read models and watchers take it instead of
-   * folding the event a second and third time. Unset for events that create or amend a node (the committed model
-   * builds those itself, sharing its edge objects) and for events without a node.
+   * folding the event a second and third time. Unset for events that create or amend a node, and for any change to
+   * a node this decision created or amended (the committed model builds those itself, sharing its edge objects), and
+   * for events without a node.
    */
   readonly node?: Check | Stage;
 }

@@ -43,10 +43,23 @@ export class WorkPlanDraft implements WorkPlanState {
   /** Folds `event` into the draft and records it; returns the stream version it will have. */
   emit(event: DomainEvent, causedByVersion: number | null = null): PendingEvent {
     evolve(this, event, { version: this.baseVersion + this.pending.length + 1, recordedAt: this.now });
-    const node = adoptable(event) ? (isCheckEvent(event) ? this.checks.get(event.data.checkId) : this.stages.get(event.data.stageId)) : undefined;
+    const node = this.adoptableNode(event);
     const p: PendingEvent = node ? { event, causedByVersion, node } : { event, causedByVersion };
     this.pending.push(p);
     return p;
+  }
+
+  /**
+   * The node right after `event`, when the read models may take it as it is: a change to a node the committed model
+   * already holds, with the same dependency tree (the committed model's tree shares its edge objects; one this
+   * draft built, for a node it created or amended, does not, and the committed model builds its own).
+   */
+  private adoptableNode(event: DomainEvent): Check | Stage | undefined {
+    if (!adoptable(event)) return undefined;
+    const [node, committed] = isCheckEvent(event)
+      ? [this.checks.get(event.data.checkId), this.committed.check(event.data.checkId)]
+      : [this.stages.get(event.data.stageId), this.committed.stage(event.data.stageId)];
+    return node && committed && node.dependencies === committed.dependencies ? node : undefined;
   }
 
   /** The stream version the event at `index` of `events` will have. */
@@ -107,7 +120,7 @@ export class WorkPlanDraft implements WorkPlanState {
   }
 }
 
-/** Events whose node the read models may take as the draft folded it: not those that create or amend one. */
+/** Events that change a node without creating or amending it (whose tree the committed model builds itself). */
 function adoptable(event: DomainEvent): event is Extract<DomainEvent, { type: `Check${string}` | `Stage${string}` }> {
   switch (event.type) {
     case 'CheckCreated':
