@@ -1,8 +1,8 @@
 // Stage DAGs end to end, ours against BullMQ flows on Redis — the peer users would otherwise pick for DAGs of jobs.
 // Two shapes on both systems: a fan-in (N no-op stages, then one that needs them all) and a chain (each stage needs
 // the one before). Measured from submitting the whole graph until its last stage completed, 4 parallel no-op
-// executors on each side, each of one slot. Four comparisons per shape, all side by side in one run (alternating
-// rounds, medians):
+// executors on each side, each of one slot. Four comparisons per shape, all side by side in one run (every side
+// warmed by one unmeasured round of the shape, then alternating rounds, medians):
 //
 //   durable   ours at the default --sync FULL (fsync per group commit) against BullMQ on a Redis this benchmark
 //             starts itself with `--appendonly yes --appendfsync always` (fsync per write), on a free port and a
@@ -10,8 +10,8 @@
 //   default   ours at --sync NORMAL (survives a killed process, not power loss) against BullMQ on the Redis at
 //             127.0.0.1:6379 as BullMQ users run it by default (no persistence). For push and for pull.
 //
-//   ours      the real server process (test/support/server.ts), a fresh database per run, warmed up by an unmeasured
-//             workplan of 500 stages of the same shape; the shape written in one WriteNodes; done on the
+//   ours      the real server process (test/support/server.ts), one per side on a fresh database, kept for all of
+//             the side's runs; each run a fresh workplan, the shape written in one WriteNodes; done on the
 //             WorkPlanCompletedEvent. Push: 4 in-process no-op StageRunners of one slot, called over RunStream
 //             (bench/stage-drivers.ts runStagesPush). Pull: 4 in-process no-op pull executors of one slot, using
 //             the protocol as `turboci runner` does (one Work stream each).
@@ -227,34 +227,35 @@ function specOf(shape: Shape): StageSpec[] {
 }
 
 /**
- * One run of ours on a fresh server and database (as BullMQ gets a fresh prefix); startup is not timed. The
- * server keeps its defaults (info logs, --sync FULL unless NORMAL is asked for); its log lines are drained from
- * the pipe but not parsed here (startServer keepLogs: false), as a log shipper would. Before the clock starts, an
- * unmeasured workplan of the same shape and WARMUP_STAGES stages runs on it: a server in service has compiled its
- * hot paths long ago, as the Redis and the BullMQ workers of this process have after their first round; a fresh
- * process would otherwise spend the measured run in V8's compilers (a cold 500-link chain took 1.96 ms a link, a
- * 4,000-link one 1.24).
+ * One of our sides: a real server process (its defaults: info logs, --sync FULL unless NORMAL is asked for) on a
+ * fresh database, started at its first run and kept for every later one, as BullMQ's side keeps its Redis; each
+ * run is a fresh workplan on it, as each BullMQ run is a fresh key prefix. Its log lines are drained from the pipe
+ * but not parsed here (startServer keepLogs: false), as a log shipper would. The server's CPU per stage is read
+ * from /proc around the run.
  */
-async function oursRun(shape: Shape, sync: 'FULL' | 'NORMAL', runners: 'push' | 'pull'): Promise<RunDetail & { ms: number }> {
+function oursSide(name: string, sync: 'FULL' | 'NORMAL', runners: 'push' | 'pull'): Side {
   const dir = tempDir('turboci-bench-bullmq-');
-  let server: ServerProcess | undefined;
-  try {
-    server = await startServer(`${dir.path}/bench.db`, ['--sync', sync], { keepLogs: false });
-    const address = server.address;
-    const run = (specs: StageSpec[]) =>
-      runners === 'push'
-        ? runStagesPush(address, specs, { runners: EXECUTORS, maxConcurrent: 1, timeoutMs: RUN_TIMEOUT_MS })
-        : runStagesPull(address, specs, { executors: EXECUTORS, slots: 1, timeoutMs: RUN_TIMEOUT_MS });
-    if (WARMUP_STAGES > 0) await run(specOf({ kind: shape.kind, size: WARMUP_STAGES }));
-    const cpu0 = cpuSeconds(server.child.pid!);
-    const r = await run(specOf(shape));
-    const cpu1 = cpuSeconds(server.child.pid!);
-    const cpuUsPerStage = cpu0 !== undefined && cpu1 !== undefined ? ((cpu1 - cpu0) * 1e6) / stagesOf(shape) : undefined;
-    return { ms: r.elapsedMs, submitMs: r.writeMs, ...(cpuUsPerStage === undefined ? {} : { cpuUsPerStage }) };
-  } finally {
-    await server?.stop();
-    dir.remove();
-  }
+  let server: Promise<ServerProcess> | undefined;
+  return {
+    name,
+    run: async (shape) => {
+      server ??= startServer(`${dir.path}/bench.db`, ['--sync', sync], { keepLogs: false });
+      const { address, child } = await server;
+      const specs = specOf(shape);
+      const cpu0 = cpuSeconds(child.pid!);
+      const r =
+        runners === 'push'
+          ? await runStagesPush(address, specs, { runners: EXECUTORS, maxConcurrent: 1, timeoutMs: RUN_TIMEOUT_MS })
+          : await runStagesPull(address, specs, { executors: EXECUTORS, slots: 1, timeoutMs: RUN_TIMEOUT_MS });
+      const cpu1 = cpuSeconds(child.pid!);
+      const cpuUsPerStage = cpu0 !== undefined && cpu1 !== undefined ? ((cpu1 - cpu0) * 1e6) / stagesOf(shape) : undefined;
+      return { ms: r.elapsedMs, submitMs: r.writeMs, ...(cpuUsPerStage === undefined ? {} : { cpuUsPerStage }) };
+    },
+    close: async () => {
+      await (await server?.catch(() => undefined))?.stop();
+      dir.remove();
+    },
+  };
 }
 
 /**
@@ -277,24 +278,27 @@ async function floorRun(shape: Shape): Promise<RunDetail & { ms: number }> {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/** One side of a comparison: a name and one timed run. */
+/** One side of a comparison: a name, one timed run, and what to stop once every shape was run. */
 interface Side {
   readonly name: string;
   run(shape: Shape): Promise<RunDetail & { ms: number }>;
+  close?(): Promise<void>;
 }
 
 /**
- * Every side on one shape, `rounds` times, in an order that rotates each round (so no side always runs first, or
- * always right after the same one); returns each side's medians: stages/s, ms per stage, time to submit. The heap
- * is collected before every run so no side pays for another's garbage.
+ * Every side on one shape: `warmup` unmeasured rounds, then `rounds` measured ones, in an order that rotates each
+ * round (so no side always runs first, or always right after the same one); returns each side's medians of the
+ * measured rounds: stages/s, ms per stage, time to submit. The heap is collected before every run so no side pays
+ * for another's garbage.
  */
-async function compare(shape: Shape, sides: readonly Side[], rounds: number) {
+async function compare(shape: Shape, sides: readonly Side[], rounds: number, warmup: number) {
   const per = new Map(sides.map((s) => [s.name, { perSecond: [] as number[], submitMs: [] as number[], cpu: [] as number[] }]));
-  for (let round = 0; round < rounds; round++) {
+  for (let round = 0; round < warmup + rounds; round++) {
     for (let k = 0; k < sides.length; k++) {
       const side = sides[(k + round) % sides.length]!;
       globalThis.gc?.();
       const r = await side.run(shape);
+      if (round < warmup) continue;
       per.get(side.name)!.perSecond.push((stagesOf(shape) / r.ms) * 1000);
       per.get(side.name)!.submitMs.push(r.submitMs);
       if (r.cpuUsPerStage !== undefined) per.get(side.name)!.cpu.push(r.cpuUsPerStage);
@@ -318,9 +322,15 @@ const SHAPES: readonly Shape[] = args.smoke
       { kind: 'fan-in', size: 10_000 },
       { kind: 'chain', size: 1_000 },
     ];
-const ROUNDS = args.smoke ? 1 : 2;
-/** Stages of the unmeasured workplan that warms each of our servers up before its measured run (see oursRun). */
-const WARMUP_STAGES = args.smoke ? 0 : 500;
+const ROUNDS = args.smoke ? 1 : 3;
+/**
+ * Unmeasured rounds of every side before the measured ones, per shape: a server in service, a Redis and its
+ * workers have long compiled their hot paths and sized their heaps. One round was not enough for ours when each
+ * run had a fresh server warmed by 500 stages: a chain of 1,000 on such a server ran at 1,260–1,520 stages/s, on
+ * the same server 3,000 stages later at 1,950–2,240, and the runs of this process (BullMQ's workers, our runners
+ * and executors) warm up as well.
+ */
+const WARMUP_ROUNDS = args.smoke ? 0 : 1;
 /** The side that stores nothing: one bare unary Run call per stage (floorRun). */
 const FLOOR = 'grpc-js unary floor';
 /** The issue's targets: durable against durable, and NORMAL against BullMQ's default setup. */
@@ -336,24 +346,24 @@ const durable = await startDurableRedis();
 if (typeof durable === 'string') notes.push(`skipped ours --sync FULL vs BullMQ on a durable Redis: ${durable}`);
 const durableRedis = typeof durable === 'string' ? undefined : durable;
 
+const sides: Side[] = [{ name: FLOOR, run: floorRun }];
 try {
-  const sides: Side[] = [{ name: FLOOR, run: floorRun }];
   if (durableRedis) {
     sides.push(
-      { name: 'ours push FULL', run: (s) => oursRun(s, 'FULL', 'push') },
-      { name: 'ours pull FULL', run: (s) => oursRun(s, 'FULL', 'pull') },
+      oursSide('ours push FULL', 'FULL', 'push'),
+      oursSide('ours pull FULL', 'FULL', 'pull'),
       { name: 'BullMQ durable', run: (s) => bullmqRun(s, durableRedis) },
     );
   }
   if (defaultRedis) {
     sides.push(
-      { name: 'ours push NORMAL', run: (s) => oursRun(s, 'NORMAL', 'push') },
-      { name: 'ours pull NORMAL', run: (s) => oursRun(s, 'NORMAL', 'pull') },
+      oursSide('ours push NORMAL', 'NORMAL', 'push'),
+      oursSide('ours pull NORMAL', 'NORMAL', 'pull'),
       { name: 'BullMQ default', run: (s) => bullmqRun(s, DEFAULT_REDIS) },
     );
   }
   for (const shape of sides.length > 1 ? SHAPES : []) {
-    const r = await compare(shape, sides, ROUNDS);
+    const r = await compare(shape, sides, ROUNDS, WARMUP_ROUNDS);
     const label = labelOf(shape);
     const get = (name: string) => r.get(name)!;
     for (const [name, v] of r) {
@@ -382,6 +392,7 @@ try {
     }
   }
 } finally {
+  await Promise.all(sides.map((s) => s.close?.()));
   await durableRedis?.stop();
 }
 notes.push(
@@ -390,9 +401,9 @@ notes.push(
   `fan-in N = N no-op stages + 1 that waits for all (N + 1 counted); chain N = N stages, each waiting for the one before; BullMQ chain = a flow nested N deep`,
   `parallelism: ours ${EXECUTORS} push runners × 1 slot (over RunStream), or ${EXECUTORS} pull executors × 1 slot (one Work stream each), vs BullMQ ${EXECUTORS} workers × concurrency 1, all in this process; the server / Redis in their own`,
   `${FLOOR}: the same number of StageRunner.Run calls, as many at a time (4 for the fan-in, 1 for the chain), from a separate process to the same no-op runners, storing and deciding nothing: the ceiling for any design that makes one unary call per stage; a target / floor above 1 needs fewer calls than stages (streaming or batching), not a cheaper server`,
-  `time = submit the whole graph → last stage completed; ms per link = that time / N on the chain; ${ROUNDS} round(s) per side, order rotating, median kept`,
-  WARMUP_STAGES > 0
-    ? `each of our servers runs an unmeasured workplan of ${WARMUP_STAGES} stages of the same shape before its measured one (JIT warm, as a server in service is); BullMQ's Redis and workers are warm after their first round`
+  `time = submit the whole graph → last stage completed; ms per link = that time / N on the chain; ${ROUNDS} measured round(s) per side, order rotating, median kept`,
+  WARMUP_ROUNDS > 0
+    ? `warm, as in service: each of our sides is one server kept for all its runs (a fresh workplan per run), as BullMQ's side is one Redis (a fresh key prefix per run); every side runs each shape ${WARMUP_ROUNDS} time(s) unmeasured before its measured rounds`
     : 'no warm-up (smoke)',
 );
 report({ benchmark: 'bullmq', figures, ratios, notes }, args);
