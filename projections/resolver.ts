@@ -3,7 +3,7 @@
 // It runs inside the write that caused the events, on the decision's own draft, to a fixpoint, so every
 // consequence is appended atomically with its cause, and records which event caused each consequence.
 import { holds, parseGroupKey } from '../src/domain/dependency-groups.js';
-import type { DomainEvent } from '../src/domain/events.js';
+import { stageWentFinal, type DomainEvent } from '../src/domain/events.js';
 import {
   currentAttempt,
   nodeKey,
@@ -48,16 +48,17 @@ export function react(view: WorkPlanView, event: DomainEvent, now: number, emit:
       advance(view, nodeKey({ kind: 'stage', id: event.data.stageId }), emit);
       return;
     case 'StageStateChanged':
-      if (event.data.to === 'FINAL') {
-        const stage = view.stage(event.data.stageId)!;
+    case 'StageAttemptStateChanged': {
+      if (event.type === 'StageAttemptStateChanged' && event.data.to === 'INCOMPLETE') retryOrFail(view.stage(event.data.stageId)!, now, emit);
+      const final = stageWentFinal(event);
+      if (final) {
+        const stage = view.stage(final)!;
         finalizeAssignedChecks(view, stage, now, emit);
         finishParentGroup(view, stage, emit);
         advanceDependents(view, nodeKey({ kind: 'stage', id: stage.id }), emit);
       }
       return;
-    case 'StageAttemptStateChanged':
-      if (event.data.to === 'INCOMPLETE') retryOrFail(view.stage(event.data.stageId)!, now, emit);
-      return;
+    }
     case 'CheckApprovalGiven':
     case 'CheckApprovalTimedOut':
       settleGate(view.check(event.data.checkId)!, event, now, emit);

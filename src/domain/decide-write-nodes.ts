@@ -332,7 +332,10 @@ class WriteNodesDecision {
     }
     if (!changesState) return false;
     const failure = target === 'INCOMPLETE' ? this.failure(w.failure ?? { message: 'attempt reported INCOMPLETE without a failure' }) : null;
-    const version = this.emit({
+    // A completed attempt ends the stage, in the same event: FINAL, unless child stages are still running (the group).
+    const stageTo: 'AWAITING_GROUP' | 'FINAL' | undefined =
+      target !== 'COMPLETE' ? undefined : [...this.draft.children(stage.id)].some((c) => this.stage(c)?.state !== 'FINAL') ? 'AWAITING_GROUP' : 'FINAL';
+    this.emit({
       type: 'StageAttemptStateChanged',
       data: {
         stageId: stage.id,
@@ -342,15 +345,10 @@ class WriteNodesDecision {
         processUid: target === 'RUNNING' ? uid : '',
         failure,
         ...(w.completion ? { completion: w.completion } : {}),
+        ...(stageTo ? { stageTo } : {}),
       },
     });
-    if (target !== 'COMPLETE') return false;
-    // A completed attempt finishes the stage unless child stages are still running (the group).
-    const after = this.stage(stage.id)!;
-    const waiting = [...this.draft.children(stage.id)].some((c) => this.stage(c)?.state !== 'FINAL');
-    const to: StageState = waiting ? 'AWAITING_GROUP' : 'FINAL';
-    this.emit({ type: 'StageStateChanged', data: { stageId: stage.id, from: after.state, to, failure: null } }, version);
-    return true;
+    return target === 'COMPLETE';
   }
 
   private moveStage(stage: Stage, to: StageState, f: string, completedNow: boolean): void {

@@ -143,6 +143,9 @@ export type AppliedCompletion = z.infer<typeof appliedCompletion>;
 /**
  * Schema version 2 added `completion`: the runner's answer that ended the attempt, recorded on the change it made
  * (version 1 wrote a StageExecutionCompleted or StageAttemptLeaseCompleted beside it instead; both still read).
+ * Schema version 3 added `stageTo`: an attempt that goes COMPLETE ends its stage (FINAL, or AWAITING_GROUP while
+ * child stages run), and that move is recorded on the same event (versions 1 and 2 wrote a StageStateChanged after
+ * it, which still reads: applying both is the same as applying one).
  */
 export const StageAttemptStateChanged = event('StageAttemptStateChanged', {
   stageId: id,
@@ -153,6 +156,8 @@ export const StageAttemptStateChanged = event('StageAttemptStateChanged', {
   processUid: z.string(),
   failure: failure.nullable(),
   completion: appliedCompletion.optional(),
+  /** With `to: COMPLETE`: the state the stage went to because of it. */
+  stageTo: z.enum(['AWAITING_GROUP', 'FINAL']).optional(),
 });
 export const StageAttemptDetailsMerged = event('StageAttemptDetailsMerged', {
   stageId: id,
@@ -329,7 +334,7 @@ export const SCHEMA_VERSION: Record<EventType, number> = {
   StageAmended: 1,
   StageStateChanged: 1,
   StageAttemptCreated: 2,
-  StageAttemptStateChanged: 2,
+  StageAttemptStateChanged: 3,
   StageAttemptDetailsMerged: 1,
   StageAttemptProgressAppended: 1,
   StageAttemptDispatched: 2,
@@ -471,4 +476,14 @@ export function attemptTransition(event: DomainEvent): AttemptTransition | null 
     default:
       return null;
   }
+}
+
+/**
+ * The stage `event` made FINAL, if it did: stated by StageStateChanged, or by an attempt that went COMPLETE and
+ * ended its stage with it (`stageTo`). Whoever reacts to a stage going FINAL asks this, not the event type.
+ */
+export function stageWentFinal(event: DomainEvent): string | null {
+  if (event.type === 'StageStateChanged') return event.data.to === 'FINAL' ? event.data.stageId : null;
+  if (event.type === 'StageAttemptStateChanged') return event.data.stageTo === 'FINAL' ? event.data.stageId : null;
+  return null;
 }

@@ -2,7 +2,7 @@
 // alike. Pure: the per-node functions return new nodes; `evolve` writes them, and the dependency indexes, into a
 // WorkPlanState (the committed model or a copy-on-write draft over it).
 import { groupAt, groupKey, holds, parseGroupKey, subGroups, type GroupKey } from './dependency-groups.js';
-import type { DomainEvent } from './events.js';
+import { stageWentFinal, type DomainEvent } from './events.js';
 import {
   DEFAULT_REALM,
   mergeJson,
@@ -78,8 +78,11 @@ function evolveDependencies(state: WorkPlanState, e: DomainEvent): Relinked | nu
       if (e.data.to === 'FINAL') countFinal(state, nodeKey({ kind: 'check', id: e.data.checkId }));
       return null;
     case 'StageStateChanged':
-      if (e.data.to === 'FINAL') countFinal(state, nodeKey({ kind: 'stage', id: e.data.stageId }));
+    case 'StageAttemptStateChanged': {
+      const final = stageWentFinal(e);
+      if (final) countFinal(state, nodeKey({ kind: 'stage', id: final }));
       return null;
+    }
     case 'StageCreated':
     case 'StageAmended': {
       const prev = state.stage(e.data.stageId);
@@ -295,7 +298,7 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
     case 'StageAttemptStateChanged': {
       const d = event.data;
       const c = d.completion;
-      return withAttempt(prev, touched, d.idx, (a) => ({
+      const next = withAttempt(prev, touched, d.idx, (a) => ({
         ...a,
         state: d.to,
         processUid: d.processUid || a.processUid,
@@ -304,6 +307,7 @@ export function evolveStage(prev: Stage | undefined, event: StageEventData, at: 
         ...(c?.via === 'execution' && a.execution ? { execution: { ...a.execution, completion: c.fingerprint } } : {}),
         ...(c?.via === 'lease' && a.lease ? { lease: { ...a.lease, completion: c.fingerprint } } : {}),
       }));
+      return d.stageTo ? { ...next, state: d.stageTo } : next;
     }
     case 'StageAttemptDetailsMerged': {
       const d = event.data;

@@ -16,6 +16,8 @@ export const UPCASTERS: Readonly<Record<string, Upcaster>> = {
   'WorkPlanCreated@1': (data) => ({ ...data, createdBy: '' }),
   // Version 2 of these four records fewer events per stage (see events.ts); version 1 data reads as it is.
   'StageAttemptStateChanged@1': (data) => data,
+  // Version 3 records the stage's end on the completing attempt's change; version 2 data reads as it is.
+  'StageAttemptStateChanged@2': (data) => data,
   'StageAttemptDispatched@1': (data) => data,
   'StageAttemptLeased@1': (data) => data,
   'StageAttemptCreated@1': (data) => data,

@@ -110,7 +110,10 @@ export const ev = {
     to: string,
     processUid = '',
     failure: { message: string; occurredAt: number } | null = null,
-  ): DomainEvent => ({ type: 'StageAttemptStateChanged', data: { stageId, idx, from, to, processUid, failure } }) as DomainEvent,
+    /** With to COMPLETE: where the stage went with it (schema version 3 records it on the same event). */
+    stageTo?: 'FINAL' | 'AWAITING_GROUP',
+  ): DomainEvent =>
+    ({ type: 'StageAttemptStateChanged', data: { stageId, idx, from, to, processUid, failure, ...(stageTo ? { stageTo } : {}) } }) as DomainEvent,
 };
 
 export const on = (kind: 'check' | 'stage', ...ids: string[]) => ({

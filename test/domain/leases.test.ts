@@ -75,7 +75,7 @@ describe('lease decider', () => {
     const out = events(decideLeaseCompletion({ target, completion }, g.draft(), ctx));
     assert.deepEqual(
       out.map((e) => e.type),
-      ['CheckResultAdded', 'CheckStateChanged', 'StageAttemptStateChanged', 'StageStateChanged'],
+      ['CheckResultAdded', 'CheckStateChanged', 'StageAttemptStateChanged'],
     );
     assert.deepEqual(out[2]!.data, {
       stageId: 's',
@@ -85,6 +85,7 @@ describe('lease decider', () => {
       processUid: '',
       failure: null,
       completion: { via: 'lease', id: target.leaseId, fingerprint: 'f1' },
+      stageTo: 'FINAL',
     });
     const done = given(...leased, ...out);
     assert.deepEqual(decideLeaseCompletion({ target, completion }, done.draft(), ctx), []);

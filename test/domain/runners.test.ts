@@ -84,17 +84,20 @@ describe('executions', () => {
     assert.deepEqual(given(...dispatched, ev.attemptState('s', 1, 'PENDING', 'SCHEDULED')).model.stage('s')!.attempts[0], v2);
   });
 
-  test('a completion applies check updates, then the attempt (claimed by the runner), then the stage', () => {
+  test('a completion applies check updates, then the attempt (claimed by the runner), which ends the stage', () => {
     const g = given(...dispatched);
     const out = events(
       decideCompletion({ target, completion: { stageState: 'FINAL', checkUpdates: [{ checkId: 'c', resultData: { ok: 1 }, finalize: true, state: 'FINAL' }], fingerprint: 'f1' } }, g.draft(), ctx),
     );
     assert.deepEqual(
       out.map((e) => e.type),
-      ['CheckResultAdded', 'CheckStateChanged', 'StageAttemptStateChanged', 'StageAttemptStateChanged', 'StageStateChanged'],
+      ['CheckResultAdded', 'CheckStateChanged', 'StageAttemptStateChanged', 'StageAttemptStateChanged'],
     );
     assert.deepEqual(out[2], ev.attemptState('s', 1, 'SCHEDULED', 'RUNNING', 'r1'));
-    assert.deepEqual(out[3]!.data, { ...ev.attemptState('s', 1, 'RUNNING', 'COMPLETE').data, completion: { via: 'execution', id: 'x1', fingerprint: 'f1' } });
+    assert.deepEqual(out[3]!.data, {
+      ...ev.attemptState('s', 1, 'RUNNING', 'COMPLETE', '', null, 'FINAL').data,
+      completion: { via: 'execution', id: 'x1', fingerprint: 'f1' },
+    });
   });
 
   test('an identical repeated completion decides nothing; a different one is FAILED_PRECONDITION (as recorded now and by version 1 logs)', () => {

@@ -1,6 +1,7 @@
 // The WriteNodes decision and the resolver, as given events / when command / then events.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { nodeKey } from '../../src/domain/model.js';
 import { ev, given, NOW, on } from './given-when-then.js';
 
 describe('checks', () => {
@@ -88,10 +89,26 @@ describe('stages and attempts', () => {
     );
   });
 
-  test('COMPLETE finishes the stage; sending FINAL with it is the compat no-op', () => {
+  test('COMPLETE finishes the stage, in the same event; sending FINAL with it is the compat no-op', () => {
     given(...running, ev.attemptState('s', 1, 'PENDING', 'RUNNING', 'p1'))
       .when({ stages: [{ id: 's', currentAttempt: { state: 'COMPLETE' }, state: 'FINAL' }] })
-      .then(ev.attemptState('s', 1, 'RUNNING', 'COMPLETE'), ev.stageState('s', 'ATTEMPTING', 'FINAL'));
+      .then(ev.attemptState('s', 1, 'RUNNING', 'COMPLETE', '', null, 'FINAL'));
+  });
+
+  test('a version 2 log, the completion and the stage going FINAL as two events, folds to the same stage and starts the same dependents', () => {
+    const claimed = [...running, ev.stageCreated('next', { dependencies: on('stage', 's') }), ev.attemptState('s', 1, 'PENDING', 'RUNNING', 'p1')];
+    const v2 = given(...claimed, ev.attemptState('s', 1, 'RUNNING', 'COMPLETE'), ev.stageState('s', 'ATTEMPTING', 'FINAL'));
+    const v3 = given(...claimed, ev.attemptState('s', 1, 'RUNNING', 'COMPLETE', '', null, 'FINAL'));
+    const { version: _v2, changedAtVersion: _c2, updatedAt: _u2, ...stage2 } = v2.model.stage('s')!;
+    const { version: _v3, changedAtVersion: _c3, updatedAt: _u3, ...stage3 } = v3.model.stage('s')!;
+    assert.deepEqual(stage3, stage2);
+    assert.equal(stage3.state, 'FINAL');
+    const next = nodeKey({ kind: 'stage', id: 'next' });
+    assert.equal(v3.model.finalTargets(next), 1);
+    assert.equal(v3.model.finalTargets(next), v2.model.finalTargets(next));
+    given(...claimed)
+      .when({ stages: [{ id: 's', currentAttempt: { state: 'COMPLETE' } }] })
+      .then(ev.attemptState('s', 1, 'RUNNING', 'COMPLETE', '', null, 'FINAL'), ev.stageStarted('next'));
   });
 
   test('INCOMPLETE is retried with a new attempt while attempts remain', () => {
@@ -140,10 +157,18 @@ describe('stages and attempts', () => {
       ev.stageStarted('child'),
       ev.attemptState('child', 1, 'PENDING', 'RUNNING', 'q'),
     );
-    g.when({ stages: [{ id: 's', currentAttempt: { state: 'COMPLETE' }, state: 'FINAL' }] }).then(
-      ev.attemptState('s', 1, 'RUNNING', 'COMPLETE'),
-      ev.stageState('s', 'ATTEMPTING', 'AWAITING_GROUP'),
-    );
+    const waiting = ev.attemptState('s', 1, 'RUNNING', 'COMPLETE', '', null, 'AWAITING_GROUP');
+    g.when({ stages: [{ id: 's', currentAttempt: { state: 'COMPLETE' }, state: 'FINAL' }] }).then(waiting);
+    given(
+      ...running,
+      ev.attemptState('s', 1, 'PENDING', 'RUNNING', 'p'),
+      ev.stageCreated('child', { parentStageId: 's' }),
+      ev.stageStarted('child'),
+      ev.attemptState('child', 1, 'PENDING', 'RUNNING', 'q'),
+      waiting,
+    )
+      .when({ stages: [{ id: 'child', currentAttempt: { state: 'COMPLETE' } }] })
+      .then(ev.attemptState('child', 1, 'RUNNING', 'COMPLETE', '', null, 'FINAL'), ev.stageState('s', 'AWAITING_GROUP', 'FINAL'));
   });
 
   test('frozen stage fields: args change only while PLANNED', () => {

@@ -104,9 +104,9 @@ test('events lists the log, and each filter narrows it', () => {
   // A bare id matches checks and stages of that id; the other workplan's check "build" too without -w.
   assert.ok(ndjson(run('events', '--db', db, '--node', 'build', '--json').stdout).some((e) => e.workPlanId !== wp));
 
-  const byType = ndjson(run('events', '--db', db, '-w', wp, '--type', 'StageStateChanged,StageAttemptCreated', '--json').stdout);
-  assert.deepEqual([...new Set(byType.map((e) => e.type))].sort(), ['StageAttemptCreated', 'StageStateChanged']);
-  assert.equal(byType.length, mine.filter((e) => e.type === 'StageStateChanged' || e.type === 'StageAttemptCreated').length);
+  const byType = ndjson(run('events', '--db', db, '-w', wp, '--type', 'StageAttemptStateChanged,StageAttemptCreated', '--json').stdout);
+  assert.deepEqual([...new Set(byType.map((e) => e.type))].sort(), ['StageAttemptCreated', 'StageAttemptStateChanged']);
+  assert.equal(byType.length, mine.filter((e) => e.type === 'StageAttemptStateChanged' || e.type === 'StageAttemptCreated').length);
 
   const range = ndjson(run('events', '--db', db, '-w', wp, '--from-version', '3', '--to-version', '6', '--json').stdout);
   assert.deepEqual(range.map((e) => e.version), [3, 4, 5, 6]);
@@ -253,10 +253,12 @@ test('explain names the causes of each transition, back to the client request', 
   assert.equal(created.causedBy.length, 0);
   assert.match(created.because, /stage deploy was created at v\d+, written by request r-plan \(a client write\)/);
 
-  // A chain longer than one link: compile went FINAL because its attempt completed (both in r-build-done).
+  // compile went FINAL with its attempt's completion: one event, the client's own write (r-build-done).
   const compile = JSON.parse(run('explain', '--db', db, '-w', wp, '--node', 'compile', '--json').stdout) as typeof x;
-  const final = compile.history.find((h) => h.summary === 'stage compile went FINAL')!;
-  assert.ok(final);
+  const final = compile.history.find((h) => h.summary === 'attempt 1 of stage compile went COMPLETE and stage compile went FINAL')!;
+  assert.ok(final, compile.history.map((h) => h.summary).join('\n'));
+  assert.equal(final.causedBy.length, 0);
+  assert.match(final.because, /written by request r-build-done \(a client write\)$/);
 
   const human = run('explain', '--db', db, '-w', wp, 'deploy');
   assert.equal(human.status, 0, human.stderr);

@@ -1,4 +1,4 @@
-// Since 2026-12-03 a stage's start, a lease, a dispatch and a runner's completion each take one event where they
+// Since 2026-12-03 a stage's start, a lease, a dispatch, a runner's completion and the stage's end with it each take one event where they
 // took two (schema version 2 of StageAttemptCreated, StageAttemptLeased, StageAttemptDispatched and
 // StageAttemptStateChanged). A log written before holds the separate events; the CLI and the server must read it as
 // they did. The old rows are inserted with raw better-sqlite3 into a real database file, as the old code stored them.
@@ -103,11 +103,11 @@ test('a log with version 1 stage events (start, lease and completion as separate
         ['StageCreated', 1],
         ['StageAttemptCreated', 2],
         ['StageAttemptLeased', 2],
-        ['StageAttemptStateChanged', 2],
-        ['StageStateChanged', 1],
+        ['StageAttemptStateChanged', 3],
       ],
     );
     assert.equal(events[1]!.data.startsStage, true);
+    assert.equal(events[3]!.data.stageTo, 'FINAL');
     assert.deepEqual(events[3]!.data.completion, { via: 'lease', id: leased.leaseId, fingerprint: events[3]!.data.completion.fingerprint });
     assert.equal(run('verify', '--db', db, '--server', server.address).status, 0);
   } finally {

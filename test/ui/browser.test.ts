@@ -270,8 +270,7 @@ test('5. clicking a stage shows its attempts and the "why" chain; screenshot for
     const why = await page.locator('#why > li .because').allInnerTexts();
     // The attempt was opened by the resolver because build went FINAL, which a client request wrote.
     assert.ok(why.some((w) => /^attempt 1 of stage run-unit was opened and stage run-unit went ATTEMPTING at v\d+ because check build went FINAL at v\d+, written/.test(w)), why.join('\n'));
-    assert.ok(why.some((w) => /^attempt 1 of stage run-unit went COMPLETE at v\d+, written .*\(a client write\)$/.test(w)), why.join('\n'));
-    assert.ok(why.some((w) => /^stage run-unit went FINAL at v\d+ because attempt 1 of stage run-unit went COMPLETE at v\d+/.test(w)), why.join('\n'));
+    assert.ok(why.some((w) => /^attempt 1 of stage run-unit went COMPLETE and stage run-unit went FINAL at v\d+, written .*\(a client write\)$/.test(w)), why.join('\n'));
 
     await page.click('#graph g.node[data-node="stage:run-integration"]');
     await page.waitForSelector('#node-panel tr.attempt[data-state="RUNNING"]');
@@ -282,12 +281,13 @@ test('5. clicking a stage shows its attempts and the "why" chain; screenshot for
 
     // The timeline filters by type and by node; an entry shows the graph as of its version.
     const types = async () => page.$$eval('#timeline li .type', (els) => [...new Set(els.map((e) => e.textContent))]);
-    await page.selectOption('#timeline-type', 'StageStateChanged');
-    await page.waitForFunction(`[...document.querySelectorAll('#timeline li .type')].every((e) => e.textContent === 'StageStateChanged')`);
-    assert.deepEqual(await types(), ['StageStateChanged']);
+    await page.selectOption('#timeline-type', 'StageAttemptStateChanged');
+    await page.waitForFunction(`[...document.querySelectorAll('#timeline li .type')].every((e) => e.textContent === 'StageAttemptStateChanged')`);
+    assert.deepEqual(await types(), ['StageAttemptStateChanged']);
     await page.fill('#timeline-node', 'stage:run-unit');
-    await page.waitForFunction(`document.querySelectorAll('#timeline li').length === 1`);
-    assert.match(await page.locator('#timeline').innerText(), /stage run-unit went FINAL/);
+    // Its claim (RUNNING), then its completion, which ended the stage in the same event.
+    await page.waitForFunction(`document.querySelectorAll('#timeline li').length === 2`);
+    assert.match(await page.locator('#timeline').innerText(), /attempt 1 of stage run-unit went COMPLETE and stage run-unit went FINAL/);
     // The stage's start is its first attempt's event: the graph as of it shows the stage ATTEMPTING.
     await page.selectOption('#timeline-type', 'StageAttemptCreated');
     await page.waitForFunction(`[...document.querySelectorAll('#timeline li .type')].every((e) => e.textContent === 'StageAttemptCreated')`);

@@ -79,7 +79,7 @@ export function describeEvent(event: DomainEvent): string {
     case 'StageAttemptCreated':
       return `${attempt} was opened${d.startsStage ? ` and ${node} went ATTEMPTING` : ''}`;
     case 'StageAttemptStateChanged':
-      return `${attempt} went ${String(d.to)}${d.processUid ? ` (process ${String(d.processUid)})` : ''}${failure(d.failure)}${appliedCompletion(d.completion)}`;
+      return `${attempt} went ${String(d.to)}${d.processUid ? ` (process ${String(d.processUid)})` : ''}${failure(d.failure)}${appliedCompletion(d.completion)}${d.stageTo ? ` and ${node} went ${String(d.stageTo)}` : ''}`;
     case 'StageAttemptDetailsMerged':
       return `details were merged into ${attempt}`;
     case 'StageAttemptProgressAppended':

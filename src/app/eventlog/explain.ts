@@ -2,7 +2,7 @@
 import { ANONYMOUS_PRINCIPAL } from '../../domain/events.js';
 import { ReadModels } from '../../../projections/read-models.js';
 import { groupKey, holds, subGroups, walkGroups } from '../../domain/dependency-groups.js';
-import { eventNode, type DomainEvent, type RecordedEvent } from '../../domain/events.js';
+import { eventNode, stageWentFinal, type DomainEvent, type RecordedEvent } from '../../domain/events.js';
 import { nodeKey, type Check, type DependencyGroup, type NodeRef, type Stage } from '../../domain/model.js';
 import type { WorkPlanView } from '../../domain/view.js';
 import { matchesNode } from '../event-filter.js';
@@ -140,8 +140,8 @@ function because(self: CauseLink, chain: readonly CauseLink[]): string {
 /** The node an event made FINAL, if it did. */
 function wentFinal(e: DomainEvent): NodeRef | null {
   if (e.type === 'CheckStateChanged' && e.data.to === 'FINAL') return { kind: 'check', id: e.data.checkId };
-  if (e.type === 'StageStateChanged' && e.data.to === 'FINAL') return { kind: 'stage', id: e.data.stageId };
-  return null;
+  const stage = stageWentFinal(e);
+  return stage === null ? null : { kind: 'stage', id: stage };
 }
 
 /** The resolver's advances that happen when dependencies become satisfied. */
