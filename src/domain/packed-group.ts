@@ -1,0 +1,211 @@
+// A node's dependency tree as the fold keeps it (issue 18, memory at rest). Every node of every workplan in progress
+// stays in memory, and a tree of plain objects costs a group object per group, an `edges` and a `groups` array per
+// group and an edge object per target: ~880 B for the nested benchmark's 7-group tree of 8 edges, the largest part
+// of such a stage. Here a tree is two values:
+//
+// - its shape: per group (in pre-order) its predicate, threshold, edge count and sub-groups, per edge its kind.
+//   Shapes are immutable and small ones are interned, so the stages of a workplan written by one generator (and of
+//   every workplan) share one;
+// - its targets: the id of each edge's target in pre-order, one array per tree (the id alone for a tree of one
+//   edge), each id the named node's own string (src/domain/compact.ts).
+//
+// A PackedGroup is still a DependencyGroup: `predicate`, `threshold`, `edges` and `groups` read the shape, and
+// `toJSON` gives the plain tree (same fields, same order), so every reader, the wire and the JSON API see what they
+// saw before. `edges` and `groups` build new arrays (and sub-group views) on each read: the fold's own hot paths
+// (src/domain/dependency-groups.ts, the committed model's index) read the shape directly instead.
+import type { DependencyGroup, NodeKind, NodeRef } from './model.js';
+
+/** One group of a shape. */
+export interface GroupLayout {
+  readonly predicate: 'AND' | 'OR';
+  readonly threshold: number;
+  /** Its edges are the tree's targets [first, first + count), their kinds `kinds` at the same indexes. */
+  readonly first: number;
+  readonly count: number;
+  /** Pre-order indexes of its sub-groups; null when the group has no `groups` field (flat groups leave it out). */
+  readonly subs: readonly number[] | null;
+  /** Groups in its subtree, itself included. */
+  readonly size: number;
+  /** Pre-order index of the group it is a member of; -1 for the root. */
+  readonly parent: number;
+}
+
+/**
+ * A tree without its targets. Plain data (no prototype to restore): a read-model snapshot (v8.serialize) keeps it as
+ * it is, and keeps one shape shared by many trees shared.
+ */
+export interface TreeShape {
+  /** Every group, in pre-order: the root is 0. */
+  readonly groups: readonly GroupLayout[];
+  /** Per edge, in pre-order: 'c' a check, 's' a stage. */
+  readonly kinds: string;
+}
+
+const kindOf = (c: string): NodeKind => (c === 'c' ? 'check' : 'stage');
+
+/** The shape's groups, packed trees' shared arrays: an empty list of targets. */
+const NO_TARGETS: readonly string[] = Object.freeze([]) as readonly string[];
+
+/**
+ * Shapes with at most this many groups + edges are interned. Larger ones (a fan-in of thousands of edges) are rare
+ * and unlike each other: each keeps its own.
+ */
+const INTERNED_MAX_MEMBERS = 64;
+/** Interned shapes kept at most (a bound for a server that sees endless distinct trees; then it starts over). */
+const INTERNED_MAX = 4096;
+const interned = new Map<string, TreeShape>();
+
+/** The group at pre-order index `index` of a packed tree: the tree itself (index 0) or a view of a sub-group. */
+export class PackedGroup implements DependencyGroup {
+  constructor(
+    readonly shape: TreeShape,
+    /** The target ids in pre-order; a single id when the tree has one edge. */
+    readonly targets: string | readonly string[],
+  ) {}
+
+  /** This group's pre-order index in the tree. */
+  get index(): number {
+    return 0;
+  }
+  get layout(): GroupLayout {
+    return this.shape.groups[this.index]!;
+  }
+  get predicate(): 'AND' | 'OR' {
+    return this.layout.predicate;
+  }
+  get threshold(): number {
+    return this.layout.threshold;
+  }
+  /** Members: edges and sub-groups. */
+  get memberCount(): number {
+    const l = this.layout;
+    return l.count + (l.subs?.length ?? 0);
+  }
+  get edges(): readonly NodeRef[] {
+    const { first, count } = this.layout;
+    const edges = new Array<NodeRef>(count);
+    for (let i = 0; i < count; i++) edges[i] = this.edge(first + i);
+    return edges;
+  }
+  get groups(): readonly DependencyGroup[] | undefined {
+    return this.layout.subs?.map((i) => this.group(i));
+  }
+
+  /** The edge at pre-order index `i` of the tree. */
+  edge(i: number): NodeRef {
+    return { kind: kindOf(this.shape.kinds[i]!), id: typeof this.targets === 'string' ? this.targets : this.targets[i]! };
+  }
+  /** Every edge of the tree, however deep, in pre-order. */
+  *allEdges(): IterableIterator<NodeRef> {
+    const end = this.shape.kinds.length;
+    for (let i = 0; i < end; i++) yield this.edge(i);
+  }
+  /** The group at pre-order index `i` of the tree. */
+  group(i: number): PackedGroup {
+    return i === 0 ? this.root() : new PackedSubGroup(this.shape, this.targets, i);
+  }
+  root(): PackedGroup {
+    return this.index === 0 ? this : new PackedGroup(this.shape, this.targets);
+  }
+  /** The pre-order index of the group at `path` below this one; -1 when there is none there. */
+  indexAt(path: readonly number[]): number {
+    let at = this.index;
+    for (const i of path) {
+      const subs = this.shape.groups[at]!.subs;
+      if (!subs || !(i >= 0 && i < subs.length)) return -1;
+      at = subs[i]!;
+    }
+    return at;
+  }
+  /** The path of the group at pre-order index `at` of the tree, from the root. */
+  pathOf(at: number): number[] {
+    const path: number[] = [];
+    const groups = this.shape.groups;
+    for (let g = at; g > 0; ) {
+      const parent = groups[g]!.parent;
+      path.push(groups[parent]!.subs!.indexOf(g));
+      g = parent;
+    }
+    return path.reverse();
+  }
+
+  /** The plain tree: the fields and order of a DependencyGroup literal, what JSON and the wire have always shown. */
+  toJSON(): DependencyGroup {
+    return this.plain(this.index);
+  }
+  private plain(at: number): DependencyGroup {
+    const l = this.shape.groups[at]!;
+    const edges = new Array<NodeRef>(l.count);
+    for (let i = 0; i < l.count; i++) edges[i] = this.edge(l.first + i);
+    if (l.subs === null) return { predicate: l.predicate, threshold: l.threshold, edges };
+    return { predicate: l.predicate, threshold: l.threshold, edges, groups: l.subs.map((g) => this.plain(g)) };
+  }
+}
+
+/** A sub-group of a packed tree, made when read (never stored). */
+class PackedSubGroup extends PackedGroup {
+  constructor(
+    shape: TreeShape,
+    targets: string | readonly string[],
+    private readonly at: number,
+  ) {
+    super(shape, targets);
+  }
+  override get index(): number {
+    return this.at;
+  }
+}
+
+/**
+ * `group` packed: its shape (interned when small) and its target ids, each passed through `id` (to share the named
+ * node's string). Values are unchanged: `pack(g).toJSON()` has g's fields in DependencyGroup order.
+ */
+export function pack(group: DependencyGroup, id: (kind: NodeKind, id: string) => string): PackedGroup {
+  const groups: GroupLayout[] = [];
+  const targets: string[] = [];
+  let kinds = '';
+  let members = 0;
+  const visit = (g: DependencyGroup, parent: number): number => {
+    const at = groups.length;
+    const first = targets.length;
+    for (const e of g.edges) {
+      targets.push(id(e.kind, e.id));
+      kinds += e.kind === 'check' ? 'c' : 's';
+    }
+    members += 1 + g.edges.length;
+    const layout = { predicate: g.predicate, threshold: g.threshold, first, count: g.edges.length, subs: g.groups === undefined ? null : ([] as number[]), size: 1, parent };
+    groups.push(layout);
+    for (const sub of g.groups ?? []) layout.subs!.push(visit(sub, at));
+    layout.size = groups.length - at;
+    return at;
+  };
+  visit(group, -1);
+  const shape = members <= INTERNED_MAX_MEMBERS ? intern(groups, kinds) : { groups: groups.map(frozenLayout), kinds };
+  return new PackedGroup(shape, targets.length === 1 ? targets[0]! : targets.length === 0 ? NO_TARGETS : targets.slice());
+}
+
+function intern(groups: readonly GroupLayout[], kinds: string): TreeShape {
+  let key = kinds;
+  for (const g of groups) key += `|${g.predicate}${g.threshold},${g.count},${g.subs === null ? '-' : g.subs.join('.')}`;
+  let shape = interned.get(key);
+  if (!shape) {
+    if (interned.size >= INTERNED_MAX) interned.clear();
+    shape = Object.freeze({ groups: Object.freeze(groups.map(frozenLayout)), kinds });
+    interned.set(key, shape);
+  }
+  return shape;
+}
+
+const frozenLayout = (l: GroupLayout): GroupLayout =>
+  Object.freeze({ ...l, subs: l.subs === null ? null : Object.freeze(l.subs.slice()) });
+
+/**
+ * A tree a read-model snapshot brought back (v8.deserialize keeps the fields, not the class) made a PackedGroup
+ * again; anything else is returned as it is.
+ */
+export function revivePacked(group: DependencyGroup | null): DependencyGroup | null {
+  if (group === null || group instanceof PackedGroup) return group;
+  const saved = group as Partial<PackedGroup>;
+  if (saved.shape !== undefined && saved.targets !== undefined) return Object.setPrototypeOf(group, PackedGroup.prototype) as PackedGroup;
+  return group;
+}
