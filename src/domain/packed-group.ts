@@ -6,8 +6,10 @@
 // - its shape: per group (in pre-order) its predicate, threshold, edge count and sub-groups, per edge its kind.
 //   Shapes are immutable and small ones are interned, so the stages of a workplan written by one generator (and of
 //   every workplan) share one;
-// - its targets: the id of each edge's target in pre-order, one array per tree (the id alone for a tree of one
-//   edge), each id the named node's own string (src/domain/compact.ts).
+// - its targets: the id of each edge's target in pre-order, each the named node's own string
+//   (src/domain/compact.ts). A tree of up to 8 edges holds them in fields of its own object (one class per count,
+//   so each object is exactly as large as its count: 24 B + 8 B per field, no array header); a larger tree holds
+//   one array.
 //
 // A PackedGroup is still a DependencyGroup: `predicate`, `threshold`, `edges` and `groups` read the shape, and
 // `toJSON` gives the plain tree (same fields, same order), so every reader, the wire and the JSON API see what they
@@ -43,9 +45,6 @@ export interface TreeShape {
 
 const kindOf = (c: string): NodeKind => (c === 'c' ? 'check' : 'stage');
 
-/** The shape's groups, packed trees' shared arrays: an empty list of targets. */
-const NO_TARGETS: readonly string[] = Object.freeze([]) as readonly string[];
-
 /**
  * Shapes with at most this many groups + edges are interned. Larger ones (a fan-in of thousands of edges) are rare
  * and unlike each other: each keeps its own.
@@ -55,17 +54,19 @@ const INTERNED_MAX_MEMBERS = 64;
 const INTERNED_MAX = 4096;
 const interned = new Map<string, TreeShape>();
 
-/** The group at pre-order index `index` of a packed tree: the tree itself (index 0) or a view of a sub-group. */
-export class PackedGroup implements DependencyGroup {
-  constructor(
-    readonly shape: TreeShape,
-    /** The target ids in pre-order; a single id when the tree has one edge. */
-    readonly targets: string | readonly string[],
-  ) {}
+/** A packed tree (index 0), or a view of one of its sub-groups (made when read, never stored). */
+export abstract class PackedGroup implements DependencyGroup {
+  abstract readonly shape: TreeShape;
+  /** The id of the tree's edge at pre-order index `i`. */
+  abstract target(i: number): string;
 
   /** This group's pre-order index in the tree. */
   get index(): number {
     return 0;
+  }
+  /** The tree this group belongs to. */
+  get tree(): PackedGroup {
+    return this;
   }
   get layout(): GroupLayout {
     return this.shape.groups[this.index]!;
@@ -93,7 +94,7 @@ export class PackedGroup implements DependencyGroup {
 
   /** The edge at pre-order index `i` of the tree. */
   edge(i: number): NodeRef {
-    return { kind: kindOf(this.shape.kinds[i]!), id: typeof this.targets === 'string' ? this.targets : this.targets[i]! };
+    return { kind: kindOf(this.shape.kinds[i]!), id: this.target(i) };
   }
   /** Every edge of the tree, however deep, in pre-order. */
   *allEdges(): IterableIterator<NodeRef> {
@@ -102,10 +103,7 @@ export class PackedGroup implements DependencyGroup {
   }
   /** The group at pre-order index `i` of the tree. */
   group(i: number): PackedGroup {
-    return i === 0 ? this.root() : new PackedSubGroup(this.shape, this.targets, i);
-  }
-  root(): PackedGroup {
-    return this.index === 0 ? this : new PackedGroup(this.shape, this.targets);
+    return i === 0 ? this.tree : new PackedSubGroup(this.tree, i);
   }
   /** The pre-order index of the group at `path` below this one; -1 when there is none there. */
   indexAt(path: readonly number[]): number {
@@ -142,17 +140,211 @@ export class PackedGroup implements DependencyGroup {
   }
 }
 
-/** A sub-group of a packed tree, made when read (never stored). */
 class PackedSubGroup extends PackedGroup {
   constructor(
-    shape: TreeShape,
-    targets: string | readonly string[],
+    private readonly root: PackedGroup,
     private readonly at: number,
   ) {
-    super(shape, targets);
+    super();
   }
   override get index(): number {
     return this.at;
+  }
+  override get tree(): PackedGroup {
+    return this.root;
+  }
+  get shape(): TreeShape {
+    return this.root.shape;
+  }
+  target(i: number): string {
+    return this.root.target(i);
+  }
+}
+
+// The stored trees, by how many edges they have. Each class has exactly its fields (V8 sizes an instance by its
+// class), so a tree of n <= 8 edges is one object of 24 + 8 * (n + 1) bytes.
+class Packed0 extends PackedGroup {
+  constructor(readonly shape: TreeShape) {
+    super();
+  }
+  target(i: number): string {
+    throw new RangeError(`no edge ${i} in a tree without edges`);
+  }
+}
+class Packed1 extends PackedGroup {
+  constructor(readonly shape: TreeShape, readonly t0: string) {
+    super();
+  }
+  target(): string {
+    return this.t0;
+  }
+}
+class Packed2 extends PackedGroup {
+  constructor(readonly shape: TreeShape, readonly t0: string, readonly t1: string) {
+    super();
+  }
+  target(i: number): string {
+    return i === 0 ? this.t0 : this.t1;
+  }
+}
+class Packed3 extends PackedGroup {
+  constructor(readonly shape: TreeShape, readonly t0: string, readonly t1: string, readonly t2: string) {
+    super();
+  }
+  target(i: number): string {
+    return i === 0 ? this.t0 : i === 1 ? this.t1 : this.t2;
+  }
+}
+class Packed4 extends PackedGroup {
+  constructor(readonly shape: TreeShape, readonly t0: string, readonly t1: string, readonly t2: string, readonly t3: string) {
+    super();
+  }
+  target(i: number): string {
+    return i < 2 ? (i === 0 ? this.t0 : this.t1) : i === 2 ? this.t2 : this.t3;
+  }
+}
+class Packed5 extends PackedGroup {
+  constructor(readonly shape: TreeShape, readonly t0: string, readonly t1: string, readonly t2: string, readonly t3: string, readonly t4: string) {
+    super();
+  }
+  target(i: number): string {
+    switch (i) {
+      case 0:
+        return this.t0;
+      case 1:
+        return this.t1;
+      case 2:
+        return this.t2;
+      case 3:
+        return this.t3;
+      default:
+        return this.t4;
+    }
+  }
+}
+class Packed6 extends PackedGroup {
+  constructor(readonly shape: TreeShape, readonly t0: string, readonly t1: string, readonly t2: string, readonly t3: string, readonly t4: string, readonly t5: string) {
+    super();
+  }
+  target(i: number): string {
+    switch (i) {
+      case 0:
+        return this.t0;
+      case 1:
+        return this.t1;
+      case 2:
+        return this.t2;
+      case 3:
+        return this.t3;
+      case 4:
+        return this.t4;
+      default:
+        return this.t5;
+    }
+  }
+}
+class Packed7 extends PackedGroup {
+  constructor(
+    readonly shape: TreeShape,
+    readonly t0: string,
+    readonly t1: string,
+    readonly t2: string,
+    readonly t3: string,
+    readonly t4: string,
+    readonly t5: string,
+    readonly t6: string,
+  ) {
+    super();
+  }
+  target(i: number): string {
+    switch (i) {
+      case 0:
+        return this.t0;
+      case 1:
+        return this.t1;
+      case 2:
+        return this.t2;
+      case 3:
+        return this.t3;
+      case 4:
+        return this.t4;
+      case 5:
+        return this.t5;
+      default:
+        return this.t6;
+    }
+  }
+}
+class Packed8 extends PackedGroup {
+  constructor(
+    readonly shape: TreeShape,
+    readonly t0: string,
+    readonly t1: string,
+    readonly t2: string,
+    readonly t3: string,
+    readonly t4: string,
+    readonly t5: string,
+    readonly t6: string,
+    readonly t7: string,
+  ) {
+    super();
+  }
+  target(i: number): string {
+    switch (i) {
+      case 0:
+        return this.t0;
+      case 1:
+        return this.t1;
+      case 2:
+        return this.t2;
+      case 3:
+        return this.t3;
+      case 4:
+        return this.t4;
+      case 5:
+        return this.t5;
+      case 6:
+        return this.t6;
+      default:
+        return this.t7;
+    }
+  }
+}
+/** A tree of more than 8 edges: its targets in one array. */
+class PackedN extends PackedGroup {
+  constructor(readonly shape: TreeShape, readonly targets: readonly string[]) {
+    super();
+  }
+  target(i: number): string {
+    return this.targets[i]!;
+  }
+}
+
+/** The class of a stored tree, by its number of edges (PackedN past 8). */
+const BY_COUNT = [Packed0, Packed1, Packed2, Packed3, Packed4, Packed5, Packed6, Packed7, Packed8] as const;
+
+function packedTree(shape: TreeShape, t: readonly string[]): PackedGroup {
+  switch (t.length) {
+    case 0:
+      return new Packed0(shape);
+    case 1:
+      return new Packed1(shape, t[0]!);
+    case 2:
+      return new Packed2(shape, t[0]!, t[1]!);
+    case 3:
+      return new Packed3(shape, t[0]!, t[1]!, t[2]!);
+    case 4:
+      return new Packed4(shape, t[0]!, t[1]!, t[2]!, t[3]!);
+    case 5:
+      return new Packed5(shape, t[0]!, t[1]!, t[2]!, t[3]!, t[4]!);
+    case 6:
+      return new Packed6(shape, t[0]!, t[1]!, t[2]!, t[3]!, t[4]!, t[5]!);
+    case 7:
+      return new Packed7(shape, t[0]!, t[1]!, t[2]!, t[3]!, t[4]!, t[5]!, t[6]!);
+    case 8:
+      return new Packed8(shape, t[0]!, t[1]!, t[2]!, t[3]!, t[4]!, t[5]!, t[6]!, t[7]!);
+    default:
+      return new PackedN(shape, t.slice());
   }
 }
 
@@ -181,7 +373,7 @@ export function pack(group: DependencyGroup, id: (kind: NodeKind, id: string) =>
   };
   visit(group, -1);
   const shape = members <= INTERNED_MAX_MEMBERS ? intern(groups, kinds) : { groups: groups.map(frozenLayout), kinds };
-  return new PackedGroup(shape, targets.length === 1 ? targets[0]! : targets.length === 0 ? NO_TARGETS : targets.slice());
+  return packedTree(shape, targets);
 }
 
 function intern(groups: readonly GroupLayout[], kinds: string): TreeShape {
@@ -201,11 +393,13 @@ const frozenLayout = (l: GroupLayout): GroupLayout =>
 
 /**
  * A tree a read-model snapshot brought back (v8.deserialize keeps the fields, not the class) made a PackedGroup
- * again; anything else is returned as it is.
+ * again, in place; anything else is returned as it is.
  */
 export function revivePacked(group: DependencyGroup | null): DependencyGroup | null {
   if (group === null || group instanceof PackedGroup) return group;
-  const saved = group as Partial<PackedGroup>;
-  if (saved.shape !== undefined && saved.targets !== undefined) return Object.setPrototypeOf(group, PackedGroup.prototype) as PackedGroup;
-  return group;
+  const saved = group as { readonly shape?: TreeShape; readonly targets?: unknown };
+  if (saved.shape === undefined) return group;
+  const cls = saved.targets !== undefined ? PackedN : BY_COUNT[saved.shape.kinds.length];
+  if (!cls) throw new Error(`a packed tree of ${saved.shape.kinds.length} edges without its targets array`);
+  return Object.setPrototypeOf(group, cls.prototype) as PackedGroup;
 }

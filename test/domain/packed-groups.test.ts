@@ -3,6 +3,7 @@
 // from a snapshot.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { deserialize, serialize } from 'node:v8';
 import fc from 'fast-check';
 import { ReadModels } from '../../projections/read-models.js';
 import type { WorkPlanModel } from '../../projections/workplan-model.js';
@@ -11,7 +12,7 @@ import { loadReadModels } from '../../src/app/snapshots.js';
 import { canonicalJson, readModelState } from '../../src/app/eventlog/digest.js';
 import { allEdges, groupAt, holds, memberCount, walkGroups } from '../../src/domain/dependency-groups.js';
 import type { DependencyGroup, NodeRef } from '../../src/domain/model.js';
-import { pack, PackedGroup } from '../../src/domain/packed-group.js';
+import { pack, PackedGroup, revivePacked } from '../../src/domain/packed-group.js';
 import { SnapshotFile } from '../../src/infra/snapshot-file.js';
 import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
 import { stageToProto } from '../../src/transport/to-proto.js';
@@ -67,6 +68,22 @@ describe('packed dependency trees', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  test('every number of edges (each kept its own way) survives a snapshot serialization and revival', () => {
+    for (let n = 0; n <= 12; n++) {
+      const plain: DependencyGroup = {
+        predicate: 'OR',
+        threshold: 0,
+        edges: Array.from({ length: n }, (_, i): NodeRef => ({ kind: i % 3 === 0 ? 'stage' : 'check', id: `n${i}` })),
+      };
+      const packed = pack(plain, (_kind, id) => id);
+      assert.deepEqual(viaFields(packed), plain, `${n} edges`);
+      const revived = revivePacked(deserialize(serialize(packed)) as DependencyGroup);
+      assert.ok(revived instanceof PackedGroup, `${n} edges revived`);
+      assert.deepEqual(viaFields(revived), plain, `${n} edges revived`);
+      assert.equal(JSON.stringify(revived), JSON.stringify(plain));
+    }
   });
 
   test('trees written alike share one shape; their targets stay their own', () => {
