@@ -50,6 +50,9 @@ export class WorkPlanModel implements WorkPlanState {
   private edgeGroup = new Int32Array(16);
   private edgeNext = new Int32Array(16);
 
+  /** The tree this model built last: an equal one built next is this one (IdSource.sameTree). */
+  private lastTree: PackedGroup | null = null;
+
   constructor(public meta: WorkPlanMeta) {}
 
   /** Every node is FINAL (and there is at least one). */
@@ -83,6 +86,11 @@ export class WorkPlanModel implements WorkPlanState {
     for (const node of [...this.checks.values(), ...this.stages.values()]) {
       if (node.dependencies !== null) revivePacked(node.dependencies);
     }
+    this.lastTree = revivePacked(this.lastTree ?? null) as PackedGroup | null;
+  }
+  sameTree(tree: PackedGroup): PackedGroup {
+    if (this.lastTree?.sameAs(tree)) return this.lastTree;
+    return (this.lastTree = tree);
   }
 
   putMeta(meta: WorkPlanMeta): void {

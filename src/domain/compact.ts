@@ -6,11 +6,12 @@
 // - empty arrays and the empty attempt details are one shared, frozen value, not one per node;
 // - the id an edge, an assignment or a result names is the target node's own id string when that node exists, so a
 //   workplan holds one copy of each id instead of one per reference;
-// - a dependency tree is packed: an interned shape and one array of target ids (src/domain/packed-group.ts).
+// - a dependency tree is packed: an interned shape and its target ids (src/domain/packed-group.ts); a tree equal to
+//   the one the committed model built last is that one.
 //
 // Values are unchanged (same fields, same order, same JSON): the read model rebuilt by replay equals the live one.
 import type { Assignment, DependencyGroup, JsonObject, NodeKind } from './model.js';
-import { pack } from './packed-group.js';
+import { pack, type PackedGroup } from './packed-group.js';
 
 /** The one empty array every empty list of a node shares (frozen: a fold makes a new array, never pushes). */
 export const EMPTY: readonly never[] = Object.freeze([]) as readonly never[];
@@ -21,6 +22,11 @@ export const EMPTY_JSON: JsonObject = Object.freeze({}) as JsonObject;
 export interface IdSource {
   check(id: string): { readonly id: string } | undefined;
   stage(id: string): { readonly id: string } | undefined;
+  /**
+   * A tree equal to `tree` that the workplan already keeps, to share instead (the committed model: the last one it
+   * built, so that stages written alike one after the other, e.g. a fan-out, hold one tree); else `tree`.
+   */
+  sameTree?(tree: PackedGroup): PackedGroup;
 }
 
 /** `id`, as the string the node of that kind and id already holds when there is one. */
@@ -36,8 +42,10 @@ export const appended = <T>(list: readonly T[], item: T): readonly T[] => list.c
 const exactMap = <T, U>(list: readonly T[], f: (item: T) => U): readonly U[] => (list.length === 0 ? EMPTY : list.map(f));
 
 /** A dependency tree packed (src/domain/packed-group.ts): the same predicate, threshold, edges and sub-groups. */
-export const compactGroup = (group: DependencyGroup, nodes: IdSource | undefined): DependencyGroup =>
-  pack(group, (kind, id) => sharedId(nodes, kind, id));
+export function compactGroup(group: DependencyGroup, nodes: IdSource | undefined): DependencyGroup {
+  const tree = pack(group, (kind, id) => sharedId(nodes, kind, id));
+  return nodes?.sameTree ? nodes.sameTree(tree) : tree;
+}
 
 export const compactGroupOrNull = (group: DependencyGroup | null, nodes: IdSource | undefined): DependencyGroup | null =>
   group === null ? null : compactGroup(group, nodes);

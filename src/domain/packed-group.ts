@@ -127,6 +127,13 @@ export abstract class PackedGroup implements DependencyGroup {
     return path.reverse();
   }
 
+  /** Whether `other` is a tree of the same shape and targets (interned shapes only: others are each their own). */
+  sameAs(other: PackedGroup): boolean {
+    if (this.shape !== other.shape || this.index !== 0 || other.index !== 0) return false;
+    for (let i = this.shape.kinds.length - 1; i >= 0; i--) if (this.target(i) !== other.target(i)) return false;
+    return true;
+  }
+
   /** The plain tree: the fields and order of a DependencyGroup literal, what JSON and the wire have always shown. */
   toJSON(): DependencyGroup {
     return this.plain(this.index);
