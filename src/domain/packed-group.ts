@@ -362,14 +362,15 @@ function packedTree(shape: TreeShape, t: readonly string[]): PackedGroup {
 export function pack(group: DependencyGroup, id: (kind: NodeKind, id: string) => string): PackedGroup {
   const groups: GroupLayout[] = [];
   const targets: string[] = [];
-  let kinds = '';
+  // Joined once, flat: `+=` would keep a cons string per edge (~32 B each) behind a large tree's kinds.
+  const kindChars: string[] = [];
   let members = 0;
   const visit = (g: DependencyGroup, parent: number): number => {
     const at = groups.length;
     const first = targets.length;
     for (const e of g.edges) {
       targets.push(id(e.kind, e.id));
-      kinds += e.kind === 'check' ? 'c' : 's';
+      kindChars.push(e.kind === 'check' ? 'c' : 's');
     }
     members += 1 + g.edges.length;
     const layout = { predicate: g.predicate, threshold: g.threshold, first, count: g.edges.length, subs: g.groups === undefined ? null : ([] as number[]), size: 1, parent };
@@ -379,13 +380,13 @@ export function pack(group: DependencyGroup, id: (kind: NodeKind, id: string) =>
     return at;
   };
   visit(group, -1);
+  const kinds = kindChars.join('');
   const shape = members <= INTERNED_MAX_MEMBERS ? intern(groups, kinds) : { groups: groups.map(frozenLayout), kinds };
   return packedTree(shape, targets);
 }
 
 function intern(groups: readonly GroupLayout[], kinds: string): TreeShape {
-  let key = kinds;
-  for (const g of groups) key += `|${g.predicate}${g.threshold},${g.count},${g.subs === null ? '-' : g.subs.join('.')}`;
+  const key = [kinds, ...groups.map((g) => `${g.predicate}${g.threshold},${g.count},${g.subs === null ? '-' : g.subs.join('.')}`)].join('|');
   let shape = interned.get(key);
   if (!shape) {
     if (interned.size >= INTERNED_MAX) interned.clear();
