@@ -1,5 +1,6 @@
 import { groupKey } from '../src/domain/dependency-groups.js';
-import type { Check, DependencyGroup, NodeKey, NodeKind, NodeRef, Stage, WorkPlanMeta } from '../src/domain/model.js';
+import type { Check, DependencyGroup, NodeKey, NodeKind, Stage, WorkPlanMeta } from '../src/domain/model.js';
+import { PackedGroup, revivePacked } from '../src/domain/packed-group.js';
 import type { WorkPlanState } from '../src/domain/view.js';
 
 /** No node, group or edge (in the index arrays below). */
@@ -34,8 +35,6 @@ export class WorkPlanModel implements WorkPlanState {
   /** Per node number: its kind (0 check, 1 stage) and id. */
   private nodeKind = new Uint8Array(16);
   private nodeId: string[] = [];
-  /** Per node number: the edge object every edge to it shares, once an edge to it is linked (frozen). */
-  private nodeRefs: (NodeRef | undefined)[] = [];
   /** Per node number: its first group number and how many groups its range has (NONE / 0 without). */
   private groupBase = new Int32Array(16).fill(NONE);
   private groupSpan = new Int32Array(16);
@@ -50,6 +49,9 @@ export class WorkPlanModel implements WorkPlanState {
   /** Per edge of the dependents lists: the dependent group, and the next edge of the same target's list. */
   private edgeGroup = new Int32Array(16);
   private edgeNext = new Int32Array(16);
+
+  /** The tree this model built last: an equal one built next is this one (IdSource.sameTree). */
+  private lastTree: PackedGroup | null = null;
 
   constructor(public meta: WorkPlanMeta) {}
 
@@ -76,9 +78,19 @@ export class WorkPlanModel implements WorkPlanState {
   children(stageId: string): Iterable<string> {
     return this.childrenOf.get(stageId) ?? [];
   }
-  nodeRef(kind: NodeKind, id: string): NodeRef | undefined {
-    const n = (kind === 'check' ? this.checkNumbers : this.stageNumbers).get(id);
-    return n === undefined ? undefined : this.nodeRefs[n];
+  /**
+   * After a read-model snapshot is restored: its dependency trees came back as plain fields (v8.deserialize keeps
+   * no classes) and are made PackedGroups again, in place (the node objects are this model's own copies).
+   */
+  revive(): void {
+    for (const node of [...this.checks.values(), ...this.stages.values()]) {
+      if (node.dependencies !== null) revivePacked(node.dependencies);
+    }
+    this.lastTree = revivePacked(this.lastTree ?? null) as PackedGroup | null;
+  }
+  sameTree(tree: PackedGroup): PackedGroup {
+    if (this.lastTree?.sameAs(tree)) return this.lastTree;
+    return (this.lastTree = tree);
   }
 
   putMeta(meta: WorkPlanMeta): void {
@@ -96,7 +108,6 @@ export class WorkPlanModel implements WorkPlanState {
     const g = this.groupNumber(dependent, true);
     if (g === NONE) throw new Error(`link of ${target} to ${dependent}, which is no group of its node`);
     const t = this.nodeNumber(target, true);
-    this.nodeRefs[t] ??= Object.freeze({ kind: this.nodeKind[t] === 0 ? 'check' : 'stage', id: this.nodeId[t]! });
     const last = this.lastDependent[t]!;
     // The same edge twice in one group links once (the list is a set): its edges are linked one after the other.
     if (last !== NONE && this.edgeGroup[last] === g) return;
@@ -165,7 +176,6 @@ export class WorkPlanModel implements WorkPlanState {
     }
     this.nodeKind[n] = kind === 'check' ? 0 : 1;
     this.nodeId.push(id);
-    this.nodeRefs.push(undefined);
     (kind === 'check' ? this.checkNumbers : this.stageNumbers).set(id, n);
     return n;
   }
@@ -217,8 +227,9 @@ export class WorkPlanModel implements WorkPlanState {
   }
 }
 
-/** Groups in a tree (the root and every sub-group, however deep). */
+/** Groups in a tree (the root and every sub-group, however deep). A packed tree's shape knows (as below). */
 function treeSize(g: DependencyGroup): number {
+  if (g instanceof PackedGroup) return g.layout.size;
   let size = 1;
   for (const sub of g.groups ?? []) size += treeSize(sub);
   return size;
@@ -226,6 +237,7 @@ function treeSize(g: DependencyGroup): number {
 
 /** The pre-order index of the group at `path` in the tree (the root is 0); NONE when there is none there. */
 function preorderIndex(root: DependencyGroup, path: readonly number[]): number {
+  if (root instanceof PackedGroup) return root.indexAt(path);
   let at = 0;
   let g = root;
   for (const i of path) {
@@ -240,6 +252,7 @@ function preorderIndex(root: DependencyGroup, path: readonly number[]): number {
 
 /** The path of the group with pre-order index `at` (> 0) in the tree. */
 function pathAt(root: DependencyGroup, at: number): number[] {
+  if (root instanceof PackedGroup) return root.pathOf(at);
   const path: number[] = [];
   let g = root;
   let left = at;

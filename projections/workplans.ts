@@ -55,10 +55,14 @@ export class WorkPlanModels implements SnapshotProjection, WorkPlanLookup {
   }
   /** The models come back as plain objects: they get their class again. */
   restore(state: unknown): void {
-    const saved = state as SavedWorkPlans;
-    for (const [id, model] of saved.inProgress) this.models.set(id, Object.setPrototypeOf(model, WorkPlanModel.prototype) as WorkPlanModel);
-    for (const [id, meta] of saved.headers) this.evicted.set(id, meta);
-    this.position = saved.position;
+    const savedModels = state as SavedWorkPlans;
+    for (const [id, saved] of savedModels.inProgress) {
+      const model = Object.setPrototypeOf(saved, WorkPlanModel.prototype) as WorkPlanModel;
+      model.revive();
+      this.models.set(id, model);
+    }
+    for (const [id, meta] of savedModels.headers) this.evicted.set(id, meta);
+    this.position = savedModels.position;
   }
 
   workplan(id: string): WorkPlanModel | undefined {

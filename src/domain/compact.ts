@@ -5,11 +5,13 @@
 // - arrays grow by `concat` or `map`, which allocate the exact length (`[...a, x]` reserves ~17 more slots);
 // - empty arrays and the empty attempt details are one shared, frozen value, not one per node;
 // - the id an edge, an assignment or a result names is the target node's own id string when that node exists, so a
-//   workplan holds one copy of each id instead of one per reference; and edges to a node that other edges name
-//   already share one (frozen) edge object, kept by the committed model.
+//   workplan holds one copy of each id instead of one per reference;
+// - a dependency tree is packed: an interned shape and its target ids (src/domain/packed-group.ts); a tree equal to
+//   the one the committed model built last is that one.
 //
 // Values are unchanged (same fields, same order, same JSON): the read model rebuilt by replay equals the live one.
-import type { Assignment, DependencyGroup, JsonObject, NodeKind, NodeRef } from './model.js';
+import type { Assignment, DependencyGroup, JsonObject, NodeKind } from './model.js';
+import { pack, type PackedGroup } from './packed-group.js';
 
 /** The one empty array every empty list of a node shares (frozen: a fold makes a new array, never pushes). */
 export const EMPTY: readonly never[] = Object.freeze([]) as readonly never[];
@@ -20,8 +22,11 @@ export const EMPTY_JSON: JsonObject = Object.freeze({}) as JsonObject;
 export interface IdSource {
   check(id: string): { readonly id: string } | undefined;
   stage(id: string): { readonly id: string } | undefined;
-  /** The one edge object the workplan keeps for a node other edges name, when it keeps one (the committed model). */
-  nodeRef?(kind: NodeKind, id: string): NodeRef | undefined;
+  /**
+   * A tree equal to `tree` that the workplan already keeps, to share instead (the committed model: the last one it
+   * built, so that stages written alike one after the other, e.g. a fan-out, hold one tree); else `tree`.
+   */
+  sameTree?(tree: PackedGroup): PackedGroup;
 }
 
 /** `id`, as the string the node of that kind and id already holds when there is one. */
@@ -36,11 +41,10 @@ export const appended = <T>(list: readonly T[], item: T): readonly T[] => list.c
 /** An array of exactly `list`'s length (the shared empty one when empty), each item mapped. */
 const exactMap = <T, U>(list: readonly T[], f: (item: T) => U): readonly U[] => (list.length === 0 ? EMPTY : list.map(f));
 
-/** A dependency group as one exact-size tree: the same predicate, threshold, edges and sub-groups. */
+/** A dependency tree packed (src/domain/packed-group.ts): the same predicate, threshold, edges and sub-groups. */
 export function compactGroup(group: DependencyGroup, nodes: IdSource | undefined): DependencyGroup {
-  const edges = exactMap(group.edges, (e): NodeRef => nodes?.nodeRef?.(e.kind, e.id) ?? { kind: e.kind, id: sharedId(nodes, e.kind, e.id) });
-  if (group.groups === undefined) return { predicate: group.predicate, threshold: group.threshold, edges };
-  return { predicate: group.predicate, threshold: group.threshold, edges, groups: exactMap(group.groups, (g) => compactGroup(g, nodes)) };
+  const tree = pack(group, (kind, id) => sharedId(nodes, kind, id));
+  return nodes?.sameTree ? nodes.sameTree(tree) : tree;
 }
 
 export const compactGroupOrNull = (group: DependencyGroup | null, nodes: IdSource | undefined): DependencyGroup | null =>

@@ -4,6 +4,7 @@
 // indexes, e.g. `stage:deploy 1.0` for groups[1].groups[0]. The index counts, per group key, the members that are
 // satisfied; nothing leaves FINAL, so counts only go up and a group, once satisfied, stays satisfied.
 import type { DependencyGroup, NodeKey, NodeRef } from './model.js';
+import { PackedGroup } from './packed-group.js';
 
 /** How deep groups may nest: the root is depth 1. */
 export const MAX_GROUP_DEPTH = 16;
@@ -22,8 +23,8 @@ export function parseGroupKey(key: GroupKey): { node: NodeKey; path: number[] } 
 
 export const subGroups = (g: DependencyGroup): readonly DependencyGroup[] => g.groups ?? [];
 
-/** Members of a group: its edges and its sub-groups. */
-export const memberCount = (g: DependencyGroup): number => g.edges.length + subGroups(g).length;
+/** Members of a group: its edges and its sub-groups. (A packed tree's groups count from their shape.) */
+export const memberCount = (g: DependencyGroup): number => (g instanceof PackedGroup ? g.memberCount : g.edges.length + subGroups(g).length);
 
 /** Whether a group with `satisfied` satisfied members holds. An empty group holds. */
 export function holds(g: DependencyGroup, satisfied: number): boolean {
@@ -35,6 +36,10 @@ export function holds(g: DependencyGroup, satisfied: number): boolean {
 
 /** The group at `path` in the tree rooted at `root`, if there is one. */
 export function groupAt(root: DependencyGroup | null, path: readonly number[]): DependencyGroup | undefined {
+  if (root instanceof PackedGroup) {
+    const at = root.indexAt(path);
+    return at < 0 ? undefined : root.group(at);
+  }
   let g: DependencyGroup | undefined = root ?? undefined;
   for (const i of path) g = g && subGroups(g)[i];
   return g;
@@ -50,6 +55,7 @@ export function* walkGroups(root: DependencyGroup | null, path: number[] = []): 
 
 /** Every edge of the tree, however deep (a target may appear in several groups). */
 export function* allEdges(root: DependencyGroup | null): IterableIterator<NodeRef> {
+  if (root instanceof PackedGroup && root.index === 0) return yield* root.allEdges();
   for (const { group } of walkGroups(root)) yield* group.edges;
 }
 

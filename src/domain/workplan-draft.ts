@@ -51,8 +51,9 @@ export class WorkPlanDraft implements WorkPlanState {
 
   /**
    * The node right after `event`, when the read models may take it as it is: a change to a node the committed model
-   * already holds, with the same dependency tree (the committed model's tree shares its edge objects; one this
-   * draft built, for a node it created or amended, does not, and the committed model builds its own).
+   * already holds, with the same dependency tree (the committed model's tree is one it packed itself and may share
+   * with the node written before; one this draft built, for a node it created or amended, is not, and the committed
+   * model builds its own).
    */
   private adoptableNode(event: DomainEvent): Check | Stage | undefined {
     if (!adoptable(event)) return undefined;

@@ -8,7 +8,7 @@ import type { SnapshotPoint, SnapshotRead, SnapshotStore } from '../app/snapshot
 import { SCHEMA_VERSION } from '../domain/events.js';
 
 /** Bumped when what the projections keep changes shape; with the event schema versions, it decides usability. */
-export const SNAPSHOT_FORMAT = 2;
+export const SNAPSHOT_FORMAT = 3;
 const SCHEMA = `${SNAPSHOT_FORMAT}:${JSON.stringify(SCHEMA_VERSION)}`;
 
 export interface SnapshotHeader {

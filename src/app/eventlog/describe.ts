@@ -22,7 +22,8 @@ function strip(node: unknown): unknown {
   return Object.fromEntries(Object.entries(node).filter(([k]) => !BOOKKEEPING.has(k)));
 }
 
-export function diff(a: unknown, b: unknown, path: string, out: string[]): void {
+export function diff(left: unknown, right: unknown, path: string, out: string[]): void {
+  const [a, b] = [jsonValue(left), jsonValue(right)];
   if (JSON.stringify(a) === JSON.stringify(b)) return;
   if (Array.isArray(a) && Array.isArray(b)) {
     for (let i = 0; i < Math.max(a.length, b.length); i++) diff(a[i], b[i], `${path}[${i}]`, out);
@@ -38,6 +39,15 @@ export function diff(a: unknown, b: unknown, path: string, out: string[]): void 
   if (a === undefined) out.push(`${path}: + ${compact(b)}`);
   else if (b === undefined) out.push(`${path}: - ${compact(a)}`);
   else out.push(`${path}: ${compact(a)} → ${compact(b)}`);
+}
+
+/**
+ * A value as JSON shows it: what its toJSON gives, when it has one (a packed dependency tree is a class whose fields
+ * are not the tree's: src/domain/packed-group.ts), else itself.
+ */
+export function jsonValue(v: unknown): unknown {
+  const toJSON = v !== null && typeof v === 'object' ? (v as { toJSON?: unknown }).toJSON : undefined;
+  return typeof toJSON === 'function' ? (toJSON as () => unknown).call(v) : v;
 }
 
 export const isPlainObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);

@@ -2,14 +2,15 @@
 import { createHash } from 'node:crypto';
 import type { WorkPlanModel } from '../../../projections/workplan-model.js';
 import { nodeKey, type NodeKey } from '../../domain/model.js';
-import { diff, isPlainObject } from './describe.js';
+import { diff, isPlainObject, jsonValue } from './describe.js';
 
 /** JSON with object keys sorted at every level, Maps and Sets as arrays, undefined dropped: equal values give equal strings. */
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(sortKeys(value));
 }
 
-function sortKeys(v: unknown): unknown {
+function sortKeys(value: unknown): unknown {
+  const v = jsonValue(value); // as JSON.stringify would see it
   if (Array.isArray(v)) return v.map(sortKeys);
   if (v instanceof Map) return [...v].map(([k, x]) => [k, sortKeys(x)]);
   if (v instanceof Set) return [...v].map(sortKeys);
