@@ -178,124 +178,19 @@ class Packed0 extends PackedGroup {
     throw new RangeError(`no edge ${i} in a tree without edges`);
   }
 }
-class Packed1 extends PackedGroup {
-  constructor(readonly shape: TreeShape, readonly t0: string) {
-    super();
-  }
-  target(): string {
-    return this.t0;
-  }
-}
-class Packed2 extends PackedGroup {
-  constructor(readonly shape: TreeShape, readonly t0: string, readonly t1: string) {
-    super();
-  }
-  target(i: number): string {
-    return i === 0 ? this.t0 : this.t1;
-  }
-}
-class Packed3 extends PackedGroup {
-  constructor(readonly shape: TreeShape, readonly t0: string, readonly t1: string, readonly t2: string) {
-    super();
-  }
-  target(i: number): string {
-    return i === 0 ? this.t0 : i === 1 ? this.t1 : this.t2;
-  }
-}
-class Packed4 extends PackedGroup {
-  constructor(readonly shape: TreeShape, readonly t0: string, readonly t1: string, readonly t2: string, readonly t3: string) {
-    super();
-  }
-  target(i: number): string {
-    return i < 2 ? (i === 0 ? this.t0 : this.t1) : i === 2 ? this.t2 : this.t3;
-  }
-}
-class Packed5 extends PackedGroup {
-  constructor(readonly shape: TreeShape, readonly t0: string, readonly t1: string, readonly t2: string, readonly t3: string, readonly t4: string) {
-    super();
-  }
-  target(i: number): string {
-    switch (i) {
-      case 0:
-        return this.t0;
-      case 1:
-        return this.t1;
-      case 2:
-        return this.t2;
-      case 3:
-        return this.t3;
-      default:
-        return this.t4;
-    }
-  }
-}
-class Packed6 extends PackedGroup {
-  constructor(readonly shape: TreeShape, readonly t0: string, readonly t1: string, readonly t2: string, readonly t3: string, readonly t4: string, readonly t5: string) {
-    super();
-  }
-  target(i: number): string {
-    switch (i) {
-      case 0:
-        return this.t0;
-      case 1:
-        return this.t1;
-      case 2:
-        return this.t2;
-      case 3:
-        return this.t3;
-      case 4:
-        return this.t4;
-      default:
-        return this.t5;
-    }
-  }
-}
-class Packed7 extends PackedGroup {
-  constructor(
-    readonly shape: TreeShape,
-    readonly t0: string,
-    readonly t1: string,
-    readonly t2: string,
-    readonly t3: string,
-    readonly t4: string,
-    readonly t5: string,
-    readonly t6: string,
-  ) {
-    super();
-  }
-  target(i: number): string {
-    switch (i) {
-      case 0:
-        return this.t0;
-      case 1:
-        return this.t1;
-      case 2:
-        return this.t2;
-      case 3:
-        return this.t3;
-      case 4:
-        return this.t4;
-      case 5:
-        return this.t5;
-      default:
-        return this.t6;
-    }
-  }
-}
-class Packed8 extends PackedGroup {
-  constructor(
-    readonly shape: TreeShape,
-    readonly t0: string,
-    readonly t1: string,
-    readonly t2: string,
-    readonly t3: string,
-    readonly t4: string,
-    readonly t5: string,
-    readonly t6: string,
-    readonly t7: string,
-  ) {
-    super();
-  }
+/**
+ * Trees of 1 to 8 edges: the subclass for n edges defines the fields t0 … t(n-1); they are only declared here (no
+ * field is emitted), so one `target` serves them all without making any instance larger.
+ */
+abstract class PackedFields extends PackedGroup {
+  declare readonly t0: string;
+  declare readonly t1: string;
+  declare readonly t2: string;
+  declare readonly t3: string;
+  declare readonly t4: string;
+  declare readonly t5: string;
+  declare readonly t6: string;
+  declare readonly t7: string;
   target(i: number): string {
     switch (i) {
       case 0:
@@ -315,6 +210,91 @@ class Packed8 extends PackedGroup {
       default:
         return this.t7;
     }
+  }
+}
+class Packed1 extends PackedFields {
+  constructor(readonly shape: TreeShape, override readonly t0: string) {
+    super();
+  }
+}
+class Packed2 extends PackedFields {
+  constructor(readonly shape: TreeShape, override readonly t0: string, override readonly t1: string) {
+    super();
+  }
+}
+class Packed3 extends PackedFields {
+  constructor(
+    readonly shape: TreeShape,
+    override readonly t0: string,
+    override readonly t1: string,
+    override readonly t2: string,
+  ) {
+    super();
+  }
+}
+class Packed4 extends PackedFields {
+  constructor(
+    readonly shape: TreeShape,
+    override readonly t0: string,
+    override readonly t1: string,
+    override readonly t2: string,
+    override readonly t3: string,
+  ) {
+    super();
+  }
+}
+class Packed5 extends PackedFields {
+  constructor(
+    readonly shape: TreeShape,
+    override readonly t0: string,
+    override readonly t1: string,
+    override readonly t2: string,
+    override readonly t3: string,
+    override readonly t4: string,
+  ) {
+    super();
+  }
+}
+class Packed6 extends PackedFields {
+  constructor(
+    readonly shape: TreeShape,
+    override readonly t0: string,
+    override readonly t1: string,
+    override readonly t2: string,
+    override readonly t3: string,
+    override readonly t4: string,
+    override readonly t5: string,
+  ) {
+    super();
+  }
+}
+class Packed7 extends PackedFields {
+  constructor(
+    readonly shape: TreeShape,
+    override readonly t0: string,
+    override readonly t1: string,
+    override readonly t2: string,
+    override readonly t3: string,
+    override readonly t4: string,
+    override readonly t5: string,
+    override readonly t6: string,
+  ) {
+    super();
+  }
+}
+class Packed8 extends PackedFields {
+  constructor(
+    readonly shape: TreeShape,
+    override readonly t0: string,
+    override readonly t1: string,
+    override readonly t2: string,
+    override readonly t3: string,
+    override readonly t4: string,
+    override readonly t5: string,
+    override readonly t6: string,
+    override readonly t7: string,
+  ) {
+    super();
   }
 }
 /** A tree of more than 8 edges: its targets in one array. */
