@@ -9,6 +9,9 @@ export interface StoredEventRow {
   readonly data: string;
 }
 
+/** A row whose data column may already be parsed (src/infra/read-ahead.ts parses a batch of rows at once). */
+export type ReadRow<R extends StoredEventRow> = Omit<R, 'data'> & { readonly data: string | Record<string, unknown> };
+
 /** Turns data of schema version N into version N+1, keyed by `${type}@${N}`. */
 export type Upcaster = (data: Record<string, unknown>) => Record<string, unknown>;
 export const UPCASTERS: Readonly<Record<string, Upcaster>> = {
@@ -35,7 +38,7 @@ export function encodeEvent(event: DomainEvent): { type: string; schemaVersion: 
 export type Validation = 'all' | 'upcast';
 
 export function decodeEvent(
-  row: StoredEventRow,
+  row: ReadRow<StoredEventRow>,
   upcasters: Readonly<Record<string, Upcaster>> = UPCASTERS,
   validate: Validation = 'all',
 ): DomainEvent {
@@ -44,8 +47,8 @@ export function decodeEvent(
   if (row.schema_version > current) {
     throw new Error(`${row.type} has schema version ${row.schema_version}, newer than this server knows (${current})`);
   }
-  if (validate === 'upcast' && row.schema_version === current) return { type: row.type, data: JSON.parse(row.data) } as DomainEvent;
-  let data = JSON.parse(row.data) as Record<string, unknown>;
+  let data = (typeof row.data === 'string' ? JSON.parse(row.data) : row.data) as Record<string, unknown>;
+  if (validate === 'upcast' && row.schema_version === current) return { type: row.type, data } as DomainEvent;
   for (let v = row.schema_version; v < current; v++) {
     const up = upcasters[`${row.type}@${v}`];
     if (!up) throw new Error(`no upcaster for ${row.type} from schema version ${v}`);
@@ -80,7 +83,7 @@ export function encodeRow(
 }
 
 /** A row as a recorded event; a row that cannot be decoded is named by its position and stream. */
-export function recordedFromRow(row: EventRow, validate: Validation): RecordedEvent {
+export function recordedFromRow(row: ReadRow<EventRow>, validate: Validation): RecordedEvent {
   let event;
   try {
     event = decodeEvent(row, UPCASTERS, validate);

@@ -14,6 +14,7 @@ import {
 import { CommitMarkerWriter } from './commit-marker.js';
 import { encodeRow, recordedFromRow, type EventRow, type Validation } from './event-codec.js';
 import { chainHash, type HashedRow } from './hash-chain.js';
+import { READ_AHEAD_MIN_ROWS, readAhead } from './read-ahead.js';
 import { WalSync, type DurableCallback } from './wal-sync.js';
 
 /** The events table, its index and the triggers that make it append-only. */
@@ -80,6 +81,8 @@ export interface SqliteEventStoreOptions {
    * a read is the OS page cache's. See docs/performance.md, "Memory at rest".
    */
   readonly cacheKiB?: number;
+  /** readAll reads ahead on a worker thread from this many rows on (default READ_AHEAD_MIN_ROWS; Infinity: never). */
+  readonly readAheadMinRows?: number;
 }
 
 /** 2 MiB: SQLite's own default (better-sqlite3 raises it to 16 MiB, which a large log fills and keeps). */
@@ -117,6 +120,7 @@ export class SqliteEventStore implements EventStore {
   readonly groupCommit: boolean;
   private readonly readonly: boolean;
   private readonly validate: Validation;
+  private readonly readAheadMinRows: number;
 
   constructor(
     readonly path: string,
@@ -125,6 +129,7 @@ export class SqliteEventStore implements EventStore {
     this.groupCommit = options.groupCommit ?? false;
     this.readonly = options.readonly ?? false;
     this.validate = options.validate ?? 'all';
+    this.readAheadMinRows = options.readAheadMinRows ?? READ_AHEAD_MIN_ROWS;
     this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma(`cache_size = -${Math.max(64, Math.floor(options.cacheKiB ?? DEFAULT_CACHE_KIB))}`);
@@ -306,7 +311,18 @@ export class SqliteEventStore implements EventStore {
     for (const row of rows) yield recordedFromRow(row, this.validate);
   }
 
-  *readAll(afterPosition = 0): IterableIterator<RecordedEvent> {
+  /**
+   * A long read (a start replaying the log, replay, verify) is read ahead by a worker thread on its own connection,
+   * up to the last position this connection sees now. Not while a transaction is open: the worker would not see
+   * its uncommitted rows.
+   */
+  readAll(afterPosition = 0): IterableIterator<RecordedEvent> {
+    const toPosition = this.lastPosition();
+    if (toPosition - afterPosition < this.readAheadMinRows || this.db.memory || this.db.inTransaction) return this.readRows(afterPosition);
+    return readAhead({ path: this.path, afterPosition, toPosition, validate: this.validate }, (after) => this.readRows(after));
+  }
+
+  private *readRows(afterPosition: number): IterableIterator<RecordedEvent> {
     const rows = this.db
       .prepare('SELECT * FROM events WHERE position > ? ORDER BY position')
       .iterate(afterPosition) as IterableIterator<EventRow>;
