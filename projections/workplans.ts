@@ -110,6 +110,14 @@ export class WorkPlanModels implements SnapshotProjection, WorkPlanLookup {
     return true;
   }
 
+  /**
+   * While models are loaded (src/app/snapshots.ts): evicts a complete workplan, unless it was folded back since
+   * they were, so that one which goes on after it completes is not read back from the log again and again.
+   */
+  evictOnLoad(id: string): boolean {
+    return !this.foldedBackAt.has(id) && this.evict(id);
+  }
+
   private foldBack(id: string): WorkPlanModel | undefined {
     if (!this.evicted.has(id) || !this.loadStream) return undefined;
     const again = new WorkPlanModels();

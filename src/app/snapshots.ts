@@ -59,11 +59,19 @@ export function loadReadModels(store: EventStore, snapshots: SnapshotStore | nul
   models ??= new ReadModels();
   // Complete workplans come back from a snapshot as headers: they are folded back from the log when needed.
   models.workplans.evictable(readBack(store), Date.now);
+  // A workplan found complete when the log moves on to another stream is kept as its header, as a snapshot keeps
+  // it: a long replay then holds (and garbage-collects over) only the workplans in progress.
   let tailEvents = 0;
+  let previous: string | null = null;
   for (const rec of store.readAll(models.position)) {
+    if (previous !== rec.streamId) {
+      if (previous !== null) models.workplans.evictOnLoad(previous);
+      previous = rec.streamId;
+    }
     models.apply(rec);
     tailEvents++;
   }
+  if (previous !== null) models.workplans.evictOnLoad(previous);
   return { models, fromPosition, tailEvents, ...(ignored ? { ignored } : {}) };
 }
 
