@@ -7,6 +7,14 @@ import type { WorkPlanState } from '../src/domain/view.js';
 const NONE = -1;
 
 /**
+ * The group key a model named or looked up last, and its number: the fold asks about one group several times in a
+ * row (linking each edge of a group, then setting its count; counting a target FINAL right after `dependents`
+ * named the group), and the key is parsed once. Kept outside the models (it is no part of their state, and
+ * snapshots copy their fields); a model forgets it whenever its nodes or its group ranges change.
+ */
+const named: { model: WorkPlanModel | null; key: string; group: number } = { model: null, key: '', group: NONE };
+
+/**
  * The committed read model of one workplan: its checks, its stages and the dependency indexes over them. Disposable:
  * replaying its stream rebuilds it exactly.
  *
@@ -97,10 +105,12 @@ export class WorkPlanModel implements WorkPlanState {
     this.meta = meta;
   }
   putCheck(check: Check): void {
+    this.forgetNamed();
     this.count(this.checks.get(check.id), check);
     this.checks.set(check.id, check);
   }
   putStage(stage: Stage): void {
+    this.forgetNamed();
     this.count(this.stages.get(stage.id), stage);
     this.stages.set(stage.id, stage);
   }
@@ -190,6 +200,7 @@ export class WorkPlanModel implements WorkPlanState {
    * node gets a range of group numbers when it has none large enough. NONE when there is no such group.
    */
   private groupNumber(key: NodeKey, add: boolean): number {
+    if (named.model === this && named.key === key) return named.group;
     const space = key.indexOf(' ');
     const node = space < 0 ? key : (key.slice(0, space) as NodeKey);
     const n = this.nodeNumber(node, add);
@@ -202,10 +213,13 @@ export class WorkPlanModel implements WorkPlanState {
       if (!add) return NONE;
       this.allocateGroups(n, treeSize(tree));
     }
-    return this.groupBase[n]! + at;
+    const g = this.groupBase[n]! + at;
+    this.remember(key, g);
+    return g;
   }
 
   private allocateGroups(n: number, size: number): void {
+    this.forgetNamed();
     const base = this.groupCount;
     this.groupCount += size;
     if (this.groupCount > this.groupOwner.length) {
@@ -223,7 +237,19 @@ export class WorkPlanModel implements WorkPlanState {
     const n = this.groupOwner[g]!;
     const node: NodeKey = `${this.nodeKind[n] === 0 ? 'check' : 'stage'}:${this.nodeId[n]!}`;
     const at = g - this.groupBase[n]!;
-    return at === 0 ? node : groupKey(node, pathAt(this.treeOf(n)!, at));
+    const key = at === 0 ? node : groupKey(node, pathAt(this.treeOf(n)!, at));
+    this.remember(key, g);
+    return key;
+  }
+
+  private remember(key: string, group: number): void {
+    named.model = this;
+    named.key = key;
+    named.group = group;
+  }
+
+  private forgetNamed(): void {
+    if (named.model === this) named.model = null;
   }
 }
 
