@@ -36,8 +36,12 @@ export interface LoadedModels {
 
 type SavedModels = Parameters<typeof ReadModels.restore>[0];
 
-/** The read models: from the snapshot (when usable and of this log) plus the log's tail, else from the whole log. */
-export function loadReadModels(store: EventStore, snapshots: SnapshotStore | null): LoadedModels {
+/**
+ * The read models: from the snapshot (when usable and of this log) plus the log's tail, else from the whole log.
+ * `evictComplete: false` keeps every workplan folded from the log in memory (`serve --evict-after 0`).
+ */
+export function loadReadModels(store: EventStore, snapshots: SnapshotStore | null, options: { evictComplete?: boolean } = {}): LoadedModels {
+  const evict = options.evictComplete ?? true;
   let models: ReadModels | undefined;
   let ignored: string | undefined;
   const read = snapshots?.read() ?? { kind: 'missing' };
@@ -65,13 +69,13 @@ export function loadReadModels(store: EventStore, snapshots: SnapshotStore | nul
   let previous: string | null = null;
   for (const rec of store.readAll(models.position)) {
     if (previous !== rec.streamId) {
-      if (previous !== null) models.workplans.evictOnLoad(previous);
+      if (previous !== null && evict) models.workplans.evictOnLoad(previous);
       previous = rec.streamId;
     }
     models.apply(rec);
     tailEvents++;
   }
-  if (previous !== null) models.workplans.evictOnLoad(previous);
+  if (previous !== null && evict) models.workplans.evictOnLoad(previous);
   return { models, fromPosition, tailEvents, ...(ignored ? { ignored } : {}) };
 }
 

@@ -60,7 +60,8 @@ Options (each has an environment variable; the flag wins):
   --snapshot-every N  write the read-model snapshot (PATH.snapshot) in the
                      background every N events; 0 = no snapshots    TURBOCI_SNAPSHOT_EVERY (default 100000)
   --evict-after S    a complete workplan unused for S seconds leaves memory
-                     (folded back from the log when asked for); 0 = never  TURBOCI_EVICT_AFTER (default 900)
+                     (folded back from the log when asked for; a start keeps
+                     complete ones as their header); 0 = never        TURBOCI_EVICT_AFTER (default 900)
   --compact-when-idle S  after S seconds without a write (once per busy period), give the JS heap's
                      fragmented pages back: one compacting GC (0.2-1.3 s at ~100 MB live, 4.6 s at 1.2 GB); 0 = never
                                                                  TURBOCI_COMPACT_WHEN_IDLE (default 30)
@@ -239,7 +240,7 @@ export async function serve(argv: string[]): Promise<number> {
   let app: Orchestrator;
   let loaded: ReturnType<typeof loadReadModels>;
   try {
-    loaded = loadReadModels(store, snapshotEvery > 0 && opened.snapshots ? new SnapshotFile(snapshotPathFor(dbPath)) : null);
+    loaded = loadReadModels(store, snapshotEvery > 0 && opened.snapshots ? new SnapshotFile(snapshotPathFor(dbPath)) : null, { evictComplete: evictAfter > 0 });
     app = Orchestrator.open(store, { defaultMaxAttempts: maxAttempts, storageProbe: opened.probe, serverId }, loaded.models);
   } catch (err) {
     void http.close();

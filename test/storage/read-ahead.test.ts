@@ -156,5 +156,9 @@ test('a start that replays the log keeps complete workplans as headers, folded b
     assert.equal(canonicalJson(readModelState(replayed.workplan(id)!)), live[i], id);
   });
   assert.equal(loaded.models.workplans.foldBacks, 3, 'the header is folded back when asked for');
+  // serve --evict-after 0: nothing leaves memory, at start either.
+  const kept = loadReadModels(reader, null, { evictComplete: false });
+  assert.deepEqual(new Set(kept.models.workplans.residentIds()), new Set(ids));
+  assert.equal(kept.models.workplans.foldBacks, 0);
   reader.close();
 });
