@@ -5,7 +5,7 @@ import { snapshotOnce } from './snapshot.js';
 
 const { dbPath } = workerData as { dbPath: string };
 try {
-  parentPort!.postMessage({ ok: true, result: snapshotOnce(dbPath) });
+  parentPort!.postMessage({ ok: true, result: snapshotOnce(dbPath, { background: true }) });
 } catch (err) {
   parentPort!.postMessage({ ok: false, error: (err as Error).message });
 }

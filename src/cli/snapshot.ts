@@ -36,9 +36,12 @@ export interface SnapshotResult {
   readonly ignored?: string;
 }
 
-/** Writes the snapshot of `dbPath` now, in this thread. */
-export function snapshotOnce(dbPath: string): SnapshotResult {
-  const store = new SqliteEventStore(dbPath, { readonly: true, validate: 'upcast' });
+/**
+ * Writes the snapshot of `dbPath` now, in this thread. `background`: the server's own snapshots, which read the log
+ * on this thread alone (no read-ahead worker) to leave the other core to serving.
+ */
+export function snapshotOnce(dbPath: string, options: { background?: boolean } = {}): SnapshotResult {
+  const store = new SqliteEventStore(dbPath, { readonly: true, validate: 'upcast', ...(options.background ? { readAheadMinRows: Number.POSITIVE_INFINITY } : {}) });
   try {
     const { point, bytes, loaded } = takeSnapshot(store, new SnapshotFile(snapshotPathFor(dbPath)));
     return { position: point?.position ?? 0, bytes, tailEvents: loaded.tailEvents, ...(loaded.ignored ? { ignored: loaded.ignored } : {}) };
