@@ -316,10 +316,11 @@ export class SqliteEventStore implements EventStore {
    * up to the last position this connection sees now. Not while a transaction is open: the worker would not see
    * its uncommitted rows.
    */
-  readAll(afterPosition = 0): IterableIterator<RecordedEvent> {
+  *readAll(afterPosition = 0): IterableIterator<RecordedEvent> {
+    // Decided at the first next(), as a read on this connection would start there: both read the log as it is then.
     const toPosition = this.lastPosition();
-    if (toPosition - afterPosition < this.readAheadMinRows || this.db.memory || this.db.inTransaction) return this.readRows(afterPosition);
-    return readAhead({ path: this.path, afterPosition, toPosition, validate: this.validate }, (after) => this.readRows(after));
+    if (toPosition - afterPosition < this.readAheadMinRows || this.db.memory || this.db.inTransaction) yield* this.readRows(afterPosition);
+    else yield* readAhead({ path: this.path, afterPosition, toPosition, validate: this.validate }, (after) => this.readRows(after));
   }
 
   private *readRows(afterPosition: number): IterableIterator<RecordedEvent> {

@@ -113,6 +113,25 @@ test('read ahead: data that parses but is no valid event fails validation the sa
   assert.deepEqual(b, a);
 });
 
+test('read ahead: a read is of the log as it is when its first event is asked for, as on the caller’s connection', () => {
+  const path = `${dir.path}/appending.db`;
+  writeLog(path, 100);
+  const writer = new SqliteEventStore(path, { synchronous: 'NORMAL' });
+  let stream = 0;
+  const more = () => writer.append(`more-${stream++}`, 0, [created, check('x')], { requestId: null, recordedAt: 1 });
+  const reads = both(path, (s) => {
+    const atCall = s.lastPosition();
+    const events = s.readAll(0);
+    more(); // before the first event is asked for: part of the read
+    let read = events.next().done ? 0 : 1;
+    more(); // after: not part of it
+    for (const _ of events) read++;
+    return read - atCall;
+  });
+  assert.deepEqual(reads, [2, 2]);
+  writer.close();
+});
+
 test('read ahead: a reader that stops early leaves no worker behind, and the store reads again at once', () => {
   const path = `${dir.path}/early.db`;
   writeLog(path, 100);
