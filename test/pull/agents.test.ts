@@ -116,12 +116,19 @@ describe('turboci runner agents', () => {
     for (const [runner, n] of flight.perRunner) assert.ok(n <= 2, `${runner} had ${n} in flight (concurrency 2)`);
     assert.ok(flight.total <= 3, `${flight.total} in flight (server limit shell=3)`);
     assert.equal(flight.perRunner.size, 2, 'both agents took work');
-    const via = [...a.logs, ...b.logs].filter((l) => l.msg === 'leased').map((l) => String(l.via));
+    // An agent logs a lease or a completion after the server has it, and its output reaches this process later
+    // still: the lines are waited for (a stage is FINAL on the server before its agent's last line is read here).
+    const logged = (msg: string) =>
+      eventually(async () => {
+        const lines = [...a.logs, ...b.logs].filter((l) => l.msg === msg);
+        return lines.length >= 10 ? lines : undefined;
+      }, `10 "${msg}" lines from the agents`);
+    const via = (await logged('leased')).map((l) => String(l.via));
     assert.equal(via.length, 10);
     if (protocol === 'stream') {
       // By default every attempt comes over the Work stream, and every completion goes back on it.
       assert.deepEqual(new Set(via), new Set(['work stream']));
-      assert.equal([...a.logs, ...b.logs].filter((l) => l.msg === 'completed').length, 10);
+      assert.equal((await logged('completed')).length, 10);
     } else {
       // The one-round-trip paths of the unary protocol (extensions): a completion hands back the next attempt.
       assert.ok(via.includes('complete (lease_next)'), `no attempt came back in a CompleteLease answer: ${JSON.stringify(via)}`);
