@@ -313,11 +313,10 @@ export class SqliteEventStore implements EventStore {
 
   /**
    * A long read (a start replaying the log, replay, verify) is read ahead by a worker thread on its own connection,
-   * up to the last position this connection sees now. Not while a transaction is open: the worker would not see
-   * its uncommitted rows.
+   * up to the last position this connection sees when the first event is asked for (where a read on this
+   * connection would start too). Not while a transaction is open: the worker would not see its uncommitted rows.
    */
   *readAll(afterPosition = 0): IterableIterator<RecordedEvent> {
-    // Decided at the first next(), as a read on this connection would start there: both read the log as it is then.
     const toPosition = this.lastPosition();
     if (toPosition - afterPosition < this.readAheadMinRows || this.db.memory || this.db.inTransaction) yield* this.readRows(afterPosition);
     else yield* readAhead({ path: this.path, afterPosition, toPosition, validate: this.validate }, (after) => this.readRows(after));
