@@ -1,6 +1,9 @@
 // The dispatch read model, folded from workplan events: attempts waiting for a runner (per runner type, oldest
 // first), executions in flight, and each registration's load. Everything is derived from events, so a restart
 // (or a replay) knows exactly what was queued and in flight.
+// Only executions in flight are indexed: a callback about one that ended is answered through the workplan its id
+// names (see RunnerService.execution), so this index, the server's memory and its snapshots grow with the work in
+// flight, not with every dispatch ever made.
 import { attemptTransition, type AttemptTransition, type RecordedEvent } from '../src/domain/events.js';
 import { isTerminalAttempt, type ExecutionMode } from '../src/domain/model.js';
 import type { SnapshotProjection } from './projection.js';
@@ -34,7 +37,7 @@ export class ExecutionIndex implements SnapshotProjection {
 
   /** runner type → queued attempts, in the order they were queued. */
   private readonly queues = new Map<string, Map<string, QueuedAttempt>>();
-  /** Every execution ever dispatched (callbacks for finished ones must be told so, not NOT_FOUND). */
+  /** The executions in flight (those in inFlightIds), by id. */
   private readonly executions = new Map<string, ExecutionRef>();
   private readonly inFlightIds = new Set<string>();
   private readonly loads = new Map<string, number>();
@@ -44,6 +47,8 @@ export class ExecutionIndex implements SnapshotProjection {
   }
   restore(state: unknown): void {
     Object.assign(this, state);
+    // Snapshots written before only executions in flight were indexed hold every execution ever dispatched.
+    for (const id of this.executions.keys()) if (!this.inFlightIds.has(id)) this.executions.delete(id);
   }
 
   queue(runnerType: string): IterableIterator<QueuedAttempt> {
@@ -120,6 +125,7 @@ export class ExecutionIndex implements SnapshotProjection {
   private finish(executionId: string): void {
     if (!this.inFlightIds.delete(executionId)) return;
     const ref = this.executions.get(executionId)!;
+    this.executions.delete(executionId);
     this.loads.set(ref.registrationId, this.load(ref.registrationId) - 1);
   }
 

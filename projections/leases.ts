@@ -1,6 +1,9 @@
 // The pull read model, folded from workplan events: attempts that pull runners may lease (per runner type), the
-// leases in flight (per type and workplan, for limits and fairness) and every lease's token hash. Derived only from
+// leases in flight (per type and workplan, for limits and fairness) and their token hashes. Derived only from
 // events, so a restart (or a replay) knows exactly what is offerable and what is leased.
+// Only leases in flight are indexed: a lease that has ended is found through its workplan (the token names it, see
+// PullService.find), so this index, the server's memory and its snapshots grow with the work in flight, not with
+// every lease ever granted.
 import { attemptTransition, type AttemptTransition, type RecordedEvent } from '../src/domain/events.js';
 import { isTerminalAttempt, type JsonObject } from '../src/domain/model.js';
 import type { SnapshotProjection } from './projection.js';
@@ -54,7 +57,7 @@ export class LeaseIndex implements SnapshotProjection {
   private readonly offerable = new Map<string, Map<string, OfferableAttempt>>();
   /** The same attempts per runner type and workplan, so a lease looks at the head of each workplan's queue. */
   private readonly queues = new Map<string, Map<string, PlanQueue>>();
-  /** token hash → lease, for every lease ever granted (a late call must be told why it is refused). */
+  /** token hash → lease, for the leases in flight (the same as `active`, by another key). */
   private readonly byToken = new Map<string, LeaseRef>();
   private readonly active = new Map<string, LeaseRef>();
   private readonly activePerType = new Map<string, Map<string, number>>();
@@ -64,6 +67,8 @@ export class LeaseIndex implements SnapshotProjection {
   }
   restore(state: unknown): void {
     Object.assign(this, state);
+    // Snapshots written before only leases in flight were indexed hold every lease ever granted.
+    for (const [hash, ref] of this.byToken) if (!this.active.has(ref.leaseId)) this.byToken.delete(hash);
   }
 
   offerableOf(runnerType: string): IterableIterator<OfferableAttempt> {
@@ -123,7 +128,10 @@ export class LeaseIndex implements SnapshotProjection {
     const stage = this.workplans.workplan(workPlanId)!.stage(t.stageId)!;
     if (t.from === 'PENDING' || t.from === 'SCHEDULED') this.withdraw(stage.runnerType, workPlanId, stage.id);
     const lease = stage.attempts.find((a) => a.idx === t.idx)?.lease;
-    if (lease && isTerminalAttempt(t.to) && this.active.delete(lease.leaseId)) this.count(lease.runnerType, workPlanId, -1);
+    if (lease && isTerminalAttempt(t.to) && this.active.delete(lease.leaseId)) {
+      this.byToken.delete(lease.tokenHash);
+      this.count(lease.runnerType, workPlanId, -1);
+    }
   }
 
   private foldFact(rec: RecordedEvent): void {

@@ -168,9 +168,12 @@ export class Dispatcher {
           this.disarm(this.expiryTimers, e.data.registrationId);
           this.releaseUnused();
           break;
-        case 'StageAttemptDispatched':
-          this.armDeadline(this.app.models.executions.execution(e.data.executionId)!);
+        case 'StageAttemptDispatched': {
+          // Not in flight any more when a later event of the same batch ended it (another replica's commits fold as one).
+          const ref = this.app.models.executions.execution(e.data.executionId);
+          if (ref) this.armDeadline(ref);
           break;
+        }
         case 'StageAttemptDispatchDeclined':
           this.disarm(this.deadlineTimers, e.data.executionId);
           break;

@@ -1,7 +1,7 @@
 // Application side of the pull protocol: the scheduler that leases attempts to pull runners (long-poll waiters
 // woken by the event bus, never by polling the store), heartbeats and completions. Every lease decision is one
 // synchronous decideAndCommit, so two runners never lease the same attempt.
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { hash, randomBytes, randomUUID } from 'node:crypto';
 import { filter, merge, Subject, type Subscription } from 'rxjs';
 import type { LeaseRef, OfferableAttempt } from '../../projections/leases.js';
 import {
@@ -135,7 +135,7 @@ export class WorkSession implements Waiter {
   }
 }
 
-export const hashToken = (token: string): string => createHash('sha256').update(token).digest('base64url');
+export const hashToken = (token: string): string => hash('sha256', token, 'base64url');
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -144,15 +144,25 @@ const TOKEN_BYTES = 32;
 let tokenPool = Buffer.alloc(0);
 let tokenPoolAt = 0;
 
-/** A fresh lease token: 256 random bits, base64url. */
-function newLeaseToken(): string {
+/**
+ * A fresh lease token: 256 random bits, then `.` and the workplan id, both base64url. Naming the workplan lets a late
+ * call (a repeated completion, a heartbeat after the end) be answered from the workplan once the lease is no longer
+ * indexed; the hash of the whole token is what the log keeps, so the name cannot be swapped for another.
+ */
+function newLeaseToken(workPlanId: string): string {
   if (tokenPoolAt + TOKEN_BYTES > tokenPool.length) {
     tokenPool = randomBytes(TOKEN_BYTES * 256);
     tokenPoolAt = 0;
   }
-  const token = tokenPool.toString('base64url', tokenPoolAt, tokenPoolAt + TOKEN_BYTES);
+  const secret = tokenPool.toString('base64url', tokenPoolAt, tokenPoolAt + TOKEN_BYTES);
   tokenPoolAt += TOKEN_BYTES;
-  return token;
+  return `${secret}.${Buffer.from(workPlanId, 'utf8').toString('base64url')}`;
+}
+
+/** The workplan a lease token names; undefined for a token issued before tokens named it. */
+function workPlanOfToken(token: string): string | undefined {
+  const dot = token.indexOf('.');
+  return dot < 0 ? undefined : Buffer.from(token.slice(dot + 1), 'base64url').toString('utf8');
 }
 
 export class PullService {
@@ -310,7 +320,7 @@ export class PullService {
    */
   complete(token: string, completion: Omit<ExecutionCompletion, 'fingerprint'>, caller: Caller = ANONYMOUS, next: LeaseRequest | null = null): LeasedAttempt[] {
     const ref = this.find(token, caller);
-    const fingerprint = createHash('sha256').update(JSON.stringify(completion)).digest('base64url');
+    const fingerprint = hash('sha256', JSON.stringify(completion), 'base64url');
     this.app.decideAndCommit(
       ref.workPlanId,
       null,
@@ -321,16 +331,39 @@ export class PullService {
     return next ? this.tryLeaseMany(next, caller, leaseBatch(next)) : [];
   }
 
-  /** The lease token is the capability; with auth on, it must also come from the token that leased it (or an admin). */
+  /**
+   * The lease token is the capability; with auth on, a lease in flight must also be used by the token that leased
+   * it (or an admin). A lease that has ended can change nothing: a late call is only told where it stands.
+   */
   private find(token: string, caller: Caller): LeaseRef {
-    const hash = hashToken(token);
+    const tokenHash = hashToken(token);
     // Leased through another replica a moment ago? Look at what the others committed before refusing.
-    const ref = this.app.models.leases.byTokenHash(hash) ?? (this.app.catchUp() ? this.app.models.leases.byTokenHash(hash) : undefined);
-    if (!ref) throw failedPrecondition('not a lease token this server issued', 'lease_token');
-    if (caller.authenticated && !caller.admin && ref.owner !== caller.principal) {
-      throw permissionDenied('the lease was granted to another token', 'lease_token');
+    const inFlight = this.app.models.leases.byTokenHash(tokenHash) ?? (this.app.catchUp() ? this.app.models.leases.byTokenHash(tokenHash) : undefined);
+    if (inFlight) {
+      if (caller.authenticated && !caller.admin && inFlight.owner !== caller.principal) {
+        throw permissionDenied('the lease was granted to another token', 'lease_token');
+      }
+      return inFlight;
     }
-    return ref;
+    const ended = this.endedLease(token, tokenHash);
+    if (!ended) throw failedPrecondition('not a lease token this server issued', 'lease_token');
+    return ended;
+  }
+
+  /** A lease no longer in flight, looked up in the workplan its token names (a rare call: a scan of its stages). */
+  private endedLease(token: string, tokenHash: string): LeaseRef | undefined {
+    const workPlanId = workPlanOfToken(token);
+    const model = workPlanId === undefined ? undefined : this.app.models.workplan(workPlanId);
+    if (!model) return undefined;
+    for (const stage of model.stages.values()) {
+      for (const attempt of stage.attempts) {
+        const lease = attempt.lease;
+        if (lease?.tokenHash !== tokenHash) continue;
+        const { leaseId, runnerType, runnerId, expiresAt, runDeadline } = lease;
+        return { workPlanId: model.meta.id, stageId: stage.id, idx: attempt.idx, leaseId, runnerType, runnerId, expiresAt, runDeadline, owner: null };
+      }
+    }
+    return undefined;
   }
 
   /** New attempts, attempts queued again, and leases that ended (a slot under a limit freed) can serve a waiter. */
@@ -426,7 +459,7 @@ export class PullService {
     if (this.app.beginWrite()) return this.tryLease(req, caller);
     const model = this.app.models.workplan(best.workPlanId)!;
     const stage = model.stage(best.stageId)!;
-    const token = newLeaseToken();
+    const token = newLeaseToken(best.workPlanId);
     const grant: LeaseGrant = {
       leaseId: this.newId(),
       tokenHash: hashToken(token),

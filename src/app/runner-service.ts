@@ -1,6 +1,6 @@
 // Application side of the runner protocol: registrations, and what runners report about executions. Every step is
 // an event appended through the Orchestrator; nothing about dispatch lives only in memory.
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import type { ExecutionRef, QueuedAttempt } from '../../projections/executions.js';
 import {
   decideCompletion,
@@ -85,13 +85,31 @@ export class RunnerService {
 
   execution(executionId: string): ExecutionRef {
     // Dispatched by another replica a moment ago (a runner may call back any replica)? Catch up before refusing.
-    const ref = this.app.models.executions.execution(executionId) ?? (this.app.catchUp() ? this.app.models.executions.execution(executionId) : undefined);
+    const ref =
+      this.app.models.executions.execution(executionId) ??
+      (this.app.catchUp() ? this.app.models.executions.execution(executionId) : undefined) ??
+      this.endedExecution(executionId);
     if (!ref) throw notFound(`no execution "${executionId}"`, 'execution_id');
     return ref;
   }
 
+  /** An execution no longer in flight, looked up in the workplan its id names (a rare call: a scan of its stages). */
+  private endedExecution(executionId: string): ExecutionRef | undefined {
+    const workPlanId = workPlanOfExecution(executionId);
+    const model = workPlanId === undefined ? undefined : this.app.models.workplan(workPlanId);
+    if (!model) return undefined;
+    for (const stage of model.stages.values()) {
+      for (const attempt of stage.attempts) {
+        const ex = attempt.execution;
+        if (ex?.executionId !== executionId) continue;
+        return { executionId, workPlanId: model.meta.id, stageId: stage.id, idx: attempt.idx, registrationId: ex.registrationId, runnerId: ex.runnerId, mode: ex.mode, deadline: ex.deadline };
+      }
+    }
+    return undefined;
+  }
+
   dispatch(q: QueuedAttempt, runner: RunnerRegistration, deadline: number): ExecutionRef {
-    const executionId = this.newId();
+    const executionId = executionIdFor(q.workPlanId, this.newId());
     const dispatchedBy = this.app.serverId;
     this.app.decideAndCommit(q.workPlanId, null, (draft) => decideDispatch({ stageId: q.stageId, idx: q.idx, runner, executionId, deadline, dispatchedBy }, draft));
     return this.execution(executionId);
@@ -110,7 +128,7 @@ export class RunnerService {
   /** Applies a runner's answer; an identical repeat is acknowledged with nothing appended. */
   complete(executionId: string, completion: Omit<ExecutionCompletion, 'fingerprint'>, caller?: Caller): void {
     const ref = caller ? this.callbackTarget(executionId, caller) : this.execution(executionId);
-    const fingerprint = createHash('sha256').update(JSON.stringify(completion)).digest('base64url');
+    const fingerprint = hash('sha256', JSON.stringify(completion), 'base64url');
     this.app.decideAndCommit(
       ref.workPlanId,
       null,
@@ -124,6 +142,22 @@ export class RunnerService {
     const ref = this.execution(executionId);
     return this.app.decideAndCommit(ref.workPlanId, null, (draft) => decideExecutionFailed({ target: ref, message }, draft)).length > 0;
   }
+}
+
+/**
+ * An execution id names its workplan after a unique part (`<unique>.<workplan id, base64url>`), so a callback about
+ * an execution that ended is answered from that workplan. Ids stay within the 256 characters of an id; a workplan id
+ * too long for that (never a server-made one) gets a plain id, whose execution is forgotten once it ends.
+ */
+function executionIdFor(workPlanId: string, unique: string): string {
+  const id = `${unique}.${Buffer.from(workPlanId, 'utf8').toString('base64url')}`;
+  return id.length <= 256 ? id : unique;
+}
+
+/** The workplan an execution id names; undefined for an id that names none (issued before ids named it). */
+function workPlanOfExecution(executionId: string): string | undefined {
+  const dot = executionId.lastIndexOf('.');
+  return dot < 0 ? undefined : Buffer.from(executionId.slice(dot + 1), 'base64url').toString('utf8');
 }
 
 const ANONYMOUS: Caller = { principal: ANONYMOUS_PRINCIPAL, authenticated: false, admin: false };

@@ -1,0 +1,97 @@
+// Executions that ended, over real gRPC against the real server on a real SQLite file: the server indexes only the
+// executions in flight, and answers a late callback through the workplan the execution id names. The answers must
+// be the same live, after a restart from a snapshot and after a full replay, and a snapshot must not carry the
+// executions that ended.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { test } from 'node:test';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { readSnapshot, snapshotPathFor } from '../../src/infra/snapshot-file.js';
+import { ExecutionMode, StageState } from '../../src/gen/turboci/v1/common.js';
+import { BIN, connect, startServer, tempDir, type Api } from '../support/server.js';
+import { cliNeedsFile } from '../support/store.js';
+import { eventually, startTestRunner } from '../support/runner.js';
+
+type Answer = readonly [string, string];
+
+const answerOf = async (p: Promise<unknown>): Promise<Answer> => {
+  try {
+    await p;
+    return ['OK', ''];
+  } catch (err) {
+    const e = err as ServiceError;
+    return [status[e.code], e.details];
+  }
+};
+
+function snapshotExecutions(dbPath: string): { executions: Map<string, unknown>; inFlightIds: Set<string> } {
+  const r = spawnSync(process.execPath, [BIN, 'snapshot', '--db', dbPath], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const read = readSnapshot(snapshotPathFor(dbPath));
+  assert.equal(read.kind, 'ok');
+  return (read as { state: { projections: { executions: { executions: Map<string, unknown>; inFlightIds: Set<string> } } } }).state.projections.executions;
+}
+
+test('late callbacks get the same answers live, from a snapshot and after a full replay; a snapshot keeps only executions in flight', async () => {
+  const dir = tempDir();
+  const dbPath = `${dir.path}/late.db`;
+  const runner = await startTestRunner({ runAsync: async () => ({ accepted: true }) });
+  const serve = async () => {
+    const server = await startServer(dbPath, ['--snapshot-every', '0'], cliNeedsFile);
+    const conn = connect(server.address);
+    return { api: conn.api, close: async () => (conn.close(), await server.stop()) };
+  };
+  try {
+    let s = await serve();
+    // A registration outlives the restarts (its TTL), so the executions stay where they were dispatched.
+    await s.api.registerStageRunner({ runnerId: 'late-1', runnerType: 'late', address: runner.address, supportedModes: [ExecutionMode.EXECUTION_MODE_ASYNC], maxConcurrent: 4 });
+    const workPlanId = (await s.api.createWorkPlan({})).workPlan!.id;
+    await s.api.writeNodes({ workPlanId, stages: ['a', 'b', 'held'].map((id) => ({ id, runnerType: 'late', executionMode: ExecutionMode.EXECUTION_MODE_ASYNC })) });
+    await eventually(async () => (runner.asyncRuns.length === 3 ? true : undefined), 'three RunAsync calls');
+    const byStage = new Map(runner.asyncRuns.map((r) => [r.stageId, r.executionId]));
+    // The id names its workplan after its unique part.
+    assert.equal(Buffer.from(byStage.get('a')!.split('.').at(-1)!, 'base64url').toString('utf8'), workPlanId);
+
+    for (const id of ['a', 'b']) await s.api.completeStageExecution({ executionId: byStage.get(id)!, stageState: StageState.STAGE_STATE_FINAL });
+
+    const lateCalls = async (api: Api): Promise<Answer[]> => [
+      await answerOf(api.completeStageExecution({ executionId: byStage.get('a')!, stageState: StageState.STAGE_STATE_FINAL })),
+      await answerOf(api.completeStageExecution({ executionId: byStage.get('b')!, stageState: StageState.STAGE_STATE_FINAL, failure: { message: 'changed my mind' } })),
+      await answerOf(api.updateStageExecution({ executionId: byStage.get('a')!, message: 'late' })),
+      await answerOf(api.completeStageExecution({ executionId: `no-such-execution.${byStage.get('a')!.split('.').at(-1)!}` })),
+    ];
+    const version = async (api: Api) => (await api.getWorkPlan({ id: workPlanId })).workPlan!.version;
+    const before = await version(s.api);
+    const live = await lateCalls(s.api);
+    assert.deepEqual(live[0], ['OK', ''], 'an identical repeat is acknowledged');
+    assert.equal(live[1]![0], 'FAILED_PRECONDITION');
+    assert.match(live[1]![1], /is over/);
+    assert.equal(live[2]![0], 'FAILED_PRECONDITION');
+    assert.equal(live[3]![0], 'NOT_FOUND');
+    assert.equal(await version(s.api), before, 'no late call appended anything');
+    await s.close();
+
+    const snap = snapshotExecutions(dbPath);
+    assert.deepEqual([...snap.executions.keys()], [byStage.get('held')!], 'only the execution in flight is in the snapshot');
+    assert.deepEqual([...snap.inFlightIds], [byStage.get('held')!]);
+
+    s = await serve();
+    assert.deepEqual(await lateCalls(s.api), live, 'the same answers after a start from the snapshot');
+    await s.close();
+
+    rmSync(snapshotPathFor(dbPath));
+    s = await serve();
+    assert.deepEqual(await lateCalls(s.api), live, 'the same answers after a full replay');
+    assert.equal(await version(s.api), before);
+    // The execution still in flight was kept through both restarts: its callback applies.
+    await s.api.completeStageExecution({ executionId: byStage.get('held')!, stageState: StageState.STAGE_STATE_FINAL });
+    const held = (await s.api.queryNodes({ workPlanId, stageIds: ['held'], includeStages: true })).stages[0]!;
+    assert.equal(held.state, StageState.STAGE_STATE_FINAL);
+    await s.close();
+    assert.equal(snapshotExecutions(dbPath).executions.size, 0, 'nothing in flight, nothing indexed');
+  } finally {
+    runner.kill();
+    dir.remove();
+  }
+});
