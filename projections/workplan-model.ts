@@ -1,5 +1,5 @@
 import { groupKey } from '../src/domain/dependency-groups.js';
-import type { Check, DependencyGroup, NodeKey, NodeKind, Stage, WorkPlanMeta } from '../src/domain/model.js';
+import type { Attempt, Check, DependencyGroup, NodeKey, NodeKind, Stage, WorkPlanMeta } from '../src/domain/model.js';
 import { PackedGroup, revivePacked } from '../src/domain/packed-group.js';
 import type { WorkPlanState } from '../src/domain/view.js';
 
@@ -73,6 +73,13 @@ export class WorkPlanModel implements WorkPlanState {
   }
   stage(id: string): Stage | undefined {
     return this.stages.get(id);
+  }
+  /** The first attempt `match` accepts, with its stage: a scan of every stage, for rare lookups. */
+  findAttempt(match: (attempt: Attempt) => boolean): { stage: Stage; attempt: Attempt } | undefined {
+    for (const stage of this.stages.values()) {
+      for (const attempt of stage.attempts) if (match(attempt)) return { stage, attempt };
+    }
+    return undefined;
   }
   *dependents(target: NodeKey): Iterable<NodeKey> {
     const n = this.nodeNumber(target, false);

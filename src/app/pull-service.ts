@@ -350,20 +350,13 @@ export class PullService {
     return ended;
   }
 
-  /** A lease no longer in flight, looked up in the workplan its token names (a rare call: a scan of its stages). */
+  /** A lease no longer in flight, looked up in the workplan its token names. */
   private endedLease(token: string, tokenHash: string): LeaseRef | undefined {
     const workPlanId = workPlanOfToken(token);
-    const model = workPlanId === undefined ? undefined : this.app.models.workplan(workPlanId);
-    if (!model) return undefined;
-    for (const stage of model.stages.values()) {
-      for (const attempt of stage.attempts) {
-        const lease = attempt.lease;
-        if (lease?.tokenHash !== tokenHash) continue;
-        const { leaseId, runnerType, runnerId, expiresAt, runDeadline } = lease;
-        return { workPlanId: model.meta.id, stageId: stage.id, idx: attempt.idx, leaseId, runnerType, runnerId, expiresAt, runDeadline, owner: null };
-      }
-    }
-    return undefined;
+    const found = workPlanId === undefined ? undefined : this.app.models.workplan(workPlanId)?.findAttempt((a) => a.lease?.tokenHash === tokenHash);
+    if (!found) return undefined;
+    const { leaseId, runnerType, runnerId, expiresAt, runDeadline } = found.attempt.lease!;
+    return { workPlanId: workPlanId!, stageId: found.stage.id, idx: found.attempt.idx, leaseId, runnerType, runnerId, expiresAt, runDeadline, owner: null };
   }
 
   /** New attempts, attempts queued again, and leases that ended (a slot under a limit freed) can serve a waiter. */

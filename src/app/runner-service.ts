@@ -93,19 +93,13 @@ export class RunnerService {
     return ref;
   }
 
-  /** An execution no longer in flight, looked up in the workplan its id names (a rare call: a scan of its stages). */
+  /** An execution no longer in flight, looked up in the workplan its id names. */
   private endedExecution(executionId: string): ExecutionRef | undefined {
     const workPlanId = workPlanOfExecution(executionId);
-    const model = workPlanId === undefined ? undefined : this.app.models.workplan(workPlanId);
-    if (!model) return undefined;
-    for (const stage of model.stages.values()) {
-      for (const attempt of stage.attempts) {
-        const ex = attempt.execution;
-        if (ex?.executionId !== executionId) continue;
-        return { executionId, workPlanId: model.meta.id, stageId: stage.id, idx: attempt.idx, registrationId: ex.registrationId, runnerId: ex.runnerId, mode: ex.mode, deadline: ex.deadline };
-      }
-    }
-    return undefined;
+    const found = workPlanId === undefined ? undefined : this.app.models.workplan(workPlanId)?.findAttempt((a) => a.execution?.executionId === executionId);
+    if (!found) return undefined;
+    const { registrationId, runnerId, mode, deadline } = found.attempt.execution!;
+    return { executionId, workPlanId: workPlanId!, stageId: found.stage.id, idx: found.attempt.idx, registrationId, runnerId, mode, deadline };
   }
 
   dispatch(q: QueuedAttempt, runner: RunnerRegistration, deadline: number): ExecutionRef {

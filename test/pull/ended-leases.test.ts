@@ -3,30 +3,17 @@
 // token names. The answers must be the same live, after a restart from a snapshot and after a full replay, and a
 // snapshot must not carry the leases that ended.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { status, type ServiceError } from '@grpc/grpc-js';
 import { hashToken } from '../../src/app/pull-service.js';
 import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
-import { readSnapshot, snapshotPathFor } from '../../src/infra/snapshot-file.js';
+import { snapshotPathFor } from '../../src/infra/snapshot-file.js';
 import { StageState } from '../../src/gen/turboci/v1/common.js';
-import { BIN, connect, startServer, tempDir, type Api, type ServerProcess } from '../support/server.js';
+import { connect, startServer, tempDir, type Api, type ServerProcess } from '../support/server.js';
+import { answerOf, snapshotProjections, type Answer } from '../support/late-calls.js';
 import { cliNeedsFile } from '../support/store.js';
 import { eventually } from '../support/runner.js';
 import { connectPull, type PullApi } from './support.js';
-
-type Answer = readonly [string, string];
-
-const answerOf = async (p: Promise<unknown>): Promise<Answer> => {
-  try {
-    await p;
-    return ['OK', ''];
-  } catch (err) {
-    const e = err as ServiceError;
-    return [status[e.code], e.details];
-  }
-};
 
 async function serve(dbPath: string): Promise<{ server: ServerProcess; api: Api; pull: PullApi; close(): Promise<void> }> {
   // No background snapshot: the test decides when one is written.
@@ -50,13 +37,7 @@ interface LeaseState {
   readonly active: Map<string, unknown>;
 }
 
-function snapshotLeases(dbPath: string): LeaseState {
-  const r = spawnSync(process.execPath, [BIN, 'snapshot', '--db', dbPath], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  const read = readSnapshot(snapshotPathFor(dbPath));
-  assert.equal(read.kind, 'ok');
-  return (read as { state: { projections: { leases: LeaseState } } }).state.projections.leases;
-}
+const snapshotLeases = (dbPath: string): LeaseState => snapshotProjections<{ leases: LeaseState }>(dbPath).leases;
 
 describe('leases that ended', () => {
   test('late calls get the same answers live, from a snapshot and after a full replay; a snapshot keeps only leases in flight', async () => {

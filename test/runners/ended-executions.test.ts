@@ -3,35 +3,21 @@
 // be the same live, after a restart from a snapshot and after a full replay, and a snapshot must not carry the
 // executions that ended.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { test } from 'node:test';
-import { status, type ServiceError } from '@grpc/grpc-js';
-import { readSnapshot, snapshotPathFor } from '../../src/infra/snapshot-file.js';
+import { snapshotPathFor } from '../../src/infra/snapshot-file.js';
 import { ExecutionMode, StageState } from '../../src/gen/turboci/v1/common.js';
-import { BIN, connect, startServer, tempDir, type Api } from '../support/server.js';
+import { connect, startServer, tempDir, type Api } from '../support/server.js';
+import { answerOf, snapshotProjections, type Answer } from '../support/late-calls.js';
 import { cliNeedsFile } from '../support/store.js';
 import { eventually, startTestRunner } from '../support/runner.js';
 
-type Answer = readonly [string, string];
-
-const answerOf = async (p: Promise<unknown>): Promise<Answer> => {
-  try {
-    await p;
-    return ['OK', ''];
-  } catch (err) {
-    const e = err as ServiceError;
-    return [status[e.code], e.details];
-  }
-};
-
-function snapshotExecutions(dbPath: string): { executions: Map<string, unknown>; inFlightIds: Set<string> } {
-  const r = spawnSync(process.execPath, [BIN, 'snapshot', '--db', dbPath], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  const read = readSnapshot(snapshotPathFor(dbPath));
-  assert.equal(read.kind, 'ok');
-  return (read as { state: { projections: { executions: { executions: Map<string, unknown>; inFlightIds: Set<string> } } } }).state.projections.executions;
+interface ExecutionState {
+  readonly executions: Map<string, unknown>;
+  readonly inFlightIds: Set<string>;
 }
+
+const snapshotExecutions = (dbPath: string): ExecutionState => snapshotProjections<{ executions: ExecutionState }>(dbPath).executions;
 
 test('late callbacks get the same answers live, from a snapshot and after a full replay; a snapshot keeps only executions in flight', async () => {
   const dir = tempDir();
