@@ -148,14 +148,17 @@ async function crashRounds(dbPath: string, executor: Executor): Promise<string[]
     // N-th answer, before anything else runs in this process, so an answer sent ahead of its commit is caught.
     const killAfter = round % 2 === 0 ? 3 + Math.floor(Math.random() * 12) : Infinity;
     // Progress, not time, decides when a round has done enough: on a loaded machine (or on PostgreSQL) a fixed
-    // delay could end a round before a single completion.
-    const enough = round % 2 === 0 ? killAfter : 10 + Math.floor(Math.random() * 30);
+    // delay could end a round before a single completion. Odd rounds count acknowledged completions (at least 11
+    // each, so the two of them pass the check below whatever the machine's speed), not answers: the first 12
+    // answers are the leases that fill the executors' slots.
+    const enoughAcks = 11 + Math.floor(Math.random() * 30);
+    const ackedBefore = seen.acked.size;
     let progressed!: () => void;
     const progress = new Promise<void>((resolve) => (progressed = resolve));
     let answers = 0;
     const answered = () => {
       if (++answers === killAfter) server.child.kill('SIGKILL');
-      if (answers === enough) progressed();
+      if (round % 2 === 0 ? answers === killAfter : seen.acked.size - ackedBefore >= enoughAcks) progressed();
     };
     // Made before the executors start: an early kill must not fail the test's own setup.
     const noisePlan = (await conn.api.createWorkPlan({})).workPlan!.id;
