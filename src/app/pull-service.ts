@@ -19,6 +19,7 @@ import type { JsonObject, Stage } from '../domain/model.js';
 import type { Logger } from '../logging.js';
 import type { Orchestrator } from './orchestrator.js';
 import { coalescePerTurn } from './next-turn.js';
+import { namingWorkPlan, workPlanNamedBy } from './workplan-named.js';
 
 export interface PullConfig {
   /** runner type → most leases in flight at once; types not listed use defaultLimit (0 = no limit). */
@@ -145,9 +146,8 @@ let tokenPool = Buffer.alloc(0);
 let tokenPoolAt = 0;
 
 /**
- * A fresh lease token: 256 random bits, then `.` and the workplan id, both base64url. Naming the workplan lets a late
- * call (a repeated completion, a heartbeat after the end) be answered from the workplan once the lease is no longer
- * indexed; the hash of the whole token is what the log keeps, so the name cannot be swapped for another.
+ * A fresh lease token: 256 random bits (base64url) naming its workplan (see workplan-named.ts). The log keeps the
+ * hash of the whole token, so the name cannot be swapped for another.
  */
 function newLeaseToken(workPlanId: string): string {
   if (tokenPoolAt + TOKEN_BYTES > tokenPool.length) {
@@ -156,13 +156,7 @@ function newLeaseToken(workPlanId: string): string {
   }
   const secret = tokenPool.toString('base64url', tokenPoolAt, tokenPoolAt + TOKEN_BYTES);
   tokenPoolAt += TOKEN_BYTES;
-  return `${secret}.${Buffer.from(workPlanId, 'utf8').toString('base64url')}`;
-}
-
-/** The workplan a lease token names; undefined for a token issued before tokens named it. */
-function workPlanOfToken(token: string): string | undefined {
-  const dot = token.indexOf('.');
-  return dot < 0 ? undefined : Buffer.from(token.slice(dot + 1), 'base64url').toString('utf8');
+  return namingWorkPlan(secret, workPlanId);
 }
 
 export class PullService {
@@ -352,7 +346,7 @@ export class PullService {
 
   /** A lease no longer in flight, looked up in the workplan its token names. */
   private endedLease(token: string, tokenHash: string): LeaseRef | undefined {
-    const workPlanId = workPlanOfToken(token);
+    const workPlanId = workPlanNamedBy(token);
     const found = workPlanId === undefined ? undefined : this.app.models.workplan(workPlanId)?.findAttempt((a) => a.lease?.tokenHash === tokenHash);
     if (!found) return undefined;
     const { leaseId, runnerType, runnerId, expiresAt, runDeadline } = found.attempt.lease!;

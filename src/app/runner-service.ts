@@ -19,6 +19,7 @@ import type { Caller } from '../domain/commands.js';
 import { ANONYMOUS_PRINCIPAL, type Actor } from '../domain/events.js';
 import type { RunnerRegistration } from '../domain/model.js';
 import type { Orchestrator } from './orchestrator.js';
+import { namingWorkPlan, workPlanNamedBy } from './workplan-named.js';
 
 export interface RunnerInfo extends RunnerRegistration {
   readonly currentLoad: number;
@@ -95,7 +96,7 @@ export class RunnerService {
 
   /** An execution no longer in flight, looked up in the workplan its id names. */
   private endedExecution(executionId: string): ExecutionRef | undefined {
-    const workPlanId = workPlanOfExecution(executionId);
+    const workPlanId = workPlanNamedBy(executionId);
     const found = workPlanId === undefined ? undefined : this.app.models.workplan(workPlanId)?.findAttempt((a) => a.execution?.executionId === executionId);
     if (!found) return undefined;
     const { registrationId, runnerId, mode, deadline } = found.attempt.execution!;
@@ -138,20 +139,10 @@ export class RunnerService {
   }
 }
 
-/**
- * An execution id names its workplan after a unique part (`<unique>.<workplan id, base64url>`), so a callback about
- * an execution that ended is answered from that workplan. Ids stay within the 256 characters of an id; a workplan id
- * too long for that (never a server-made one) gets a plain id, whose execution is forgotten once it ends.
- */
+/** An execution id names its workplan (see workplan-named.ts) unless that would pass the 256 characters of an id. */
 function executionIdFor(workPlanId: string, unique: string): string {
-  const id = `${unique}.${Buffer.from(workPlanId, 'utf8').toString('base64url')}`;
+  const id = namingWorkPlan(unique, workPlanId);
   return id.length <= 256 ? id : unique;
-}
-
-/** The workplan an execution id names; undefined for an id that names none (issued before ids named it). */
-function workPlanOfExecution(executionId: string): string | undefined {
-  const dot = executionId.lastIndexOf('.');
-  return dot < 0 ? undefined : Buffer.from(executionId.slice(dot + 1), 'base64url').toString('utf8');
 }
 
 const ANONYMOUS: Caller = { principal: ANONYMOUS_PRINCIPAL, authenticated: false, admin: false };
