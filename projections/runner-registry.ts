@@ -8,13 +8,16 @@ export class RunnerRegistry implements SnapshotProjection {
   readonly handles = RUNNER_EVENT_TYPES;
   private readonly live = new Map<string, RunnerRegistration>();
   private readonly byRunnerId = new Map<string, string>();
-  /** registration id → the principal that registered it (kept after the registration ends, for late callbacks). */
+  /**
+   * registration id → the principal that registered it, kept after the registration ends: executions dispatched to
+   * it may still be in flight, and their callbacks are checked against it. Part of the snapshot, like the rest.
+   */
   private readonly owners = new Map<string, string | null>();
   /** Version of the registry stream (for appends with an expected version). */
   version = 0;
 
   snapshot(): unknown {
-    return { live: this.live, byRunnerId: this.byRunnerId, version: this.version };
+    return { live: this.live, byRunnerId: this.byRunnerId, owners: this.owners, version: this.version };
   }
   restore(state: unknown): void {
     Object.assign(this, state);

@@ -7,8 +7,12 @@ import { crc32 } from 'node:zlib';
 import type { SnapshotPoint, SnapshotRead, SnapshotStore } from '../app/snapshots.js';
 import { SCHEMA_VERSION } from '../domain/events.js';
 
-/** Bumped when what the projections keep changes shape; with the event schema versions, it decides usability. */
-export const SNAPSHOT_FORMAT = 3;
+/**
+ * Bumped when what the projections keep changes shape; with the event schema versions, it decides usability.
+ * 4: the runner registry keeps who made each registration (format 3 left it out, so a start from such a snapshot
+ * forgot the owners of registrations made before it).
+ */
+export const SNAPSHOT_FORMAT = 4;
 const SCHEMA = `${SNAPSHOT_FORMAT}:${JSON.stringify(SCHEMA_VERSION)}`;
 
 export interface SnapshotHeader {

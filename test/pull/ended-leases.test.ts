@@ -9,15 +9,15 @@ import { hashToken } from '../../src/app/pull-service.js';
 import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
 import { snapshotPathFor } from '../../src/infra/snapshot-file.js';
 import { StageState } from '../../src/gen/turboci/v1/common.js';
-import { connect, startServer, tempDir, type Api, type ServerProcess } from '../support/server.js';
+import { connect, rebuiltFromSnapshotAt, startServer, tempDir, type Api, type ServerProcess } from '../support/server.js';
 import { answerOf, snapshotProjections, type Answer } from '../support/late-calls.js';
 import { cliNeedsFile } from '../support/store.js';
 import { eventually } from '../support/runner.js';
 import { connectPull, type PullApi } from './support.js';
 
 async function serve(dbPath: string): Promise<{ server: ServerProcess; api: Api; pull: PullApi; close(): Promise<void> }> {
-  // No background snapshot: the test decides when one is written.
-  const server = await startServer(dbPath, ['--snapshot-every', '0', '--heartbeat-interval', '60000'], cliNeedsFile);
+  // No background snapshot (the test decides when one is written), but a start reads the one there is.
+  const server = await startServer(dbPath, ['--snapshot-every', '1000000000', '--heartbeat-interval', '60000'], cliNeedsFile);
   const conn = connect(server.address);
   const pull = connectPull(server.address);
   return {
@@ -83,12 +83,14 @@ describe('leases that ended', () => {
       assert.deepEqual([...leases.byToken.keys()], [hashToken(byStage.get('held')!)]);
 
       s = await serve(dbPath);
+      assert.ok((await rebuiltFromSnapshotAt(s.server)) > 0, 'this start folded the snapshot');
       assert.deepEqual(await lateCalls(s.pull), live, 'the same answers after a start from the snapshot');
       assert.equal(await version(s.api), before);
       await s.close();
 
       rmSync(snapshotPathFor(dbPath));
       s = await serve(dbPath);
+      assert.equal(await rebuiltFromSnapshotAt(s.server), 0, 'this start replayed the whole log');
       assert.deepEqual(await lateCalls(s.pull), live, 'the same answers after a full replay');
       // The lease still in flight was kept through both restarts: it completes, and its repeat is acknowledged.
       await s.pull.completeLease({ leaseToken: byStage.get('held')!, stageState: StageState.STAGE_STATE_FINAL });

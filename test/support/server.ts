@@ -157,6 +157,15 @@ export interface Api {
   approve(req: DeepPartial<ApproveRequest>): Promise<ApproveResponse>;
 }
 
+/**
+ * Where a server's read models came from at its start: the position of the snapshot it folded, or 0 for a replay of
+ * the whole log (its "read models rebuilt from the log" line).
+ */
+export async function rebuiltFromSnapshotAt(server: ServerProcess): Promise<number> {
+  const line = await server.waitForLog((l) => l.msg === 'read models rebuilt from the log');
+  return Number(line.fromSnapshotPosition);
+}
+
 export function connect(address: string, options?: ConnectOptions): { api: Api; client: TurboCIOrchestratorClient; close(): void } {
   const ch = channel(options);
   const client = options ? new TurboCIOrchestratorClient(address, ch.credentials, ch.options) : new TurboCIOrchestratorClient(address, credentials.createInsecure());
