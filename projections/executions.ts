@@ -16,6 +16,11 @@ export interface QueuedAttempt {
   readonly mode: ExecutionMode;
 }
 
+/** Who made a runner registration (the registry, as of the event being folded). */
+export interface RegistrationOwners {
+  ownerOf(registrationId: string): string | null;
+}
+
 export interface ExecutionRef {
   readonly executionId: string;
   readonly workPlanId: string;
@@ -27,13 +32,21 @@ export interface ExecutionRef {
   readonly deadline: number;
   /** The server process that made the call, when the log says. */
   readonly dispatchedBy?: string;
+  /**
+   * The principal that made the registration it was dispatched to (null: recorded before principals were), taken
+   * when the dispatch is folded: its callbacks are checked against it even after the registration ended.
+   */
+  readonly owner: string | null;
 }
 
 export class ExecutionIndex implements SnapshotProjection {
   readonly name = 'executions';
   readonly handles = ['StageAttemptCreated', 'StageAttemptDispatchDeclined', 'StageAttemptDispatched', 'StageAttemptLeased', 'StageAttemptStateChanged'] as const;
 
-  constructor(private readonly workplans: WorkPlanLookup) {}
+  constructor(
+    private readonly workplans: WorkPlanLookup,
+    private readonly runners: RegistrationOwners,
+  ) {}
 
   /** runner type → queued attempts, in the order they were queued. */
   private readonly queues = new Map<string, Map<string, QueuedAttempt>>();
@@ -112,6 +125,7 @@ export class ExecutionIndex implements SnapshotProjection {
           mode: d.mode,
           deadline: d.deadline,
           ...(d.dispatchedBy ? { dispatchedBy: d.dispatchedBy } : {}),
+          owner: this.runners.ownerOf(d.registrationId),
         });
         this.inFlightIds.add(d.executionId);
         this.loads.set(d.registrationId, this.load(d.registrationId) + 1);

@@ -13,7 +13,7 @@ import { WorkPlanModels } from './workplans.js';
 export class ReadModels {
   readonly workplans = new WorkPlanModels();
   readonly runners = new RunnerRegistry();
-  readonly executions = new ExecutionIndex(this.workplans);
+  readonly executions = new ExecutionIndex(this.workplans, this.runners);
   readonly leases = new LeaseIndex(this.workplans);
   /** In fold order: the indexes read a workplan's model after it folded the event. */
   readonly all: readonly SnapshotProjection[] = [this.workplans, this.runners, this.executions, this.leases];

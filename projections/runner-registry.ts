@@ -9,8 +9,8 @@ export class RunnerRegistry implements SnapshotProjection {
   private readonly live = new Map<string, RunnerRegistration>();
   private readonly byRunnerId = new Map<string, string>();
   /**
-   * registration id → the principal that registered it, kept after the registration ends: executions dispatched to
-   * it may still be in flight, and their callbacks are checked against it. Part of the snapshot, like the rest.
+   * Live registration id → the principal that registered it. Dropped when the registration ends: an execution
+   * dispatched to it keeps its own copy (ExecutionRef.owner), so this grows with the live runners only.
    */
   private readonly owners = new Map<string, string | null>();
   /** Version of the registry stream (for appends with an expected version). */
@@ -61,6 +61,7 @@ export class RunnerRegistry implements SnapshotProjection {
         const prev = this.live.get(e.data.registrationId);
         if (!prev) return;
         this.live.delete(e.data.registrationId);
+        this.owners.delete(e.data.registrationId);
         if (this.byRunnerId.get(prev.runnerId) === prev.registrationId) this.byRunnerId.delete(prev.runnerId);
         return;
       }

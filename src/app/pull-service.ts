@@ -2,6 +2,7 @@
 // woken by the event bus, never by polling the store), heartbeats and completions. Every lease decision is one
 // synchronous decideAndCommit, so two runners never lease the same attempt.
 import { hash, randomBytes, randomUUID } from 'node:crypto';
+import { completionFingerprint } from './completion-fingerprint.js';
 import { filter, merge, Subject, type Subscription } from 'rxjs';
 import type { LeaseRef, OfferableAttempt } from '../../projections/leases.js';
 import {
@@ -314,7 +315,7 @@ export class PullService {
    */
   complete(token: string, completion: Omit<ExecutionCompletion, 'fingerprint'>, caller: Caller = ANONYMOUS, next: LeaseRequest | null = null): LeasedAttempt[] {
     const ref = this.find(token, caller);
-    const fingerprint = hash('sha256', JSON.stringify(completion), 'base64url');
+    const fingerprint = completionFingerprint(completion);
     this.app.decideAndCommit(
       ref.workPlanId,
       null,

@@ -1,6 +1,7 @@
 // Application side of the runner protocol: registrations, and what runners report about executions. Every step is
 // an event appended through the Orchestrator; nothing about dispatch lives only in memory.
-import { hash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { completionFingerprint } from './completion-fingerprint.js';
 import type { ExecutionRef, QueuedAttempt } from '../../projections/executions.js';
 import {
   decideCompletion,
@@ -57,15 +58,18 @@ export class RunnerService {
   }
 
   /**
-   * A callback is accepted only from the runner the execution was dispatched to: with auth on, the token that
-   * registered it (or an admin); with auth off, the execution id is the capability (never shown to clients).
+   * A callback about an execution in flight is accepted only from the runner it was dispatched to: with auth on, the
+   * token that registered it (or an admin), even if that registration has ended since; with auth off, the execution
+   * id is the capability (never shown to clients). One that ended can change nothing: a late call is only told
+   * where the attempt stands, whoever makes it, as for a lease that ended.
    */
   private callbackTarget(executionId: string, caller: Caller): ExecutionRef {
-    const ref = this.execution(executionId);
-    if (caller.authenticated && !caller.admin && this.app.models.runners.ownerOf(ref.registrationId) !== caller.principal) {
+    const live = this.inFlight(executionId);
+    if (!live) return this.endedExecution(executionId) ?? noExecution(executionId);
+    if (caller.authenticated && !caller.admin && live.owner !== caller.principal) {
       throw permissionDenied(`execution ${executionId} was not dispatched to a runner registered by this token`, 'execution_id');
     }
-    return ref;
+    return live;
   }
 
   /** Expires a registration that was not refreshed in time; a no-op if it was. */
@@ -85,22 +89,24 @@ export class RunnerService {
   }
 
   execution(executionId: string): ExecutionRef {
-    // Dispatched by another replica a moment ago (a runner may call back any replica)? Catch up before refusing.
-    const ref =
-      this.app.models.executions.execution(executionId) ??
-      (this.app.catchUp() ? this.app.models.executions.execution(executionId) : undefined) ??
-      this.endedExecution(executionId);
-    if (!ref) throw notFound(`no execution "${executionId}"`, 'execution_id');
-    return ref;
+    return this.inFlight(executionId) ?? this.endedExecution(executionId) ?? noExecution(executionId);
   }
 
-  /** An execution no longer in flight, looked up in the workplan its id names. */
+  private inFlight(executionId: string): ExecutionRef | undefined {
+    // Dispatched by another replica a moment ago (a runner may call back any replica)? Catch up before refusing.
+    return this.app.models.executions.execution(executionId) ?? (this.app.catchUp() ? this.app.models.executions.execution(executionId) : undefined);
+  }
+
+  /**
+   * An execution no longer in flight, looked up in the workplan its id names. Its owner is not kept (null): nothing
+   * checks it, since a call about an execution that ended changes nothing (see callbackTarget).
+   */
   private endedExecution(executionId: string): ExecutionRef | undefined {
     const workPlanId = workPlanNamedBy(executionId);
     const found = workPlanId === undefined ? undefined : this.app.models.workplan(workPlanId)?.findAttempt((a) => a.execution?.executionId === executionId);
     if (!found) return undefined;
     const { registrationId, runnerId, mode, deadline } = found.attempt.execution!;
-    return { executionId, workPlanId: workPlanId!, stageId: found.stage.id, idx: found.attempt.idx, registrationId, runnerId, mode, deadline };
+    return { executionId, workPlanId: workPlanId!, stageId: found.stage.id, idx: found.attempt.idx, registrationId, runnerId, mode, deadline, owner: null };
   }
 
   dispatch(q: QueuedAttempt, runner: RunnerRegistration, deadline: number): ExecutionRef {
@@ -123,7 +129,7 @@ export class RunnerService {
   /** Applies a runner's answer; an identical repeat is acknowledged with nothing appended. */
   complete(executionId: string, completion: Omit<ExecutionCompletion, 'fingerprint'>, caller?: Caller): void {
     const ref = caller ? this.callbackTarget(executionId, caller) : this.execution(executionId);
-    const fingerprint = hash('sha256', JSON.stringify(completion), 'base64url');
+    const fingerprint = completionFingerprint(completion);
     this.app.decideAndCommit(
       ref.workPlanId,
       null,
@@ -143,6 +149,10 @@ export class RunnerService {
 function executionIdFor(workPlanId: string, unique: string): string {
   const id = namingWorkPlan(unique, workPlanId);
   return id.length <= 256 ? id : unique;
+}
+
+function noExecution(executionId: string): never {
+  throw notFound(`no execution "${executionId}"`, 'execution_id');
 }
 
 const ANONYMOUS: Caller = { principal: ANONYMOUS_PRINCIPAL, authenticated: false, admin: false };
