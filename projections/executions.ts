@@ -53,6 +53,7 @@ export class ExecutionIndex implements SnapshotProjection {
   /** The executions in flight (those in inFlightIds), by id. */
   private readonly executions = new Map<string, ExecutionRef>();
   private readonly inFlightIds = new Set<string>();
+  /** registration id → executions in flight on it (no entry: none). */
   private readonly loads = new Map<string, number>();
 
   snapshot(): unknown {
@@ -140,7 +141,10 @@ export class ExecutionIndex implements SnapshotProjection {
     if (!this.inFlightIds.delete(executionId)) return;
     const ref = this.executions.get(executionId)!;
     this.executions.delete(executionId);
-    this.loads.set(ref.registrationId, this.load(ref.registrationId) - 1);
+    // A registration with nothing in flight has no entry: the map grows with the runners at work, not every one ever.
+    const load = this.load(ref.registrationId) - 1;
+    if (load > 0) this.loads.set(ref.registrationId, load);
+    else this.loads.delete(ref.registrationId);
   }
 
   private queueFor(runnerType: string): Map<string, QueuedAttempt> {

@@ -9,8 +9,9 @@ import { SCHEMA_VERSION } from '../domain/events.js';
 
 /**
  * Bumped when what the projections keep changes shape; with the event schema versions, it decides usability.
- * 4: the runner registry keeps who made each registration (format 3 left it out, so a start from such a snapshot
- * forgot the owners of registrations made before it).
+ * 4: the runner registry keeps who made each live registration (format 3 left it out, so a start from such a
+ * snapshot forgot the owners of registrations made before it); an execution in flight keeps its own; a registration
+ * with nothing in flight has no load entry.
  */
 export const SNAPSHOT_FORMAT = 4;
 const SCHEMA = `${SNAPSHOT_FORMAT}:${JSON.stringify(SCHEMA_VERSION)}`;

@@ -15,6 +15,7 @@ import { eventually, startTestRunner } from '../support/runner.js';
 interface ExecutionState {
   readonly executions: Map<string, unknown>;
   readonly inFlightIds: Set<string>;
+  readonly loads: Map<string, number>;
 }
 
 const snapshotExecutions = (dbPath: string): ExecutionState => snapshotProjections<{ executions: ExecutionState }>(dbPath).executions;
@@ -78,7 +79,9 @@ test('late callbacks get the same answers live, from a snapshot and after a full
     const held = (await s.api.queryNodes({ workPlanId, stageIds: ['held'], includeStages: true })).stages[0]!;
     assert.equal(held.state, StageState.STAGE_STATE_FINAL);
     await s.close();
-    assert.equal(snapshotExecutions(dbPath).executions.size, 0, 'nothing in flight, nothing indexed');
+    const last = snapshotExecutions(dbPath);
+    assert.equal(last.executions.size, 0, 'nothing in flight, nothing indexed');
+    assert.equal(last.loads.size, 0, 'nor a load entry for a runner with nothing in flight');
   } finally {
     runner.kill();
     dir.remove();

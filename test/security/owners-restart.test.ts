@@ -84,7 +84,7 @@ test("a registration's owner comes back from the snapshot and from a full replay
 
 interface RunnerState {
   readonly runners: { owners: Map<string, string | null> };
-  readonly executions: { executions: Map<string, { owner: string | null }> };
+  readonly executions: { executions: Map<string, { owner: string | null }>; loads: Map<string, number> };
 }
 
 test('an execution in flight keeps its owner after its registration ended, through restarts; one that ended answers anyone', async () => {
@@ -144,6 +144,11 @@ test('an execution in flight keeps its owner after its registration ended, throu
     // Over now: a late call changes nothing, and is only told where the attempt stands, whoever makes it.
     assert.equal(await outcome(b.api.completeStageExecution({ executionId, stageState: StageState.STAGE_STATE_FINAL })), 'OK', 'an identical repeat is acknowledged');
     assert.equal(await outcome(b.api.updateStageExecution({ executionId, message: 'late' })), 'FAILED_PRECONDITION');
+    await server.stop();
+    server = undefined;
+    const after = snapshotProjections<RunnerState>(db);
+    assert.equal(after.executions.executions.size, 0);
+    assert.equal(after.executions.loads.has(registrationId), false, 'nothing is left of the runner that went away');
   } finally {
     for (const c of open) c.close();
     await server?.stop();
