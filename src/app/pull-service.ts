@@ -160,10 +160,14 @@ function newLeaseToken(workPlanId: string): string {
   return namingWorkPlan(secret, workPlanId);
 }
 
+/** How long the runners page lists a pull agent after its last call (an open Work stream counts as a call). */
+const AGENT_WINDOW_MS = 600_000;
+
 export class PullService {
   private readonly waiters: Waiter[] = [];
-  /** Pull agents by runner id, as of their last Lease call (what the runners page shows). */
+  /** Pull agents by runner id, as of their last call (what the runners page shows); kept AGENT_WINDOW_MS. */
   private readonly seen = new Map<string, { runnerType: string; labels: Readonly<Record<string, string>>; lastSeen: number }>();
+  private seenPrunedAt = 0;
   private subscription: Subscription | null = null;
   /** A retry backoff ended: waiters may be served now. */
   private readonly backoffEnded = new Subject<void>();
@@ -213,17 +217,19 @@ export class PullService {
     this.waiters.length = 0;
   }
 
-  /** Pull agents that called Lease in the last 10 minutes or have a Work stream open (for the runners page), and whether one is waiting now. */
+  /** Pull agents that called in the last AGENT_WINDOW_MS or have a Work stream open (for the runners page), and whether one is waiting now. */
   agents(): Map<string, { runnerType: string; labels: Readonly<Record<string, string>>; lastSeen: number; waiting: boolean }> {
     const waiting = new Set(this.waiters.filter((w) => w.want() > 0).map((w) => w.req.runnerId));
     for (const w of this.waiters) if (w instanceof WorkSession) this.sawAgent(w.req);
     const out = new Map<string, { runnerType: string; labels: Readonly<Record<string, string>>; lastSeen: number; waiting: boolean }>();
-    const since = this.app.now() - 600_000;
-    for (const [id, a] of this.seen) {
-      if (a.lastSeen < since) this.seen.delete(id);
-      else out.set(id, { ...a, waiting: waiting.has(id) });
-    }
+    this.forgetQuietAgents(this.app.now());
+    for (const [id, a] of this.seen) out.set(id, { ...a, waiting: waiting.has(id) });
     return out;
+  }
+
+  /** How many agents are remembered for the runners page (each seen within AGENT_WINDOW_MS, or not pruned yet). */
+  agentsRemembered(): number {
+    return this.seen.size;
   }
 
   /** Open Work streams, by runner type. */
@@ -287,7 +293,17 @@ export class PullService {
   }
 
   sawAgent(req: LeaseRequest): void {
-    this.seen.set(req.runnerId, { runnerType: req.runnerType, labels: req.labels, lastSeen: this.app.now() });
+    const now = this.app.now();
+    this.seen.set(req.runnerId, { runnerType: req.runnerType, labels: req.labels, lastSeen: now });
+    // Agents come and go (an id per pod or per job): the quiet ones are forgotten now and then, not only when the
+    // runners page asks, or a server nobody looks at would remember every agent it ever saw.
+    if (now - this.seenPrunedAt >= AGENT_WINDOW_MS) this.forgetQuietAgents(now);
+  }
+
+  private forgetQuietAgents(now: number): void {
+    this.seenPrunedAt = now;
+    const since = now - AGENT_WINDOW_MS;
+    for (const [id, a] of this.seen) if (a.lastSeen < since) this.seen.delete(id);
   }
 
   heartbeat(
