@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { freePort } from '../pull/support.js';
+import { freePort } from '../support/ports.js';
 import { connect, startServer, tempDir } from '../support/server.js';
 
 const example = (name: string) => fileURLToPath(new URL(`../../examples/${name}.js`, import.meta.url));

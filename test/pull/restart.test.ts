@@ -5,12 +5,13 @@ import { test } from 'node:test';
 import { AttemptState, CheckState, StageState } from '../../src/gen/turboci/v1/common.js';
 import { connect, startServer, tempDir } from '../support/server.js';
 import { eventually } from '../support/runner.js';
-import { freePort, readLog, startAgent } from './support.js';
+import { readLog, startAgent } from './support.js';
+import { stablePort } from '../support/ports.js';
 
 test('server SIGKILLed while agents work: after a restart every outcome is recorded exactly once; SIGTERM drains', async () => {
   const dir = tempDir();
   const db = `${dir.path}/restart.db`;
-  const port = await freePort();
+  const port = await stablePort();
   const args = ['--port', String(port), '--heartbeat-interval', '1500'];
   let server = await startServer(db, args);
   let conn = connect(server.address);

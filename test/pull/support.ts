@@ -2,7 +2,6 @@
 // and the server's event log read from its SQLite file or PostgreSQL database (read-only, safe while it runs).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { credentials } from '@grpc/grpc-js';
 import { unary, type UnaryMethod } from '../../src/client/unary.js';
@@ -103,14 +102,6 @@ export function isAlive(pid: number): boolean {
 }
 
 /** A free TCP port on 127.0.0.1 (for a server that must come back on the same address). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /** A shell stage for runner type `type`, assigned to check `checkId` when given. */
 export function shellStage(id: string, command: string | string[], more: Record<string, unknown> = {}) {
   return { id, runnerType: 'shell', args: { command }, ...more };

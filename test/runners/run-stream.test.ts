@@ -7,6 +7,7 @@ import type { Stage } from '../../src/gen/turboci/v1/stage.js';
 import type { RunRequest, RunResponse } from '../../src/gen/turboci/v1/stagerunner.js';
 import { connect, startServer, tempDir, type ServerProcess } from '../support/server.js';
 import { eventually, sleep, startTestRunner, type RunnerBehaviour, type TestRunner } from '../support/runner.js';
+import { stablePort } from '../support/ports.js';
 
 let dir: ReturnType<typeof tempDir>;
 let server: ServerProcess;
@@ -208,8 +209,9 @@ test('a stream broken under its runs fails every run on it (unreachable); the re
 });
 
 test('a runner killed mid-stream: its runs fail and are retried elsewhere; restarted at its address it gets a new stream', async () => {
-  const doomed = await runner({ run: never });
-  const port = Number(doomed.address.split(':')[1]);
+  // Below the ephemeral range: the port stays free while the runner is down (see support/ports.ts).
+  const port = await stablePort();
+  const doomed = await runner({ run: never }, port);
   await register('killed-a', 'killed', doomed.address, 3);
   const workPlanId = await newWorkPlan();
   await conn.api.writeNodes({ workPlanId, stages: ['a', 'b', 'c'].map((id) => ({ id, runnerType: 'killed', maxAttempts: 10 })) });

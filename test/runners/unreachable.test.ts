@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import { AttemptState, StageState } from '../../src/gen/turboci/v1/common.js';
 import { connect, startServer, tempDir, type ServerProcess } from '../support/server.js';
 import { eventually, sleep, startTestRunner, type TestRunner } from '../support/runner.js';
-import { freePort } from '../pull/support.js';
+import { stablePort } from '../support/ports.js';
 
 let dir: ReturnType<typeof tempDir>;
 let server: ServerProcess;
@@ -26,7 +26,7 @@ after(async () => {
 });
 
 test('a runner that is down is backed off, not retried at once: the stage keeps its attempts and runs when the runner is back', async () => {
-  const port = await freePort();
+  const port = await stablePort();
   await conn.api.registerStageRunner({ runnerId: 'gone', runnerType: 'flaky-host', address: `127.0.0.1:${port}`, maxConcurrent: 1 });
   const workPlanId = (await conn.api.createWorkPlan({})).workPlan!.id;
   await conn.api.writeNodes({ workPlanId, stages: [{ id: 'build', runnerType: 'flaky-host', maxAttempts: 10 }] });

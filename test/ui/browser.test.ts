@@ -12,7 +12,8 @@ import { CheckState, NodeType, PredicateType, StageState, AttemptState } from '.
 import { startTestRunner, type TestRunner } from '../support/runner.js';
 import { BIN, connect, serverPerFile, startServer, tempDir } from '../support/server.js';
 import { onPostgres } from '../support/store.js';
-import { freePort, graphAttemptStates, graphStates, launchBrowser, skipBrowser, timelineVersions, type Browser } from './support.js';
+import { stablePort } from '../support/ports.js';
+import { graphAttemptStates, graphStates, launchBrowser, skipBrowser, timelineVersions, type Browser } from './support.js';
 
 const skip = skipBrowser;
 if (skip) console.log(`# ${skip}`);
@@ -143,7 +144,7 @@ test('3a. the stream is cut (the browser loses its connection): the page resumes
 
 test('3b. the server restarts: the page resumes from the last version it saw, with every change made meanwhile', { skip }, async () => {
   const dir = tempDir();
-  const httpPort = await freePort();
+  const httpPort = await stablePort();
   const db = join(dir.path, 'restart.db');
   let server = await startServer(db, ['--http-port', String(httpPort)]);
   let conn = connect(server.address);

@@ -1,6 +1,5 @@
 // Browser tests: Debian's chromium driven by playwright-core, against a real server started by the test.
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { tempDir } from '../support/server.js';
 
@@ -48,18 +47,6 @@ export async function launchBrowser(): Promise<Browser> {
       profile.remove();
     },
   };
-}
-
-/** A port nobody listens on right now (for a server that must come back on the same HTTP port). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** The graph as the page shows it: node key → state. */
