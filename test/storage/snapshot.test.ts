@@ -6,19 +6,30 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { ReadModels } from '../../projections/read-models.js';
-import { CheckState } from '../../src/gen/turboci/v1/common.js';
+import { CheckState, ExecutionMode } from '../../src/gen/turboci/v1/common.js';
 import { SnapshotFile, snapshotPathFor } from '../../src/infra/snapshot-file.js';
 import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
 import { BIN, connect, startServer, tempDir, type ServerProcess } from '../support/server.js';
+import { eventually, startTestRunner } from '../support/runner.js';
+import { connectPull } from '../pull/support.js';
 
 const dir = tempDir('turboci-snapshot-');
 after(() => dir.remove());
 const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
 
-/** Workplans with checks, dependent stages, runner types and attempts claimed: every projection gets something. */
+/**
+ * Workplans with checks, dependent stages, runner types and attempts claimed, a push runner with executions in
+ * flight, one that unregistered and a pull lease in flight: every projection gets something to snapshot.
+ */
 async function workload(address: string, tag: string): Promise<void> {
   const { api, close } = connect(address);
+  const pull = connectPull(address);
+  const runner = await startTestRunner({ runAsync: async () => ({ accepted: true }) });
   try {
+    const asyncType = `async-${tag}`;
+    await api.registerStageRunner({ runnerId: `push-${tag}`, runnerType: asyncType, address: runner.address, supportedModes: [ExecutionMode.EXECUTION_MODE_ASYNC], maxConcurrent: 8, ttlSeconds: 3600n });
+    const gone = await api.registerStageRunner({ runnerId: `gone-${tag}`, runnerType: `gone-${tag}`, address: runner.address, ttlSeconds: 3600n });
+    await api.unregisterStageRunner({ registrationId: gone.registrationId });
     for (let w = 0; w < 3; w++) {
       const id = (await api.createWorkPlan({ metadata: { tag } })).workPlan!.id;
       await api.writeNodes({
@@ -27,13 +38,19 @@ async function workload(address: string, tag: string): Promise<void> {
         stages: [
           { id: 'compile', runnerType: 'shell', assignments: [{ targetCheckId: 'build' }] },
           { id: 'later', dependencies: { predicate: 1, dependencies: [{ targetId: 'build', targetType: 1 }] } },
+          { id: 'deploy', runnerType: asyncType, executionMode: ExecutionMode.EXECUTION_MODE_ASYNC },
         ],
       });
       await api.writeNodes({ workPlanId: id, stages: [{ id: 'later', currentAttempt: { processUid: 'p1' } }] }).catch(() => undefined);
       if (w > 0) await api.writeNodes({ workPlanId: id, checks: [{ id: 'build', state: CheckState.CHECK_STATE_FINAL }] });
     }
+    await eventually(async () => (runner.asyncRuns.length === 3 ? true : undefined), 'three executions in flight');
+    const leased = await pull.lease({ runnerId: `agent-${tag}`, runnerType: 'shell', waitMs: 0 });
+    assert.equal(leased.attempt?.stageId, 'compile', 'a lease in flight');
   } finally {
+    pull.close();
     close();
+    await runner.close();
   }
 }
 
@@ -132,7 +149,7 @@ test('turboci snapshot writes one now; verify reports a snapshot that differs fr
   store.close();
   const models = ReadModels.replay(events);
   const last = events.at(-1)!;
-  const model = models.workplan(events[0]!.streamId)!;
+  const model = models.workplan(events.find((e) => e.event.type === 'WorkPlanCreated')!.streamId)!;
   model.checks.set('build', { ...model.checks.get('build')!, state: 'PLANNING' });
   new SnapshotFile(snapshotPathFor(db)).write({ position: last.position, streamId: last.streamId, version: last.version }, models.snapshot());
   const verified = run('verify', '--db', db, '--json');
