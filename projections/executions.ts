@@ -61,8 +61,6 @@ export class ExecutionIndex implements SnapshotProjection {
   }
   restore(state: unknown): void {
     Object.assign(this, state);
-    // Snapshots written before only executions in flight were indexed hold every execution ever dispatched.
-    for (const id of this.executions.keys()) if (!this.inFlightIds.has(id)) this.executions.delete(id);
   }
 
   queue(runnerType: string): IterableIterator<QueuedAttempt> {

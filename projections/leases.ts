@@ -67,8 +67,6 @@ export class LeaseIndex implements SnapshotProjection {
   }
   restore(state: unknown): void {
     Object.assign(this, state);
-    // Snapshots written before only leases in flight were indexed hold every lease ever granted.
-    for (const [hash, ref] of this.byToken) if (!this.active.has(ref.leaseId)) this.byToken.delete(hash);
   }
 
   offerableOf(runnerType: string): IterableIterator<OfferableAttempt> {
