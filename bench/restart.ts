@@ -1,6 +1,7 @@
 // Restart: how long the real server binary takes to serve again on a log of 1M events (smoke: 10k), against the
 // floor of any rebuild from the log — reading every row with better-sqlite3 and JSON.parse-ing its data — each in a
-// fresh process, alternately.
+// fresh process, alternately. `--restart-1m`: a log of 1M nodes (checks and stages; ~3M events) instead, to show
+// how restart grows past the default size.
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
@@ -15,8 +16,12 @@ import { benchArgs, median, ratio, report, sideBySide, timed } from './harness.j
 import { driveWorkPlan, prng, SHAPES } from './scaling-workload.js';
 
 const args = benchArgs();
+/** What the log is sized by: its events (the default), or its nodes with --restart-1m. */
+type Size = { readonly of: 'events' | 'nodes'; readonly count: number };
 /** TURBOCI_BENCH_RESTART_EVENTS=100000 sizes the log for quicker iterations (figures are reported for 1M). */
-const TARGET_EVENTS = Number(process.env.TURBOCI_BENCH_RESTART_EVENTS) || (args.smoke ? 10_000 : 1_000_000);
+const TARGET: Size = process.argv.includes('--restart-1m')
+  ? { of: 'nodes', count: args.smoke ? 2_000 : 1_000_000 }
+  : { of: 'events', count: Number(process.env.TURBOCI_BENCH_RESTART_EVENTS) || (args.smoke ? 10_000 : 1_000_000) };
 const ROUNDS = args.smoke ? 1 : 3;
 const BASELINE_WORKER = fileURLToPath(new URL('./restart-baseline.js', import.meta.url));
 
@@ -28,17 +33,19 @@ const DRIVEN_SHARE = 0.25;
  * sizes (50 to 500 nodes), each created, claimed and completed through Orchestrator.writeNodes. Synchronous NORMAL:
  * how fast we generate is not what is measured.
  */
-async function drive(dbPath: string, target: number): Promise<{ events: number; streams: string[] }> {
+async function drive(dbPath: string, target: Size): Promise<{ events: number; nodes: number; streams: string[] }> {
   const store = new SqliteEventStore(dbPath, { synchronous: 'NORMAL' });
   const app = Orchestrator.open(store);
   const random = prng(7);
   let events = 0;
+  let nodes = 0;
   try {
-    for (let k = 0; events < target; k++) {
-      const nodes = 50 + Math.floor(random() * 450);
-      events += (await driveWorkPlan(app, SHAPES[k % SHAPES.length]!, nodes, k)).events;
+    for (let k = 0; (target.of === 'events' ? events : nodes) < target.count; k++) {
+      const size = 50 + Math.floor(random() * 450);
+      events += (await driveWorkPlan(app, SHAPES[k % SHAPES.length]!, size, k)).events;
+      nodes += size;
     }
-    return { events, streams: [...app.models.workplanIds()] };
+    return { events, nodes, streams: [...app.models.workplanIds()] };
   } finally {
     app.close();
     store.close();
@@ -50,11 +57,17 @@ async function drive(dbPath: string, target: number): Promise<{ events: number; 
  * until the log holds `target` events: the same event mix, replayed exactly like freshly driven workplans, at a
  * fraction of the cost of driving them (driving all of 1M events would take most of the time budget).
  */
-function copyStreams(dbPath: string, streams: readonly string[], events: number, target: number): { events: number; workplans: number } {
+function copyStreams(dbPath: string, streams: readonly string[], driven: { events: number }, target: Size): { events: number; nodes: number; workplans: number } {
   const db = new Database(dbPath);
   try {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
+    const nodesOf = new Map(
+      (db.prepare(`SELECT stream_id AS id, COUNT(*) AS n FROM events WHERE type IN ('CheckCreated', 'StageCreated') GROUP BY stream_id`).all() as { id: string; n: number }[]).map((r) => [r.id, r.n]),
+    );
+    // Counted in the log, not from the sizes asked for: that is what a restart folds.
+    let nodes = [...nodesOf.values()].reduce((a, b) => a + b, 0);
+    let events = driven.events;
     const copy = db.prepare(
       `INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at, request_id, caused_by_version)
        SELECT ?, version, type, schema_version, data, recorded_at, request_id, caused_by_version
@@ -62,17 +75,21 @@ function copyStreams(dbPath: string, streams: readonly string[], events: number,
     );
     let workplans = streams.length;
     db.transaction(() => {
-      for (let k = 0; events < target; k++, workplans++) events += copy.run(randomUUID(), streams[k % streams.length]!).changes;
+      for (let k = 0; (target.of === 'events' ? events : nodes) < target.count; k++, workplans++) {
+        const source = streams[k % streams.length]!;
+        events += copy.run(randomUUID(), source).changes;
+        nodes += nodesOf.get(source) ?? 0;
+      }
     })();
-    return { events, workplans };
+    return { events, nodes, workplans };
   } finally {
     db.close();
   }
 }
 
-async function generate(dbPath: string, target: number): Promise<{ events: number; workplans: number; driven: number }> {
-  const driven = await drive(dbPath, target * DRIVEN_SHARE);
-  return { ...copyStreams(dbPath, driven.streams, driven.events, target), driven: driven.streams.length };
+async function generate(dbPath: string, target: Size): Promise<{ events: number; nodes: number; workplans: number; driven: number }> {
+  const driven = await drive(dbPath, { of: target.of, count: target.count * DRIVEN_SHARE });
+  return { ...copyStreams(dbPath, driven.streams, driven, target), driven: driven.streams.length };
 }
 
 interface Restart {
@@ -114,8 +131,8 @@ async function main(): Promise<void> {
   const dir = tempDir('turboci-bench-restart-');
   try {
     const dbPath = join(dir.path, 'restart.db');
-    const gen = await timed(() => generate(dbPath, TARGET_EVENTS));
-    const { events, workplans, driven } = gen.value;
+    const gen = await timed(() => generate(dbPath, TARGET));
+    const { events, nodes, workplans, driven } = gen.value;
     const restarts: Restart[] = [];
     const sides = await sideBySide(
       ROUNDS,
@@ -150,6 +167,7 @@ async function main(): Promise<void> {
         benchmark: 'restart',
         figures: {
           'log events': events,
+          'log nodes (checks and stages)': nodes,
           'log workplans': workplans,
           'log size (MB)': statSync(dbPath).size / 2 ** 20,
           'generation (s)': gen.ms / 1000,
@@ -172,7 +190,7 @@ async function main(): Promise<void> {
           ratio('start from a snapshot, spawn to listening, vs raw read + JSON.parse', snapSides.ours, snapSides.baseline, 'ms', { lowerIsBetter: true }),
         ],
         notes: [
-          `the log (≥ ${TARGET_EVENTS} events, ${workplans} workplans): ${driven} workplans of mixed shapes (chain, fan-out/fan-in, random DAG; 50-500 nodes) created, claimed and completed through Orchestrator.writeNodes (sync NORMAL) until they held ${DRIVEN_SHARE * 100}% of it, then copies of their streams under new workplan ids (INSERT … SELECT) for the rest: the same event mix at a fraction of the generation time`,
+          `the log (≥ ${TARGET.count} ${TARGET.of}, ${workplans} workplans): ${driven} workplans of mixed shapes (chain, fan-out/fan-in, random DAG; 50-500 nodes) created, claimed and completed through Orchestrator.writeNodes (sync NORMAL) until they held ${DRIVEN_SHARE * 100}% of it, then copies of their streams under new workplan ids (INSERT … SELECT) for the rest: the same event mix at a fraction of the generation time`,
           `ours: the real server binary (bin/turboci.js serve --port 0 --db <log>) in a fresh process; its rebuildMs (loading the read models: every event read, decoded, upcast where its schema is older (and then zod-validated) and folded; complete workplans kept as headers once the log moves on) is compared; spawn-to-listening adds node start-up and module loading. The server reads the rows on a second thread (src/infra/read-ahead.ts) while its main thread parses and folds: it uses two cores, the floor one`,
           `baseline: a fresh process reading every row (SELECT <the columns readAll reads> ... ORDER BY position) with better-sqlite3 and JSON.parse of the data column, on one thread, timed from the query on (process start-up and opening excluded, as from the server's rebuildMs); ratio = baseline / ours, the fraction of that floor we reach`,
           `${ROUNDS} rounds each, alternating; medians`,

@@ -22,6 +22,8 @@ Benchmarks: ${BENCHMARKS.join(', ')}
   --scaling-1m[=SHAPE,...]
             scaling also runs 1M nodes per shape (all, or those named: chain, fan, dag, nested), for memory
             per node past 100k; ~10 minutes per shape
+  --restart-1m
+            restart runs on a log of 1M nodes (~3M events) instead of 1M events
   -h        this help`;
 
 const argv = process.argv.slice(2);
@@ -37,7 +39,7 @@ for (const name of only) {
     process.exit(2);
   }
 }
-const passOn = argv.filter((a) => a === '--smoke' || a === '--json' || a.startsWith('--scaling-1m'));
+const passOn = argv.filter((a) => a === '--smoke' || a === '--json' || a.startsWith('--scaling-1m') || a === '--restart-1m');
 const here = fileURLToPath(new URL('.', import.meta.url));
 
 const failed: string[] = [];
