@@ -1,8 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { skip } from 'rxjs';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Orchestrator } from '../app/orchestrator.js';
 import { TurboCIEventLogService } from '../gen/turboci/v1/eventlog.js';
@@ -18,6 +16,7 @@ import { installTimestampCheck, tolerant } from './decode.js';
 import { configureLimits, type InputLimits } from '../domain/limits.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import { requireWorkPlan } from './auth.js';
+import { addReflection } from './reflection.js';
 import type { WatchCall } from './watch-service.js';
 
 function serverCredentials(tls: ServerOptions['tls']): ServerCredentials {
@@ -83,8 +82,7 @@ export async function startServer(app: Orchestrator, log: Logger, host: string, 
     if (failure) log.error({ error: failure.message }, 'the event log cannot take writes; reads and watches go on');
     else log.info('the event log takes writes');
   });
-  const definitions = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_ROOT] });
-  new ReflectionService(definitions).addToServer(server);
+  addReflection(server, PROTO_FILES, PROTO_ROOT);
 
   const bound = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${port}`, serverCredentials(options.tls), (err, p) => (err ? reject(err) : resolve(p))),

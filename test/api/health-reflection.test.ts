@@ -34,17 +34,19 @@ test('grpc.health.v1.Health reports SERVING for the server and the orchestrator 
   client.close();
 });
 
-test('server reflection lists our services and serves their descriptors', async () => {
+// Both versions: older grpcurl and other tools still ask v1alpha. The server builds what answers them on the first
+// reflection call (src/transport/reflection.ts), so these are also the first calls to it.
+for (const version of ['v1', 'v1alpha'] as const) test(`server reflection (${version}) lists our services and serves their descriptors`, async () => {
   const require = createRequire(import.meta.url);
-  const protoPath = require.resolve('@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto');
+  const protoPath = require.resolve(`@grpc/reflection/build/proto/grpc/reflection/${version}/reflection.proto`);
   const pkg = loadPackageDefinition(protoLoader.loadSync(protoPath, { keepCase: true })) as unknown as {
-    grpc: { reflection: { v1: { ServerReflection: new (addr: string, creds: unknown) => ReflectionClient } } };
+    grpc: { reflection: Record<typeof version, { ServerReflection: new (addr: string, creds: unknown) => ReflectionClient }> };
   };
   interface ReflectionClient {
     ServerReflectionInfo(): NodeJS.ReadWriteStream & { write(m: object): boolean; end(): void };
     close(): void;
   }
-  const client = new pkg.grpc.reflection.v1.ServerReflection(server.address, credentials.createInsecure());
+  const client = new pkg.grpc.reflection[version].ServerReflection(server.address, credentials.createInsecure());
   const ask = (req: object) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
       const call = client.ServerReflectionInfo();
