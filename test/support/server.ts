@@ -58,6 +58,11 @@ export function tempDir(prefix = 'turboci-test-'): { path: string; remove(): voi
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
+/** How long stop() waits for the server to exit: longer than its own shutdown grace period (10 s). */
+const STOP_TIMEOUT_MS = 30_000;
+/** How long a start may take before it counts as hung: the benchmarks' largest logs replay in ~20 s here. */
+const START_TIMEOUT_MS = 180_000;
+
 /** Extra node flags for the server process, e.g. `TURBOCI_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile it under a benchmark. */
 const SERVER_NODE_ARGS = (process.env.TURBOCI_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
@@ -91,8 +96,15 @@ export async function startServer(
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  /** What a server that hung said last, for the error that reports it. */
+  const lastWords = () => `Its last log lines:\n${logs.slice(-5).map((l) => JSON.stringify(l)).join('\n')}\n${stderr.slice(-2000)}`;
   let httpAddress = '';
   const address = await new Promise<string>((resolve, reject) => {
+    // Neither listening nor exited: killed, and the test fails with what the server said (a hang tells nothing).
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the server did not listen within ${START_TIMEOUT_MS} ms; killed. ${lastWords()}`));
+    }, START_TIMEOUT_MS);
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       if (listening && !keepLogs) return;
@@ -100,6 +112,7 @@ export async function startServer(
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
         if (entry.msg === 'listening') {
+          clearTimeout(timer);
           httpAddress = String(entry.httpAddress);
           listening = true;
           resolve(String(entry.address));
@@ -108,7 +121,10 @@ export async function startServer(
         // not a log line
       }
     });
-    void exited.then((code) => reject(new Error(`server exited (${code}) before listening: ${stderr}`)));
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code}) before listening: ${stderr}`));
+    });
   });
   const waitForLog = async (match: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000) => {
     const deadline = Date.now() + timeoutMs;
@@ -128,7 +144,17 @@ export async function startServer(
     waitForLog,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
+      // A server that outlives its grace period after a signal is a bug to report, not a test run that hangs
+      // until CI's own limit: it is killed, and the test fails with what the server said last.
+      let stuck = false;
+      const timer = setTimeout(() => {
+        stuck = true;
+        child.kill('SIGKILL');
+      }, STOP_TIMEOUT_MS);
+      const code = await exited;
+      clearTimeout(timer);
+      if (stuck) throw new Error(`the server did not exit within ${STOP_TIMEOUT_MS} ms of ${signal}; killed. ${lastWords()}`);
+      return code;
     },
   };
   running.add(server);
