@@ -1,6 +1,6 @@
 // Restart: how long the real server binary takes to serve again on a log of 1M events (smoke: 10k), against the
 // floor of any rebuild from the log — reading every row with better-sqlite3 and JSON.parse-ing its data — each in a
-// fresh process, alternately. `--restart-1m`: a log of 1M nodes (checks and stages; ~3M events) instead, to show
+// fresh process, alternately. `--restart-1m`: a log of 1M nodes (checks and stages; ~5M events) instead, to show
 // how restart grows past the default size.
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';

@@ -23,7 +23,7 @@ Benchmarks: ${BENCHMARKS.join(', ')}
             scaling also runs 1M nodes per shape (all, or those named: chain, fan, dag, nested), for memory
             per node past 100k; ~10 minutes per shape
   --restart-1m
-            restart runs on a log of 1M nodes (~3M events) instead of 1M events
+            restart runs on a log of 1M nodes (~5M events) instead of 1M events
   -h        this help`;
 
 const argv = process.argv.slice(2);
