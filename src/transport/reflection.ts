@@ -1,5 +1,5 @@
 // gRPC server reflection (what grpcurl and Postman ask), built on its first call. Parsing our protos and indexing
-// their descriptors takes ~100 ms: a tenth of a start from a snapshot, on a server that reflection may never be
+// their descriptors takes ~110 ms, a sixth of a start from a snapshot, on a server that reflection may never be
 // asked of. The reflection services are registered at once (a call never finds them missing); what answers them
 // is made when one comes.
 import type { Server, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
