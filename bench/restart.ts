@@ -33,11 +33,12 @@ const DRIVEN_SHARE = 0.25;
  * sizes (50 to 500 nodes), each created, claimed and completed through Orchestrator.writeNodes. Synchronous NORMAL:
  * how fast we generate is not what is measured.
  */
-async function drive(dbPath: string, target: Size): Promise<{ events: number; nodes: number; streams: string[] }> {
+async function drive(dbPath: string, target: Size): Promise<{ events: number; streams: string[] }> {
   const store = new SqliteEventStore(dbPath, { synchronous: 'NORMAL' });
   const app = Orchestrator.open(store);
   const random = prng(7);
   let events = 0;
+  /** The sizes asked for: enough to stop driving (copyStreams counts the nodes the log holds). */
   let nodes = 0;
   try {
     for (let k = 0; (target.of === 'events' ? events : nodes) < target.count; k++) {
@@ -45,7 +46,7 @@ async function drive(dbPath: string, target: Size): Promise<{ events: number; no
       events += (await driveWorkPlan(app, SHAPES[k % SHAPES.length]!, size, k)).events;
       nodes += size;
     }
-    return { events, nodes, streams: [...app.models.workplanIds()] };
+    return { events, streams: [...app.models.workplanIds()] };
   } finally {
     app.close();
     store.close();
