@@ -167,7 +167,7 @@ try {
       ],
       notes: [
         'The target ratio (≥ 0.9, issue 18; it was 0.8 before) is taken with the default configuration, --sync FULL: durable before the answer. The server group-commits (every write of one event-loop turn shares one transaction and one fsync), so FULL is bounded by CPU rather than by 1 / fsync latency; the NORMAL ratio shows the cost without any fsync.',
-        `Each timed run: ${CONCURRENCY} calls in flight over one connection, each writing one new PLANNED check to a fresh workplan (3 events: created, PLANNED, WAITING); the baseline decodes the same requests and answers ${response.length} bytes, the size of our real answer.`,
+        `Each timed run: ${CONCURRENCY} calls in flight over one connection, each writing one new PLANNED check to a fresh workplan (2 events: created PLANNED, then WAITING); the baseline decodes the same requests and answers ${response.length} bytes, the size of our real answer.`,
         `One client process for the whole benchmark (warm, like a real client): ${SIZES.firstWarmup} untimed calls per target first, then timed runs sized to about ${SIZES.roundSeconds} s at each target's calibrated rate, ${SIZES.warmup} untimed calls before each; ${rounds} rounds, the three targets in rotated order, median per target.`,
         'Server CPU per call is utime + stime of the server process (all threads) over a run, from /proc; the client process and the servers share the machine\'s cores, so a server that costs more CPU per call slows the client down too.',
         ...(rounds < SIZES.rounds ? [`Only ${rounds} of ${SIZES.rounds} rounds: the machine was too slow to fit them in the time budget.`] : []),

@@ -2,7 +2,7 @@
 //
 // One real server (`turboci serve`, default --sync FULL, --log-level warn). A writer process (bench/transport-client.ts)
 // makes a fixed number of WriteNodes calls, 16 in flight, each writing one new check to the round's fresh workplan
-// (3 node changes each: created, PLANNED, WAITING). Ours: with 100 watchers on that workplan, in a separate process
+// (2 node changes each: created PLANNED, then WAITING; the count is read off a real write). Ours: with 100 watchers on that workplan, in a separate process
 // (bench/watch-subscribers.ts, one connection each, every event consumed), opened and live before the writes start.
 // Baseline: the same writes with no watcher. Watchers come in three kinds, each a kind of round: WatchWorkPlan (one
 // message per event), WatchWorkPlanBatched (the events waiting when a stream is written, in one message) and
@@ -44,8 +44,11 @@ import {
 const args = benchArgs();
 const SUBSCRIBERS = args.smoke ? 5 : 100;
 const CONCURRENCY = 16;
-/** Node changes per write: CheckCreated, PLANNING→PLANNED, PLANNED→WAITING. */
-const EVENTS_PER_WRITE = 3;
+/**
+ * Node changes per write (CheckCreated at PLANNED, PLANNED→WAITING): set from a real write by sampleEvent before any
+ * round, so the counts checked and the CPU per event follow what the server does.
+ */
+let EVENTS_PER_WRITE = 0;
 const SIZES = args.smoke
   ? { rounds: 1, firstWarmup: 16, calibrationCalls: 32, fixedCalls: 32, roundSeconds: 0 }
   : { rounds: 3, firstWarmup: 1000, calibrationCalls: 500, fixedCalls: 0, roundSeconds: 0.75 };
@@ -245,10 +248,14 @@ class Rounds {
   }
 }
 
-/** The encoded bytes of a real event of ours: the last of the 3 node changes a write of one new check makes. */
-async function sampleEvent(address: string, api: Api): Promise<Uint8Array> {
+/**
+ * What a write of one new check makes, read off a real one: how many node changes (events), and the encoded bytes of
+ * the last of them, a real event of ours.
+ */
+async function sampleEvent(address: string, api: Api): Promise<{ sample: Uint8Array; eventsPerWrite: number }> {
   const workPlanId = (await api.createWorkPlan({ metadata: { bench: 'watch-fanout' } })).workPlan!.id;
   await api.writeNodes({ workPlanId, checks: [{ id: 'r0-0', state: CheckState.CHECK_STATE_PLANNED, kind: 'bench' }] });
+  const eventsPerWrite = Number((await api.getWorkPlan({ id: workPlanId })).workPlan!.version) - 1; // 1: its creation
   const { client, close } = connect(address);
   try {
     const stream = client.watchWorkPlan(WatchWorkPlanRequest.fromPartial({ workPlanId, afterVersion: 1 }), new Metadata());
@@ -256,12 +263,12 @@ async function sampleEvent(address: string, api: Api): Promise<Uint8Array> {
     await new Promise<void>((resolve, reject) => {
       stream.on('data', (e: WorkPlanEvent) => {
         events.push(e);
-        if (events.length === EVENTS_PER_WRITE) resolve();
+        if (events.length === eventsPerWrite) resolve();
       });
       stream.on('error', reject);
     });
     stream.cancel();
-    return WorkPlanEvent.encode(events.at(-1)!).finish();
+    return { sample: WorkPlanEvent.encode(events.at(-1)!).finish(), eventsPerWrite };
   } finally {
     close();
   }
@@ -363,7 +370,8 @@ try {
   stoppers.unshift(close);
   const load = startLoadClient();
   stoppers.unshift(() => load.stop());
-  const sample = await sampleEvent(server.address, api);
+  const { sample, eventsPerWrite } = await sampleEvent(server.address, api);
+  EVENTS_PER_WRITE = eventsPerWrite;
   const noop = await startNoopWatchServer(sample);
   stoppers.unshift(() => noop.stop());
 

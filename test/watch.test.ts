@@ -254,9 +254,8 @@ describe('snapshot then live', () => {
     assert.deepEqual(
       live.map((e) => [e.checkEvent!.oldState, e.checkEvent!.newState, e.checkEvent!.check!.state, Number(e.checkEvent!.check!.version)]),
       [
-        [CheckState.CHECK_STATE_UNKNOWN, CheckState.CHECK_STATE_PLANNING, CheckState.CHECK_STATE_PLANNING, 1],
-        [CheckState.CHECK_STATE_PLANNING, CheckState.CHECK_STATE_PLANNED, CheckState.CHECK_STATE_PLANNED, 2],
-        [CheckState.CHECK_STATE_PLANNED, CheckState.CHECK_STATE_WAITING, CheckState.CHECK_STATE_WAITING, 3],
+        [CheckState.CHECK_STATE_UNKNOWN, CheckState.CHECK_STATE_PLANNED, CheckState.CHECK_STATE_PLANNED, 1],
+        [CheckState.CHECK_STATE_PLANNED, CheckState.CHECK_STATE_WAITING, CheckState.CHECK_STATE_WAITING, 2],
       ],
     );
 

@@ -118,6 +118,9 @@ class WriteNodesDecision {
         type: 'CheckCreated',
         data: {
           checkId: w.id,
+          // Created in the state the write asks for when that is PLANNED (semantics: "created in PLANNING unless the
+          // write sets PLANNED"): one event, not a creation and a move. FINAL stays a move, after any result.
+          ...(w.state === 'PLANNED' ? { state: 'PLANNED' as const } : {}),
           kind: w.kind ?? '',
           options: w.options ?? {},
           dependencies: w.dependencies ?? null,

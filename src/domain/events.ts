@@ -52,8 +52,13 @@ export const WorkPlanCreated = event('WorkPlanCreated', {
   realm: z.string().min(1).max(256).optional(),
 });
 
+/**
+ * Schema version 2 added `state`: a check written PLANNED when it is created is created in PLANNED, one event
+ * (version 1 wrote a CheckStateChanged PLANNING → PLANNED after it). Absent, as in every version 1 event, is PLANNING.
+ */
 export const CheckCreated = event('CheckCreated', {
   checkId: id,
+  state: z.enum(['PLANNING', 'PLANNED']).optional(),
   kind: z.string(),
   options: json,
   dependencies: dependencyGroup.nullable(),
@@ -324,7 +329,7 @@ export type EventOf<T extends EventType> = Extract<DomainEvent, { type: T }>;
 /** Current schema version of every event type; bump one and add an upcaster when its data changes shape. */
 export const SCHEMA_VERSION: Record<EventType, number> = {
   WorkPlanCreated: 2,
-  CheckCreated: 1,
+  CheckCreated: 2,
   CheckAmended: 1,
   CheckStateChanged: 1,
   CheckResultAdded: 1,

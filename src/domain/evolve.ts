@@ -182,7 +182,7 @@ export function evolveCheck(prev: Check | undefined, event: CheckEventData, at: 
     const d = event.data;
     return {
       id: d.checkId,
-      state: 'PLANNING',
+      state: d.state ?? 'PLANNING',
       kind: d.kind,
       options: d.options,
       results: EMPTY,

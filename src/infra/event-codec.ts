@@ -24,6 +24,8 @@ export const UPCASTERS: Readonly<Record<string, Upcaster>> = {
   'StageAttemptDispatched@1': (data) => data,
   'StageAttemptLeased@1': (data) => data,
   'StageAttemptCreated@1': (data) => data,
+  // Version 2 may record the state a check was created in; version 1 data (no state: PLANNING) reads as it is.
+  'CheckCreated@1': (data) => data,
 };
 
 export function encodeEvent(event: DomainEvent): { type: string; schemaVersion: number; data: string } {

@@ -5,10 +5,36 @@ import { nodeKey } from '../../src/domain/model.js';
 import { ev, given, NOW, on } from './given-when-then.js';
 
 describe('checks', () => {
-  test('a new check is PLANNING; set PLANNED with no dependencies it goes WAITING at once', () => {
+  test('a new check is PLANNING; written PLANNED it is created PLANNED, and with no dependencies goes WAITING at once', () => {
+    given().when({ checks: [{ id: 'c' }] }).then(ev.checkCreated('c'));
     given()
       .when({ checks: [{ id: 'c', state: 'PLANNED' }] })
-      .then(ev.checkCreated('c'), ev.checkState('c', 'PLANNING', 'PLANNED'), ev.checkState('c', 'PLANNED', 'WAITING'));
+      .then(ev.checkCreated('c', { state: 'PLANNED' }), ev.checkState('c', 'PLANNED', 'WAITING'));
+  });
+
+  test('a new check written PLANNED with a result: created PLANNED, then the result; FINAL is still a move after it', () => {
+    const result = { ownerType: 'stage', ownerId: 's', data: { x: 1 }, finalize: true };
+    given()
+      .when({ checks: [{ id: 'c', state: 'PLANNED', kind: 'k', dependencies: on('check', 'd') }, { id: 'd' }] })
+      .then(ev.checkCreated('c', { state: 'PLANNED', kind: 'k', dependencies: on('check', 'd') }), ev.checkCreated('d'));
+    given()
+      .when({ checks: [{ id: 'c', state: 'FINAL', result }] })
+      .then(
+        ev.checkCreated('c'),
+        { type: 'CheckResultAdded', data: { checkId: 'c', resultId: 1, ownerType: 'stage', ownerId: 's', data: { x: 1 }, failure: null, finalized: true } },
+        ev.checkState('c', 'PLANNING', 'FINAL'),
+      );
+  });
+
+  test('a version 1 log, a check created PLANNING then moved PLANNED, folds to the same check and waits the same', () => {
+    const v1 = given(ev.checkCreated('dep'), ev.checkCreated('c', { dependencies: on('check', 'dep') }), ev.checkState('c', 'PLANNING', 'PLANNED'));
+    const v2 = given(ev.checkCreated('dep'), ev.checkCreated('c', { state: 'PLANNED', dependencies: on('check', 'dep') }));
+    const { version: _v1, changedAtVersion: _c1, updatedAt: _u1, ...check1 } = v1.model.check('c')!;
+    const { version: _v2, changedAtVersion: _c2, updatedAt: _u2, ...check2 } = v2.model.check('c')!;
+    assert.deepEqual(check2, check1);
+    assert.equal(check2.state, 'PLANNED');
+    v1.when({ checks: [{ id: 'dep', state: 'FINAL' }] }).then(ev.checkState('dep', 'PLANNING', 'FINAL'), ev.checkState('c', 'PLANNED', 'WAITING'));
+    v2.when({ checks: [{ id: 'dep', state: 'FINAL' }] }).then(ev.checkState('dep', 'PLANNING', 'FINAL'), ev.checkState('c', 'PLANNED', 'WAITING'));
   });
 
   test('a PLANNED check waits for its dependency, and goes WAITING in the write that finalizes it', () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { StorageFailure, StreamExists, VersionConflict } from '../../src/app/event-store.js';
-import type { PendingEvent, RecordedEvent } from '../../src/domain/events.js';
+import { SCHEMA_VERSION, type PendingEvent, type RecordedEvent } from '../../src/domain/events.js';
 import { checkHashChain } from '../../src/infra/hash-chain.js';
 import { PostgresEventStore } from '../../src/infra/pg/postgres-event-store.js';
 import { NoSchema, SchemaTooNew } from '../../src/infra/pg/schema.js';
@@ -62,7 +62,7 @@ test('appends get gap-free versions and positions, and every reader returns them
 
   const byType = [...r.readFiltered({ types: ['CheckCreated'] })];
   assert.deepEqual(positions(byType), [2, 4, 5]);
-  assert.ok(byType.every((e) => e.storedSchemaVersion === 1));
+  assert.ok(byType.every((e) => e.storedSchemaVersion === SCHEMA_VERSION.CheckCreated));
   assert.deepEqual(positions(r.readFiltered({ workPlanId: 'wp-a', fromVersion: 2 })), [2, 4]);
   assert.deepEqual(positions(r.readFiltered({ workPlanId: 'wp-a', toVersion: 99_999_999_999 })), [1, 2, 4]);
   assert.deepEqual(positions(r.readFiltered({ fromPosition: 2, toPosition: 3 })), [2, 3]);

@@ -5,7 +5,7 @@ import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { ReadModels } from '../../projections/read-models.js';
 import { loadReadModels } from '../../src/app/snapshots.js';
-import type { PendingEvent } from '../../src/domain/events.js';
+import { SCHEMA_VERSION, type PendingEvent } from '../../src/domain/events.js';
 import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
 import { tempDir } from '../support/server.js';
 import { Orchestrator } from '../../src/app/orchestrator.js';
@@ -104,7 +104,7 @@ test('read ahead: data that parses but is no valid event fails validation the sa
   const path = `${dir.path}/invalid.db`;
   writeLog(path, 40);
   const db = new Database(path);
-  db.prepare('INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at) VALUES (?, ?, ?, ?, ?, ?)').run('wp-0', 31, 'CheckCreated', 1, JSON.stringify({ checkId: 7 }), 9);
+  db.prepare('INSERT INTO events (stream_id, version, type, schema_version, data, recorded_at) VALUES (?, ?, ?, ?, ?, ?)').run('wp-0', 31, 'CheckCreated', SCHEMA_VERSION.CheckCreated, JSON.stringify({ checkId: 7 }), 9);
   db.close();
   const [x, y] = both(path, readUntilError);
   assert.match(x.error ?? '', /event at position 1201 \(wp-0 v31, CheckCreated\) cannot be read/);

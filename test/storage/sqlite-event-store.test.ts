@@ -3,7 +3,7 @@ import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { VersionConflict } from '../../src/app/event-store.js';
 import type { PendingEvent } from '../../src/domain/events.js';
-import { decodeEvent } from '../../src/infra/event-codec.js';
+import { decodeEvent, UPCASTERS } from '../../src/infra/event-codec.js';
 import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
 import { tempDir } from '../support/server.js';
 
@@ -81,6 +81,7 @@ test('a read-only handle reads while a writer appends', () => {
 test('an event of an older schema version is upcast on read; a newer one is refused', () => {
   // CheckCreated@0 (a hypothetical earlier shape) called its options "config".
   const upcasters = {
+    ...UPCASTERS,
     'CheckCreated@0': (d: Record<string, unknown>) => {
       const { config, ...rest } = d;
       return { ...rest, options: config };
@@ -91,7 +92,7 @@ test('an event of an older schema version is upcast on read; a newer one is refu
     type: 'CheckCreated',
     data: { checkId: 'c', kind: 'k', options: { x: 1 }, dependencies: null },
   });
-  assert.throws(() => decodeEvent(old, {}), /no upcaster/);
+  assert.throws(() => decodeEvent(old, UPCASTERS), /no upcaster/);
   assert.throws(() => decodeEvent({ ...old, schema_version: 99 }, upcasters), /newer than this server knows/);
 });
 

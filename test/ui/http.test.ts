@@ -70,17 +70,19 @@ test('the JSON API: list filtered by metadata, state now and as of a version, ev
 
   const now = (await getJson(`/api/workplans/${id}`)).body as { version: number; checks: { id: string; state: string }[] };
   assert.deepEqual([now.version, now.checks.map((c) => [c.id, c.state])], [Number(write.workPlanVersion), [['build', 'WAITING']]]);
+  const at2 = (await getJson(`/api/workplans/${id}?version=2`)).body as { version: number; checks: { state: string }[]; event: { version: number; type: string } };
+  assert.deepEqual([at2.version, at2.checks[0]!.state, at2.event.version, at2.event.type], [2, 'PLANNED', 2, 'CheckCreated'], 'a check written PLANNED is created PLANNED');
   const at3 = (await getJson(`/api/workplans/${id}?version=3`)).body as { version: number; checks: { state: string }[]; event: { version: number; type: string; changes: string[] } };
-  assert.deepEqual([at3.version, at3.checks[0]!.state, at3.event.version, at3.event.type], [3, 'PLANNED', 3, 'CheckStateChanged']);
-  assert.deepEqual(at3.event.changes, ['state: PLANNING → PLANNED']);
+  assert.deepEqual([at3.version, at3.checks[0]!.state, at3.event.version, at3.event.type], [3, 'WAITING', 3, 'CheckStateChanged']);
+  assert.deepEqual(at3.event.changes, ['state: PLANNED → WAITING']);
 
-  const events = (await getJson(`/api/workplans/${id}/events?after=1&limit=2`)).body as { events: { version: number }[]; next: number | null };
-  assert.deepEqual([events.events.map((e) => e.version), events.next], [[2, 3], 3]);
+  const events = (await getJson(`/api/workplans/${id}/events?after=1&limit=1`)).body as { events: { version: number }[]; next: number | null };
+  assert.deepEqual([events.events.map((e) => e.version), events.next], [[2], 2]);
   const typed = (await getJson(`/api/workplans/${id}/events?type=CheckStateChanged`)).body as { events: { type: string }[] };
-  assert.deepEqual(typed.events.map((e) => e.type), ['CheckStateChanged', 'CheckStateChanged']);
+  assert.deepEqual(typed.events.map((e) => e.type), ['CheckStateChanged']);
 
   const why = (await getJson(`/api/workplans/${id}/explain?node=check:build`)).body as { history: { because: string }[] };
-  assert.match(why.history.at(-1)!.because, /^check build went WAITING at v4 because check build was created at v2, written/);
+  assert.match(why.history.at(-1)!.because, /^check build went WAITING at v3 because check build was created at v2, written/);
   assert.equal((await getJson(`/api/workplans/${id}/explain?node=nope`)).status, 404);
 
   const runners = (await getJson('/api/runners')).body as { push: unknown[]; pull: unknown[] };
@@ -247,7 +249,7 @@ test('SSE follows the slow-consumer rule of WatchWorkPlan: more live events wait
     const id = (await conn.api.createWorkPlan({})).workPlan!.id;
     const stream = await openSse(`http://${server.httpAddress}/api/workplans/${id}/stream`);
     assert.deepEqual(JSON.parse((await take(stream, (e) => e.event === 'synced')).at(-1)!.data), { version: 1 });
-    // One write of 5 checks is 15 live events at once: more than 8 waiting.
+    // One write of 5 checks is 10 live events at once (each created PLANNED, then WAITING): more than 8 waiting.
     await conn.api.writeNodes({ workPlanId: id, checks: Array.from({ length: 5 }, (_, i) => ({ id: `c${i}`, state: CheckState.CHECK_STATE_PLANNED })) });
     const ended = await take(stream, (e) => e.event === 'end');
     const end = JSON.parse(ended.at(-1)!.data) as { reason: string; message: string; lastVersion: number };
@@ -257,7 +259,7 @@ test('SSE follows the slow-consumer rule of WatchWorkPlan: more live events wait
     // Resuming reads the rest from the log (catch-up is not bounded by the buffer): every change once, in order.
     const resumed = await openSse(`http://${server.httpAddress}/api/workplans/${id}/stream`, { 'last-event-id': String(end.lastVersion) });
     const rest = await take(resumed, (e) => e.event === 'synced');
-    assert.deepEqual(rest.filter((e) => e.event === 'change').map((e) => Number(e.id)), Array.from({ length: 15 }, (_, i) => i + 2));
+    assert.deepEqual(rest.filter((e) => e.event === 'change').map((e) => Number(e.id)), Array.from({ length: 10 }, (_, i) => i + 2));
     resumed.close();
     const closed = await server.waitForLog((l) => l.msg === 'watch subscription closed' && l.transport === 'sse' && l.reason === 'overflow');
     assert.equal(closed.lastVersion, 1);
