@@ -28,9 +28,9 @@ import { FlowProducer, Queue, Worker, type FlowJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startServer, tempDir, type ServerProcess } from '../test/support/server.js';
 import { benchArgs, median, ratio, report, type Ratio } from './harness.js';
-import { chain, fanIn, noopAnswer, runStagesPull, runStagesPush, type StageSpec } from './stage-drivers.js';
+import { chain, fanIn, noopAnswer, runStagesPull, runStagesPush, startPullExecutors, type StageSpec } from './stage-drivers.js';
 import { startTestRunner } from '../test/support/runner.js';
-import { benchScript, cpuSeconds, spawnChild } from './transport-support.js';
+import { benchScript, cpuSeconds, spawnChild, type ChildProc } from './transport-support.js';
 
 interface RedisAt {
   readonly host: string;
@@ -276,6 +276,38 @@ async function floorRun(shape: Shape): Promise<RunDetail & { ms: number }> {
   }
 }
 
+/**
+ * The floor of the pull path: the same executors as our pull sides (4 × 1 slot, one Work stream each, the same
+ * client code) against bench/stream-floor-server.ts, a grpc-js process that sends what our server sends on those
+ * streams (a lease into each credit, `completed` for each completion) and decides, stores and syncs nothing; as
+ * many attempts leased at a time as the shape allows ours (4 for the fan-in, 1 for the chain). Kept for all runs, as
+ * our servers are. No server of this API leasing over Work streams can beat it on this machine.
+ */
+function streamFloorSide(): Side {
+  let proc: Promise<{ child: ChildProc; address: string }> | undefined;
+  return {
+    name: STREAM_FLOOR,
+    run: async (shape) => {
+      proc ??= (async () => {
+        const child = spawnChild([benchScript('stream-floor-server')]);
+        return { child, address: (JSON.parse(await child.nextLine()) as { address: string }).address };
+      })();
+      const { child, address } = await proc;
+      const executors = startPullExecutors(address, { executors: EXECUTORS, slots: 1, runnerType: RUNNER_TYPE });
+      try {
+        child.send(JSON.stringify({ calls: stagesOf(shape), parallel: shape.kind === 'chain' ? 1 : EXECUTORS }));
+        const { ms, cpuMs } = JSON.parse(await child.nextLine(RUN_TIMEOUT_MS)) as { ms: number; cpuMs: number };
+        return { ms, submitMs: 0, cpuUsPerStage: (cpuMs * 1000) / stagesOf(shape) };
+      } finally {
+        await executors.close();
+      }
+    },
+    close: async () => {
+      await (await proc?.catch(() => undefined))?.child.stop();
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 
 /** One side of a comparison: a name, one timed run, and what to stop once every shape was run. */
@@ -333,6 +365,8 @@ const ROUNDS = args.smoke ? 1 : 3;
 const WARMUP_ROUNDS = args.smoke ? 0 : 1;
 /** The side that stores nothing: one bare unary Run call per stage (floorRun). */
 const FLOOR = 'grpc-js unary floor';
+/** The pull path's floor: our executors on Work streams, against a server that only sends the messages (streamFloorSide). */
+const STREAM_FLOOR = 'grpc-js Work stream floor';
 /** The issue's targets: durable against durable, and NORMAL against BullMQ's default setup. */
 const TARGETS = { durable: { 'fan-in': 2, chain: 1.5 }, default: { 'fan-in': 1, chain: 1 } } as const;
 
@@ -346,7 +380,7 @@ const durable = await startDurableRedis();
 if (typeof durable === 'string') notes.push(`skipped ours --sync FULL vs BullMQ on a durable Redis: ${durable}`);
 const durableRedis = typeof durable === 'string' ? undefined : durable;
 
-const sides: Side[] = [{ name: FLOOR, run: floorRun }];
+const sides: Side[] = [{ name: FLOOR, run: floorRun }, streamFloorSide()];
 try {
   if (durableRedis) {
     sides.push(
@@ -367,7 +401,7 @@ try {
     const label = labelOf(shape);
     const get = (name: string) => r.get(name)!;
     for (const [name, v] of r) {
-      figures[`${name.startsWith('ours') ? '*' : ''}${label}: ${name} (${name.startsWith('BullMQ') ? 'jobs' : name === FLOOR ? 'calls' : 'stages'}/s)`] = v.perSecond;
+      figures[`${name.startsWith('ours') ? '*' : ''}${label}: ${name} (${name.startsWith('BullMQ') ? 'jobs' : name === FLOOR ? 'calls' : name === STREAM_FLOOR ? 'leases' : 'stages'}/s)`] = v.perSecond;
       if (shape.kind === 'chain') figures[`${name.startsWith('ours') ? '*' : ''}${label}: ${name}, ms per link`] = v.msPerStage;
     }
     for (const [name, v] of r) figures[`${label}: ${name}, submit the graph (ms)`] = v.submitMs;
@@ -377,6 +411,11 @@ try {
     const floor = get(FLOOR).perSecond;
     if (durableRedis) figures[`*${label}: durable target (${TARGETS.durable[shape.kind]}× BullMQ) / unary floor`] = (TARGETS.durable[shape.kind] * get('BullMQ durable').perSecond) / floor;
     if (defaultRedis) figures[`*${label}: default target (${TARGETS.default[shape.kind]}× BullMQ) / unary floor`] = (TARGETS.default[shape.kind] * get('BullMQ default').perSecond) / floor;
+    // The same against the Work stream floor: above 1, no server leasing over Work streams reaches it here.
+    const streamFloor = get(STREAM_FLOOR).perSecond;
+    if (durableRedis) figures[`*${label}: durable target (${TARGETS.durable[shape.kind]}× BullMQ) / Work stream floor`] = (TARGETS.durable[shape.kind] * get('BullMQ durable').perSecond) / streamFloor;
+    if (defaultRedis) figures[`*${label}: default target (${TARGETS.default[shape.kind]}× BullMQ) / Work stream floor`] = (TARGETS.default[shape.kind] * get('BullMQ default').perSecond) / streamFloor;
+    figures[`${label}: ours pull ${durableRedis ? 'FULL' : 'NORMAL'} / Work stream floor`] = get(`ours pull ${durableRedis ? 'FULL' : 'NORMAL'}`).perSecond / streamFloor;
     for (const runners of ['push', 'pull'] as const) {
       figures[`${label}: ours ${runners} FULL / unary floor`] = durableRedis ? get(`ours ${runners} FULL`).perSecond / floor : 'not run';
       if (durableRedis) {
@@ -401,6 +440,7 @@ notes.push(
   `fan-in N = N no-op stages + 1 that waits for all (N + 1 counted); chain N = N stages, each waiting for the one before; BullMQ chain = a flow nested N deep`,
   `parallelism: ours ${EXECUTORS} push runners × 1 slot (over RunStream), or ${EXECUTORS} pull executors × 1 slot (one Work stream each), vs BullMQ ${EXECUTORS} workers × concurrency 1, all in this process; the server / Redis in their own`,
   `${FLOOR}: the same number of StageRunner.Run calls, as many at a time (4 for the fan-in, 1 for the chain), from a separate process to the same no-op runners, storing and deciding nothing: the ceiling for any design that makes one unary call per stage; a target / floor above 1 needs fewer calls than stages (streaming or batching), not a cheaper server`,
+  `${STREAM_FLOOR}: the same ${EXECUTORS} pull executors × 1 slot (one Work stream each, this process) against a grpc-js process that sends only what our server sends on those streams (a lease into each credit, a completed answer per completion), as many attempts leased at a time as the shape allows, deciding, storing and syncing nothing: the ceiling for any server that leases over Work streams here; a target / floor above 1 is out of reach of such a server on this machine`,
   `time = submit the whole graph → last stage completed; ms per link = that time / N on the chain; ${ROUNDS} measured round(s) per side, order rotating, median kept`,
   WARMUP_ROUNDS > 0
     ? `warm, as in service: each of our sides is one server kept for all its runs (a fresh workplan per run), as BullMQ's side is one Redis (a fresh key prefix per run); every side runs each shape ${WARMUP_ROUNDS} time(s) unmeasured before its measured rounds`
