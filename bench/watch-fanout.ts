@@ -2,8 +2,9 @@
 //
 // One real server (`turboci serve`, default --sync FULL, --log-level warn). A writer process (bench/transport-client.ts)
 // makes a fixed number of WriteNodes calls, 16 in flight, each writing one new check to the round's fresh workplan
-// (2 node changes each: created PLANNED, then WAITING; the count is read off a real write). Ours: with 100 watchers on that workplan, in a separate process
-// (bench/watch-subscribers.ts, one connection each, every event consumed), opened and live before the writes start.
+// (2 node changes each: created PLANNED, then WAITING; the count is read off a real write). Ours: with 100 watchers
+// on that workplan, in a separate process (bench/watch-subscribers.ts, one connection each, every event consumed),
+// opened and live before the writes start.
 // Baseline: the same writes with no watcher. Watchers come in three kinds, each a kind of round: WatchWorkPlan (one
 // message per event), WatchWorkPlanBatched (the events waiting when a stream is written, in one message) and
 // WatchWorkPlanBatched with max_batch_delay_ms (a coalescing window: at most one message per window per stream).
