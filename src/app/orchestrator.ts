@@ -48,6 +48,8 @@ export interface WriteNodesRequest extends WriteNodes {
   readonly reads?: readonly NodeRef[] | undefined;
   /** Who writes, and why (recorded on every event of the write); `anonymous` when absent. */
   readonly actor?: Actor | undefined;
+  /** Answer with the version only: the nodes are not gathered (extension omit_nodes). */
+  readonly omitNodes?: boolean | undefined;
 }
 
 /** The server's own decisions (dispatch, expiries) are recorded as made by `system`. */
@@ -60,6 +62,8 @@ export interface WriteNodesResult {
   readonly checks: Check[];
   readonly stages: Stage[];
   readonly version: number;
+  /** The caller asked for no nodes (omitNodes): `checks` and `stages` are empty whatever the write did. */
+  readonly nodesOmitted: boolean;
 }
 
 interface Waiter {
@@ -248,7 +252,7 @@ export class Orchestrator {
     }
     if (req.readVersion !== undefined) checkReadSet(model, { readVersion: req.readVersion, reads: req.reads ?? [] });
     const recorded = this.decideAndCommit(req.workPlanId, req.requestId, (draft, ctx) => decideWriteNodes(req, draft, ctx), req.actor ?? ANONYMOUS);
-    return answer(model, req, recorded);
+    return req.omitNodes ? versionOnly(req.workPlanId, model.meta.version) : answer(model, req, recorded);
   }
 
   /**
@@ -470,6 +474,8 @@ export class Orchestrator {
 
   /** A retried request: the nodes as they stood right after the first answer, rebuilt from the log. */
   private answerAgain(req: WriteNodesRequest, requestId: string, version: number): WriteNodesResult {
+    // The version is all it takes: no replay of the stream up to the first answer.
+    if (req.omitNodes) return versionOnly(req.workPlanId, version);
     const events = [...this.store.readStream(req.workPlanId, { toVersion: version })];
     const then = ReadModels.replay(events).workplan(req.workPlanId)!;
     return answer(then, req, events.filter((e) => e.causation.requestId === requestId));
@@ -489,8 +495,11 @@ function answer(model: WorkPlanModel, req: WriteNodesRequest, events: readonly R
     checks: [...checkIds].map((id) => model.check(id)).filter((c): c is Check => c !== undefined),
     stages: [...stageIds].map((id) => model.stage(id)).filter((s): s is Stage => s !== undefined),
     version: model.meta.version,
+    nodesOmitted: false,
   };
 }
+
+const versionOnly = (workPlanId: string, version: number): WriteNodesResult => ({ workPlanId, checks: [], stages: [], version, nodesOmitted: true });
 
 /** The recorded events, carrying the nodes the decision folded (PendingEvent.node), so no fold repeats its work. */
 function withNodes(recorded: RecordedEvent[], events: readonly PendingEvent[]): RecordedEvent[] {

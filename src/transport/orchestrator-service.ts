@@ -1,7 +1,8 @@
 // gRPC ↔ application mapping for TurboCIOrchestrator: validate, call, map the answer, map errors, log one line.
-import type { Orchestrator } from '../app/orchestrator.js';
+import type { Orchestrator, WriteNodesResult } from '../app/orchestrator.js';
+import type { handleUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from '../logging.js';
-import { TurboCIOrchestratorService, type TurboCIOrchestratorServer } from '../gen/turboci/v1/service.js';
+import { TurboCIOrchestratorService, WriteNodesResponse, type TurboCIOrchestratorServer, type WriteNodesRequest } from '../gen/turboci/v1/service.js';
 import { RunnerService } from '../app/runner-service.js';
 import { runnerHandlers } from './runner-handlers.js';
 import { unaryHandler } from './unary.js';
@@ -29,14 +30,19 @@ const NODE_OVERHEAD = 8;
 
 const preEncoded = (bytes: Buffer): Buffer => bytes;
 
-/** The generated service, except that the watch streams write messages the watch service has already encoded. */
+/**
+ * The generated service, except that the watch streams write messages the watch service has already encoded, and
+ * WriteNodes answers it has encoded (once, to know their size: see writeNodesAnswer).
+ */
 export const ORCHESTRATOR_DEFINITION = {
   ...TurboCIOrchestratorService,
+  writeNodes: { ...TurboCIOrchestratorService.writeNodes, responseSerialize: preEncoded },
   watchWorkPlan: { ...TurboCIOrchestratorService.watchWorkPlan, responseSerialize: preEncoded },
   watchWorkPlanBatched: { ...TurboCIOrchestratorService.watchWorkPlanBatched, responseSerialize: preEncoded },
 } as const;
 
-export type OrchestratorServer = Omit<TurboCIOrchestratorServer, 'watchWorkPlan' | 'watchWorkPlanBatched'> & {
+export type OrchestratorServer = Omit<TurboCIOrchestratorServer, 'writeNodes' | 'watchWorkPlan' | 'watchWorkPlanBatched'> & {
+  writeNodes: handleUnaryCall<WriteNodesRequest, Buffer>;
   watchWorkPlan: (call: WatchCall) => void;
   watchWorkPlanBatched: (call: WatchCall) => void;
 };
@@ -67,12 +73,7 @@ export function orchestratorService(
       requireWorkPlan(app, principal, 'workplans.write', input.workPlanId);
       requireRunnerTypesTargetable(app, auth, input.workPlanId, input.stages);
       const out = app.writeNodes({ ...input, actor: principal.actor(requestedReason(req)) });
-      const reveal = principal.admin;
-      return {
-        checks: out.checks.map((c) => checkToProto(out.workPlanId, c)),
-        stages: out.stages.map((s) => stageToProto(out.workPlanId, s, reveal)),
-        workPlanVersion: BigInt(out.version),
-      };
+      return writeNodesAnswer(out, principal.admin, log);
     }),
     queryNodes: unary('QueryNodes', (req, { principal }) => {
       const q = parseRequest(queryNodesRequest, req);
@@ -107,4 +108,25 @@ export function orchestratorService(
     watchWorkPlan: watch.handler,
     watchWorkPlanBatched: watch.batchedHandler,
   };
+}
+
+/**
+ * The encoded WriteNodes answer. One whose nodes would pass what a default gRPC client accepts carries the version
+ * only, with nodes_omitted: the write is committed, and a client that could not read its answer would take a
+ * committed write for a failed one (and retry it).
+ */
+function writeNodesAnswer(out: WriteNodesResult, reveal: boolean, log: Logger): Buffer {
+  const version = BigInt(out.version);
+  if (!out.nodesOmitted) {
+    const bytes = WriteNodesResponse.encode({
+      checks: out.checks.map((c) => checkToProto(out.workPlanId, c)),
+      stages: out.stages.map((s) => stageToProto(out.workPlanId, s, reveal)),
+      workPlanVersion: version,
+      nodesOmitted: false,
+    }).finish();
+    if (bytes.length <= QUERY_ANSWER_BYTES) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    log.warn({ workPlanId: out.workPlanId, bytes: bytes.length, checks: out.checks.length, stages: out.stages.length }, 'WriteNodes answer too large for a default client: sent without its nodes');
+  }
+  const bytes = WriteNodesResponse.encode({ checks: [], stages: [], workPlanVersion: version, nodesOmitted: true }).finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
 }

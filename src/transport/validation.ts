@@ -308,6 +308,7 @@ export const writeNodesRequest = z
   expectedVersion: int64(0, Number.MAX_SAFE_INTEGER).optional(),
   readVersion: int64(0, Number.MAX_SAFE_INTEGER).optional(),
   readNodes: z.array(z.object({ nodeType: required(nodeType, 'node_type is required'), nodeId: id })),
+  omitNodes: z.boolean(),
 })
   .superRefine((r, ctx) => {
     if (r.readNodes.length > 0 && r.readVersion === undefined) {

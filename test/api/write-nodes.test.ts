@@ -149,3 +149,43 @@ test('metadata given at creation is kept and returned; the server logs one line 
   assert.equal(typeof line.durationMs, 'number');
   assert.equal(typeof line.requestId, 'string');
 });
+
+test('omit_nodes: the answer is the version alone; the write is whole, and its retry may ask for the nodes', async () => {
+  const id = await newWorkPlan();
+  const req = { workPlanId: id, requestId: 'omit-1', checks: [{ id: 'c', state: CheckState.CHECK_STATE_PLANNED }], stages: [{ id: 's' }] };
+  const short = await suite.api.writeNodes({ ...req, omitNodes: true });
+  assert.deepEqual([short.checks.length, short.stages.length, short.nodesOmitted], [0, 0, true]);
+  assert.equal(short.workPlanVersion, BigInt(await version(id)));
+  const all = await suite.api.queryNodes({ workPlanId: id });
+  assert.deepEqual([all.checks.map((c) => c.state), all.stages.length], [[CheckState.CHECK_STATE_WAITING], 1]);
+  // The same request_id without omit_nodes gets the first answer's nodes; with it, the first answer's version.
+  const full = await suite.api.writeNodes(req);
+  assert.deepEqual([full.checks.map((c) => c.id), full.stages.map((s) => s.id), full.nodesOmitted], [['c'], ['s'], false]);
+  assert.equal(full.workPlanVersion, short.workPlanVersion);
+  await suite.api.writeNodes({ workPlanId: id, checks: [{ id: 'other' }] });
+  assert.deepEqual(await suite.api.writeNodes({ ...req, omitNodes: true }), short);
+});
+
+test('a write whose nodes would pass 4 MiB is answered without them (nodes_omitted): it committed, and says so', async () => {
+  const id = await newWorkPlan();
+  // 20 stages of ~230 KiB of args each: a 4.6 MiB answer, more than a default client (this one) accepts.
+  const blob = 'x'.repeat(230 * 1024);
+  const stages = Array.from({ length: 20 }, (_, i) => ({ id: `big-${i}`, args: { blob } }));
+  const answer = await suite.api.writeNodes({ workPlanId: id, stages });
+  assert.deepEqual([answer.stages.length, answer.nodesOmitted], [0, true]);
+  assert.equal(answer.workPlanVersion, BigInt(await version(id)));
+  const found: string[] = [];
+  let pageToken = '';
+  do {
+    const page = await suite.api.queryNodes({ workPlanId: id, includeStages: true, pageToken });
+    for (const s of page.stages) {
+      assert.equal(s.args?.blob, blob, `${s.id} holds its args`);
+      found.push(s.id);
+    }
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  assert.deepEqual(found.sort(), stages.map((s) => s.id).sort());
+  // A write of a few nodes still carries them.
+  const small = await suite.api.writeNodes({ workPlanId: id, stages: [{ id: 'small' }] });
+  assert.deepEqual([small.stages.map((s) => s.id), small.nodesOmitted], [['small'], false]);
+});

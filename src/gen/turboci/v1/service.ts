@@ -69,6 +69,12 @@ export interface WriteNodesRequest {
   readNodes: ReadNode[];
   /** Extension: why the write is made; recorded (with the caller's principal) on every event the write produced. */
   reason: string;
+  /**
+   * Extension: answer with work_plan_version only, without the nodes (nodes_omitted is then true): for writers that
+   * do not read the nodes back, and for large writes, whose nodes the server would otherwise encode and the client
+   * decode. A retry carrying the same request_id may set it to learn the version of the write it repeats.
+   */
+  omitNodes: boolean;
 }
 
 export interface WriteNodesResponse {
@@ -78,6 +84,12 @@ export interface WriteNodesResponse {
   stages: Stage[];
   /** Extension: the workplan's version after the write. */
   workPlanVersion: bigint;
+  /**
+   * Extension: true when checks and stages were left out of this answer, because omit_nodes asked for it or because
+   * they would have made the answer larger than a default gRPC client accepts (4 MiB). The write is committed either
+   * way; read its nodes with QueryNodes.
+   */
+  nodesOmitted: boolean;
 }
 
 export interface QueryNodesRequest {
@@ -289,6 +301,7 @@ function createBaseWriteNodesRequest(): WriteNodesRequest {
     readVersion: undefined,
     readNodes: [],
     reason: "",
+    omitNodes: false,
   };
 }
 
@@ -323,6 +336,9 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
     }
     if (message.reason !== "") {
       writer.uint32(1602).string(message.reason);
+    }
+    if (message.omitNodes !== false) {
+      writer.uint32(1608).bool(message.omitNodes);
     }
     return writer;
   },
@@ -404,6 +420,14 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
             message.reason = reader.string();
             continue;
           }
+          case 201: {
+            if (tag !== 1608) {
+              break;
+            }
+
+            message.omitNodes = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -446,6 +470,11 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
         ? object.read_nodes.map((e: any) => ReadNode.fromJSON(e))
         : [],
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      omitNodes: isSet(object.omitNodes)
+        ? globalThis.Boolean(object.omitNodes)
+        : isSet(object.omit_nodes)
+        ? globalThis.Boolean(object.omit_nodes)
+        : false,
     };
   },
 
@@ -475,6 +504,9 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
     if (message.reason !== "") {
       obj.reason = message.reason;
     }
+    if (message.omitNodes !== false) {
+      obj.omitNodes = message.omitNodes;
+    }
     return obj;
   },
 
@@ -495,12 +527,13 @@ export const WriteNodesRequest: MessageFns<WriteNodesRequest> = {
       : undefined;
     message.readNodes = object.readNodes?.map((e) => ReadNode.fromPartial(e)) || [];
     message.reason = object.reason ?? "";
+    message.omitNodes = object.omitNodes ?? false;
     return message;
   },
 };
 
 function createBaseWriteNodesResponse(): WriteNodesResponse {
-  return { checks: [], stages: [], workPlanVersion: 0n };
+  return { checks: [], stages: [], workPlanVersion: 0n, nodesOmitted: false };
 }
 
 export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
@@ -516,6 +549,9 @@ export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
         throw new globalThis.Error("value provided for field message.workPlanVersion of type int64 too large");
       }
       writer.uint32(24).int64(message.workPlanVersion);
+    }
+    if (message.nodesOmitted !== false) {
+      writer.uint32(32).bool(message.nodesOmitted);
     }
     return writer;
   },
@@ -557,6 +593,14 @@ export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
             message.workPlanVersion = reader.int64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.nodesOmitted = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -578,6 +622,11 @@ export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
         : isSet(object.work_plan_version)
         ? BigInt(object.work_plan_version)
         : 0n,
+      nodesOmitted: isSet(object.nodesOmitted)
+        ? globalThis.Boolean(object.nodesOmitted)
+        : isSet(object.nodes_omitted)
+        ? globalThis.Boolean(object.nodes_omitted)
+        : false,
     };
   },
 
@@ -592,6 +641,9 @@ export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
     if (message.workPlanVersion !== 0n) {
       obj.workPlanVersion = message.workPlanVersion.toString();
     }
+    if (message.nodesOmitted !== false) {
+      obj.nodesOmitted = message.nodesOmitted;
+    }
     return obj;
   },
 
@@ -605,6 +657,7 @@ export const WriteNodesResponse: MessageFns<WriteNodesResponse> = {
     message.workPlanVersion = (object.workPlanVersion !== undefined && object.workPlanVersion !== null)
       ? BigInt(object.workPlanVersion)
       : 0n;
+    message.nodesOmitted = object.nodesOmitted ?? false;
     return message;
   },
 };
