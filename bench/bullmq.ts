@@ -11,7 +11,8 @@
 //             127.0.0.1:6379 as BullMQ users run it by default (no persistence). For push and for pull.
 //
 //   ours      the real server process (test/support/server.ts), one per side on a fresh database, kept for all of
-//             the side's runs; each run a fresh workplan, the shape written in one WriteNodes; done on the
+//             the side's runs; each run a fresh workplan, the shape written in one WriteNodes (with omit_nodes:
+//             the driver never reads the nodes back, as BullMQ's add gets ids, not jobs, from Redis); done on the
 //             WorkPlanCompletedEvent. Push: 4 in-process no-op StageRunners of one slot, called over RunStream
 //             (bench/stage-drivers.ts runStagesPush). Pull: 4 in-process no-op pull executors of one slot, using
 //             the protocol as `turboci runner` does (one Work stream each).

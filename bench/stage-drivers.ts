@@ -162,9 +162,12 @@ function watchCompletion(client: TurboCIOrchestratorClient, workPlanId: string, 
   };
 }
 
-/** One WriteNodes with every stage; with the driver's own deadline (a 10k-stage write can outlast a usual one). */
+/**
+ * One WriteNodes with every stage; with the driver's own deadline (a 10k-stage write can outlast a usual one). With
+ * omit_nodes, as a submitter that never reads the nodes back sets it: the 10k stages are not encoded back to it.
+ */
 function writeStages(client: TurboCIOrchestratorClient, workPlanId: string, stages: readonly StageSpec[], timeoutMs: number): Promise<void> {
-  const request = WriteNodesRequest.fromPartial({ workPlanId, stages: stages.map(stageWrite) });
+  const request = WriteNodesRequest.fromPartial({ workPlanId, stages: stages.map(stageWrite), omitNodes: true });
   return new Promise((resolve, reject) =>
     client.writeNodes(request, new Metadata(), { deadline: Date.now() + timeoutMs }, (err) => (err ? reject(err) : resolve())),
   );
