@@ -7,7 +7,7 @@ import { SCHEMA_VERSION, type RecordedEvent } from '../domain/events.js';
 import { GetWorkPlanAtResponse, type LoggedEvent, type TurboCIEventLogServer } from '../gen/turboci/v1/eventlog.js';
 import { resourceExhausted } from '../domain/errors.js';
 import { bytesText } from '../domain/limits.js';
-import { QUERY_ANSWER_BYTES } from './orchestrator-service.js';
+import { ANSWER_MAX_BYTES } from './orchestrator-service.js';
 import type { Logger } from '../logging.js';
 import { getReadModelDigestRequest, getWorkPlanAtRequest, pageToken, readEventsRequest } from './eventlog-validation.js';
 import { checkToProto, stageToProto, workPlanToProto } from './to-proto.js';
@@ -64,9 +64,9 @@ export function eventLogService(app: Orchestrator, log: Logger, auth?: Authentic
       };
       // No paging in this answer: one a default client would refuse ("larger than max") is refused here, saying so.
       const bytes = GetWorkPlanAtResponse.encode(answer).finish().length;
-      if (bytes > QUERY_ANSWER_BYTES) {
+      if (bytes > ANSWER_MAX_BYTES) {
         throw resourceExhausted(
-          `the workplan at that version is ${bytesText(bytes)}, more than one answer may carry (${bytesText(QUERY_ANSWER_BYTES)}); read its events with ReadEvents, or replay the log file (npx turboci replay --db)`,
+          `the workplan at that version is ${bytesText(bytes)}, more than one answer may carry (${bytesText(ANSWER_MAX_BYTES)}); read its events with ReadEvents, or replay the log file (npx turboci replay --db)`,
         );
       }
       return answer;

@@ -23,8 +23,8 @@ import {
   writeNodesRequest,
 } from './validation.js';
 
-/** A default gRPC client refuses messages over 4 MiB: a QueryNodes answer stays 64 KiB under that. */
-export const QUERY_ANSWER_BYTES = 4 * 1024 * 1024 - 64 * 1024;
+/** A default gRPC client refuses messages over 4 MiB: answers (QueryNodes, WriteNodes, GetWorkPlanAt) stay 64 KiB under. */
+export const ANSWER_MAX_BYTES = 4 * 1024 * 1024 - 64 * 1024;
 /** A node's field tag and length prefix in the answer. */
 const NODE_OVERHEAD = 8;
 
@@ -90,7 +90,7 @@ export function orchestratorService(
         mapped.set(node, m);
         return Stage.encode(m).finish().length + NODE_OVERHEAD;
       };
-      const page = app.queryNodes(q.workPlanId, { ...q, budget: { maxBytes: QUERY_ANSWER_BYTES, sizeOf } });
+      const page = app.queryNodes(q.workPlanId, { ...q, budget: { maxBytes: ANSWER_MAX_BYTES, sizeOf } });
       return {
         checks: page.checks.map((c) => (mapped.get(c) as Check | undefined) ?? checkToProto(q.workPlanId, c)),
         stages: page.stages.map((s) => (mapped.get(s) as Stage | undefined) ?? stageToProto(q.workPlanId, s, principal.admin)),
@@ -124,8 +124,11 @@ function writeNodesAnswer(out: WriteNodesResult, reveal: boolean, log: Logger): 
       workPlanVersion: version,
       nodesOmitted: false,
     }).finish();
-    if (bytes.length <= QUERY_ANSWER_BYTES) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-    log.warn({ workPlanId: out.workPlanId, bytes: bytes.length, checks: out.checks.length, stages: out.stages.length }, 'WriteNodes answer too large for a default client: sent without its nodes');
+    if (bytes.length <= ANSWER_MAX_BYTES) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    log.warn(
+      { workPlanId: out.workPlanId, bytes: bytes.length, checks: out.checks.length, stages: out.stages.length },
+      'WriteNodes answer too large for a default client: sent without its nodes',
+    );
   }
   const bytes = WriteNodesResponse.encode({ checks: [], stages: [], workPlanVersion: version, nodesOmitted: true }).finish();
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
