@@ -32,6 +32,7 @@ import { benchArgs, median, ratio, report, type Ratio } from './harness.js';
 import { chain, fanIn, noopAnswer, runStagesPull, runStagesPush, startPullExecutors, type StageSpec } from './stage-drivers.js';
 import { startTestRunner } from '../test/support/runner.js';
 import { benchScript, cpuSeconds, spawnChild, type ChildProc } from './transport-support.js';
+import { startAppInProcess, type AppInProcess } from './app-in-process.js';
 
 interface RedisAt {
   readonly host: string;
@@ -312,6 +313,19 @@ function streamFloorSide(): Side {
 // ---------------------------------------------------------------------------------------------------------------
 
 /** One side of a comparison: a name, one timed run, and what to stop once every shape was run. */
+/**
+ * The application without the transport (bench/app-in-process.ts): the same shape through a PullService in this
+ * process, 4 sessions × 1 credit, at NORMAL. Beside the Work stream floor it splits a stage's cost in two.
+ */
+function appInProcessSide(): Side {
+  let app: AppInProcess | undefined;
+  return {
+    name: APP_IN_PROCESS,
+    run: (shape) => (app ??= startAppInProcess(EXECUTORS)).run(specOf(shape)),
+    close: async () => app?.close(),
+  };
+}
+
 interface Side {
   readonly name: string;
   run(shape: Shape): Promise<RunDetail & { ms: number }>;
@@ -368,6 +382,8 @@ const WARMUP_ROUNDS = args.smoke ? 0 : 1;
 const FLOOR = 'grpc-js unary floor';
 /** The pull path's floor: our executors on Work streams, against a server that only sends the messages (streamFloorSide). */
 const STREAM_FLOOR = 'grpc-js Work stream floor';
+/** The pull path's application alone: no gRPC (appInProcessSide). */
+const APP_IN_PROCESS = 'application in process, pull, NORMAL';
 /** The issue's targets: durable against durable, and NORMAL against BullMQ's default setup. */
 const TARGETS = { durable: { 'fan-in': 2, chain: 1.5 }, default: { 'fan-in': 1, chain: 1 } } as const;
 
@@ -381,7 +397,7 @@ const durable = await startDurableRedis();
 if (typeof durable === 'string') notes.push(`skipped ours --sync FULL vs BullMQ on a durable Redis: ${durable}`);
 const durableRedis = typeof durable === 'string' ? undefined : durable;
 
-const sides: Side[] = [{ name: FLOOR, run: floorRun }, streamFloorSide()];
+const sides: Side[] = [{ name: FLOOR, run: floorRun }, streamFloorSide(), appInProcessSide()];
 try {
   if (durableRedis) {
     sides.push(
@@ -418,6 +434,8 @@ try {
     if (durableRedis) figures[`*${label}: durable target (${TARGETS.durable[shape.kind]}× BullMQ) / Work stream floor`] = (TARGETS.durable[shape.kind] * get('BullMQ durable').perSecond) / streamFloor;
     if (defaultRedis) figures[`*${label}: default target (${TARGETS.default[shape.kind]}× BullMQ) / Work stream floor`] = (TARGETS.default[shape.kind] * get('BullMQ default').perSecond) / streamFloor;
     figures[`${label}: ours pull ${durableRedis ? 'FULL' : 'NORMAL'} / Work stream floor`] = get(`ours pull ${durableRedis ? 'FULL' : 'NORMAL'}`).perSecond / streamFloor;
+    // How much of the application's own rate survives the transport, at the same sync setting.
+    if (defaultRedis) figures[`${label}: ours pull NORMAL / ${APP_IN_PROCESS}`] = get('ours pull NORMAL').perSecond / get(APP_IN_PROCESS).perSecond;
     for (const runners of ['push', 'pull'] as const) {
       figures[`${label}: ours ${runners} FULL / unary floor`] = durableRedis ? get(`ours ${runners} FULL`).perSecond / floor : 'not run';
       if (durableRedis) {
@@ -443,6 +461,7 @@ notes.push(
   `parallelism: ours ${EXECUTORS} push runners × 1 slot (over RunStream), or ${EXECUTORS} pull executors × 1 slot (one Work stream each), vs BullMQ ${EXECUTORS} workers × concurrency 1, all in this process; the server / Redis in their own`,
   `${FLOOR}: the same number of StageRunner.Run calls, as many at a time (4 for the fan-in, 1 for the chain), from a separate process to the same no-op runners, storing and deciding nothing: the ceiling for any design that makes one unary call per stage; a target / floor above 1 needs fewer calls than stages (streaming or batching), not a cheaper server`,
   `${STREAM_FLOOR}: the same ${EXECUTORS} pull executors × 1 slot (one Work stream each, this process) against a grpc-js process that sends only what our server sends on those streams (a lease into each credit, a completed answer per completion), as many attempts leased at a time as the shape allows, deciding, storing and syncing nothing: the ceiling for any server that leases over Work streams here; a target / floor above 1 is out of reach of such a server on this machine`,
+  `${APP_IN_PROCESS}: the same shape through our Orchestrator and PullService in this process, on a SQLite file at --sync NORMAL, ${EXECUTORS} sessions × 1 credit completing each lease on the next turn: everything the server decides, appends, commits and folds, without gRPC; its CPU per stage beside the Work stream floor's splits a stage's cost between the application and the transport`,
   `time = submit the whole graph → last stage completed; ms per link = that time / N on the chain; ${ROUNDS} measured round(s) per side, order rotating, median kept`,
   WARMUP_ROUNDS > 0
     ? `warm, as in service: each of our sides is one server kept for all its runs (a fresh workplan per run), as BullMQ's side is one Redis (a fresh key prefix per run); every side runs each shape ${WARMUP_ROUNDS} time(s) unmeasured before its measured rounds`
