@@ -62,8 +62,6 @@ export interface WriteNodesResult {
   readonly checks: Check[];
   readonly stages: Stage[];
   readonly version: number;
-  /** The caller asked for no nodes (omitNodes): `checks` and `stages` are empty whatever the write did. */
-  readonly nodesOmitted: boolean;
 }
 
 interface Waiter {
@@ -495,11 +493,11 @@ function answer(model: WorkPlanModel, req: WriteNodesRequest, events: readonly R
     checks: [...checkIds].map((id) => model.check(id)).filter((c): c is Check => c !== undefined),
     stages: [...stageIds].map((id) => model.stage(id)).filter((s): s is Stage => s !== undefined),
     version: model.meta.version,
-    nodesOmitted: false,
   };
 }
 
-const versionOnly = (workPlanId: string, version: number): WriteNodesResult => ({ workPlanId, checks: [], stages: [], version, nodesOmitted: true });
+/** The answer to a write that asked for no nodes (omitNodes): the version it left the workplan at. */
+const versionOnly = (workPlanId: string, version: number): WriteNodesResult => ({ workPlanId, checks: [], stages: [], version });
 
 /** The recorded events, carrying the nodes the decision folded (PendingEvent.node), so no fold repeats its work. */
 function withNodes(recorded: RecordedEvent[], events: readonly PendingEvent[]): RecordedEvent[] {

@@ -73,7 +73,7 @@ export function orchestratorService(
       requireWorkPlan(app, principal, 'workplans.write', input.workPlanId);
       requireRunnerTypesTargetable(app, auth, input.workPlanId, input.stages);
       const out = app.writeNodes({ ...input, actor: principal.actor(requestedReason(req)) });
-      return writeNodesAnswer(out, principal.admin, log);
+      return writeNodesAnswer(out, input.omitNodes, principal.admin, log);
     }),
     queryNodes: unary('QueryNodes', (req, { principal }) => {
       const q = parseRequest(queryNodesRequest, req);
@@ -112,24 +112,28 @@ export function orchestratorService(
 
 /**
  * The encoded WriteNodes answer. One whose nodes would pass what a default gRPC client accepts carries the version
- * only, with nodes_omitted: the write is committed, and a client that could not read its answer would take a
- * committed write for a failed one (and retry it).
+ * only, with nodes_omitted, as one that asked for no nodes does: the write is committed, and a client that could not
+ * read its answer would take a committed write for a failed one (and retry it).
  */
-function writeNodesAnswer(out: WriteNodesResult, reveal: boolean, log: Logger): Buffer {
-  const version = BigInt(out.version);
-  if (!out.nodesOmitted) {
-    const bytes = WriteNodesResponse.encode({
+function writeNodesAnswer(out: WriteNodesResult, omitNodes: boolean, reveal: boolean, log: Logger): Buffer {
+  const workPlanVersion = BigInt(out.version);
+  if (!omitNodes) {
+    const bytes = encoded({
       checks: out.checks.map((c) => checkToProto(out.workPlanId, c)),
       stages: out.stages.map((s) => stageToProto(out.workPlanId, s, reveal)),
-      workPlanVersion: version,
+      workPlanVersion,
       nodesOmitted: false,
-    }).finish();
-    if (bytes.length <= ANSWER_MAX_BYTES) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    });
+    if (bytes.length <= ANSWER_MAX_BYTES) return bytes;
     log.warn(
       { workPlanId: out.workPlanId, bytes: bytes.length, checks: out.checks.length, stages: out.stages.length },
       'WriteNodes answer too large for a default client: sent without its nodes',
     );
   }
-  const bytes = WriteNodesResponse.encode({ checks: [], stages: [], workPlanVersion: version, nodesOmitted: true }).finish();
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  return encoded({ checks: [], stages: [], workPlanVersion, nodesOmitted: true });
 }
+
+const encoded = (answer: WriteNodesResponse): Buffer => {
+  const bytes = WriteNodesResponse.encode(answer).finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+};
