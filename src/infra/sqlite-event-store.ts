@@ -85,6 +85,12 @@ export interface SqliteEventStoreOptions {
   readonly readAheadMinRows?: number;
 }
 
+/** SQLite's write failures (full, I/O, read-only, …): StorageFailure. */
+const isWriteFailure = (err: unknown): err is Error & { code: string } => {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|PERM)/.test(code);
+};
+
 /** 2 MiB: SQLite's own default (better-sqlite3 raises it to 16 MiB, which a large log fills and keeps). */
 export const DEFAULT_CACHE_KIB = 2048;
 
@@ -113,6 +119,8 @@ export class SqliteEventStore implements EventStore {
   private tailAfter: { version: number; hash: Buffer | null } | null = null;
   private readonly maxPosition: Database.Statement<[], { p: number }>;
   private readonly streamRange: Database.Statement;
+  /** An append's checks and inserts; appendTx runs it in a transaction of its own (no group commit). */
+  private readonly appendRows: (streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => RecordedEvent[];
   private readonly appendTx: Database.Transaction<
     (streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => RecordedEvent[]
   >;
@@ -156,7 +164,7 @@ export class SqliteEventStore implements EventStore {
     );
     this.maxPosition = this.db.prepare('SELECT COALESCE(MAX(position), 0) AS p FROM events');
     this.streamRange = this.db.prepare(STREAM_RANGE);
-    this.appendTx = this.db.transaction((streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => {
+    this.appendRows = (streamId: string, expected: number, events: readonly PendingEvent[], o: AppendOptions) => {
       const tail = this.tails.get(streamId) ?? this.streamTail.get(streamId);
       const actual = tail?.version ?? 0;
       if (actual !== expected) throw new VersionConflict(streamId, expected, actual);
@@ -181,7 +189,8 @@ export class SqliteEventStore implements EventStore {
       });
       this.tailAfter = { version: expected + events.length, hash: previous };
       return recorded;
-    });
+    };
+    this.appendTx = this.db.transaction(this.appendRows);
   }
 
   append(streamId: string, expectedVersion: number, events: readonly PendingEvent[], options: AppendOptions): RecordedEvent[] {
@@ -199,13 +208,20 @@ export class SqliteEventStore implements EventStore {
         this.db.exec('BEGIN IMMEDIATE');
         this.pendingPosition = 0;
       }
-      // Inside the open transaction this is a savepoint: a failed append (a version conflict) leaves the others be.
+      // No savepoint around it (two more statements per append): the version is checked before the first insert,
+      // so a conflict leaves the others be. An insert that fails (SQLite's write failures, or a bug) may leave part
+      // of this append behind: then the whole group goes, as a StorageFailure, and the server rebuilds from the log.
       let recorded: RecordedEvent[];
       try {
-        recorded = this.appendTx(streamId, expectedVersion, events, options);
+        recorded = this.appendRows(streamId, expectedVersion, events, options);
       } catch (err) {
         this.tails.clear();
-        throw err;
+        if (err instanceof VersionConflict) throw err;
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        this.pendingPosition = 0;
+        this.appended = false;
+        if (err instanceof StorageFailure || isWriteFailure(err)) throw err;
+        throw new StorageFailure('other', `${this.path}: an append failed, and its group commit with it: ${(err as Error).message}`, { cause: err });
       }
       this.tails.set(streamId, this.tailAfter!);
       this.pendingPosition = recorded[recorded.length - 1]!.position;
@@ -266,8 +282,8 @@ export class SqliteEventStore implements EventStore {
     try {
       return fn();
     } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      if (typeof code !== 'string' || !/^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|PERM)/.test(code)) throw err;
+      if (!isWriteFailure(err)) throw err;
+      const code = err.code;
       const reason = code === 'SQLITE_FULL' ? 'full' : 'other';
       throw new StorageFailure(reason, `${this.path}: ${(err as Error).message} (${code})`, { cause: err });
     }

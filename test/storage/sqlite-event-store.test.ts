@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { VersionConflict } from '../../src/app/event-store.js';
+import { StorageFailure, VersionConflict } from '../../src/app/event-store.js';
+import { checkHashChain } from '../../src/infra/hash-chain.js';
 import type { PendingEvent } from '../../src/domain/events.js';
 import { decodeEvent, UPCASTERS } from '../../src/infra/event-codec.js';
 import { SqliteEventStore } from '../../src/infra/sqlite-event-store.js';
@@ -118,6 +119,36 @@ test('with group commit, appends are invisible to other connections and lost in 
   reopened.close();
 });
 
+test('with group commit, an insert that fails partway through an append takes its whole group with it, as a StorageFailure', () => {
+  const path = `${dir.path}/group-insert-fails.db`;
+  const store = new SqliteEventStore(path, { groupCommit: true });
+  store.append('wp-a', 0, [created], { requestId: null, recordedAt: 1 });
+  store.flush();
+  // Another connection makes the second event of wp-b's next append fail inside SQLite (not a version conflict).
+  const other = new Database(path);
+  other.exec(`CREATE TRIGGER refuse_wp_b_2 BEFORE INSERT ON events WHEN NEW.stream_id = 'wp-b' AND NEW.version = 2 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`);
+  store.append('wp-a', 1, [check('in-the-same-group')], { requestId: null, recordedAt: 2 });
+  assert.throws(
+    () => store.append('wp-b', 0, [created, check('second')], { requestId: null, recordedAt: 3 }),
+    (err: Error) => err instanceof StorageFailure && /refused by the test/.test(err.message),
+  );
+  store.flush();
+  assert.deepEqual([...store.readAll()].map((e) => `${e.streamId}@${e.version}`), ['wp-a@1'], 'neither the append nor its group is in the log');
+  other.exec('DROP TRIGGER refuse_wp_b_2');
+  other.close();
+  // The stream tails are read from the log again: the next appends continue where the log ends.
+  store.append('wp-a', 1, [check('again')], { requestId: null, recordedAt: 4 });
+  store.append('wp-b', 0, [created], { requestId: null, recordedAt: 5 });
+  store.flush();
+  store.close();
+  const reopened = new SqliteEventStore(path);
+  assert.deepEqual([...reopened.readAll()].map((e) => `${e.streamId}@${e.version}`), ['wp-a@1', 'wp-a@2', 'wp-b@1']);
+  const db = new Database(path, { readonly: true });
+  assert.equal(checkHashChain(db).breaks.length, 0);
+  db.close();
+  reopened.close();
+});
+
 test('the commit marker follows every group commit, skips rolled-back appends, and a garbled record reads as none', async () => {
   const { readCommitMarker, markerPath } = await import('../../src/infra/commit-marker.js');
   const { readFileSync, writeFileSync } = await import('node:fs');
@@ -153,7 +184,6 @@ test('the commit marker follows every group commit, skips rolled-back appends, a
 });
 
 test('appends to one stream within one group commit chain and check versions as separate commits do', async () => {
-  const { checkHashChain } = await import('../../src/infra/hash-chain.js');
   const path = `${dir.path}/tails.db`;
   const store = new SqliteEventStore(path, { groupCommit: true });
   store.append('wp-t', 0, [created], { requestId: null, recordedAt: 1 });
