@@ -312,7 +312,6 @@ function streamFloorSide(): Side {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/** One side of a comparison: a name, one timed run, and what to stop once every shape was run. */
 /**
  * The application without the transport (bench/app-in-process.ts): the same shape through a PullService in this
  * process, 4 sessions × 1 credit, at NORMAL. Beside the Work stream floor it splits a stage's cost in two.
@@ -326,6 +325,7 @@ function appInProcessSide(): Side {
   };
 }
 
+/** One side of a comparison: a name, one timed run, and what to stop once every shape was run. */
 interface Side {
   readonly name: string;
   run(shape: Shape): Promise<RunDetail & { ms: number }>;

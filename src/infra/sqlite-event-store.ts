@@ -215,12 +215,12 @@ export class SqliteEventStore implements EventStore {
       try {
         recorded = this.appendRows(streamId, expectedVersion, events, options);
       } catch (err) {
-        this.tails.clear();
-        if (err instanceof VersionConflict) throw err;
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
-        this.pendingPosition = 0;
-        this.appended = false;
-        if (err instanceof StorageFailure || isWriteFailure(err)) throw err;
+        if (err instanceof VersionConflict) {
+          this.tails.clear();
+          throw err;
+        }
+        this.rollback();
+        if (isWriteFailure(err)) throw err;
         throw new StorageFailure('other', `${this.path}: an append failed, and its group commit with it: ${(err as Error).message}`, { cause: err });
       }
       this.tails.set(streamId, this.tailAfter!);
