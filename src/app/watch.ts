@@ -9,13 +9,15 @@
 //
 // Backpressure: the transport pulls items with next() as fast as the client's flow control lets it. Snapshot and log
 // history are produced lazily (read from the log in chunks as they are pulled), so they cost no buffer; live changes
-// wait in a bounded per-subscriber queue. A subscriber whose queue is full is ended with RESOURCE_EXHAUSTED naming
+// wait, bounded per subscriber: a subscriber that takes every change reads the workplan's one LiveLog at its own
+// cursor, a filtered one has a queue of its own. One that falls too far behind is ended with RESOURCE_EXHAUSTED naming
 // the last version handed over, from which it can resume: never a silent drop.
 import type { Subscription } from 'rxjs';
 import { WatchTracker, type Completion, type NodeChange, type WatchStep } from '../../projections/watch-tracker.js';
 import { invalidArgument, notFound } from '../domain/errors.js';
 import type { RecordedEvent } from '../domain/events.js';
 import type { CheckState, StageState } from '../domain/model.js';
+import { LiveLog, type LiveReader } from './live-log.js';
 import type { Orchestrator } from './orchestrator.js';
 
 export interface WatchFilter {
@@ -84,6 +86,10 @@ export const DEFAULT_WATCH_BUFFER = 10_000;
 interface Watched {
   readonly tracker: WatchTracker;
   readonly subs: Set<WatchSubscription>;
+  /** Live items for the subscribers that take every change (no filter). */
+  readonly log: LiveLog<WatchItem>;
+  /** The others: each has a queue of its own, and the live changes are offered to each. */
+  readonly filtered: Set<WatchSubscription>;
 }
 
 /** Every open watch subscription, and one watch projection per watched workplan shared by its subscribers. */
@@ -132,12 +138,14 @@ export class WatchHub {
     }
     let watched = this.watched.get(req.workPlanId);
     if (!watched) {
-      watched = { tracker: WatchTracker.from(model), subs: new Set() };
+      watched = { tracker: WatchTracker.from(model), subs: new Set(), log: new LiveLog(this.options.bufferSize), filtered: new Set() };
       this.watched.set(req.workPlanId, watched);
     }
     const sub = new WatchSubscription(this.nextId++, req, listener, this.options.bufferSize, (s, reason) => this.release(s, reason));
     if (req.afterVersion === undefined) sub.startFromSnapshot(watched.tracker);
     else sub.startFromLog(this.app, req.afterVersion, current, this.options.historyChunk ?? 256);
+    if (sub.takesEverything) sub.readFrom(watched.log);
+    else watched.filtered.add(sub);
     watched.subs.add(sub);
     this.subs.add(sub);
     this.options.onOpen?.(sub, this.subs.size);
@@ -171,7 +179,8 @@ export class WatchHub {
       }
       // One item for every watcher whose filter keeps the change (all of them, usually): not one each.
       const item = liveItem(step, step.change);
-      for (const sub of [...watched.subs]) sub.offer(step, item);
+      if (item && watched.log.readerCount) watched.log.push(item);
+      if (watched.filtered.size) for (const sub of [...watched.filtered]) sub.offer(step, item);
     }
   }
 
@@ -180,6 +189,7 @@ export class WatchHub {
     const watched = this.watched.get(sub.workPlanId);
     if (watched) {
       watched.subs.delete(sub);
+      watched.filtered.delete(sub);
       if (watched.subs.size === 0) this.watched.delete(sub.workPlanId);
     }
     this.options.onClose?.(sub, reason, this.subs.size);
@@ -218,8 +228,15 @@ class Queue<T> {
   }
 }
 
+/** A subscriber's pending live items, as a range of its workplan's LiveLog (see WatchSubscription.liveRange). */
+export interface LiveRange {
+  readonly log: LiveLog<WatchItem>;
+  readonly from: number;
+  readonly to: number;
+}
+
 /** One watcher: what it still has to receive, and up to where it has received. */
-export class WatchSubscription {
+export class WatchSubscription implements LiveReader {
   readonly workPlanId: string;
   readonly afterVersion: number | undefined;
   /** Snapshot items not yet handed over. */
@@ -232,8 +249,13 @@ export class WatchSubscription {
   private historyChunk = 256;
   private readonly history = new Queue<WatchItem>();
   private readOnce: ((range: { afterVersion: number; toVersion: number }) => Iterable<RecordedEvent>) | null = null;
-  /** Live items, bounded by bufferSize. */
+  /** Live items of a filtered subscriber, bounded by bufferSize. */
   private readonly live = new Queue<WatchItem>();
+  /** Or, for one that takes every change, the workplan's shared live items, read at liveCursor. */
+  private log: LiveLog<WatchItem> | null = null;
+  private liveCursor = 0;
+  /** It found the log empty and waits to be woken by the next push. */
+  private waitingLive = false;
   /** Every change of this workplan up to this version has been folded into what was handed over (or queued). */
   private handoverVersion = 0;
   /** Every matching change up to this version has been handed to the transport. */
@@ -246,8 +268,8 @@ export class WatchSubscription {
   private readonly stageStates: ReadonlySet<StageState>;
   private readonly checks: boolean;
   private readonly stages: boolean;
-  /** Every change matches. */
-  private readonly unfiltered: boolean;
+  /** Every change matches: live items come from the shared LiveLog (readFrom), not from offer(). */
+  readonly takesEverything: boolean;
 
   constructor(
     readonly id: number,
@@ -265,7 +287,7 @@ export class WatchSubscription {
     this.stageIds = new Set(filter.stageIds);
     this.checkStates = new Set(filter.checkStates);
     this.stageStates = new Set(filter.stageStates);
-    this.unfiltered = this.checks && this.stages && !this.checkIds.size && !this.stageIds.size && !this.checkStates.size && !this.stageStates.size;
+    this.takesEverything = this.checks && this.stages && !this.checkIds.size && !this.stageIds.size && !this.checkStates.size && !this.stageStates.size;
   }
 
   /** The resume point: every matching change up to this version was handed over; null while a snapshot is partial. */
@@ -279,7 +301,52 @@ export class WatchSubscription {
 
   /** Live items waiting to be pulled. */
   get queued(): number {
-    return this.live.length;
+    return this.log ? this.log.end - this.liveCursor : this.live.length;
+  }
+
+  /** @internal LiveReader: the next item of the shared log this subscriber takes. */
+  get cursor(): number {
+    return this.liveCursor;
+  }
+
+  /** @internal Live items from now on come from `log` (called at open, after the handover: they are all newer). */
+  readFrom(log: LiveLog<WatchItem>): void {
+    this.log = log;
+    this.liveCursor = log.add(this);
+  }
+
+  /** @internal LiveReader: items arrived after next() found none. */
+  wakeLive(): void {
+    this.waitingLive = false;
+    if (!this.closed) this.listener.wake();
+  }
+
+  /** @internal LiveReader: too far behind; the log has already let go of it. */
+  overflowed(): void {
+    this.log = null;
+    this.overflow();
+  }
+
+  /**
+   * When all this subscriber has left to receive is live items of the shared log (no snapshot or history, at least
+   * one item): their range, so that a transport can frame them once for every watcher at the same place. Take them
+   * with advance(); null otherwise (use next()).
+   */
+  liveRange(): LiveRange | null {
+    if (this.closed || !this.log || this.liveCursor >= this.log.end) return null;
+    if (this.snapshot.length > 0 || this.history.length > 0 || this.historyTracker) return null;
+    return { log: this.log, from: this.liveCursor, to: this.log.end };
+  }
+
+  /** Takes the live items of liveRange() up to `to` (exclusive), as if each had been returned by next(). */
+  advance(to: number): void {
+    const log = this.log;
+    if (this.closed || !log || to <= this.liveCursor) return;
+    if (to > log.end) throw new Error(`advance to ${to} beyond the live log's end ${log.end}`);
+    // History is done (liveRange said so): what nextFromHistory would have settled, settle here.
+    this.sent = Math.max(this.sent, this.historyTo, log.at(to - 1).version);
+    this.itemsSent += to - this.liveCursor;
+    this.liveCursor = to;
   }
 
   get isClosed(): boolean {
@@ -338,7 +405,7 @@ export class WatchSubscription {
   /** The next item to send, or undefined when there is nothing right now. */
   next(): WatchItem | undefined {
     if (this.closed) return undefined;
-    const item = this.snapshot.shift() ?? this.nextFromHistory() ?? this.live.shift();
+    const item = this.snapshot.shift() ?? this.nextFromHistory() ?? this.nextLive();
     if (!item) return undefined;
     if (this.snapshot.length === 0) this.snapshotPending = false;
     this.sent = Math.max(this.sent, item.version);
@@ -352,18 +419,33 @@ export class WatchSubscription {
     const item = whole && (step.change === null || this.matches(step.change)) ? whole : this.itemFor(step);
     if (!item) return;
     if (this.live.length >= this.bufferSize) {
-      const last = this.lastVersionSent;
-      this.end({
-        reason: 'overflow',
-        message:
-          last === null
-            ? `subscriber too slow (more than ${this.bufferSize} events waiting) before the initial snapshot was sent; watch again without after_version`
-            : `subscriber too slow (more than ${this.bufferSize} events waiting); last version sent: ${last}; resume with after_version=${last}`,
-      });
+      this.overflow();
       return;
     }
     this.live.push(item);
     if (this.live.length === 1) this.listener.wake();
+  }
+
+  private overflow(): void {
+    const last = this.lastVersionSent;
+    this.end({
+      reason: 'overflow',
+      message:
+        last === null
+          ? `subscriber too slow (more than ${this.bufferSize} events waiting) before the initial snapshot was sent; watch again without after_version`
+          : `subscriber too slow (more than ${this.bufferSize} events waiting); last version sent: ${last}; resume with after_version=${last}`,
+    });
+  }
+
+  private nextLive(): WatchItem | undefined {
+    const log = this.log;
+    if (!log) return this.live.shift();
+    if (this.liveCursor < log.end) return log.at(this.liveCursor++);
+    if (!this.waitingLive) {
+      this.waitingLive = true;
+      log.waitFor(this);
+    }
+    return undefined;
   }
 
   /** The client went away (cancel, deadline, disconnect): release without telling the transport. */
@@ -387,6 +469,8 @@ export class WatchSubscription {
     this.snapshot.clear();
     this.history.clear();
     this.live.clear();
+    this.log?.remove(this);
+    this.log = null;
     this.historyTracker = null;
   }
 
@@ -415,7 +499,7 @@ export class WatchSubscription {
   }
 
   private matches(change: NodeChange): boolean {
-    if (this.unfiltered) return true;
+    if (this.takesEverything) return true;
     if (change.kind === 'check') {
       return (
         this.checks &&

@@ -13,7 +13,7 @@ import { invalidArgument } from '../domain/errors.js';
 import { statusText, toServiceError } from './errors.js';
 import { undecodable } from './decode.js';
 import { parseRequest } from './validation.js';
-import { batchFrame, watchItemToBytes } from './watch-to-proto.js';
+import { batchFrame, liveRangeFrame, watchItemToBytes } from './watch-to-proto.js';
 import { watchWorkPlanRequest } from './watch-validation.js';
 import { PumpScheduler } from './pump-scheduler.js';
 
@@ -119,24 +119,34 @@ export class WatchService {
       if (finished || waitingForDrain || !sub) return;
       let wrote = false;
       try {
-        for (let item = sub.next(); item; item = sub.next()) {
+        for (;;) {
           let ok = true;
-          wrote = true;
-          if (batched) {
-            // Everything waiting now goes in one message; events are encoded once for every watcher either way.
-            const events = watchItemToBytes(sub.workPlanId, item);
-            let bytes = 0;
-            for (const e of events) bytes += e.length;
-            for (let more = events.length < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES ? sub.next() : undefined; more; ) {
-              const from = events.length;
-              watchItemToBytes(sub.workPlanId, more, events);
-              for (let i = from; i < events.length; i++) bytes += events[i]!.length;
-              more = events.length < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES ? sub.next() : undefined;
-            }
-            ok = call.write(batchFrame(events));
+          // A batched watcher with only shared live items pending writes the frame built for every watcher there.
+          const range = batched ? sub.liveRange() : null;
+          if (range) {
+            const { frame, end } = liveRangeFrame(sub.workPlanId, range, MAX_BATCH_EVENTS, MAX_BATCH_BYTES);
+            sub.advance(end);
+            ok = call.write(frame);
           } else {
-            for (const message of watchItemToBytes(sub.workPlanId, item)) ok = call.write(message);
+            const item = sub.next();
+            if (!item) break;
+            if (batched) {
+              // Everything waiting now goes in one message; events are encoded once for every watcher either way.
+              const events = watchItemToBytes(sub.workPlanId, item);
+              let bytes = 0;
+              for (const e of events) bytes += e.length;
+              for (let more = events.length < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES ? sub.next() : undefined; more; ) {
+                const from = events.length;
+                watchItemToBytes(sub.workPlanId, more, events);
+                for (let i = from; i < events.length; i++) bytes += events[i]!.length;
+                more = events.length < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES ? sub.next() : undefined;
+              }
+              ok = call.write(batchFrame(events));
+            } else {
+              for (const message of watchItemToBytes(sub.workPlanId, item)) ok = call.write(message);
+            }
           }
+          wrote = true;
           if (!ok) {
             waitingForDrain = true;
             call.once('drain', () => {

@@ -1,7 +1,8 @@
 // WatchItem → WorkPlanEvent messages (one for the node change, one for the completion, in that order), and their
 // wire bytes, encoded once for every watcher that gets them.
 import type { Completion, NodeChange } from '../../projections/watch-tracker.js';
-import type { WatchItem } from '../app/watch.js';
+import type { LiveLog } from '../app/live-log.js';
+import type { LiveRange, WatchItem } from '../app/watch.js';
 import { CheckState, StageState } from '../gen/turboci/v1/common.js';
 import { WorkPlanEvent } from '../gen/turboci/v1/service.js';
 import { CHECK_STATE, checkToProto, STAGE_STATE, stageToProto } from './to-proto.js';
@@ -92,6 +93,38 @@ let lastFrame: Buffer | null = null;
  */
 export function batchFrame(events: readonly Buffer[]): Buffer {
   if (lastFrame !== null && sameBuffers(events, lastEvents)) return lastFrame;
+  lastEvents = events;
+  lastFrame = frameOf(events);
+  return lastFrame;
+}
+
+/** The last frame liveRangeFrame built from each shared live log, and the range it was asked for. */
+const rangeFrames = new WeakMap<LiveLog<WatchItem>, { readonly from: number; readonly to: number; readonly end: number; readonly frame: Buffer }>();
+
+/**
+ * The batch message for a subscriber's pending live range: its items from `from` on, as many as fit under the limits
+ * (the first always does), and `end`, the index after the last one in it. Watchers of a workplan that take every
+ * change are pumped one after the other at the same place in its log, so the frame is built once for all of them:
+ * a watcher costs a lookup and a write, not a pass over its events.
+ */
+export function liveRangeFrame(workPlanId: string, range: LiveRange, maxEvents: number, maxBytes: number): { frame: Buffer; end: number } {
+  const cached = rangeFrames.get(range.log);
+  if (cached && cached.from === range.from && cached.to === range.to) return cached;
+  const events: Buffer[] = [];
+  let bytes = 0;
+  let i = range.from;
+  do {
+    const first = events.length;
+    watchItemToBytes(workPlanId, range.log.at(i++), events);
+    for (let k = first; k < events.length; k++) bytes += events[k]!.length;
+  } while (i < range.to && events.length < maxEvents && bytes < maxBytes);
+  const built = { from: range.from, to: range.to, end: i, frame: frameOf(events) };
+  rangeFrames.set(range.log, built);
+  return built;
+}
+
+/** A WorkPlanEventBatch of already encoded WorkPlanEvents. */
+function frameOf(events: readonly Buffer[]): Buffer {
   let size = 0;
   for (const e of events) size += 1 + varintSize(e.length) + e.length;
   const frame = Buffer.allocUnsafe(size);
@@ -106,8 +139,6 @@ export function batchFrame(events: readonly Buffer[]): Buffer {
     frame[at++] = n;
     at += e.copy(frame, at);
   }
-  lastEvents = events;
-  lastFrame = frame;
   return frame;
 }
 
