@@ -297,7 +297,23 @@ const stageWrite = z.object({
     .max(1_000_000, 'must be from -1000000 to 1000000')
     .transform((n) => n || undefined),
   executionPolicy,
-}).transform(({ executionPolicy: policy, ...rest }) => ({ ...rest, policy }));
+}).transform((s) => ({
+  // Built field by field: object rest/spread (`{ executionPolicy, ...rest }`) goes through a slow generic copy in V8,
+  // and this runs for every stage written.
+  id: s.id,
+  state: s.state,
+  args: s.args,
+  assignments: s.assignments,
+  dependencies: s.dependencies,
+  currentAttempt: s.currentAttempt,
+  executionMode: s.executionMode,
+  runnerType: s.runnerType,
+  maxAttempts: s.maxAttempts,
+  parentStageId: s.parentStageId,
+  attemptTimeoutSeconds: s.attemptTimeoutSeconds,
+  priority: s.priority,
+  policy: s.executionPolicy,
+}));
 
 export const writeNodesRequest = z
   .object({
@@ -315,10 +331,25 @@ export const writeNodesRequest = z
       ctx.addIssue({ code: 'custom', path: ['readVersion'], message: 'required when read_nodes is set' });
     }
   })
-  .transform(({ checks, readNodes, ...rest }) => ({
-    ...rest,
-    checks: checks.map(({ approvalGate: gate, ...c }) => ({ ...c, gate })),
-    reads: readNodes.map((n) => ({ kind: n.nodeType, id: n.nodeId })),
+  // Built field by field, not with object rest/spread: V8 copies those through a slow generic path, which was ~40% of
+  // validating a WriteNodes of one check.
+  .transform((r) => ({
+    workPlanId: r.workPlanId,
+    stages: r.stages,
+    requestId: r.requestId,
+    expectedVersion: r.expectedVersion,
+    readVersion: r.readVersion,
+    omitNodes: r.omitNodes,
+    checks: r.checks.map((c) => ({
+      id: c.id,
+      state: c.state,
+      kind: c.kind,
+      options: c.options,
+      dependencies: c.dependencies,
+      result: c.result,
+      gate: c.approvalGate,
+    })),
+    reads: r.readNodes.map((n) => ({ kind: n.nodeType, id: n.nodeId })),
   }));
 
 export const approveRequest = z.object({
