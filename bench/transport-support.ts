@@ -33,8 +33,13 @@ export function startNoopServer(response: Uint8Array): Promise<ChildServer> {
   return startScriptServer('noop-server', response);
 }
 
-/** The streaming floor (bench/noop-watch-server.ts): `send({events: N})` writes N copies of `event` to every watcher. */
-export function startNoopWatchServer(event: Uint8Array): Promise<ChildServer & { send(command: { events: number }): void }> {
+/** The streaming floor (bench/noop-watch-server.ts). */
+export interface NoopWatchServer extends ChildServer {
+  /** N copies of `event` to every watcher; with perMessage, to every batched watcher, that many a message, every everyMs. */
+  send(command: { events: number; perMessage?: number; everyMs?: number }): void;
+}
+
+export function startNoopWatchServer(event: Uint8Array): Promise<NoopWatchServer> {
   return startScriptServer('noop-watch-server', event);
 }
 

@@ -12,7 +12,7 @@
 // workplan's final version; a mismatch is reported, not thrown.
 //
 // Environment, for profiling and exploring (the defaults are what docs/performance.md reports):
-//   TURBOCI_BENCH_WATCH_KINDS=plain,none,batched,floor,windowed   the kinds of round to run (default: all)
+//   TURBOCI_BENCH_WATCH_KINDS=plain,none,batched,floor,windowed,floor-windowed   the kinds of round (default: all)
 //   TURBOCI_BENCH_BATCH_DELAY_MS=50                                the windowed watchers' max_batch_delay_ms
 //   TURBOCI_BENCH_WATCH_PLACEMENT=shared   the processes share every core (the default, own-cores, gives the watcher
 //       process a core of its own and the server and the writer the other one: see PLACEMENT)
@@ -43,6 +43,7 @@ import {
   type ChildProc,
   type ChildServer,
   type LoadClient,
+  type NoopWatchServer,
 } from './transport-support.js';
 
 const args = benchArgs();
@@ -104,7 +105,7 @@ function place(pid: number | undefined, cpus: string): void {
 
 const WATCHERS_NICE = Number(process.env.TURBOCI_BENCH_WATCHERS_NICE ?? 0);
 const WATCHERS_RAW = process.env.TURBOCI_BENCH_WATCHERS_RAW === '1';
-const ALL_KINDS = ['plain', 'none', 'batched', 'floor', 'windowed'] as const;
+const ALL_KINDS = ['plain', 'none', 'batched', 'floor', 'windowed', 'floor-windowed'] as const;
 type RoundKind = (typeof ALL_KINDS)[number];
 const KINDS: readonly RoundKind[] = process.env.TURBOCI_BENCH_WATCH_KINDS
   ? process.env.TURBOCI_BENCH_WATCH_KINDS.split(',').map((k) => {
@@ -134,6 +135,11 @@ const m = {
   floorServerCpuPerEvent: [] as number[],
   floorWatcherCpuPerEvent: [] as number[],
   floorResults: [] as SubscribersResult[],
+  writerCpuPerWriteWithout: [] as number[],
+  /** The windowed floor: the no-op server's CPU per write's worth of events, and the events it put in a message. */
+  floorWindowedCpuPerWrite: [] as number[],
+  floorWindowedPerMessage: [] as number[],
+  floorWindowedResults: [] as SubscribersResult[],
   kinds: { plain: withWatchers(), batched: withWatchers(), windowed: withWatchers() } as Record<WatcherKind, WithWatchers>,
 };
 
@@ -221,6 +227,7 @@ class Rounds {
     const r = await this.runWrites(workPlanId);
     pushCores(m.coresWithout, t0[0], [cpu0, undefined, t0[1]], [cpuOf(this.server.pid), undefined, cpuOf(this.load.pid)]);
     pushDefined(m.serverCpuPerWriteWithout, usEach(cpu0, cpuOf(this.server.pid), this.calls));
+    pushDefined(m.writerCpuPerWriteWithout, usEach(t0[1], cpuOf(this.load.pid), this.calls));
     m.writesWithout.push(r.callsPerSec);
   }
 
@@ -253,7 +260,7 @@ class Rounds {
   }
 
   /** The grpc-js floor: as many events as our writes make, streamed by the no-op server to as many watchers. */
-  async floor(noop: ChildServer & { send(command: { events: number }): void }, state: { last: number }): Promise<void> {
+  async floor(noop: NoopWatchServer, state: { last: number }): Promise<void> {
     const prime = async () => {
       noop.send({ events: 1 });
       state.last++;
@@ -268,6 +275,32 @@ class Rounds {
       pushDefined(m.floorServerCpuPerEvent, usEach(cpu0[0], cpuOf(noop.pid), events * SUBSCRIBERS));
       pushDefined(m.floorWatcherCpuPerEvent, usEach(cpu0[1], cpuOf(subs.child.pid), events * SUBSCRIBERS));
       m.floorResults.push(result);
+    } finally {
+      await subs.stop();
+    }
+  }
+
+  /**
+   * The grpc-js floor for windowed watchers: the events of as many writes, sent by the no-op server to as many
+   * WatchWorkPlanBatched streams in messages of the size and at the pace ours sends them (one message per window,
+   * holding what a window of writes at the no-watcher rate makes), each message encoded once for all streams.
+   */
+  async floorWindowed(noop: NoopWatchServer, state: { last: number }, writesPerSec: number): Promise<void> {
+    const prime = async () => {
+      noop.send({ events: 1, perMessage: 1, everyMs: 0 });
+      state.last++;
+    };
+    const subs = await startWatchers(noop.address, 'floor', state.last, prime, WATCHERS.windowed.argv);
+    try {
+      const perMessage = Math.max(1, Math.round((writesPerSec * EVENTS_PER_WRITE * BATCH_DELAY_MS) / 1000));
+      const cpu0 = cpuOf(noop.pid);
+      const events = this.calls * EVENTS_PER_WRITE;
+      noop.send({ events, perMessage, everyMs: BATCH_DELAY_MS });
+      state.last += events;
+      const result = await finishWatchers(subs, state.last);
+      pushDefined(m.floorWindowedCpuPerWrite, usEach(cpu0, cpuOf(noop.pid), this.calls));
+      m.floorWindowedPerMessage.push(perMessage);
+      m.floorWindowedResults.push(result);
     } finally {
       await subs.stop();
     }
@@ -322,6 +355,11 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number, load: 
   if (floorPerEvent !== undefined) figures['*server CPU µs per event sent to one watcher, no-op grpc-js streaming (one message per event)'] = round1(floorPerEvent);
   if (m.floorWatcherCpuPerEvent.length) figures['watcher process CPU µs per event received, no-op grpc-js streaming'] = cpu(m.floorWatcherCpuPerEvent);
   if (m.floorResults.length) figures['no-op streaming: time to deliver the same events, ms (median round)'] = median(m.floorResults.map((r) => r.catchUpMs));
+  if (m.writerCpuPerWriteWithout.length) figures['writer CPU µs per write, no watcher'] = cpu(m.writerCpuPerWriteWithout);
+  const floorWindowed = m.floorWindowedCpuPerWrite.length ? median(m.floorWindowedCpuPerWrite) : undefined;
+  if (floorWindowed !== undefined) {
+    figures[`*server CPU µs per write's events, no-op grpc-js windowed floor (${median(m.floorWindowedPerMessage)} events a message, a message every ${BATCH_DELAY_MS} ms to each stream)`] = round1(floorWindowed);
+  }
   for (const kind of ['plain', 'batched', 'windowed'] as const) {
     const k = m.kinds[kind];
     if (!k.writes.length) continue;
@@ -347,6 +385,17 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number, load: 
       ratios.push(ratio(`WriteNodes calls/s with ${label} vs none`, writes, without, 'calls/s', { target: 0.9 }));
       ratios.push(ratio(`writes/s delivered to ${SUBSCRIBERS} ${kind} watchers vs WriteNodes calls/s with none`, delivered, without, 'writes/s'));
     }
+    if (kind === 'windowed' && perEvent !== undefined && perEvent > 0 && floorWindowed !== undefined) {
+      const extra = perEvent * EVENTS_PER_WRITE * SUBSCRIBERS;
+      ratios.push(ratio('fan-out server CPU per write, windowed vs the no-op grpc-js windowed floor', extra, floorWindowed, 'µs', { lowerIsBetter: true }));
+      if (PLACEMENT === 'own-cores' && !placementFailure && m.writerCpuPerWriteWithout.length) {
+        // Server and writer share one core: the writes can go at most this much of their rate if fan-out cost only
+        // what the bare grpc-js server spends on the same messages.
+        const own = median(m.serverCpuPerWriteWithout) + median(m.writerCpuPerWriteWithout);
+        figures['calls/s with windowed watchers vs none that fan-out at the no-op floor\'s cost would leave (estimate: server and writer CPU per write with none, over that plus the floor)'] =
+          Math.round((own / (own + floorWindowed)) * 100) / 100;
+      }
+    }
     if (perEvent !== undefined && perEvent > 0 && floorPerEvent !== undefined) {
       ratios.push(ratio(`server CPU per event sent, ${kind} vs no-op grpc-js streaming (one message per event)`, perEvent, floorPerEvent, 'µs', { lowerIsBetter: true }));
     }
@@ -357,7 +406,7 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number, load: 
   const ended: Record<string, number> = {};
   for (const r of allResults) for (const [code, n] of Object.entries(r.ended)) ended[code] = (ended[code] ?? 0) + n;
   const endedText = Object.entries(ended).map(([code, n]) => `${n} ${code}`).join(', ') || 'none';
-  const floorBad = m.floorResults.filter((r) => r.mismatched || r.gaps || Object.keys(r.ended).length).length;
+  const floorBad = [...m.floorResults, ...m.floorWindowedResults].filter((r) => r.mismatched || r.gaps || Object.keys(r.ended).length).length;
   Object.assign(figures, {
     'watchers with a wrong event count (all rounds)': mismatched,
     'version gaps seen by watchers (all rounds)': gaps,
@@ -382,6 +431,7 @@ function summarize(sample: Uint8Array, calls: number, roundsDone: number, load: 
         'The target ratio is the writers\' throughput as the writer sees it. Live events wait in per-watcher queues, so a round of writes can end before the watchers have their events; "writes/s delivered" counts until the last watcher has the last event, the rate the watchers could keep up with for good (beyond it their queues grow until RESOURCE_EXHAUSTED).',
         'CPU figures: utime + stime from /proc of the server / the watcher process / the writer (all threads), from the first timed write until every watcher has the last event (clock-tick resolution: 10 ms over a round); "cores busy" is that CPU time over the same wall time. With the placement own cores, the server and the writer share one core in every kind of round, so what fan-out costs the server is taken from the writes, and the watchers decode on the other; shared, the watchers\' decoding is taken from the writes too (and whatever else runs on the machine: see the load average).',
         `No-op streaming floor: bench/noop-watch-server.ts writes ${sample.length}-byte copies of one of our real events (as many as ${FLOOR_WRITES} writes make, at most) to the same ${SUBSCRIBERS} watchers over their own connections, one message per event per stream, as fast as flow control allows (all at once rather than at the writers' pace).`,
+        `Windowed floor: the no-op server sends as many writes' worth of the same event to ${SUBSCRIBERS} WatchWorkPlanBatched watchers (its own, like ours) in one message per ${BATCH_DELAY_MS} ms window, each holding what a window of writes at the no-watcher rate makes, every message encoded once: what ours would cost if its fan-out were only grpc-js writing the same messages.`,
         ...(mismatched || gaps || endedText !== 'none'
           ? [`DELIVERY PROBLEM: ${mismatched} watcher(s) got a wrong event count, ${gaps} version gap(s), streams ended by the server: ${endedText}.`]
           : [`Delivery checked: every watcher received exactly one event per version after the one it resumed from, in order (${allResults.map((r) => r.expectedPerSubscriber).join(', ')} events per watcher per round).`]),
@@ -421,12 +471,14 @@ try {
 
   const rounds = new Rounds(api, server, load, calls);
   const floorState = { last: 1 };
+  const floorWindowedState = { last: 1 };
   const run: Record<RoundKind, () => Promise<void>> = {
     plain: () => rounds.with('plain'),
     none: () => rounds.without(),
     batched: () => rounds.with('batched'),
     floor: () => rounds.floor(noop, floorState),
     windowed: () => rounds.with('windowed'),
+    'floor-windowed': () => rounds.floorWindowed(noop, floorWindowedState, m.writesWithout.length ? median(m.writesWithout) : cal.callsPerSec),
   };
   const kinds = KINDS.map((k) => run[k]);
   // Rotated order each round, so a drift of the machine hits every kind alike.
