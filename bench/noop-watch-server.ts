@@ -47,7 +47,7 @@ function pump(call: Call): void {
   }
 }
 
-/** Batched streams; each is written every message (no catching up: they are open before a batched command). */
+/** Batched streams: each gets, on opening, what was sent after its after_version, then every message sent. */
 const batchedStreams = new Set<BatchedCall>();
 let lastBatched = 1;
 

@@ -13,7 +13,7 @@ import { invalidArgument } from '../domain/errors.js';
 import { statusText, toServiceError } from './errors.js';
 import { undecodable } from './decode.js';
 import { parseRequest } from './validation.js';
-import { batchFrame, liveRangeFrame, watchItemToBytes } from './watch-to-proto.js';
+import { batchEvents, batchFrame, liveRangeFrame, watchItemToBytes } from './watch-to-proto.js';
 import { watchWorkPlanRequest } from './watch-validation.js';
 import { PumpScheduler } from './pump-scheduler.js';
 
@@ -132,16 +132,8 @@ export class WatchService {
             if (!item) break;
             if (batched) {
               // Everything waiting now goes in one message; events are encoded once for every watcher either way.
-              const events = watchItemToBytes(sub.workPlanId, item);
-              let bytes = 0;
-              for (const e of events) bytes += e.length;
-              for (let more = events.length < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES ? sub.next() : undefined; more; ) {
-                const from = events.length;
-                watchItemToBytes(sub.workPlanId, more, events);
-                for (let i = from; i < events.length; i++) bytes += events[i]!.length;
-                more = events.length < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES ? sub.next() : undefined;
-              }
-              ok = call.write(batchFrame(events));
+              const pulled = sub;
+              ok = call.write(batchFrame(batchEvents(pulled.workPlanId, item, () => pulled.next(), MAX_BATCH_EVENTS, MAX_BATCH_BYTES)));
             } else {
               for (const message of watchItemToBytes(sub.workPlanId, item)) ok = call.write(message);
             }

@@ -80,6 +80,23 @@ export function watchItemToBytes(workPlanId: string, item: WatchItem, out: Buffe
   return out;
 }
 
+/**
+ * The encoded events of `first` and of the items `more()` gives, for one batch: more are taken only while the batch
+ * holds fewer than `maxEvents` events and `maxBytes` bytes (the first item always goes, whatever its size).
+ */
+export function batchEvents(workPlanId: string, first: WatchItem, more: () => WatchItem | undefined, maxEvents: number, maxBytes: number): Buffer[] {
+  const events = watchItemToBytes(workPlanId, first);
+  let bytes = 0;
+  for (const e of events) bytes += e.length;
+  for (let item = events.length < maxEvents && bytes < maxBytes ? more() : undefined; item; ) {
+    const from = events.length;
+    watchItemToBytes(workPlanId, item, events);
+    for (let k = from; k < events.length; k++) bytes += events[k]!.length;
+    item = events.length < maxEvents && bytes < maxBytes ? more() : undefined;
+  }
+  return events;
+}
+
 /** The last frame batchFrame built, and the event buffers it was built from (never mutated: see `encoded`). */
 let lastEvents: readonly Buffer[] = [];
 let lastFrame: Buffer | null = null;
@@ -110,14 +127,8 @@ const rangeFrames = new WeakMap<LiveLog<WatchItem>, { readonly from: number; rea
 export function liveRangeFrame(workPlanId: string, range: LiveRange, maxEvents: number, maxBytes: number): { frame: Buffer; end: number } {
   const cached = rangeFrames.get(range.log);
   if (cached && cached.from === range.from && cached.to === range.to) return cached;
-  const events: Buffer[] = [];
-  let bytes = 0;
   let i = range.from;
-  do {
-    const first = events.length;
-    watchItemToBytes(workPlanId, range.log.at(i++), events);
-    for (let k = first; k < events.length; k++) bytes += events[k]!.length;
-  } while (i < range.to && events.length < maxEvents && bytes < maxBytes);
+  const events = batchEvents(workPlanId, range.log.at(i++), () => (i < range.to ? range.log.at(i++) : undefined), maxEvents, maxBytes);
   const built = { from: range.from, to: range.to, end: i, frame: frameOf(events) };
   rangeFrames.set(range.log, built);
   return built;
